@@ -1,0 +1,96 @@
+/**
+ * The bundled example: an HTTP/1.1 server and an HTTP/2 (h2c, prior knowledge)
+ * server on 127.0.0.1 under baton. Every response names the generation and pid
+ * that served it; a request counter is handed from generation to generation as
+ * app state.
+ *
+ * Run it with `npm start`. Running the same command again while it runs
+ * performs a takeover upgrade; `kill -USR2 <pid>` performs an exec upgrade.
+ */
+import http from 'node:http';
+import http2 from 'node:http2';
+import path from 'node:path';
+import { start, defaultSocketDir, type Generation } from '../src/index.js';
+
+export interface ExampleOptions {
+  port: number;
+  h2cPort: number;
+  host: string;
+  name: string;
+  pidFile: string;
+  socketDir: string;
+}
+
+/** Options from the environment: PORT (8080), H2C_PORT (PORT+1), BATON_SOCKET_DIR, BATON_PID_FILE. */
+export function exampleOptionsFromEnv(env = process.env): ExampleOptions {
+  const port = Number(env.PORT ?? 8080);
+  const socketDir = env.BATON_SOCKET_DIR ?? defaultSocketDir();
+  return {
+    port,
+    h2cPort: Number(env.H2C_PORT ?? port + 1),
+    host: env.HOST ?? '127.0.0.1',
+    name: env.BATON_NAME ?? 'example',
+    socketDir,
+    pidFile: env.BATON_PID_FILE ?? path.join(socketDir, 'example.pid'),
+  };
+}
+
+const log = (msg: string) => process.stdout.write(`[baton example pid ${process.pid}] ${msg}\n`);
+
+/** Runs the example until its generation exits; resolves with the exit code to use. */
+export async function runExample(opts: ExampleOptions): Promise<number> {
+  const startedAt = performance.now();
+  let served = 0;
+  let generation: Generation;
+  try {
+    generation = await start({ name: opts.name, socketDir: opts.socketDir, pidFile: opts.pidFile, state: () => ({ served }) });
+  } catch (err) {
+    log(`cannot start: ${(err as Error).message}`);
+    return 1;
+  }
+  const inherited = generation.inheritedState as { served?: number } | undefined;
+  served = inherited?.served ?? 0;
+  const body = () => `generation ${generation.number} pid ${process.pid}\n`;
+  const headers = () => ({ 'content-type': 'text/plain', 'x-baton-generation': String(generation.number), 'x-baton-pid': String(process.pid) });
+
+  const h1 = http.createServer((_req, res) => {
+    served++;
+    res.writeHead(200, headers());
+    res.end(body());
+  });
+  const h2 = http2.createServer();
+  h2.on('stream', (stream) => {
+    served++;
+    stream.respond({ ':status': 200, ...headers() });
+    stream.end(body());
+  });
+
+  generation.on('upgrade-start', ({ via, pid }) => log(`upgrade (${via}) started: successor pid ${pid}`));
+  generation.on('upgrade', (r) =>
+    log(`upgrade (${r.via}) done: generation ${r.successorGeneration} pid ${r.successorPid} ready in ${r.timeToReadyMs.toFixed(1)} ms; draining ${r.connections} connections`),
+  );
+  generation.on('upgrade-failed', (err) => log(`upgrade failed, still serving: ${err.message}`));
+  generation.on('peer-refused', (err) => log(`upgrade peer refused: ${err.message}`));
+  generation.on('drained', (r) => log(`drained in ${r.durationMs.toFixed(1)} ms: ${r.drained} connections closed cleanly, ${r.forced} forced; exiting`));
+  generation.on('predecessor-done', (d) => log(`predecessor pid ${d.pid} exited: ${d.drained} drained, ${d.forced} forced`));
+  generation.on('warning', (err) => log(`warning: ${err.message}`));
+
+  try {
+    await generation.listen('http', { host: opts.host, port: opts.port }, h1);
+    await generation.listen('h2c', { host: opts.host, port: opts.h2cPort }, h2);
+    await generation.ready();
+  } catch (err) {
+    log(`not ready: ${(err as Error).message}`);
+    return 1;
+  }
+  const [a, b] = generation.getListeners();
+  log(
+    `generation ${generation.number} (${generation.origin}) serving http://${a?.address}:${a?.port} and h2c://${b?.address}:${b?.port}; ` +
+      `ready in ${(performance.now() - startedAt).toFixed(1)} ms; pid file ${opts.pidFile}; ${served} requests served so far`,
+  );
+  const stop = () => void generation.stop();
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+  await generation.exited();
+  return 0;
+}

@@ -1,0 +1,81 @@
+/**
+ * Every failure baton reports is a {@link BatonError} with a stable `code`.
+ * Codes never change meaning once released; docs/errors.md lists them all and a
+ * test fails when one is missing there.
+ *
+ * Syscall failures are not wrapped: they keep Node's own shape (`code`, `errno`,
+ * `syscall`, `path`) — see src/native/system-error.ts.
+ */
+
+/** The stable error codes, each with its meaning. */
+export const ErrorCodes = {
+  /** The peer speaks a protocol version this build does not support. */
+  ERR_BATON_PROTOCOL_VERSION: 'incompatible handover protocol version',
+  /** A frame on the upgrade channel could not be decoded (bad magic, type, JSON, fd count). */
+  ERR_BATON_BAD_FRAME: 'malformed handover frame',
+  /** A frame announced a payload larger than the configured maximum. */
+  ERR_BATON_FRAME_TOO_LARGE: 'handover frame too large',
+  /** A frame arrived that the protocol does not allow at this point. */
+  ERR_BATON_UNEXPECTED_FRAME: 'unexpected handover frame',
+  /** The peer's uid is not allowed to take over this server. */
+  ERR_BATON_PEER_REFUSED: 'upgrade peer refused',
+  /** Another successor is already taking over this server. */
+  ERR_BATON_UPGRADE_IN_PROGRESS: 'an upgrade is already in progress',
+  /** The peer did not send its hello in time. */
+  ERR_BATON_HELLO_TIMEOUT: 'handover hello timed out',
+  /** The successor did not become ready within the ready timeout. */
+  ERR_BATON_READY_TIMEOUT: 'successor not ready in time',
+  /** The successor exited or closed the channel before it was ready. */
+  ERR_BATON_SUCCESSOR_EXITED: 'successor exited before ready',
+  /** The predecessor went away during the handover. */
+  ERR_BATON_PREDECESSOR_LOST: 'predecessor went away during handover',
+  /** The predecessor aborted this handover; the message says why. */
+  ERR_BATON_ABORTED: 'handover aborted by the predecessor',
+  /** The app state is not JSON-serialisable or exceeds the size limit. */
+  ERR_BATON_STATE_INVALID: 'app state cannot be handed over',
+  /** An inherited fd is not the socket it claims to be. */
+  ERR_BATON_INHERITED_FD_INVALID: 'inherited fd failed validation',
+  /** A listener name was used twice, or the server is already listening. */
+  ERR_BATON_LISTENER_CONFLICT: 'listener conflict',
+  /** The upgrade socket directory is owned by another user or has a wider mode than 0700. */
+  ERR_BATON_SOCKET_DIR_INSECURE: 'upgrade socket directory is not private',
+  /** An API was called in a phase where it is not allowed. */
+  ERR_BATON_INVALID_PHASE: 'operation not allowed in this phase',
+  /** The successor process could not be spawned. */
+  ERR_BATON_SPAWN_FAILED: 'successor could not be started',
+  /** The native addon is not built or the platform is not supported. */
+  ERR_BATON_NATIVE_UNAVAILABLE: 'native addon unavailable',
+  /** Fds were lost in transit (MSG_CTRUNC), typically because RLIMIT_NOFILE was reached. */
+  ERR_BATON_FDS_TRUNCATED: 'fds truncated in transit',
+  /** The channel was closed while an operation was pending. */
+  ERR_BATON_CHANNEL_CLOSED: 'channel closed',
+  /** A configuration value is invalid. */
+  ERR_BATON_INVALID_OPTION: 'invalid option',
+} as const;
+
+/** One of the stable codes in {@link ErrorCodes}. */
+export type ErrorCode = keyof typeof ErrorCodes;
+
+/**
+ * The error class of everything baton reports. `code` is stable; `message`
+ * names what failed and where (listener name, socket path, pid, timeout).
+ */
+export class BatonError extends Error {
+  override readonly name = 'BatonError';
+  readonly code: ErrorCode;
+
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+  }
+}
+
+/** True when `err` is a {@link BatonError}, optionally with the given code. */
+export function isBatonError(err: unknown, code?: ErrorCode): err is BatonError {
+  return err instanceof BatonError && (code === undefined || err.code === code);
+}
+
+/** Wraps anything thrown into an Error, keeping Errors as they are. */
+export function asError(err: unknown): Error {
+  return err instanceof Error ? err : new Error(String(err));
+}

@@ -1,0 +1,21 @@
+/**
+ * Every timeout and limit baton uses, named, with its default. All are
+ * configurable through {@link StartOptions}; docs/architecture.md explains each.
+ */
+export const Defaults = {
+  /** A peer on the upgrade socket must send its hello within this many ms. */
+  helloTimeoutMs: 5_000,
+  /** A successor must call ready() within this many ms of its hello, or it is aborted. */
+  readyTimeoutMs: 30_000,
+  /**
+   * After a successor is ready, connections still open after this many ms are
+   * closed (long-lived ones: WebSocket, raw TCP, stuck requests).
+   */
+  drainTimeoutMs: 30_000,
+  /** An exec successor that was aborted gets SIGTERM, then SIGKILL after this many ms. */
+  killGraceMs: 2_000,
+  /** Largest frame accepted on the upgrade channel. */
+  maxFrameBytes: 16 * 1024 * 1024,
+  /** Largest app state (JSON, UTF-8 bytes) handed over. */
+  maxStateBytes: 8 * 1024 * 1024,
+} as const;

@@ -1,0 +1,76 @@
+import { EventEmitter } from 'node:events';
+import { BatonError } from './errors.js';
+
+/**
+ * The phases of one server generation. Every transition is emitted as a
+ * `'phase'` event on the generation, and tests assert the exact order.
+ *
+ * ```
+ * starting ──► taking-over ──► serving ◄──► handing-over
+ *    │              │             │              │
+ *    └──► serving   └──► failed   └──► draining ◄┘
+ *                                        │
+ *                                        ▼
+ *                                      exited
+ * ```
+ */
+export type Phase =
+  /** Finding out how this process came to be; listeners may be set up. */
+  | 'starting'
+  /** A predecessor is handing its listeners and state over; not ready yet. */
+  | 'taking-over'
+  /** Ready and accepting; the upgrade socket belongs to this generation. */
+  | 'serving'
+  /** A successor is setting up; this generation still accepts and serves. */
+  | 'handing-over'
+  /** A successor is ready (or a stop was asked): no longer accepting, finishing connections. */
+  | 'draining'
+  /** Drain finished; everything baton owned is closed. Terminal. */
+  | 'exited'
+  /** The takeover failed (the predecessor serves on). Terminal. */
+  | 'failed';
+
+const allowed: Readonly<Record<Phase, readonly Phase[]>> = {
+  starting: ['taking-over', 'serving', 'failed', 'draining'],
+  'taking-over': ['serving', 'failed'],
+  serving: ['handing-over', 'draining'],
+  'handing-over': ['serving', 'draining'],
+  draining: ['exited'],
+  exited: [],
+  failed: [],
+};
+
+/** The observable state machine of a generation's phases. */
+export class PhaseMachine extends EventEmitter<{ phase: [to: Phase, from: Phase] }> {
+  #phase: Phase = 'starting';
+  readonly #history: Phase[] = ['starting'];
+
+  /** The current phase. */
+  get phase(): Phase {
+    return this.#phase;
+  }
+
+  /** Every phase entered so far, in order, starting with `'starting'`. */
+  get history(): readonly Phase[] {
+    return this.#history;
+  }
+
+  /** True when `to` may follow the current phase. */
+  can(to: Phase): boolean {
+    return allowed[this.#phase].includes(to);
+  }
+
+  /**
+   * Moves to `to` and emits `'phase'`. Throws ERR_BATON_INVALID_PHASE when the
+   * transition is not in the diagram above (a bug, never a runtime condition).
+   */
+  transition(to: Phase): void {
+    const from = this.#phase;
+    if (!this.can(to)) {
+      throw new BatonError('ERR_BATON_INVALID_PHASE', `cannot move from phase '${from}' to '${to}'`);
+    }
+    this.#phase = to;
+    this.#history.push(to);
+    this.emit('phase', to, from);
+  }
+}

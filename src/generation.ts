@@ -1,0 +1,543 @@
+import { once, EventEmitter } from 'node:events';
+import fs from 'node:fs';
+import type net from 'node:net';
+import type { ChildProcess } from 'node:child_process';
+import { debuglog } from 'node:util';
+import { BatonError, asError, isBatonError } from './core/errors.js';
+import { Defaults } from './core/options.js';
+import { PhaseMachine, type Phase } from './core/phase.js';
+import { ConnectionTracker, type DrainReport } from './drain/connection-tracker.js';
+import { spawnSuccessor, type ExecCommand } from './handover/exec.js';
+import { LISTEN_FDS_START, closeQuietly } from './handover/inherit.js';
+import { UpgradeSocket } from './handover/upgrade-socket.js';
+import { ListenerSet, type ListenAddress, type Listener } from './listeners/listener-set.js';
+import { UnixChannel } from './native/unix-channel.js';
+import { FramePeer } from './protocol/frame-peer.js';
+import { FrameType, PROTOCOL_VERSION, type DonePayload, type HelloPayload, type ListenerEntry, type StatePayload } from './protocol/frames.js';
+
+const debug = debuglog('baton');
+
+/** How this generation came to be. */
+export type Origin = 'fresh' | 'takeover' | 'exec' | 'systemd';
+
+/** The resolved settings of a generation (see {@link Defaults} for each default). */
+export interface GenerationSettings {
+  name: string;
+  socketPath: string;
+  helloTimeoutMs: number;
+  readyTimeoutMs: number;
+  drainTimeoutMs: number;
+  killGraceMs: number;
+  maxFrameBytes: number;
+  maxStateBytes: number;
+  upgradeSignal: NodeJS.Signals | null;
+  allowRoot: boolean;
+  allowedUids: readonly number[];
+  pidFile: string | undefined;
+  exec: ExecCommand;
+  state: (() => unknown) | undefined;
+}
+
+/** Reported on `'upgrade'` once a successor is ready and this generation drains. */
+export interface UpgradeReport {
+  via: 'takeover' | 'exec';
+  successorPid: number;
+  successorGeneration: number;
+  /** From the successor's hello to its ready. */
+  timeToReadyMs: number;
+  /** Connections open here when accepting stopped. */
+  connections: number;
+}
+
+/** Reported on the successor when its predecessor finished draining. */
+export type PredecessorDone = DonePayload & { pid: number };
+
+/** Events of a generation; `'phase'` carries every transition. */
+export interface GenerationEvents {
+  phase: [to: Phase, from: Phase];
+  /** A successor said hello and the handover began. */
+  'upgrade-start': [info: { via: 'takeover' | 'exec'; pid: number }];
+  /** The successor is ready; this generation stopped accepting and drains. */
+  upgrade: [report: UpgradeReport];
+  /** The handover failed; this generation serves on as before. */
+  'upgrade-failed': [error: Error];
+  /** A peer on the upgrade socket was refused (uid, garbage, version, busy). */
+  'peer-refused': [error: Error];
+  /** The drain finished; `exited` follows. */
+  drained: [report: DrainReport];
+  /** This (successor) generation's predecessor finished draining. */
+  'predecessor-done': [info: PredecessorDone];
+  /** This successor's takeover failed (aborted by the predecessor). */
+  failed: [error: Error];
+  /** Something went wrong that did not stop serving (e.g. the predecessor vanished mid-handover). */
+  warning: [error: Error];
+}
+
+/** Internal: what start() found out, given to the Generation. */
+export interface Beginning {
+  origin: Origin;
+  number: number;
+  listeners: ListenerSet;
+  tracker: ConnectionTracker;
+  predecessor: FramePeer | undefined;
+  predecessorPid: number | undefined;
+  state: StatePayload;
+}
+
+/**
+ * One generation of a server: the listeners it serves on, its place in the
+ * upgrade chain, and its phase. Obtained from {@link start}.
+ *
+ * Call order: {@link Generation.listen} for each listener, then
+ * {@link Generation.ready}. Until ready() a predecessor, if any, keeps
+ * accepting; after it the predecessor drains and exits. Later a successor
+ * (takeover or exec) replaces this generation the same way; when the drain
+ * ends the phase becomes `'exited'` and the host process should exit.
+ */
+export class Generation extends EventEmitter<GenerationEvents> {
+  /** How this generation came to be. */
+  readonly origin: Origin;
+  /** 1 for a fresh or systemd start, the predecessor's number + 1 after a handover. */
+  readonly number: number;
+  /** The pid of the predecessor this generation took over from, if any. */
+  readonly predecessorPid: number | undefined;
+  /** The settings in force. */
+  readonly settings: GenerationSettings;
+
+  readonly #phases = new PhaseMachine();
+  readonly #listeners: ListenerSet;
+  readonly #tracker: ConnectionTracker;
+  readonly #state: StatePayload;
+  #stateProvider: (() => unknown) | undefined;
+  #predecessor: FramePeer | undefined;
+  #predecessorReply: Promise<unknown> | undefined;
+  #upgradeSocket: UpgradeSocket | undefined;
+  #signalHandler: (() => void) | undefined;
+  #exited: Promise<DrainReport> | undefined;
+  #stopRequested = false;
+
+  /** @internal Use {@link start}. */
+  constructor(settings: GenerationSettings, beginning: Beginning) {
+    super();
+    this.settings = settings;
+    this.origin = beginning.origin;
+    this.number = beginning.number;
+    this.predecessorPid = beginning.predecessorPid;
+    this.#listeners = beginning.listeners;
+    this.#tracker = beginning.tracker;
+    this.#state = beginning.state;
+    this.#stateProvider = settings.state;
+    this.#phases.on('phase', (to, from) => {
+      debug('generation %d (pid %d): %s -> %s', this.number, process.pid, from, to);
+      this.emit('phase', to, from);
+    });
+    if (beginning.predecessor) {
+      this.#predecessor = beginning.predecessor;
+      this.#phases.transition('taking-over');
+      this.#watchPredecessor(beginning.predecessor);
+    }
+  }
+
+  /** The current phase. */
+  get phase(): Phase {
+    return this.#phases.phase;
+  }
+
+  /** Every phase entered so far, in order. */
+  get phaseHistory(): readonly Phase[] {
+    return this.#phases.history;
+  }
+
+  /** The listeners set up so far, in order. */
+  getListeners(): readonly Listener[] {
+    return this.#listeners.all;
+  }
+
+  /** Open connections across all listeners. */
+  get connections(): number {
+    return this.#tracker.size;
+  }
+
+  /** True when the predecessor handed over a state value. */
+  get hasInheritedState(): boolean {
+    return this.#state.present;
+  }
+
+  /** The app state handed over by the predecessor (`undefined` when none). */
+  get inheritedState(): unknown {
+    return this.#state.value;
+  }
+
+  /**
+   * Sets the function that supplies this generation's app state when a
+   * successor takes over. It must return a JSON-serialisable value of at most
+   * `maxStateBytes` bytes; otherwise the handover fails with
+   * ERR_BATON_STATE_INVALID and this generation serves on.
+   */
+  setState(provider: (() => unknown) | undefined): void {
+    this.#stateProvider = provider;
+  }
+
+  /**
+   * Gives `server` the listener called `name`: the one inherited from the
+   * predecessor or the service manager, else a fresh bind of `address`.
+   * Works for http, https, http2 (plain and secure) and net servers; the server
+   * is tracked for drain. Allowed before ready() and while serving.
+   */
+  async listen(name: string, address: ListenAddress, server: net.Server): Promise<Listener> {
+    const p = this.phase;
+    if (p !== 'starting' && p !== 'taking-over' && p !== 'serving') {
+      throw new BatonError('ERR_BATON_INVALID_PHASE', `listen('${name}') is not allowed in phase '${p}'`);
+    }
+    return this.#listeners.listen(name, address, server);
+  }
+
+  /**
+   * Declares this generation ready: unclaimed inherited fds are closed, the
+   * predecessor (if any) is told to stop accepting and drain, and the upgrade
+   * socket is published so the next successor finds this generation.
+   * Rejects with the predecessor's reason when it aborted this takeover (the
+   * generation is then `'failed'` and has stopped accepting). Call once.
+   */
+  async ready(): Promise<void> {
+    const p = this.phase;
+    if (p !== 'starting' && p !== 'taking-over') {
+      throw new BatonError('ERR_BATON_INVALID_PHASE', `ready() is not allowed in phase '${p}'`);
+    }
+    this.#listeners.closeUnclaimed();
+    const socket = UpgradeSocket.bind(this.settings.socketPath, (channel) => {
+      void this.#acceptSuccessor(channel);
+    });
+    const peer = this.#predecessor;
+    if (peer && !peer.closed) {
+      try {
+        await peer.send(FrameType.Ready, { listeners: this.#listeners.all.length });
+        await this.#predecessorReply;
+      } catch (err) {
+        if (!isLoss(err)) {
+          socket.close();
+          this.#fail(asError(err));
+          throw err;
+        }
+        this.emit('warning', new BatonError('ERR_BATON_PREDECESSOR_LOST', `predecessor pid ${this.predecessorPid} went away before acknowledging ready; serving on`, { cause: err }));
+      }
+    }
+    if (this.phase === 'failed') {
+      socket.close();
+      throw new BatonError('ERR_BATON_ABORTED', 'the takeover was aborted by the predecessor');
+    }
+    socket.publish();
+    this.#upgradeSocket = socket;
+    this.#writePidFile();
+    this.#installSignal();
+    this.#phases.transition('serving');
+  }
+
+  /**
+   * Upgrades by the exec path, as nginx does on SIGUSR2: spawns the successor
+   * from the code on disk with the listeners as inherited fds. Resolves with the
+   * report once the successor is ready (this generation then drains); rejects
+   * with the reason when it is not, and this generation serves on. Also
+   * triggered by `upgradeSignal` (SIGUSR2 by default).
+   */
+  async upgrade(): Promise<UpgradeReport> {
+    if (this.phase !== 'serving') {
+      throw new BatonError('ERR_BATON_UPGRADE_IN_PROGRESS', `generation ${this.number} (pid ${process.pid}) is ${this.phase}; an upgrade needs phase 'serving'`);
+    }
+    const { entries, fds } = this.#listeners.manifest();
+    const { channel, peerFd } = UnixChannel.pair();
+    let child: ChildProcess;
+    try {
+      child = spawnSuccessor(entries.map((e, i) => ({ name: e.name, fd: fds[i]! })), peerFd, this.settings.exec);
+    } catch (err) {
+      channel.close();
+      throw new BatonError('ERR_BATON_SPAWN_FAILED', `could not start the successor: ${asError(err).message}`, { cause: err });
+    } finally {
+      closeQuietly(peerFd);
+    }
+    const execEntries = entries.map((e, i) => ({ ...e, inheritedFd: LISTEN_FDS_START + i }));
+    return this.#handOver(channel, { via: 'exec', child, entries: execEntries });
+  }
+
+  /**
+   * Stops without a successor: stops accepting, drains (see the drain
+   * policy), closes everything baton owns and enters `'exited'`. Idempotent:
+   * later calls return the same promise.
+   */
+  stop(): Promise<DrainReport> {
+    this.#stopRequested = true;
+    if (this.#exited) return this.#exited;
+    if (this.phase === 'handing-over') {
+      // Wait for the handover's outcome: if it succeeds the drain is already under way.
+      return new Promise((resolve, reject) => {
+        this.once('phase', () => this.stop().then(resolve, reject));
+      });
+    }
+    return this.#drain(undefined, true);
+  }
+
+  /** Resolves with the drain report once the phase is `'exited'`. */
+  async exited(): Promise<DrainReport> {
+    if (this.#exited) return this.#exited;
+    const [report] = (await once(this as EventEmitter, 'drained')) as [DrainReport];
+    return report;
+  }
+
+  #fail(err: Error): void {
+    if (this.phase === 'failed') return;
+    this.#listeners.stopAccepting();
+    this.#phases.transition('failed');
+    this.emit('failed', err);
+  }
+
+  /** Successor side: the predecessor's next frame is Draining (after our Ready) or an abort. */
+  #watchPredecessor(peer: FramePeer): void {
+    peer.channel.unref();
+    const reply = peer.expect(FrameType.Draining);
+    this.#predecessorReply = reply;
+    reply.then(
+      () => {
+        peer.receive().then(
+          (frame) => {
+            const done = frame.payload as DonePayload;
+            this.emit('predecessor-done', { ...done, pid: this.predecessorPid ?? 0 });
+            peer.close();
+          },
+          () => peer.close(),
+        );
+      },
+      (err: unknown) => {
+        if (isLoss(err)) return; // handled in ready(): we hold the listeners, serve on
+        peer.close();
+        if (this.phase === 'taking-over' || this.phase === 'starting') this.#fail(asError(err));
+      },
+    );
+  }
+
+  #uidAllowed(uid: number): boolean {
+    const own = process.getuid?.() ?? 0;
+    return uid === own || (uid === 0 && this.settings.allowRoot) || this.settings.allowedUids.includes(uid);
+  }
+
+  async #acceptSuccessor(channel: UnixChannel): Promise<void> {
+    channel.unref();
+    let creds;
+    try {
+      creds = channel.peerCredentials();
+    } catch (err) {
+      channel.close();
+      this.emit('peer-refused', asError(err));
+      return;
+    }
+    const peer = new FramePeer(channel, { maxFrameBytes: this.settings.maxFrameBytes, label: `upgrade peer pid ${creds.pid} uid ${creds.uid}` });
+    if (!this.#uidAllowed(creds.uid)) {
+      const err = new BatonError('ERR_BATON_PEER_REFUSED', `upgrade socket ${this.settings.socketPath}: peer pid ${creds.pid} has uid ${creds.uid}, which may not take over a server of uid ${process.getuid?.()}`);
+      this.emit('peer-refused', err);
+      await peer.fail(err);
+      return;
+    }
+    await this.#handOver(channel, { via: 'takeover', peer, pid: creds.pid }).catch(() => {
+      // Reported through 'upgrade-failed' / 'peer-refused'.
+    });
+  }
+
+  /** Predecessor side of the protocol, for both paths. */
+  async #handOver(
+    channel: UnixChannel,
+    how: { via: 'takeover'; peer: FramePeer; pid: number } | { via: 'exec'; child: ChildProcess; entries: ListenerEntry[] },
+  ): Promise<UpgradeReport> {
+    const s = this.settings;
+    const pid = how.via === 'takeover' ? how.pid : (how.child.pid ?? 0);
+    const peer = how.via === 'takeover' ? how.peer : new FramePeer(channel, { maxFrameBytes: s.maxFrameBytes, label: `successor pid ${pid}` });
+    peer.label = `successor pid ${pid}`;
+    const child = how.via === 'exec' ? how.child : undefined;
+    const exitPromise = child ? childExit(child) : undefined;
+
+    let hello: HelloPayload;
+    try {
+      const frame = await peer.expect(FrameType.Hello, how.via === 'exec' ? s.readyTimeoutMs : s.helloTimeoutMs, () =>
+        new BatonError(how.via === 'exec' ? 'ERR_BATON_READY_TIMEOUT' : 'ERR_BATON_HELLO_TIMEOUT', `successor pid ${pid} sent no hello within ${how.via === 'exec' ? s.readyTimeoutMs : s.helloTimeoutMs} ms`),
+      );
+      hello = checkHello(frame.payload, s.name, pid);
+    } catch (err) {
+      const e = await this.#explain(err, child, exitPromise, pid);
+      await peer.fail(e);
+      this.#killChild(child, exitPromise);
+      if (how.via === 'takeover') this.emit('peer-refused', e);
+      else this.emit('upgrade-failed', e);
+      throw e;
+    }
+    if (this.phase !== 'serving') {
+      const e = new BatonError('ERR_BATON_UPGRADE_IN_PROGRESS', `generation ${this.number} (pid ${process.pid}) is ${this.phase}: another successor is taking over or it is shutting down; successor pid ${hello.pid} refused`);
+      await peer.fail(e);
+      this.#killChild(child, exitPromise);
+      this.emit('peer-refused', e);
+      throw e;
+    }
+    this.#phases.transition('handing-over');
+    const started = performance.now();
+    this.emit('upgrade-start', { via: how.via, pid: hello.pid });
+    try {
+      const state = this.#collectState();
+      const reply: HelloPayload = { protocol: PROTOCOL_VERSION, pid: process.pid, generation: this.number, name: s.name, node: process.version };
+      await peer.send(FrameType.Hello, reply);
+      if (how.via === 'exec') {
+        await peer.send(FrameType.Listeners, { listeners: how.entries });
+      } else {
+        const { entries, fds } = this.#listeners.manifest();
+        await peer.send(FrameType.Listeners, { listeners: entries }, fds);
+      }
+      await peer.send(FrameType.State, state);
+      await peer.expect(FrameType.Ready, s.readyTimeoutMs, () => new BatonError('ERR_BATON_READY_TIMEOUT', `successor pid ${hello.pid} did not become ready within ${s.readyTimeoutMs} ms`));
+    } catch (err) {
+      const e = await this.#explain(err, child, exitPromise, hello.pid);
+      await peer.fail(e);
+      this.#killChild(child, exitPromise);
+      this.#phases.transition('serving');
+      this.emit('upgrade-failed', e);
+      if (this.#stopRequested) void this.stop();
+      throw e;
+    }
+    const report: UpgradeReport = {
+      via: how.via,
+      successorPid: hello.pid,
+      successorGeneration: this.number + 1,
+      timeToReadyMs: performance.now() - started,
+      connections: this.#tracker.size,
+    };
+    void this.#drain(peer, false);
+    this.emit('upgrade', report);
+    return report;
+  }
+
+  #collectState(): StatePayload {
+    const provider = this.#stateProvider;
+    if (!provider) return { present: false };
+    let json: string | undefined;
+    try {
+      json = JSON.stringify(provider());
+    } catch (err) {
+      throw new BatonError('ERR_BATON_STATE_INVALID', `the app state is not JSON-serialisable: ${asError(err).message}`, { cause: err });
+    }
+    if (json === undefined) return { present: false };
+    const bytes = Buffer.byteLength(json);
+    if (bytes > this.settings.maxStateBytes) {
+      throw new BatonError('ERR_BATON_STATE_INVALID', `the app state is ${bytes} bytes; the limit (maxStateBytes) is ${this.settings.maxStateBytes}`);
+    }
+    return { present: true, value: JSON.parse(json) as unknown };
+  }
+
+  /** Turns a failure during the handover into the error reported to the user. */
+  async #explain(err: unknown, child: ChildProcess | undefined, exit: Promise<string> | undefined, pid: number): Promise<BatonError> {
+    if (isBatonError(err) && err.code !== 'ERR_BATON_CHANNEL_CLOSED') return err;
+    let how = 'closed the upgrade channel';
+    if (child && exit) {
+      const timeout = new Promise<string>((r) => setTimeout(r, this.settings.killGraceMs, 'closed the upgrade channel').unref());
+      how = await Promise.race([exit, timeout]);
+    }
+    return new BatonError('ERR_BATON_SUCCESSOR_EXITED', `successor pid ${pid} ${how} before it was ready`, { cause: err });
+  }
+
+  #killChild(child: ChildProcess | undefined, exit: Promise<string> | undefined): void {
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    child.kill('SIGTERM');
+    const timer = setTimeout(() => child.kill('SIGKILL'), this.settings.killGraceMs);
+    timer.unref();
+    void exit?.then(() => clearTimeout(timer));
+  }
+
+  async #drain(successor: FramePeer | undefined, unlinkSocket: boolean): Promise<DrainReport> {
+    if (this.#exited) return this.#exited;
+    const run = async (): Promise<DrainReport> => {
+      if (this.phase === 'taking-over') {
+        throw new BatonError('ERR_BATON_INVALID_PHASE', 'stop() is not allowed while taking over; the predecessor still serves');
+      }
+      this.#phases.transition('draining');
+      this.#removeSignal();
+      this.#upgradeSocket?.close(unlinkSocket);
+      this.#listeners.stopAccepting();
+      const draining = this.#tracker.drain(this.settings.drainTimeoutMs);
+      await successor?.send(FrameType.Draining, { connections: this.#tracker.size }).catch(() => undefined);
+      const report = await draining;
+      for (const l of this.#listeners.all) l.server.close(() => undefined);
+      await successor?.send(FrameType.Done, { drained: report.drained, forced: report.forced, durationMs: report.durationMs } satisfies DonePayload).catch(() => undefined);
+      successor?.close();
+      this.#removePidFile();
+      this.#phases.transition('exited');
+      this.emit('drained', report);
+      return report;
+    };
+    this.#exited = run();
+    return this.#exited;
+  }
+
+  #installSignal(): void {
+    const signal = this.settings.upgradeSignal;
+    if (!signal) return;
+    this.#signalHandler = () => {
+      this.upgrade().catch((err: unknown) => {
+        // 'upgrade-failed' already reports a failed handover; report refusals here.
+        if (isBatonError(err, 'ERR_BATON_UPGRADE_IN_PROGRESS') || isBatonError(err, 'ERR_BATON_SPAWN_FAILED')) this.emit('upgrade-failed', asError(err));
+      });
+    };
+    process.on(signal, this.#signalHandler);
+  }
+
+  #removeSignal(): void {
+    if (this.#signalHandler && this.settings.upgradeSignal) process.off(this.settings.upgradeSignal, this.#signalHandler);
+    this.#signalHandler = undefined;
+  }
+
+  #writePidFile(): void {
+    const file = this.settings.pidFile;
+    if (!file) return;
+    const tmp = `${file}.${process.pid}.tmp`;
+    fs.writeFileSync(tmp, `${process.pid}\n`);
+    fs.renameSync(tmp, file);
+  }
+
+  #removePidFile(): void {
+    const file = this.settings.pidFile;
+    if (!file) return;
+    try {
+      if (fs.readFileSync(file, 'utf8').trim() === String(process.pid)) fs.unlinkSync(file);
+    } catch {
+      // Absent or replaced by the successor's: leave it.
+    }
+  }
+}
+
+/** True for failures meaning the other side is gone (not that it refused). */
+function isLoss(err: unknown): boolean {
+  if (isBatonError(err)) return err.code === 'ERR_BATON_CHANNEL_CLOSED';
+  return typeof (err as NodeJS.ErrnoException | undefined)?.errno === 'number';
+}
+
+function checkHello(payload: unknown, name: string, pid: number): HelloPayload {
+  const h = payload as Partial<HelloPayload> | null;
+  if (!h || typeof h !== 'object' || typeof h.pid !== 'number' || typeof h.name !== 'string' || typeof h.protocol !== 'number') {
+    throw new BatonError('ERR_BATON_BAD_FRAME', `hello from pid ${pid} is malformed`);
+  }
+  if (h.protocol !== PROTOCOL_VERSION) {
+    throw new BatonError('ERR_BATON_PROTOCOL_VERSION', `successor pid ${pid} speaks handover protocol ${h.protocol}; this server speaks ${PROTOCOL_VERSION}`);
+  }
+  if (h.name !== name) {
+    throw new BatonError('ERR_BATON_PEER_REFUSED', `successor pid ${pid} is for server '${h.name}', not '${name}'`);
+  }
+  return h as HelloPayload;
+}
+
+function childExit(child: ChildProcess): Promise<string> {
+  return new Promise((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) {
+      resolve(describeExit(child.exitCode, child.signalCode));
+      return;
+    }
+    child.once('exit', (code, signal) => resolve(describeExit(code, signal)));
+    child.once('error', (err) => resolve(`could not be started (${err.message})`));
+  });
+}
+
+function describeExit(code: number | null, signal: NodeJS.Signals | null): string {
+  return signal ? `was killed by ${signal}` : `exited with code ${code}`;
+}

@@ -1,0 +1,189 @@
+import fs from 'node:fs';
+import net from 'node:net';
+import { BatonError } from '../core/errors.js';
+import { closeQuietly, type InheritedListener } from '../handover/inherit.js';
+import type { ListenerEntry } from '../protocol/frames.js';
+import type { SocketDescription } from '../native/socket-info.js';
+import { UnixChannel } from '../native/unix-channel.js';
+
+/** Where a listener listens: a TCP host and port (port 0 picks one) or a unix socket path. */
+export type ListenAddress = { host?: string; port: number } | { path: string };
+
+/** How a listener was obtained. */
+export type ListenerOrigin = 'inherited' | 'bound';
+
+/** A named listener of this generation. */
+export interface Listener {
+  readonly name: string;
+  readonly server: net.Server;
+  readonly kind: 'tcp' | 'unix';
+  /** TCP: bound address; unix: socket path. */
+  readonly address: string;
+  /** TCP only: the bound port (never 0). */
+  readonly port: number | undefined;
+  readonly origin: ListenerOrigin;
+}
+
+/**
+ * The named listeners of one generation, and the pool of inherited listening
+ * fds not yet claimed.
+ *
+ * Fd ownership: the pool owns inherited fds until {@link ListenerSet.listen}
+ * hands one to a server (which then owns it); {@link ListenerSet.closeUnclaimed}
+ * closes the rest. A listener's fd is owned by its server.
+ */
+export class ListenerSet {
+  readonly #pool: InheritedListener[];
+  readonly #listeners = new Map<string, Listener>();
+  readonly #onServer: (server: net.Server) => void;
+
+  /** `onServer` is called for each server before it starts accepting (connection tracking). */
+  constructor(pool: InheritedListener[], onServer: (server: net.Server) => void) {
+    this.#pool = pool;
+    this.#onServer = onServer;
+  }
+
+  /** The listeners in the order they were set up. */
+  get all(): readonly Listener[] {
+    return [...this.#listeners.values()];
+  }
+
+  /** Inherited listeners not claimed (yet). */
+  get unclaimed(): readonly InheritedListener[] {
+    return this.#pool;
+  }
+
+  /**
+   * Makes `server` accept on the listener called `name`: the inherited fd of
+   * that name (or, for unnamed systemd fds, of that address) when there is one,
+   * else a fresh bind. A port-0 request takes the inherited listener of its name
+   * whatever its port, so the port survives upgrades.
+   */
+  async listen(name: string, address: ListenAddress, server: net.Server): Promise<Listener> {
+    if (this.#listeners.has(name)) {
+      throw new BatonError('ERR_BATON_LISTENER_CONFLICT', `listener '${name}' is already set up in this generation`);
+    }
+    if (server.listening) {
+      throw new BatonError('ERR_BATON_LISTENER_CONFLICT', `listener '${name}': the server is already listening`);
+    }
+    this.#onServer(server);
+    const index = this.#findInherited(name, address);
+    let origin: ListenerOrigin;
+    if (index >= 0) {
+      const inherited = this.#pool.splice(index, 1)[0]!;
+      try {
+        await listenOn(server, { fd: inherited.fd });
+      } catch (err) {
+        closeQuietly(inherited.fd);
+        throw err;
+      }
+      origin = 'inherited';
+    } else {
+      await bindFresh(server, address);
+      origin = 'bound';
+    }
+    const bound = server.address();
+    const listener: Listener =
+      typeof bound === 'string' || bound === null
+        ? { name, server, kind: 'unix', address: 'path' in address ? address.path : (bound ?? ''), port: undefined, origin }
+        : { name, server, kind: 'tcp', address: bound.address, port: bound.port, origin };
+    this.#listeners.set(name, listener);
+    return listener;
+  }
+
+  /** The manifest entries and fds of every listener, in the same order. */
+  manifest(): { entries: ListenerEntry[]; fds: number[] } {
+    const entries: ListenerEntry[] = [];
+    const fds: number[] = [];
+    for (const l of this.#listeners.values()) {
+      const fd = serverFd(l.server);
+      if (fd === undefined) continue; // stopped accepting already
+      entries.push(l.kind === 'tcp' ? { name: l.name, kind: 'tcp', address: l.address, port: l.port! } : { name: l.name, kind: 'unix', address: l.address });
+      fds.push(fd);
+    }
+    return { entries, fds };
+  }
+
+  /**
+   * Stops accepting on every listener without touching open connections
+   * (`net.Server#close`, not `http.Server#close`, which since Node 19 also
+   * closes idle keep-alive connections). Closes only this process's copy of each
+   * listening fd: a successor holding its own copy keeps the socket open, so no
+   * connection is refused.
+   */
+  stopAccepting(): void {
+    for (const l of this.#listeners.values()) {
+      if (l.server.listening) net.Server.prototype.close.call(l.server);
+    }
+  }
+
+  /** Closes inherited fds no listener claimed (tableflip does the same after Ready). */
+  closeUnclaimed(): void {
+    for (const l of this.#pool.splice(0)) closeQuietly(l.fd);
+  }
+
+  #findInherited(name: string, address: ListenAddress): number {
+    const byName = this.#pool.findIndex((l) => l.name === name);
+    if (byName >= 0) return matches(this.#pool[byName]!.description, address, true) ? byName : -1;
+    return this.#pool.findIndex((l) => l.name === undefined && matches(l.description, address, false));
+  }
+}
+
+/** The fd of a listening server (Node keeps it on the semi-internal `_handle`). */
+export function serverFd(server: net.Server): number | undefined {
+  const handle = (server as unknown as { _handle?: { fd?: number } | null })._handle;
+  return typeof handle?.fd === 'number' && handle.fd >= 0 ? handle.fd : undefined;
+}
+
+function matches(d: SocketDescription, address: ListenAddress, named: boolean): boolean {
+  if ('path' in address) return d.family === 'unix' && d.path === address.path;
+  if (d.family === 'unix') return false;
+  if (address.port !== 0 && d.port !== address.port) return false;
+  if (address.port === 0 && !named) return false;
+  const host = address.host;
+  if (host === undefined || host === d.address) return true;
+  if (host === 'localhost') return d.address === '127.0.0.1' || d.address === '::1';
+  return false;
+}
+
+/** `options` is a ListenOptions or `{ fd }` (Node's handle form, which its types leave out). */
+function listenOn(server: net.Server, options: net.ListenOptions | { fd: number }): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const onError = (err: Error) => {
+      server.off('listening', onListening);
+      reject(err);
+    };
+    const onListening = () => {
+      server.off('error', onError);
+      resolve();
+    };
+    server.once('error', onError);
+    server.once('listening', onListening);
+    server.listen(options);
+  });
+}
+
+async function bindFresh(server: net.Server, address: ListenAddress): Promise<void> {
+  if (!('path' in address)) {
+    await listenOn(server, { host: address.host, port: address.port });
+    return;
+  }
+  try {
+    await listenOn(server, { path: address.path });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE' || !isStaleUnixSocket(address.path)) throw err;
+    // A socket file left by a process that died: nobody answers it, replace it.
+    fs.unlinkSync(address.path);
+    await listenOn(server, { path: address.path });
+  }
+}
+
+/** True when `path` is a unix socket nobody listens on (ECONNREFUSED). */
+export function isStaleUnixSocket(path: string): boolean {
+  try {
+    UnixChannel.connect(path).close();
+    return false;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'ECONNREFUSED';
+  }
+}

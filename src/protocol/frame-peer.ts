@@ -1,0 +1,154 @@
+import { BatonError, ErrorCodes, asError, type ErrorCode } from '../core/errors.js';
+import { closeFd } from '../native/socket-info.js';
+import type { UnixChannel } from '../native/unix-channel.js';
+import { FrameDecoder, FrameType, encodeFrame, frameTypeName, type ErrorPayload, type Frame } from './frames.js';
+
+/**
+ * One end of the handover protocol: frames over a {@link UnixChannel}.
+ *
+ * The peer owns the channel and closes it in {@link FramePeer.close}. Fds of
+ * received frames belong to whoever takes the frame from {@link FramePeer.receive};
+ * frames never taken are closed with the peer.
+ */
+export class FramePeer {
+  readonly channel: UnixChannel;
+  /** Names the other side in messages, e.g. `successor pid 1234`. */
+  label: string;
+  readonly #maxFrameBytes: number;
+  readonly #decoder: FrameDecoder;
+  readonly #queue: Frame[] = [];
+  #waiter: { resolve: (f: Frame) => void; reject: (e: Error) => void } | undefined;
+  #failure: Error | undefined;
+  #closed = false;
+
+  constructor(channel: UnixChannel, options: { maxFrameBytes: number; label: string }) {
+    this.channel = channel;
+    this.label = options.label;
+    this.#maxFrameBytes = options.maxFrameBytes;
+    this.#decoder = new FrameDecoder({ maxBytes: options.maxFrameBytes, closeFd: safeClose });
+    channel.on('data', (chunk: Buffer, fds: number[]) => this.#onData(chunk, fds));
+    channel.on('end', () =>
+      this.#fail(new BatonError('ERR_BATON_CHANNEL_CLOSED', `${this.label} closed the upgrade channel`)),
+    );
+    channel.on('error', (err: Error) => this.#fail(err));
+  }
+
+  /** True once closed or failed. */
+  get closed(): boolean {
+    return this.#closed || this.#failure !== undefined;
+  }
+
+  /** Sends one frame with `fds` attached; the caller keeps ownership of its fds. */
+  async send(type: FrameType, payload: unknown, fds: readonly number[] = []): Promise<void> {
+    const frame = encodeFrame(type, payload, fds.length, this.#maxFrameBytes);
+    await this.channel.write(frame, fds);
+  }
+
+  /**
+   * Resolves with the next frame. Rejects when the channel closes or fails, when
+   * the peer sends an Error frame (as a BatonError with the peer's code), or
+   * after `timeoutMs` with `onTimeout()`'s error.
+   */
+  receive(timeoutMs?: number, onTimeout?: () => Error): Promise<Frame> {
+    const next = this.#queue.shift();
+    if (next) return settleFrame(next, this.label);
+    if (this.#failure) return Promise.reject(this.#failure);
+    if (this.#waiter) return Promise.reject(new Error('FramePeer.receive() called while another receive is pending'));
+    return new Promise<Frame>((resolve, reject) => {
+      let timer: NodeJS.Timeout | undefined;
+      const done = () => {
+        if (timer) clearTimeout(timer);
+        this.#waiter = undefined;
+      };
+      this.#waiter = {
+        resolve: (f) => {
+          done();
+          settleFrame(f, this.label).then(resolve, reject);
+        },
+        reject: (e) => {
+          done();
+          reject(e);
+        },
+      };
+      if (timeoutMs !== undefined) {
+        timer = setTimeout(() => {
+          const err = onTimeout?.() ?? new BatonError('ERR_BATON_HELLO_TIMEOUT', `${this.label} sent nothing in ${timeoutMs} ms`);
+          this.#waiter?.reject(err);
+        }, timeoutMs);
+      }
+    });
+  }
+
+  /** Receives the next frame and checks its type; an unexpected type is an error (its fds are closed). */
+  async expect(type: FrameType, timeoutMs?: number, onTimeout?: () => Error): Promise<Frame> {
+    const frame = await this.receive(timeoutMs, onTimeout);
+    if (frame.type !== type) {
+      for (const fd of frame.fds) safeClose(fd);
+      throw new BatonError(
+        'ERR_BATON_UNEXPECTED_FRAME',
+        `${this.label} sent a ${frameTypeName(frame.type)} frame where a ${frameTypeName(type)} frame was expected`,
+      );
+    }
+    return frame;
+  }
+
+  /** Tells the peer why we give up (best effort), then closes. Never throws. */
+  async fail(err: BatonError): Promise<void> {
+    if (!this.#closed) {
+      try {
+        const payload: ErrorPayload = { code: err.code, message: err.message };
+        await this.send(FrameType.Error, payload);
+      } catch {
+        // The peer may already be gone; the close below is what matters.
+      }
+    }
+    this.close();
+  }
+
+  /** Closes the channel and every fd still queued. Idempotent. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    for (const f of this.#queue.splice(0)) for (const fd of f.fds) safeClose(fd);
+    this.#decoder.dispose();
+    this.channel.close();
+    this.#waiter?.reject(new BatonError('ERR_BATON_CHANNEL_CLOSED', `upgrade channel to ${this.label} closed`));
+  }
+
+  #onData(chunk: Buffer, fds: number[]): void {
+    let frames: Frame[];
+    try {
+      frames = this.#decoder.push(chunk, fds);
+    } catch (err) {
+      this.#fail(asError(err));
+      return;
+    }
+    for (const f of frames) {
+      if (this.#waiter) this.#waiter.resolve(f);
+      else this.#queue.push(f);
+    }
+  }
+
+  #fail(err: Error): void {
+    if (this.#failure || this.#closed) return;
+    this.#failure = err;
+    this.#waiter?.reject(err);
+  }
+}
+
+async function settleFrame(frame: Frame, label: string): Promise<Frame> {
+  if (frame.type !== FrameType.Error) return frame;
+  for (const fd of frame.fds) safeClose(fd);
+  const p = frame.payload as Partial<ErrorPayload> | null;
+  const code = typeof p?.code === 'string' && p.code in ErrorCodes ? (p.code as ErrorCode) : 'ERR_BATON_ABORTED';
+  const message = typeof p?.message === 'string' ? p.message : 'no reason given';
+  throw new BatonError(code, `${label} reported ${p?.code ?? 'an error'}: ${message}`);
+}
+
+function safeClose(fd: number): void {
+  try {
+    closeFd(fd);
+  } catch {
+    // Already closed: nothing left to release.
+  }
+}

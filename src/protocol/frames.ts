@@ -1,0 +1,254 @@
+import { BatonError } from '../core/errors.js';
+
+/**
+ * Wire format of the handover protocol. Every frame is
+ *
+ * ```
+ * offset size field
+ *      0    4 magic "BTON"
+ *      4    1 protocol version (PROTOCOL_VERSION)
+ *      5    1 frame type (FrameType)
+ *      6    2 reserved, 0
+ *      8    4 fd count (u32 BE): fds carried by this frame's bytes
+ *     12    4 payload length (u32 BE)
+ *     16    n payload: UTF-8 JSON
+ * ```
+ *
+ * The magic and the version byte keep their place in every future version, so
+ * a peer of another version is recognised and refused with a clear message.
+ * Fds travel as SCM_RIGHTS attached to bytes of the frame that declares them.
+ */
+export const PROTOCOL_VERSION = 1;
+export const MAGIC = 0x42544f4e; // "BTON"
+export const HEADER_BYTES = 16;
+
+/** Frame types; the numbers are part of the wire format. */
+export const FrameType = {
+  /** Both sides, first: who am I. */
+  Hello: 1,
+  /** Predecessor → successor: the listener manifest; carries the listening fds (takeover path). */
+  Listeners: 2,
+  /** Predecessor → successor: the app state (JSON value). */
+  State: 3,
+  /** Successor → predecessor: listeners are up, stop accepting. */
+  Ready: 4,
+  /** Predecessor → successor: stopped accepting, draining now. */
+  Draining: 5,
+  /** Predecessor → successor: drain finished, exiting. */
+  Done: 6,
+  /** Either side: a failure with a stable code; the sender closes afterwards. */
+  Error: 7,
+} as const;
+export type FrameType = (typeof FrameType)[keyof typeof FrameType];
+
+const typeNames = new Map<number, string>(Object.entries(FrameType).map(([k, v]) => [v, k]));
+
+/** Name of a frame type for messages, e.g. `Hello`. */
+export function frameTypeName(type: number): string {
+  return typeNames.get(type) ?? `unknown(${type})`;
+}
+
+/** Payload of a Hello frame. */
+export interface HelloPayload {
+  protocol: number;
+  pid: number;
+  /** The sender's generation number (a successor sends 0: it learns its number from the reply). */
+  generation: number;
+  /** The server name given to start(). */
+  name: string;
+  /** Node.js version of the sender, for reports. */
+  node: string;
+}
+
+/** One listener in the manifest. */
+export interface ListenerEntry {
+  name: string;
+  kind: 'tcp' | 'unix';
+  /** TCP: bound address; unix: socket path. */
+  address: string;
+  /** TCP only. */
+  port?: number;
+  /**
+   * Exec path: the fd number the successor inherited for this listener.
+   * Takeover path: absent — the fds ride on the frame, in manifest order.
+   */
+  inheritedFd?: number;
+}
+
+export interface ListenersPayload {
+  listeners: ListenerEntry[];
+}
+
+export interface StatePayload {
+  /** True when the predecessor supplied a state value. */
+  present: boolean;
+  value?: unknown;
+}
+
+export interface DrainingPayload {
+  /** Connections open in the predecessor when it stopped accepting. */
+  connections: number;
+}
+
+export interface DonePayload {
+  /** Connections that closed by themselves or after `Connection: close` / GOAWAY. */
+  drained: number;
+  /** Connections closed by force at the drain timeout. */
+  forced: number;
+  durationMs: number;
+}
+
+export interface ErrorPayload {
+  code: string;
+  message: string;
+}
+
+/** A decoded frame. The receiver owns `fds` and must close the ones it does not keep. */
+export interface Frame {
+  version: number;
+  type: FrameType;
+  payload: unknown;
+  fds: number[];
+}
+
+/** Encodes one frame. Throws ERR_BATON_FRAME_TOO_LARGE when the payload exceeds `maxBytes`. */
+export function encodeFrame(type: FrameType, payload: unknown, fdCount: number, maxBytes: number): Buffer {
+  const body = Buffer.from(JSON.stringify(payload ?? null), 'utf8');
+  if (body.length > maxBytes) {
+    throw new BatonError(
+      'ERR_BATON_FRAME_TOO_LARGE',
+      `${frameTypeName(type)} frame of ${body.length} bytes exceeds the limit of ${maxBytes} bytes`,
+    );
+  }
+  const frame = Buffer.allocUnsafe(HEADER_BYTES + body.length);
+  frame.writeUInt32BE(MAGIC, 0);
+  frame.writeUInt8(PROTOCOL_VERSION, 4);
+  frame.writeUInt8(type, 5);
+  frame.writeUInt16BE(0, 6);
+  frame.writeUInt32BE(fdCount, 8);
+  frame.writeUInt32BE(body.length, 12);
+  body.copy(frame, HEADER_BYTES);
+  return frame;
+}
+
+/**
+ * Incremental decoder: feed it bytes and the fds that arrived with them; it
+ * yields whole frames with their fds. Any violation throws a BatonError, after
+ * which the decoder is poisoned and the connection must be closed; fds it still
+ * held are closed through `closeFd`.
+ */
+export class FrameDecoder {
+  readonly #maxBytes: number;
+  readonly #closeFd: (fd: number) => void;
+  #buffer: Buffer = Buffer.alloc(0);
+  /** Stream offset of the first byte in #buffer. */
+  #base = 0;
+  /** Received fds with the stream offset of the byte they arrived with. */
+  #fds: { offset: number; fd: number }[] = [];
+  #failed = false;
+
+  constructor(options: { maxBytes: number; closeFd: (fd: number) => void }) {
+    this.#maxBytes = options.maxBytes;
+    this.#closeFd = options.closeFd;
+  }
+
+  /**
+   * Adds the bytes of one read (one recvmsg: never more than one fd-carrying
+   * segment) and the fds that came with it; returns the frames now complete.
+   */
+  push(chunk: Buffer, fds: readonly number[] = []): Frame[] {
+    if (this.#failed) {
+      for (const fd of fds) this.#closeFd(fd);
+      return [];
+    }
+    // The kernel ends a read right after the segment that carried fds, and may
+    // have glued fd-less segments before it: the fds belong to the segment that
+    // ends this chunk, so the chunk's last byte is one of theirs.
+    const offset = this.#base + this.#buffer.length + chunk.length - 1;
+    for (const fd of fds) this.#fds.push({ offset, fd });
+    this.#buffer = this.#buffer.length === 0 ? chunk : Buffer.concat([this.#buffer, chunk]);
+    const frames: Frame[] = [];
+    try {
+      for (;;) {
+        const frame = this.#next();
+        if (!frame) break;
+        frames.push(frame);
+      }
+    } catch (err) {
+      for (const f of frames) for (const fd of f.fds) this.#closeFd(fd);
+      this.dispose();
+      this.#failed = true;
+      throw err;
+    }
+    return frames;
+  }
+
+  /** Closes every fd the decoder still holds. Idempotent. */
+  dispose(): void {
+    for (const { fd } of this.#fds) this.#closeFd(fd);
+    this.#fds = [];
+    this.#buffer = Buffer.alloc(0);
+  }
+
+  #next(): Frame | undefined {
+    const buf = this.#buffer;
+    if (buf.length < 4) {
+      // Judge the magic as soon as its bytes are here, so garbage is refused early.
+      if (buf.length > 0 && !Buffer.from([0x42, 0x54, 0x4f, 0x4e]).subarray(0, buf.length).equals(buf)) {
+        throw badMagic(buf);
+      }
+      return undefined;
+    }
+    if (buf.readUInt32BE(0) !== MAGIC) throw badMagic(buf);
+    if (buf.length < 5) return undefined;
+    const version = buf.readUInt8(4);
+    if (version !== PROTOCOL_VERSION) {
+      throw new BatonError(
+        'ERR_BATON_PROTOCOL_VERSION',
+        `peer speaks handover protocol version ${version}; this build speaks version ${PROTOCOL_VERSION} only`,
+      );
+    }
+    if (buf.length < HEADER_BYTES) return undefined;
+    const type = buf.readUInt8(5);
+    if (!typeNames.has(type)) {
+      throw new BatonError('ERR_BATON_BAD_FRAME', `unknown frame type ${type}`);
+    }
+    const fdCount = buf.readUInt32BE(8);
+    const length = buf.readUInt32BE(12);
+    if (length > this.#maxBytes) {
+      throw new BatonError(
+        'ERR_BATON_FRAME_TOO_LARGE',
+        `${frameTypeName(type)} frame announces ${length} bytes; the limit is ${this.#maxBytes} bytes`,
+      );
+    }
+    if (buf.length < HEADER_BYTES + length) return undefined;
+    const end = this.#base + HEADER_BYTES + length;
+    let taken = 0;
+    while (taken < this.#fds.length && this.#fds[taken]!.offset < end) taken++;
+    const fds = this.#fds.splice(0, taken).map((e) => e.fd);
+    if (fds.length !== fdCount) {
+      for (const fd of fds) this.#closeFd(fd);
+      throw new BatonError(
+        'ERR_BATON_BAD_FRAME',
+        `${frameTypeName(type)} frame declares ${fdCount} fds but ${fds.length} arrived with it`,
+      );
+    }
+    let payload: unknown;
+    try {
+      payload = JSON.parse(buf.toString('utf8', HEADER_BYTES, HEADER_BYTES + length));
+    } catch (err) {
+      for (const fd of fds) this.#closeFd(fd);
+      throw new BatonError('ERR_BATON_BAD_FRAME', `${frameTypeName(type)} frame payload is not valid JSON`, {
+        cause: err,
+      });
+    }
+    this.#buffer = buf.subarray(HEADER_BYTES + length);
+    this.#base = end;
+    return { version, type: type as FrameType, payload, fds };
+  }
+}
+
+function badMagic(buf: Buffer): BatonError {
+  const shown = buf.subarray(0, 8).toString('hex');
+  return new BatonError('ERR_BATON_BAD_FRAME', `not a baton frame (first bytes 0x${shown}, expected magic "BTON")`);
+}

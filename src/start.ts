@@ -1,0 +1,184 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { BatonError, asError, isBatonError } from './core/errors.js';
+import { Defaults } from './core/options.js';
+import { ConnectionTracker } from './drain/connection-tracker.js';
+import type { ExecCommand } from './handover/exec.js';
+import { CHANNEL_FD_ENV, adoptInheritedFd, closeQuietly, takeListenFds, type InheritedListener } from './handover/inherit.js';
+import { defaultSocketDir, ensurePrivateDir, probeUpgradeSocket } from './handover/upgrade-socket.js';
+import { Generation, type GenerationSettings, type Origin } from './generation.js';
+import { ListenerSet } from './listeners/listener-set.js';
+import { UnixChannel } from './native/unix-channel.js';
+import { dupFd } from './native/socket-info.js';
+import { FramePeer } from './protocol/frame-peer.js';
+import { FrameType, PROTOCOL_VERSION, type HelloPayload, type ListenersPayload, type StatePayload } from './protocol/frames.js';
+
+/** Options of {@link start}. Every timeout is in milliseconds; defaults in {@link Defaults}. */
+export interface StartOptions {
+  /** The server's name: names its upgrade socket (`<socketDir>/<name>.sock`). Letters, digits, `.`, `_`, `-`. */
+  name: string;
+  /** Directory of upgrade sockets (created 0700; must be private). Default {@link defaultSocketDir}. */
+  socketDir?: string;
+  /** Supplies the app state handed to a successor (JSON-serialisable). */
+  state?: () => unknown;
+  helloTimeoutMs?: number;
+  readyTimeoutMs?: number;
+  drainTimeoutMs?: number;
+  killGraceMs?: number;
+  maxFrameBytes?: number;
+  maxStateBytes?: number;
+  /** Signal that triggers the exec upgrade path; `null` installs no handler. Default SIGUSR2. */
+  upgradeSignal?: NodeJS.Signals | null;
+  /** Let root take over this server (default true). */
+  allowRoot?: boolean;
+  /** Further uids allowed to take over (the server's own uid always is). */
+  allowedUids?: readonly number[];
+  /** Pid file written (atomically) when this generation serves, removed when it exits if still its own. */
+  pidFile?: string;
+  /** What the exec path runs (default: this program, re-read from disk, with the Node binary at process.execPath). */
+  exec?: ExecCommand;
+  /** Environment to read inherited fds from (default process.env; the variables are removed once read). */
+  env?: NodeJS.ProcessEnv;
+}
+
+const namePattern = /^[A-Za-z0-9._-]{1,64}$/;
+
+/**
+ * Starts this process's generation. Finds out how it came to be, in order:
+ * 1. `exec` — spawned by a predecessor's exec upgrade (BATON_CHANNEL_FD and
+ *    LISTEN_FDS set): listeners inherited as fds, the rest over the channel;
+ * 2. `takeover` — a predecessor answers on the upgrade socket: its listeners
+ *    and state come over that socket;
+ * 3. `systemd` — LISTEN_FDS for this pid (socket activation);
+ * 4. `fresh` — nothing to inherit; listeners are bound.
+ *
+ * A predecessor keeps accepting until the returned generation's ready().
+ * Rejects (closing every fd received) when the predecessor refuses, e.g.
+ * ERR_BATON_UPGRADE_IN_PROGRESS when another successor won the race.
+ */
+export async function start(options: StartOptions): Promise<Generation> {
+  const settings = resolveSettings(options);
+  const env = options.env ?? process.env;
+  ensurePrivateDir(path.dirname(settings.socketPath));
+
+  let origin: Origin = 'fresh';
+  let channel: UnixChannel | undefined;
+  const channelFd = env[CHANNEL_FD_ENV];
+  let pool: InheritedListener[] = [];
+  if (channelFd !== undefined) {
+    delete env[CHANNEL_FD_ENV];
+    const fd = Number(channelFd);
+    // A CLOEXEC copy: the app's own children must not inherit the channel.
+    channel = UnixChannel.fromFd(dupFd(fd));
+    closeQuietly(fd);
+    origin = 'exec';
+  }
+  try {
+    pool = takeListenFds(env);
+  } catch (err) {
+    channel?.close();
+    throw err;
+  }
+  if (!channel) {
+    const found = probeUpgradeSocket(settings.socketPath);
+    if (found.kind === 'running') {
+      channel = found.channel;
+      origin = 'takeover';
+    } else {
+      if (found.kind === 'stale') fs.rmSync(settings.socketPath, { force: true });
+      origin = pool.length > 0 ? 'systemd' : 'fresh';
+    }
+  }
+
+  const tracker = new ConnectionTracker();
+  if (!channel) {
+    const listeners = new ListenerSet(pool, (s) => tracker.track(s));
+    return new Generation(settings, { origin, number: 1, listeners, tracker, predecessor: undefined, predecessorPid: undefined, state: { present: false } });
+  }
+
+  const peer = new FramePeer(channel, { maxFrameBytes: settings.maxFrameBytes, label: `predecessor at ${settings.socketPath}` });
+  try {
+    const hello: HelloPayload = { protocol: PROTOCOL_VERSION, pid: process.pid, generation: 0, name: settings.name, node: process.version };
+    await peer.send(FrameType.Hello, hello);
+    const timeout = () => new BatonError('ERR_BATON_HELLO_TIMEOUT', `${peer.label} did not answer within ${settings.helloTimeoutMs} ms`);
+    const reply = (await peer.expect(FrameType.Hello, settings.helloTimeoutMs, timeout)).payload as HelloPayload;
+    if (reply.protocol !== PROTOCOL_VERSION) {
+      throw new BatonError('ERR_BATON_PROTOCOL_VERSION', `${peer.label} speaks handover protocol ${reply.protocol}; this build speaks ${PROTOCOL_VERSION}`);
+    }
+    peer.label = `predecessor pid ${reply.pid}`;
+    const manifest = await peer.expect(FrameType.Listeners, settings.helloTimeoutMs, timeout);
+    const received = adoptManifest(manifest.payload as ListenersPayload, manifest.fds, pool);
+    pool = [...received, ...pool];
+    const state = (await peer.expect(FrameType.State, settings.helloTimeoutMs, timeout)).payload as StatePayload;
+    const listeners = new ListenerSet(pool, (s) => tracker.track(s));
+    return new Generation(settings, {
+      origin,
+      number: reply.generation + 1,
+      listeners,
+      tracker,
+      predecessor: peer,
+      predecessorPid: reply.pid,
+      state: { present: state.present === true, value: state.value },
+    });
+  } catch (err) {
+    peer.close();
+    for (const l of pool) closeQuietly(l.fd);
+    if (isBatonError(err)) throw err;
+    throw new BatonError('ERR_BATON_PREDECESSOR_LOST', `takeover from ${peer.label} failed: ${asError(err).message}`, { cause: err });
+  }
+}
+
+/** Matches the manifest with the fds: riding on the frame (takeover) or inherited by number (exec). */
+function adoptManifest(payload: ListenersPayload, frameFds: number[], inherited: InheritedListener[]): InheritedListener[] {
+  const entries = Array.isArray(payload?.listeners) ? payload.listeners : [];
+  const out: InheritedListener[] = [];
+  try {
+    if (frameFds.length > 0) {
+      if (frameFds.length !== entries.length) {
+        throw new BatonError('ERR_BATON_BAD_FRAME', `listener manifest names ${entries.length} listeners but carries ${frameFds.length} fds`);
+      }
+      entries.forEach((e, i) => out.push(adoptInheritedFd(frameFds[i]!, `listener '${e.name}'`, e.name)));
+    } else {
+      // Exec path: the fds came as LISTEN_FDS and carry their names already; the manifest confirms them.
+      for (const e of entries) {
+        const match = inherited.find((l) => l.name === e.name);
+        if (!match) throw new BatonError('ERR_BATON_INHERITED_FD_INVALID', `listener '${e.name}' is in the manifest but was not inherited (fd ${e.inheritedFd})`);
+      }
+    }
+  } catch (err) {
+    for (const fd of frameFds) closeQuietly(fd);
+    for (const l of out) closeQuietly(l.fd);
+    throw err;
+  }
+  return out;
+}
+
+function resolveSettings(o: StartOptions): GenerationSettings {
+  if (typeof o?.name !== 'string' || !namePattern.test(o.name)) {
+    throw new BatonError('ERR_BATON_INVALID_OPTION', `start(): name must match ${namePattern} (got ${JSON.stringify(o?.name)})`);
+  }
+  const num = (key: keyof typeof Defaults): number => {
+    const v = o[key] ?? Defaults[key];
+    if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) {
+      throw new BatonError('ERR_BATON_INVALID_OPTION', `start(): ${key} must be a positive number (got ${JSON.stringify(v)})`);
+    }
+    return v;
+  };
+  const socketDir = o.socketDir ?? defaultSocketDir();
+  return {
+    name: o.name,
+    socketPath: path.join(socketDir, `${o.name}.sock`),
+    helloTimeoutMs: num('helloTimeoutMs'),
+    readyTimeoutMs: num('readyTimeoutMs'),
+    drainTimeoutMs: num('drainTimeoutMs'),
+    killGraceMs: num('killGraceMs'),
+    maxFrameBytes: num('maxFrameBytes'),
+    maxStateBytes: num('maxStateBytes'),
+    upgradeSignal: o.upgradeSignal === undefined ? 'SIGUSR2' : o.upgradeSignal,
+    allowRoot: o.allowRoot ?? true,
+    allowedUids: o.allowedUids ?? [],
+    pidFile: o.pidFile,
+    exec: o.exec ?? {},
+    state: o.state,
+  };
+}

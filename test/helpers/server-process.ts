@@ -1,0 +1,102 @@
+import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import readline from 'node:readline';
+import { fileURLToPath } from 'node:url';
+
+/** Absolute path of a compiled fixture (dist/test/fixtures/<name>.js). */
+export function fixture(name: string): string {
+  return fileURLToPath(new URL(`../fixtures/${name}.js`, import.meta.url));
+}
+
+/** A fresh private directory for one test (never a fixed /tmp path). */
+export function tempDir(prefix = 'baton-test-'): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  fs.chmodSync(dir, 0o700);
+  return dir;
+}
+
+export interface FixtureEvent {
+  event: string;
+  pid: number;
+  [key: string]: unknown;
+}
+
+/**
+ * Watches the JSON-line events of every process of one test — the ones it
+ * spawned and, for exec upgrades, their descendants, which share the stdout
+ * pipe. Tests wait for events instead of sleeping.
+ */
+export class EventLog {
+  readonly events: FixtureEvent[] = [];
+  readonly output: string[] = [];
+  #waiters: { match: (e: FixtureEvent) => boolean; resolve: (e: FixtureEvent) => void }[] = [];
+
+  attach(stream: NodeJS.ReadableStream): void {
+    const rl = readline.createInterface({ input: stream });
+    rl.on('line', (line) => {
+      this.output.push(line);
+      let e: FixtureEvent;
+      try {
+        e = JSON.parse(line) as FixtureEvent;
+      } catch {
+        return;
+      }
+      if (typeof e?.event !== 'string') return;
+      this.events.push(e);
+      this.#waiters = this.#waiters.filter((w) => {
+        if (!w.match(e)) return true;
+        w.resolve(e);
+        return false;
+      });
+    });
+  }
+
+  /** Resolves with the first event (already seen or future) that matches; rejects after `timeoutMs`. */
+  waitFor(match: (e: FixtureEvent) => boolean, what: string, timeoutMs = 60_000, since = 0): Promise<FixtureEvent> {
+    const seen = this.events.slice(since).find(match);
+    if (seen) return Promise.resolve(seen);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#waiters = this.#waiters.filter((w) => w.resolve !== done);
+        reject(new Error(`timed out waiting for ${what}; output so far:\n${this.output.slice(-40).join('\n')}`));
+      }, timeoutMs);
+      const done = (e: FixtureEvent) => {
+        clearTimeout(timer);
+        resolve(e);
+      };
+      this.#waiters.push({ match, resolve: done });
+    });
+  }
+
+  /** Waits for `event` from `pid` (any pid when undefined). */
+  waitEvent(event: string, pid?: number, timeoutMs?: number): Promise<FixtureEvent> {
+    return this.waitFor((e) => e.event === event && (pid === undefined || e.pid === pid), `${event}${pid ? ` from pid ${pid}` : ''}`, timeoutMs);
+  }
+}
+
+/** Spawns a fixture with node; stdout feeds `log`, stderr is kept for messages. */
+export function spawnFixture(script: string, env: NodeJS.ProcessEnv, log: EventLog, options: SpawnOptions = {}, argv: string[] = []): ChildProcess {
+  const child = spawn(process.execPath, [script, ...argv], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'], ...options });
+  log.attach(child.stdout!);
+  const rl = readline.createInterface({ input: child.stderr! });
+  rl.on('line', (line) => log.output.push(`[stderr ${child.pid}] ${line}`));
+  return child;
+}
+
+/** Kills every pid given (ignoring ones already gone). */
+export function killAll(pids: Iterable<number>, signal: NodeJS.Signals = 'SIGKILL'): void {
+  for (const pid of pids) {
+    try {
+      process.kill(pid, signal);
+    } catch {
+      // Already exited.
+    }
+  }
+}
+
+/** Pids of every fixture process that reported an event. */
+export function pidsOf(log: EventLog): Set<number> {
+  return new Set(log.events.map((e) => e.pid));
+}
