@@ -4,7 +4,6 @@ import type net from 'node:net';
 import type { ChildProcess } from 'node:child_process';
 import { debuglog } from 'node:util';
 import { BatonError, asError, isBatonError } from './core/errors.js';
-import { Defaults } from './core/options.js';
 import { PhaseMachine, type Phase } from './core/phase.js';
 import { ConnectionTracker, type DrainReport } from './drain/connection-tracker.js';
 import { spawnSuccessor, type ExecCommand } from './handover/exec.js';
