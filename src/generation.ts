@@ -130,6 +130,9 @@ export class Generation extends EventEmitter<GenerationEvents> {
       debug('generation %d (pid %d): %s -> %s', this.number, process.pid, from, to);
       this.emit('phase', to, from);
     });
+    // Installed for the whole life: a signal arriving while starting or
+    // draining must be refused, not kill the process by its default action.
+    this.#installSignal();
     if (beginning.predecessor) {
       this.#predecessor = beginning.predecessor;
       this.#phases.transition('taking-over');
@@ -228,7 +231,6 @@ export class Generation extends EventEmitter<GenerationEvents> {
     socket.publish();
     this.#upgradeSocket = socket;
     this.#writePidFile();
-    this.#installSignal();
     this.#phases.transition('serving');
   }
 
@@ -285,6 +287,7 @@ export class Generation extends EventEmitter<GenerationEvents> {
   #fail(err: Error): void {
     if (this.phase === 'failed') return;
     this.#listeners.stopAccepting();
+    this.#removeSignal();
     this.#phases.transition('failed');
     this.emit('failed', err);
   }
@@ -452,7 +455,6 @@ export class Generation extends EventEmitter<GenerationEvents> {
         throw new BatonError('ERR_BATON_INVALID_PHASE', 'stop() is not allowed while taking over; the predecessor still serves');
       }
       this.#phases.transition('draining');
-      this.#removeSignal();
       this.#upgradeSocket?.close(unlinkSocket);
       this.#listeners.stopAccepting();
       const draining = this.#tracker.drain(this.settings.drainTimeoutMs);
@@ -462,6 +464,7 @@ export class Generation extends EventEmitter<GenerationEvents> {
       await successor?.send(FrameType.Done, { drained: report.drained, forced: report.forced, durationMs: report.durationMs } satisfies DonePayload).catch(() => undefined);
       successor?.close();
       this.#removePidFile();
+      this.#removeSignal();
       this.#phases.transition('exited');
       this.emit('drained', report);
       return report;
@@ -474,6 +477,7 @@ export class Generation extends EventEmitter<GenerationEvents> {
     const signal = this.settings.upgradeSignal;
     if (!signal) return;
     this.#signalHandler = () => {
+      debug('generation %d (pid %d): %s in phase %s', this.number, process.pid, signal, this.phase);
       this.upgrade().catch((err: unknown) => {
         // 'upgrade-failed' already reports a failed handover; report refusals here.
         if (isBatonError(err, 'ERR_BATON_UPGRADE_IN_PROGRESS') || isBatonError(err, 'ERR_BATON_SPAWN_FAILED')) this.emit('upgrade-failed', asError(err));
