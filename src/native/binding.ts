@@ -1,0 +1,159 @@
+/**
+ * Loader and raw typings for the `baton_native` Node-API addon (native/baton_native.c).
+ *
+ * The raw functions follow one convention: a failed syscall comes back as a negative errno
+ * (a number), never as an exception; exceptions are thrown only for arguments of the wrong
+ * type. Use {@link check} from `system-error.ts` to turn a negative result into a Node-style
+ * system error. Every fd the addon creates or receives has FD_CLOEXEC set and every socket it
+ * creates is non-blocking. The caller owns every fd a raw function returns and must close it
+ * with `close` (or hand it to something that will).
+ *
+ * @module
+ */
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** Most fds one SCM_RIGHTS message can carry on Linux (the kernel's SCM_MAX_FD). */
+export const MAX_FDS_PER_MESSAGE = 253;
+
+/** Opaque poller handle returned by {@link NativeBinding.pollStart}. */
+export type PollHandle = { readonly __batonPollHandle: unique symbol };
+
+/**
+ * Poll callback: `status` is 0 or a negative errno from libuv; `readable`/`writable` tell
+ * which of the wanted events fired. It runs inside an async context, so microtasks queued
+ * by it run before the event loop continues.
+ */
+export type PollCallback = (status: number, readable: boolean, writable: boolean) => void;
+
+/** Result of a successful {@link NativeBinding.recvmsg}. */
+export interface RawReceived {
+  /** Bytes written into the buffer; 0 means the peer closed (EOF). */
+  readonly bytes: number;
+  /** fds that arrived with these bytes, in order, CLOEXEC set; the caller owns them. */
+  readonly fds: number[];
+  /** True when the kernel dropped fds (MSG_CTRUNC), usually because of RLIMIT_NOFILE. */
+  readonly ctrunc: boolean;
+}
+
+/** Raw socket description; see `describeSocket` in `socket-info.ts`. */
+export interface RawSocketDescription {
+  readonly family: 'inet' | 'inet6' | 'unix' | 'other';
+  readonly type: 'stream' | 'dgram' | 'seqpacket' | 'raw' | 'other';
+  readonly listening: boolean;
+  readonly address?: string;
+  readonly port?: number;
+  readonly path?: string;
+}
+
+/** The raw addon API. Every `number` result below 0 is a negative errno. */
+export interface NativeBinding {
+  /** AF_UNIX SOCK_STREAM pair, non-blocking and CLOEXEC; the caller owns both fds. */
+  socketpair(): [number, number] | number;
+  /**
+   * socket + bind + chmod(path, mode) + listen; returns the listening fd (caller owns it).
+   * chmod happens before listen, so no client can connect while the mode is wider. On failure
+   * after bind the socket file is left in place (the caller decides whether to unlink it).
+   */
+  unixListen(path: string, backlog: number, mode: number): number;
+  /** Blocking connect to a filesystem socket path, then O_NONBLOCK; caller owns the fd. */
+  unixConnect(path: string): number;
+  /** accept4 (non-blocking, CLOEXEC); -EAGAIN when no connection is pending. */
+  accept(fd: number): number;
+  /**
+   * One sendmsg(MSG_NOSIGNAL) of `buffer[offset, offset + length)` with `fds` (at most 253,
+   * needs length ≥ 1 when fds are given, else -EINVAL) attached as SCM_RIGHTS. Returns the
+   * bytes sent (possibly fewer than `length`); when it is > 0 the fds went with them. The
+   * caller keeps ownership of `fds`: the kernel duplicates them into the message.
+   */
+  sendmsg(fd: number, buffer: Uint8Array, offset: number, length: number, fds: readonly number[]): number;
+  /** One recvmsg(MSG_CMSG_CLOEXEC) into `buffer`; -EAGAIN when nothing is queued. */
+  recvmsg(fd: number, buffer: Uint8Array): RawReceived | number;
+  /** close(2); 0 or -errno. */
+  close(fd: number): number;
+  /** fcntl(F_DUPFD_CLOEXEC, 3): a new fd ≥ 3 that the caller owns. */
+  dup(fd: number): number;
+  /** SO_PEERCRED of a connected unix socket. */
+  peerCredentials(fd: number): { pid: number; uid: number; gid: number } | number;
+  /** Family, type, SO_ACCEPTCONN and local address of a socket fd (-ENOTSOCK otherwise). */
+  describeSocket(fd: number): RawSocketDescription | number;
+  /**
+   * Watch `fd` for readiness on the Node event loop (libuv uv_poll_t, level-triggered). The
+   * poller never closes `fd`: call `pollClose` first, then close the fd. Returns a negative
+   * errno when the fd cannot be watched (e.g. -EEXIST if another poller in this thread watches
+   * it, -EPERM for a regular file).
+   */
+  pollStart(fd: number, wantReadable: boolean, wantWritable: boolean, callback: PollCallback): PollHandle | number;
+  /** Change the wanted events; neither stops the watcher. -EBADF after `pollClose`. */
+  pollUpdate(handle: PollHandle, wantReadable: boolean, wantWritable: boolean): number;
+  /** Whether an active watcher keeps the event loop alive (default true). */
+  pollRef(handle: PollHandle, ref: boolean): number;
+  /** Stop and release the watcher; idempotent; the callback is never called afterwards. */
+  pollClose(handle: PollHandle): number;
+}
+
+/** Name of the compiled addon relative to the package root. */
+const ADDON_RELATIVE_PATH = join('build', 'Release', 'baton_native.node');
+
+/**
+ * The package root: the nearest ancestor of this module's directory that holds both a
+ * package.json and binding.gyp (works from `src/native/` and from `dist/src/native/`).
+ */
+export function findPackageRoot(startDir: string = dirname(fileURLToPath(import.meta.url))): string | undefined {
+  let dir = startDir;
+  for (;;) {
+    if (existsSync(join(dir, 'package.json')) && existsSync(join(dir, 'binding.gyp'))) return dir;
+    const parent = dirname(dir);
+    if (parent === dir) return undefined;
+    dir = parent;
+  }
+}
+
+function unavailable(message: string, cause?: unknown): Error {
+  const error = new Error(message, cause === undefined ? undefined : { cause }) as NodeJS.ErrnoException;
+  error.code = 'ERR_BATON_NATIVE_UNAVAILABLE';
+  return error;
+}
+
+let cached: NativeBinding | undefined;
+
+/**
+ * Load the addon (once; later calls return the same object).
+ *
+ * @throws Error with code `ERR_BATON_NATIVE_UNAVAILABLE` on a platform other than Linux, or
+ *   when `build/Release/baton_native.node` is missing or cannot be loaded (run
+ *   `npx node-gyp rebuild`).
+ */
+export function loadBinding(): NativeBinding {
+  if (cached !== undefined) return cached;
+  if (process.platform !== 'linux') {
+    throw unavailable(`baton's native fd channel supports Linux only (this is ${process.platform})`);
+  }
+  const root = findPackageRoot();
+  if (root === undefined) {
+    throw unavailable('baton native addon: cannot find the package root (package.json + binding.gyp)');
+  }
+  const file = join(root, ADDON_RELATIVE_PATH);
+  if (!existsSync(file)) {
+    throw unavailable(`baton native addon is not built: ${file} is missing (run \`npx node-gyp rebuild\`)`);
+  }
+  try {
+    const require = createRequire(import.meta.url);
+    cached = require(file) as NativeBinding;
+  } catch (error) {
+    throw unavailable(`baton native addon failed to load from ${file}: ${(error as Error).message}`, error);
+  }
+  return cached;
+}
+
+/** True when {@link loadBinding} would succeed. Never throws. */
+export function isNativeAvailable(): boolean {
+  try {
+    loadBinding();
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,73 @@
+/**
+ * Small fd utilities over the native addon: socket introspection, peer credentials, close
+ * and dup. All of them throw a Node-style system error (see `system-error.ts`) on failure.
+ *
+ * @module
+ */
+import { loadBinding } from './binding.js';
+import { check } from './system-error.js';
+
+/** Credentials of the process on the other end of a unix socket (SO_PEERCRED). */
+export interface PeerCredentials {
+  /** Peer's pid at connect()/socketpair() time. */
+  readonly pid: number;
+  readonly uid: number;
+  readonly gid: number;
+}
+
+/** What a socket fd is, from getsockopt/getsockname. */
+export interface SocketDescription {
+  readonly family: 'inet' | 'inet6' | 'unix' | 'other';
+  readonly type: 'stream' | 'dgram' | 'seqpacket' | 'raw' | 'other';
+  /** SO_ACCEPTCONN: true for a socket on which listen() was called. */
+  readonly listening: boolean;
+  /** Local address (inet/inet6 only), as inet_ntop prints it, e.g. '127.0.0.1' or '::1'. */
+  readonly address?: string;
+  /** Local port (inet/inet6 only). */
+  readonly port?: number;
+  /**
+   * Local path (unix only): '' for an unnamed socket (socketpair, a client), '@name' for the
+   * abstract namespace (trailing NULs dropped: libuv pads abstract names with them),
+   * otherwise the filesystem path it was bound to.
+   */
+  readonly path?: string;
+}
+
+/**
+ * Credentials of the peer of the connected unix socket `fd` (fd is only inspected).
+ *
+ * @throws system error with syscall 'getsockopt' (e.g. ENOTSOCK, EBADF).
+ */
+export function peerCredentials(fd: number): PeerCredentials {
+  return check(loadBinding().peerCredentials(fd), 'getsockopt');
+}
+
+/**
+ * Describe the socket `fd` (only inspected, never closed).
+ *
+ * @throws system error with syscall 'getsockopt': ENOTSOCK for a non-socket, EBADF for a
+ *   closed fd.
+ */
+export function describeSocket(fd: number): SocketDescription {
+  return check(loadBinding().describeSocket(fd), 'getsockopt');
+}
+
+/**
+ * Close an fd this process owns (one received from a channel, a `dupFd` result, …). Do not
+ * use it on an fd that Node or another object still owns.
+ *
+ * @throws system error with syscall 'close' (e.g. EBADF).
+ */
+export function closeFd(fd: number): void {
+  check(loadBinding().close(fd), 'close');
+}
+
+/**
+ * Duplicate `fd` into a new fd ≥ 3 with FD_CLOEXEC set. The caller owns the copy and must
+ * close it (or hand it on); the original is untouched.
+ *
+ * @throws system error with syscall 'fcntl' (e.g. EBADF, EMFILE).
+ */
+export function dupFd(fd: number): number {
+  return check(loadBinding().dup(fd), 'fcntl');
+}
