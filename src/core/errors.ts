@@ -49,6 +49,8 @@ export const ErrorCodes = {
   ERR_BATON_FDS_TRUNCATED: 'fds truncated in transit',
   /** The channel was closed while an operation was pending. */
   ERR_BATON_CHANNEL_CLOSED: 'channel closed',
+  /** A Node-API call inside the native addon failed: a bug in baton, please report it. */
+  ERR_BATON_NAPI: 'internal native addon failure',
   /** A configuration value is invalid. */
   ERR_BATON_INVALID_OPTION: 'invalid option',
 } as const;

@@ -10,6 +10,7 @@
  *
  * @module
  */
+import { BatonError } from '../core/errors.js';
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
@@ -111,10 +112,8 @@ export function findPackageRoot(startDir: string = dirname(fileURLToPath(import.
   }
 }
 
-function unavailable(message: string, cause?: unknown): Error {
-  const error = new Error(message, cause === undefined ? undefined : { cause }) as NodeJS.ErrnoException;
-  error.code = 'ERR_BATON_NATIVE_UNAVAILABLE';
-  return error;
+function unavailable(message: string, cause?: unknown): BatonError {
+  return new BatonError('ERR_BATON_NATIVE_UNAVAILABLE', message, cause === undefined ? undefined : { cause });
 }
 
 let cached: NativeBinding | undefined;

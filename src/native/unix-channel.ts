@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { BatonError, type ErrorCode } from '../core/errors.js';
 import { EventEmitter } from 'node:events';
 import { constants } from 'node:os';
 
@@ -56,13 +57,11 @@ interface PendingWrite {
   readonly reject: (error: Error) => void;
 }
 
-function codedError(code: string, message: string, cause?: unknown): NodeJS.ErrnoException {
-  const error = new Error(message, cause === undefined ? undefined : { cause }) as NodeJS.ErrnoException;
-  error.code = code;
-  return error;
+function codedError(code: ErrorCode, message: string, cause?: unknown): BatonError {
+  return new BatonError(code, message, cause === undefined ? undefined : { cause });
 }
 
-function channelClosedError(cause?: unknown): NodeJS.ErrnoException {
+function channelClosedError(cause?: unknown): BatonError {
   return codedError('ERR_BATON_CHANNEL_CLOSED', 'the unix channel is closed', cause);
 }
 
