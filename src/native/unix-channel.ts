@@ -289,7 +289,12 @@ export class UnixChannel extends EventEmitter<UnixChannelEvents> {
   #onPoll(status: number, readable: boolean, writable: boolean): void {
     if (this.#closed) return;
     if (status < 0) {
-      this.#destroy(systemError(status, 'uv_poll'));
+      // libuv reports POLLERR as EBADF and stops watching. A unix socket raises POLLERR when
+      // the peer closed with bytes of ours unread (ECONNRESET), yet what the peer sent before
+      // closing is still queued: deliver it (e.g. its Error frame), then fail with recvmsg's
+      // own error. Only if nothing explains it, fail with the poller's status.
+      this.#read(Infinity);
+      if (!this.#closed) this.#destroy(systemError(status, 'uv_poll'));
       return;
     }
     if (writable) this.#flush();
@@ -327,9 +332,9 @@ export class UnixChannel extends EventEmitter<UnixChannelEvents> {
     this.#updatePoll();
   }
 
-  /** Read until EAGAIN, at most MAX_READS_PER_EVENT times. */
-  #read(): void {
-    for (let i = 0; i < MAX_READS_PER_EVENT; i++) {
+  /** Read until EAGAIN, at most `maxReads` times (default MAX_READS_PER_EVENT). */
+  #read(maxReads = MAX_READS_PER_EVENT): void {
+    for (let i = 0; i < maxReads; i++) {
       if (this.#closed || this.#paused || this.#ended) return;
       const result = this.#native.recvmsg(this.fd, this.#readBuffer);
       if (typeof result === 'number') {
