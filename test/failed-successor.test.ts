@@ -36,7 +36,9 @@ function expectedFailure(via: 'takeover' | 'exec', mode: Mode): { code: string; 
     // Not its child: the predecessor only sees the channel close.
     return { code: 'ERR_BATON_SUCCESSOR_EXITED', message: /closed the upgrade channel before it was ready/ };
   }
-  const how = { crash: /was killed by SIGKILL/, exit: /exited with code 3/, throw: /exited with code 1/, syntax: /exited with code 1/ }[mode];
+  const how = { crash: /was killed by SIGKILL/, exit: /exited with code 3/, throw: /exited with code 1/, syntax: /exited with code 1/ }[
+    mode
+  ];
   return { code: 'ERR_BATON_SUCCESSOR_EXITED', message: how };
 }
 
@@ -198,7 +200,10 @@ async function failedSuccessorCase(t: TestContext, via: 'takeover' | 'exec', mod
       // SIGTERM went out before 'upgrade-failed'; it is ignored, so only the SIGKILL
       // killGraceMs later ends the child.
       const sinceFailure = performance.now() - failedAt!;
-      assert.ok(sinceFailure >= KILL_GRACE_MS / 2, `frozen child gone ${Math.round(sinceFailure)} ms after upgrade-failed: SIGTERM alone must not end it`);
+      assert.ok(
+        sinceFailure >= KILL_GRACE_MS / 2,
+        `frozen child gone ${Math.round(sinceFailure)} ms after upgrade-failed: SIGTERM alone must not end it`,
+      );
     }
   }
 

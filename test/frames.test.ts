@@ -127,7 +127,11 @@ describe('FrameDecoder: fds', () => {
     ] as const) {
       const { decoder, closed } = recordingDecoder();
       const frame = encodeFrame(FrameType.Listeners, { listeners: [] }, declared, MAX);
-      assert.equal(codeOf(() => decoder.push(frame, arrived)), 'ERR_BATON_BAD_FRAME', `declared ${declared}, arrived ${arrived.length}`);
+      assert.equal(
+        codeOf(() => decoder.push(frame, arrived)),
+        'ERR_BATON_BAD_FRAME',
+        `declared ${declared}, arrived ${arrived.length}`,
+      );
       assert.deepEqual(closed.sort(), [...arrived].sort(), `declared ${declared}: the arrived fds are closed`);
     }
   });
@@ -136,13 +140,19 @@ describe('FrameDecoder: fds', () => {
     const { decoder, closed } = recordingDecoder();
     const good = encodeFrame(FrameType.Listeners, { listeners: [] }, 1, MAX);
     assert.deepEqual(decoder.push(good.subarray(0, 10), [5]), []);
-    assert.equal(codeOf(() => decoder.push(Buffer.concat([good.subarray(10), Buffer.from('garbage')]))), 'ERR_BATON_BAD_FRAME');
+    assert.equal(
+      codeOf(() => decoder.push(Buffer.concat([good.subarray(10), Buffer.from('garbage')]))),
+      'ERR_BATON_BAD_FRAME',
+    );
     assert.deepEqual(closed, [5]);
   });
 
   it('is poisoned after an error: later bytes are ignored and their fds closed', () => {
     const { decoder, closed } = recordingDecoder();
-    assert.equal(codeOf(() => decoder.push(Buffer.from('nope'))), 'ERR_BATON_BAD_FRAME');
+    assert.equal(
+      codeOf(() => decoder.push(Buffer.from('nope'))),
+      'ERR_BATON_BAD_FRAME',
+    );
     assert.deepEqual(decoder.push(encodeFrame(FrameType.Listeners, {}, 1, MAX), [11]), []);
     assert.deepEqual(closed, [11]);
   });
@@ -205,11 +215,7 @@ describe('FrameDecoder: fds', () => {
     frames.forEach((f, i) => {
       const p = f.payload as { i: number; inos: number[] };
       assert.equal(p.i, i, 'frames in order');
-      assert.deepEqual(
-        f.fds.map(inoOf),
-        sent[i]!.inos,
-        `frame ${i}: the fds are the files it carried`,
-      );
+      assert.deepEqual(f.fds.map(inoOf), sent[i]!.inos, `frame ${i}: the fds are the files it carried`);
     });
     for (const f of frames) for (const fd of f.fds) closeFd(fd);
     sender.close();
@@ -222,23 +228,35 @@ describe('FrameDecoder: fds', () => {
 describe('FrameDecoder: refusals', () => {
   it('refuses bad magic at the first byte that differs', () => {
     const { decoder } = recordingDecoder();
-    assert.equal(codeOf(() => decoder.push(Buffer.from('G'))), 'ERR_BATON_BAD_FRAME');
+    assert.equal(
+      codeOf(() => decoder.push(Buffer.from('G'))),
+      'ERR_BATON_BAD_FRAME',
+    );
 
     const second = recordingDecoder().decoder;
     assert.deepEqual(second.push(Buffer.from('BT')), [], 'a prefix of the magic waits for more');
-    assert.equal(codeOf(() => second.push(Buffer.from('X'))), 'ERR_BATON_BAD_FRAME');
+    assert.equal(
+      codeOf(() => second.push(Buffer.from('X'))),
+      'ERR_BATON_BAD_FRAME',
+    );
 
     const http = recordingDecoder().decoder;
-    assert.throws(() => http.push(Buffer.from('GET / HTTP/1.1\r\n\r\n')), (err: Error & { code?: string }) => {
-      assert.equal(err.code, 'ERR_BATON_BAD_FRAME');
-      assert.match(err.message, /0x474554/);
-      return true;
-    });
+    assert.throws(
+      () => http.push(Buffer.from('GET / HTTP/1.1\r\n\r\n')),
+      (err: Error & { code?: string }) => {
+        assert.equal(err.code, 'ERR_BATON_BAD_FRAME');
+        assert.match(err.message, /0x474554/);
+        return true;
+      },
+    );
 
     const random = recordingDecoder().decoder;
     let bytes = randomBytes(64);
     while (bytes[0] === 0x42) bytes = randomBytes(64);
-    assert.equal(codeOf(() => random.push(bytes)), 'ERR_BATON_BAD_FRAME');
+    assert.equal(
+      codeOf(() => random.push(bytes)),
+      'ERR_BATON_BAD_FRAME',
+    );
   });
 
   it('refuses another protocol version as soon as the version byte arrives', () => {
@@ -259,7 +277,10 @@ describe('FrameDecoder: refusals', () => {
       (err: Error & { code?: string }) => err.code === 'ERR_BATON_FRAME_TOO_LARGE' && /65 bytes/.test(err.message),
     );
     const huge = recordingDecoder(limit).decoder;
-    assert.equal(codeOf(() => huge.push(header({ length: 0xffffffff }))), 'ERR_BATON_FRAME_TOO_LARGE');
+    assert.equal(
+      codeOf(() => huge.push(header({ length: 0xffffffff }))),
+      'ERR_BATON_FRAME_TOO_LARGE',
+    );
 
     const exact = recordingDecoder(limit).decoder;
     const body = JSON.stringify('x'.repeat(limit - 2));
@@ -270,16 +291,25 @@ describe('FrameDecoder: refusals', () => {
 
   it('refuses an unknown frame type and a payload that is not JSON, closing the frame fds', () => {
     const { decoder } = recordingDecoder();
-    assert.equal(codeOf(() => decoder.push(header({ type: 99, length: 0 }))), 'ERR_BATON_BAD_FRAME');
+    assert.equal(
+      codeOf(() => decoder.push(header({ type: 99, length: 0 }))),
+      'ERR_BATON_BAD_FRAME',
+    );
 
     const json = recordingDecoder();
     const bad = Buffer.concat([header({ type: FrameType.Listeners, fdCount: 1, length: 5 }), Buffer.from('{nope')]);
-    assert.equal(codeOf(() => json.decoder.push(bad, [31])), 'ERR_BATON_BAD_FRAME');
+    assert.equal(
+      codeOf(() => json.decoder.push(bad, [31])),
+      'ERR_BATON_BAD_FRAME',
+    );
     assert.deepEqual(json.closed, [31]);
   });
 
   it('encodeFrame refuses a payload over the limit', () => {
-    assert.equal(codeOf(() => encodeFrame(FrameType.State, 'x'.repeat(100), 0, 50)), 'ERR_BATON_FRAME_TOO_LARGE');
+    assert.equal(
+      codeOf(() => encodeFrame(FrameType.State, 'x'.repeat(100), 0, 50)),
+      'ERR_BATON_FRAME_TOO_LARGE',
+    );
     assert.equal(encodeFrame(FrameType.State, 'x'.repeat(48), 0, 50).length, HEADER_BYTES + 50);
   });
 });

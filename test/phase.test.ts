@@ -67,7 +67,8 @@ describe('PhaseMachine', () => {
         } else {
           assert.throws(
             () => m.transition(to),
-            (err: Error & { code?: string }) => err.code === 'ERR_BATON_INVALID_PHASE' && err.message.includes(`'${from}'`) && err.message.includes(`'${to}'`),
+            (err: Error & { code?: string }) =>
+              err.code === 'ERR_BATON_INVALID_PHASE' && err.message.includes(`'${from}'`) && err.message.includes(`'${to}'`),
             `'${from}' → '${to}' must be refused`,
           );
           assert.equal(m.phase, from, 'a refused transition changes nothing');
@@ -85,6 +86,15 @@ describe('PhaseMachine', () => {
     const life: Phase[] = ['serving', 'handing-over', 'serving', 'handing-over', 'serving', 'handing-over', 'draining', 'exited'];
     for (const p of life) m.transition(p);
     assert.deepEqual(m.history, ['starting', ...life]);
-    assert.deepEqual(seen, ['starting>serving', 'serving>handing-over', 'handing-over>serving', 'serving>handing-over', 'handing-over>serving', 'serving>handing-over', 'handing-over>draining', 'draining>exited']);
+    assert.deepEqual(seen, [
+      'starting>serving',
+      'serving>handing-over',
+      'handing-over>serving',
+      'serving>handing-over',
+      'handing-over>serving',
+      'serving>handing-over',
+      'handing-over>draining',
+      'draining>exited',
+    ]);
   });
 });

@@ -23,7 +23,16 @@ import readline from 'node:readline';
 import { describe, it, type TestContext } from 'node:test';
 import { Client } from 'undici';
 import { UnixChannel } from '../src/native/index.js';
-import { FrameDecoder, FrameType, HEADER_BYTES, MAGIC, PROTOCOL_VERSION, encodeFrame, type ErrorPayload, type Frame } from '../src/protocol/frames.js';
+import {
+  FrameDecoder,
+  FrameType,
+  HEADER_BYTES,
+  MAGIC,
+  PROTOCOL_VERSION,
+  encodeFrame,
+  type ErrorPayload,
+  type Frame,
+} from '../src/protocol/frames.js';
 import { Defaults } from '../src/core/options.js';
 import { HttpLoad } from './helpers/http-load.js';
 import { EventLog, fixture, killAll, pidsOf, spawnFixture, tempDir } from './helpers/server-process.js';
@@ -171,7 +180,11 @@ describe('upgrade socket: directory and file modes', () => {
   for (const [what, prepare, message] of [
     ['of mode 0755', (d: string) => fs.mkdirSync(d, { mode: 0o755 }), /has mode 0755; it must be 0700/],
     ['of mode 0710 (group search)', (d: string) => (fs.mkdirSync(d), fs.chmodSync(d, 0o710)), /has mode 0710/],
-    ['owned by another uid', (d: string) => (fs.mkdirSync(d, { mode: 0o700 }), fs.chownSync(d, NOBODY, NOGROUP)), /owned by uid 65534, not by this process's uid 0/],
+    [
+      'owned by another uid',
+      (d: string) => (fs.mkdirSync(d, { mode: 0o700 }), fs.chownSync(d, NOBODY, NOGROUP)),
+      /owned by uid 65534, not by this process's uid 0/,
+    ],
     [
       'that is a symlink to a private directory',
       (d: string) => {
@@ -206,7 +219,7 @@ describe('upgrade socket: directory and file modes', () => {
 });
 
 describe('upgrade socket: other users', () => {
-  it("another uid cannot reach the socket (EACCES from the 0700 directory); the server serves on", async (t) => {
+  it('another uid cannot reach the socket (EACCES from the 0700 directory); the server serves on', async (t) => {
     const dir = tempDir();
     // Let nobody traverse our temp dir, so the only obstacle is baton's own directory.
     fs.chmodSync(dir, 0o711);
@@ -308,11 +321,36 @@ describe('upgrade socket: hostile bytes', () => {
     const cases: [string, Buffer | undefined, string, RegExp][] = [
       ['random bytes', garbage, 'ERR_BATON_BAD_FRAME', /not a baton frame/],
       ['an HTTP request', Buffer.from('GET / HTTP/1.1\r\nHost: x\r\n\r\n'), 'ERR_BATON_BAD_FRAME', /not a baton frame/],
-      ['a header announcing more than maxFrameBytes', header({ length: Defaults.maxFrameBytes + 1 }), 'ERR_BATON_FRAME_TOO_LARGE', /limit is 16777216 bytes/],
-      ['a protocol version 2 frame', Buffer.concat([header({ version: 2, length: helloBody.length }), helloBody]), 'ERR_BATON_PROTOCOL_VERSION', /version 2/],
-      ['a version 1 frame whose hello says protocol 2', encodeFrame(FrameType.Hello, hello({ protocol: 2 }), 0, 1 << 20), 'ERR_BATON_PROTOCOL_VERSION', /protocol 2/],
-      ['a hello for another server', encodeFrame(FrameType.Hello, hello({ name: 'other' }), 0, 1 << 20), 'ERR_BATON_PEER_REFUSED', /'other'/],
-      ['a Ready frame before any hello', encodeFrame(FrameType.Ready, { listeners: 1 }, 0, 1 << 20), 'ERR_BATON_UNEXPECTED_FRAME', /Ready frame where a Hello frame/],
+      [
+        'a header announcing more than maxFrameBytes',
+        header({ length: Defaults.maxFrameBytes + 1 }),
+        'ERR_BATON_FRAME_TOO_LARGE',
+        /limit is 16777216 bytes/,
+      ],
+      [
+        'a protocol version 2 frame',
+        Buffer.concat([header({ version: 2, length: helloBody.length }), helloBody]),
+        'ERR_BATON_PROTOCOL_VERSION',
+        /version 2/,
+      ],
+      [
+        'a version 1 frame whose hello says protocol 2',
+        encodeFrame(FrameType.Hello, hello({ protocol: 2 }), 0, 1 << 20),
+        'ERR_BATON_PROTOCOL_VERSION',
+        /protocol 2/,
+      ],
+      [
+        'a hello for another server',
+        encodeFrame(FrameType.Hello, hello({ name: 'other' }), 0, 1 << 20),
+        'ERR_BATON_PEER_REFUSED',
+        /'other'/,
+      ],
+      [
+        'a Ready frame before any hello',
+        encodeFrame(FrameType.Ready, { listeners: 1 }, 0, 1 << 20),
+        'ERR_BATON_UNEXPECTED_FRAME',
+        /Ready frame where a Hello frame/,
+      ],
       ['silence (no hello within helloTimeoutMs)', undefined, 'ERR_BATON_HELLO_TIMEOUT', /1000 ms/],
     ];
     for (const [what, bytes, code, message] of cases) {
@@ -326,7 +364,9 @@ describe('upgrade socket: hostile bytes', () => {
     }
     assert.equal(log.events.filter((e) => e.event === 'peer-refused').length, cases.length);
     assert.deepEqual(
-      log.events.filter((e) => e.event === 'phase' || e.event === 'upgrade-start' || e.event === 'upgrade-failed').map((e) => e.event + String((e.args as string[] | undefined)?.[0] ?? '')),
+      log.events
+        .filter((e) => e.event === 'phase' || e.event === 'upgrade-start' || e.event === 'upgrade-failed')
+        .map((e) => e.event + String((e.args as string[] | undefined)?.[0] ?? '')),
       ['phaseserving'],
       'no hostile peer started a handover',
     );
@@ -370,7 +410,12 @@ describe('upgrade socket: stale socket and racing successors', () => {
     const live = net.connect(socketPath);
     await once(live, 'connect');
     live.destroy();
-    const hungUp = await log.waitFor((e) => e.event === 'peer-refused' && e.pid === fresh.pid, 'the new server saw our probe', 10_000, since);
+    const hungUp = await log.waitFor(
+      (e) => e.event === 'peer-refused' && e.pid === fresh.pid,
+      'the new server saw our probe',
+      10_000,
+      since,
+    );
     assert.equal(hungUp.code, 'ERR_BATON_SUCCESSOR_EXITED');
     const origin = `http://127.0.0.1:${listening.http}`;
     assert.deepEqual(await freshRequests(origin, 2), [1, 1]);
