@@ -13,9 +13,6 @@ export interface DrainReport {
   durationMs: number;
 }
 
-/** Largest stream id HTTP/2 allows: a GOAWAY with it refuses nothing already sent. */
-const MAX_STREAM_ID = 2 ** 31 - 1;
-
 /**
  * Follows every connection of the servers it tracks, so a generation can drain
  * them without cutting anything in flight.
@@ -29,9 +26,12 @@ const MAX_STREAM_ID = 2 ** 31 - 1;
  *   timeout the server advertised in `Keep-Alive: timeout=…`, which well-behaved
  *   clients respect by closing first — closing them earlier races a request the
  *   client may be sending.
- * - HTTP/2: each session gets GOAWAY with the largest stream id (no stream is
- *   refused; the client stops opening streams), then after a PING round trip
- *   the final GOAWAY naming the last processed stream; in-flight streams finish.
+ * - HTTP/2: each session gets one GOAWAY naming the last stream it processed
+ *   (`session.close()`); those streams finish, the client opens new streams on
+ *   a new connection. Streams the client sent before it read the GOAWAY are
+ *   refused (REFUSED_STREAM: not processed, safe to retry, RFC 9113 §8.7).
+ *   No two-step GOAWAY: Node's nghttp2 ignores every new stream once it sent
+ *   any GOAWAY, whatever its last stream id (see goAway()).
  * - Anything else (WebSocket after upgrade, raw TCP) stays open until the drain
  *   timeout, then is destroyed and counted as forced.
  */
@@ -112,13 +112,20 @@ export class ConnectionTracker {
   }
 }
 
+/**
+ * Ends an HTTP/2 session gracefully: GOAWAY with the last processed stream id,
+ * in-flight streams complete, then the session closes.
+ *
+ * Not the two-step shutdown of RFC 9113 §6.8 (GOAWAY with 2^31-1, a round trip,
+ * then the real last stream id): on Node 20 it loses streams instead of saving
+ * them. nghttp2 stops accepting streams once any GOAWAY went out
+ * (`session_allow_incoming_new_stream`) and silently ignores those that arrive
+ * later, without RST_STREAM; and once its open streams are done it stops
+ * reading (`nghttp2_session_want_read` is 0), so the PING ack was never read, the
+ * final GOAWAY that would refuse those streams never went out, and they hung
+ * until the drain timeout destroyed the session.
+ */
 function goAway(session: http2.ServerHttp2Session): void {
   if (session.closed || session.destroyed) return;
-  // Two-step shutdown (RFC 9113 §6.8): first announce without refusing any
-  // stream, then after one round trip name the real last stream.
-  session.goaway(0, MAX_STREAM_ID);
-  const closeNow = () => {
-    if (!session.closed && !session.destroyed) session.close();
-  };
-  if (!session.ping(closeNow)) closeNow();
+  session.close();
 }

@@ -1,0 +1,224 @@
+/**
+ * HTTP/2 survives upgrades: an independent node:http2 client (h2c, prior
+ * knowledge) keeps 32 streams in flight while the server is upgraded 10 times
+ * in a row by each path. The client behaves like any compliant pool: it opens
+ * streams on its current session and, once that session received GOAWAY (or
+ * closed), opens a new session for new streams; streams the server processed
+ * must finish on the old one. The only stream a compliant client sends again is
+ * one the server provably never processed: refused (REFUSED_STREAM) by a session
+ * that announced GOAWAY — the streams the client sent before it read the GOAWAY
+ * (RFC 9113 §8.7: "can be safely retried"). Those are counted and bounded;
+ * anything else (reset, cancelled, hung, wrong status) is a failure and is not
+ * retried. Proves 0 failed streams, every generation answered, and that each
+ * old generation announced its drain with GOAWAY.
+ */
+import assert from 'node:assert/strict';
+import http2 from 'node:http2';
+import { after, describe, it } from 'node:test';
+import { EventLog, fixture, killAll, pidsOf, spawnFixture, tempDir } from './helpers/server-process.js';
+
+const UPGRADES = 10;
+const CONCURRENCY = 32;
+/** Attempts per request: a refused stream is sent again at most twice. */
+const MAX_ATTEMPTS = 3;
+
+/** What the client observed. Every request is counted: ok + failed = requests. */
+interface H2Result {
+  requests: number;
+  ok: number;
+  failed: number;
+  /** Streams refused unprocessed by a session that had sent GOAWAY, and sent again. */
+  refused: number;
+  errors: string[];
+  /** Responses per generation number (x-generation header). */
+  generations: Map<number, number>;
+  sessions: number;
+  /** 'goaway' events received, over all sessions. */
+  goaways: number;
+  sessionErrors: string[];
+}
+
+/**
+ * A minimal HTTP/2 client pool: one current session; a session that received
+ * GOAWAY or closed takes no new streams, and the next stream opens a new one.
+ */
+class H2Load {
+  readonly result: H2Result = { requests: 0, ok: 0, failed: 0, refused: 0, errors: [], generations: new Map(), sessions: 0, goaways: 0, sessionErrors: [] };
+  readonly #origin: string;
+  readonly #all = new Set<http2.ClientHttp2Session>();
+  readonly #goneAway = new WeakSet<http2.ClientHttp2Session>();
+  readonly #workers: Promise<void>[] = [];
+  #session: http2.ClientHttp2Session | undefined;
+  #running = true;
+  #onResponse: ((generation: number) => void) | undefined;
+
+  constructor(origin: string, concurrency: number) {
+    this.#origin = origin;
+    for (let i = 0; i < concurrency; i++) this.#workers.push(this.#worker());
+  }
+
+  /** Resolves once a response from a generation satisfying `pred` arrived. */
+  waitForGeneration(pred: (g: number) => boolean): Promise<number> {
+    for (const g of this.result.generations.keys()) if (pred(g)) return Promise.resolve(g);
+    return new Promise((resolve) => {
+      const prev = this.#onResponse;
+      this.#onResponse = (g) => {
+        prev?.(g);
+        if (pred(g)) {
+          this.#onResponse = prev;
+          resolve(g);
+        }
+      };
+    });
+  }
+
+  #current(): http2.ClientHttp2Session {
+    const s = this.#session;
+    if (s && !s.closed && !s.destroyed) return s;
+    const session = http2.connect(this.#origin);
+    this.result.sessions++;
+    this.#all.add(session);
+    session.on('goaway', () => {
+      this.result.goaways++;
+      this.#goneAway.add(session);
+      if (this.#session === session) this.#session = undefined;
+    });
+    session.on('error', (err: NodeJS.ErrnoException) => {
+      if (this.result.sessionErrors.length < 20) this.result.sessionErrors.push(`${err.code ?? ''} ${err.message}`);
+    });
+    session.once('close', () => {
+      this.#all.delete(session);
+      if (this.#session === session) this.#session = undefined;
+    });
+    this.#session = session;
+    return session;
+  }
+
+  /** One stream; rejects with `refused: true` when a session that sent GOAWAY refused it unprocessed. */
+  #request(): Promise<number> {
+    return new Promise((resolve, reject) => {
+      const session = this.#current();
+      const stream = session.request({ ':path': '/', ':method': 'GET' });
+      let status = 0;
+      let generation = NaN;
+      let ended = false;
+      stream.on('response', (headers) => {
+        status = Number(headers[':status']);
+        generation = Number(headers['x-generation']);
+      });
+      stream.on('data', () => undefined);
+      stream.on('end', () => {
+        ended = true;
+      });
+      stream.on('error', () => undefined); // judged on 'close', from rstCode
+      stream.on('close', () => {
+        if (stream.rstCode === http2.constants.NGHTTP2_REFUSED_STREAM && status === 0 && this.#goneAway.has(session)) {
+          reject(Object.assign(new Error('refused after GOAWAY'), { refused: true }));
+        } else if (!ended) reject(new Error(`stream closed before its end (rstCode ${stream.rstCode})`));
+        else if (status !== 200) reject(new Error(`status ${status}`));
+        else resolve(generation);
+      });
+      stream.end();
+    });
+  }
+
+  async #worker(): Promise<void> {
+    while (this.#running) {
+      this.result.requests++;
+      for (let attempt = 1; ; attempt++) {
+        try {
+          const g = await this.#request();
+          this.result.generations.set(g, (this.result.generations.get(g) ?? 0) + 1);
+          this.result.ok++;
+          this.#onResponse?.(g);
+          break;
+        } catch (err) {
+          if ((err as { refused?: boolean }).refused && attempt < MAX_ATTEMPTS) {
+            this.result.refused++;
+            continue;
+          }
+          this.result.failed++;
+          if (this.result.errors.length < 20) this.result.errors.push(`attempt ${attempt}: ${(err as Error).message}`);
+          break;
+        }
+      }
+    }
+  }
+
+  /** Cleanup after a failure: stops opening streams and destroys every session. */
+  destroy(): void {
+    this.#running = false;
+    for (const s of this.#all) s.destroy();
+  }
+
+  /** Stops opening streams, waits for every outstanding one, closes the sessions. */
+  async stop(): Promise<H2Result> {
+    this.#running = false;
+    await Promise.all(this.#workers);
+    await Promise.all([...this.#all].map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
+    return this.result;
+  }
+}
+
+/** Rejects when `promise` does not settle within `ms`: a hung stream must fail the test, not stall it. */
+function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+for (const path of ['takeover', 'exec'] as const) {
+  describe(`HTTP/2 ${path} upgrades with streams in flight`, () => {
+    const log = new EventLog();
+    let load: H2Load | undefined;
+    after(() => {
+      load?.destroy();
+      killAll(pidsOf(log));
+    });
+
+    it(`upgrades ${UPGRADES} times with 0 failed streams and a GOAWAY from each old generation`, async (t) => {
+      const dir = tempDir();
+      const env = { BATON_SOCKET_DIR: dir };
+      const first = spawnFixture(fixture('server'), env, log);
+      const listening = await log.waitEvent('listening', first.pid);
+      await log.waitEvent('ready', first.pid);
+
+      load = new H2Load(`http://127.0.0.1:${listening.h2c}`, CONCURRENCY);
+      await within(load.waitForGeneration((g) => g === 1), 20_000, 'a response from generation 1');
+      let current = first.pid!;
+      const readyPids = [current];
+      for (let i = 2; i <= UPGRADES + 1; i++) {
+        const since = log.events.length;
+        const goawaysBefore = load.result.goaways;
+        if (path === 'takeover') spawnFixture(fixture('server'), env, log);
+        else process.kill(current, 'SIGUSR2');
+        const next = await log.waitFor((e) => e.event === 'ready' && e.generation === i, `generation ${i} ready`, 60_000, since);
+        assert.equal(next.origin, path);
+        await log.waitFor((e) => e.event === 'upgrade' && e.pid === current, `generation ${i - 1} handing over`, 60_000, since);
+        await within(load.waitForGeneration((g) => g === i), 20_000, `a response from generation ${i}`);
+        // The old generation exits once its sessions closed after GOAWAY (well before the drain timeout).
+        await log.waitFor((e) => e.event === 'exit' && e.pid === current, `generation ${i - 1} exiting`, 20_000);
+        assert.ok(load.result.goaways > goawaysBefore, `no GOAWAY received while generation ${i - 1} drained`);
+        current = next.pid;
+        readyPids.push(current);
+      }
+      const result = await within(load.stop(), 20_000, 'the outstanding streams');
+      t.diagnostic(`${result.ok} requests answered, ${result.refused} streams refused after GOAWAY and sent again, ${result.sessions} sessions, ${result.goaways} GOAWAYs`);
+      assert.equal(result.failed, 0, `failed streams: ${result.errors.join('; ')}`);
+      assert.deepEqual(result.sessionErrors, [], 'session errors');
+      assert.ok(result.ok > UPGRADES * CONCURRENCY, `only ${result.ok} streams completed`);
+      assert.equal(result.ok, result.requests, 'every request answered');
+      // Only streams on the wire when the client read a GOAWAY can be refused: at most one per worker and upgrade.
+      assert.ok(result.refused <= CONCURRENCY * UPGRADES, `${result.refused} streams refused in ${UPGRADES} upgrades`);
+      assert.ok(result.goaways >= UPGRADES, `${result.goaways} GOAWAYs for ${UPGRADES} upgrades`);
+      assert.ok(result.sessions > UPGRADES, `${result.sessions} sessions: the client should have reconnected after each GOAWAY`);
+      assert.equal(new Set(readyPids).size, UPGRADES + 1, 'every generation has its own pid');
+      for (let g = 1; g <= UPGRADES + 1; g++) assert.ok((result.generations.get(g) ?? 0) > 0, `no response from generation ${g}`);
+
+      process.kill(current, 'SIGTERM');
+      await log.waitEvent('exit', current);
+    });
+  });
+}
