@@ -64,7 +64,7 @@ export interface GenerationEvents {
   'peer-refused': [error: Error];
   /** The drain finished; `exited` follows. */
   drained: [report: DrainReport];
-  /** This (successor) generation's predecessor finished draining. */
+  /** This (successor) generation's predecessor finished draining; the upgrade channel to it is already closed. */
   'predecessor-done': [info: PredecessorDone];
   /** This successor's takeover failed (aborted by the predecessor). */
   failed: [error: Error];
@@ -302,8 +302,9 @@ export class Generation extends EventEmitter<GenerationEvents> {
         peer.receive().then(
           (frame) => {
             const done = frame.payload as DonePayload;
-            this.emit('predecessor-done', { ...done, pid: this.predecessorPid ?? 0 });
+            // Release the channel first: when 'predecessor-done' fires, nothing of the predecessor is held.
             peer.close();
+            this.emit('predecessor-done', { ...done, pid: this.predecessorPid ?? 0 });
           },
           () => peer.close(),
         );
