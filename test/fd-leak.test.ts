@@ -94,7 +94,11 @@ describe('fds across upgrades', () => {
     assert.equal(served, (UPGRADES + 1) * REQUESTS_PER_GENERATION);
     assert.equal(new Set(pids).size, UPGRADES + 1, 'every generation has its own pid');
     assert.equal(fds[UPGRADES], fds[0], `generation ${UPGRADES + 1} holds ${fds[UPGRADES]} fds, generation 1 held ${fds[0]}`);
-    assert.deepEqual(fds, fds.map(() => fds[0]), 'every generation holds the same number of fds');
+    assert.deepEqual(
+      fds,
+      fds.map(() => fds[0]),
+      'every generation holds the same number of fds',
+    );
     for (const pid of pids.slice(0, -1)) assert.ok(hasExited(pid), `predecessor pid ${pid} is still running`);
 
     const last = pids[pids.length - 1]!;

@@ -43,7 +43,17 @@ interface H2Result {
  * GOAWAY or closed takes no new streams, and the next stream opens a new one.
  */
 class H2Load {
-  readonly result: H2Result = { requests: 0, ok: 0, failed: 0, refused: 0, errors: [], generations: new Map(), sessions: 0, goaways: 0, sessionErrors: [] };
+  readonly result: H2Result = {
+    requests: 0,
+    ok: 0,
+    failed: 0,
+    refused: 0,
+    errors: [],
+    generations: new Map(),
+    sessions: 0,
+    goaways: 0,
+    sessionErrors: [],
+  };
   readonly #origin: string;
   readonly #all = new Set<http2.ClientHttp2Session>();
   readonly #goneAway = new WeakSet<http2.ClientHttp2Session>();
@@ -186,7 +196,11 @@ for (const path of ['takeover', 'exec'] as const) {
       await log.waitEvent('ready', first.pid);
 
       load = new H2Load(`http://127.0.0.1:${listening.h2c}`, CONCURRENCY);
-      await within(load.waitForGeneration((g) => g === 1), 20_000, 'a response from generation 1');
+      await within(
+        load.waitForGeneration((g) => g === 1),
+        20_000,
+        'a response from generation 1',
+      );
       let current = first.pid!;
       const readyPids = [current];
       for (let i = 2; i <= UPGRADES + 1; i++) {
@@ -197,7 +211,11 @@ for (const path of ['takeover', 'exec'] as const) {
         const next = await log.waitFor((e) => e.event === 'ready' && e.generation === i, `generation ${i} ready`, 60_000, since);
         assert.equal(next.origin, path);
         await log.waitFor((e) => e.event === 'upgrade' && e.pid === current, `generation ${i - 1} handing over`, 60_000, since);
-        await within(load.waitForGeneration((g) => g === i), 20_000, `a response from generation ${i}`);
+        await within(
+          load.waitForGeneration((g) => g === i),
+          20_000,
+          `a response from generation ${i}`,
+        );
         // The old generation exits once its sessions closed after GOAWAY (well before the drain timeout).
         await log.waitFor((e) => e.event === 'exit' && e.pid === current, `generation ${i - 1} exiting`, 20_000);
         assert.ok(load.result.goaways > goawaysBefore, `no GOAWAY received while generation ${i - 1} drained`);
@@ -205,7 +223,9 @@ for (const path of ['takeover', 'exec'] as const) {
         readyPids.push(current);
       }
       const result = await within(load.stop(), 20_000, 'the outstanding streams');
-      t.diagnostic(`${result.ok} requests answered, ${result.refused} streams refused after GOAWAY and sent again, ${result.sessions} sessions, ${result.goaways} GOAWAYs`);
+      t.diagnostic(
+        `${result.ok} requests answered, ${result.refused} streams refused after GOAWAY and sent again, ${result.sessions} sessions, ${result.goaways} GOAWAYs`,
+      );
       assert.equal(result.failed, 0, `failed streams: ${result.errors.join('; ')}`);
       assert.deepEqual(result.sessionErrors, [], 'session errors');
       assert.ok(result.ok > UPGRADES * CONCURRENCY, `only ${result.ok} streams completed`);

@@ -55,7 +55,9 @@ async function activate(log: EventLog, port: number, env: Record<string, string>
       log.output.push(`[stderr ${child.pid}] ${line}`);
       if (line.startsWith(`Listening on 127.0.0.1:${port} `)) resolve();
     });
-    child.once('exit', (code, signal) => reject(new Error(`systemd-socket-activate exited (${signal ?? code}) before binding; output:\n${log.output.join('\n')}`)));
+    child.once('exit', (code, signal) =>
+      reject(new Error(`systemd-socket-activate exited (${signal ?? code}) before binding; output:\n${log.output.join('\n')}`)),
+    );
     child.once('error', reject);
   });
   await bound;
