@@ -185,6 +185,11 @@ export class Generation extends EventEmitter<GenerationEvents> {
    * predecessor or the service manager, else a fresh bind of `address`.
    * Works for http, https, http2 (plain and secure) and net servers; the server
    * is tracked for drain. Allowed before ready() and while serving.
+   *
+   * In a successor (phase `taking-over`) a listener inherited from the
+   * predecessor is reserved here but accepts only from ready() on, while the
+   * predecessor goes on accepting: a successor that crashes before ready never
+   * held a client's connection. The returned Listener already has its address.
    */
   async listen(name: string, address: ListenAddress, server: net.Server): Promise<Listener> {
     const p = this.phase;
@@ -207,6 +212,8 @@ export class Generation extends EventEmitter<GenerationEvents> {
       throw new BatonError('ERR_BATON_INVALID_PHASE', `ready() is not allowed in phase '${p}'`);
     }
     this.#listeners.closeUnclaimed();
+    // Start accepting on inherited listeners only now, just before the predecessor stops.
+    await this.#listeners.activate();
     const socket = UpgradeSocket.bind(this.settings.socketPath, (channel) => {
       void this.#acceptSuccessor(channel);
     });
@@ -228,6 +235,7 @@ export class Generation extends EventEmitter<GenerationEvents> {
       socket.close();
       throw new BatonError('ERR_BATON_ABORTED', 'the takeover was aborted by the predecessor');
     }
+    peer?.channel.unref(); // only the predecessor's Done is still to come
     socket.publish();
     this.#upgradeSocket = socket;
     this.#writePidFile();
@@ -287,6 +295,7 @@ export class Generation extends EventEmitter<GenerationEvents> {
   #fail(err: Error): void {
     if (this.phase === 'failed') return;
     this.#listeners.stopAccepting();
+    this.#listeners.closeDeferred();
     this.#removeSignal();
     this.#phases.transition('failed');
     this.emit('failed', err);
@@ -294,7 +303,8 @@ export class Generation extends EventEmitter<GenerationEvents> {
 
   /** Successor side: the predecessor's next frame is Draining (after our Ready) or an abort. */
   #watchPredecessor(peer: FramePeer): void {
-    peer.channel.unref();
+    // The channel stays ref'd until ready(): with its listeners deferred, it is
+    // what keeps a successor's event loop alive while the app sets up.
     const reply = peer.expect(FrameType.Draining);
     this.#predecessorReply = reply;
     reply.then(

@@ -110,7 +110,7 @@ export async function start(options: StartOptions): Promise<Generation> {
     const received = adoptManifest(manifest.payload as ListenersPayload, manifest.fds, pool);
     pool = [...received, ...pool];
     const state = (await peer.expect(FrameType.State, settings.helloTimeoutMs, timeout)).payload as StatePayload;
-    const listeners = new ListenerSet(pool, (s) => tracker.track(s));
+    const listeners = new ListenerSet(pool, (s) => tracker.track(s), { deferInherited: true });
     return new Generation(settings, {
       origin,
       number: reply.generation + 1,

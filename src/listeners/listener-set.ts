@@ -36,11 +36,20 @@ export class ListenerSet {
   readonly #pool: InheritedListener[];
   readonly #listeners = new Map<string, Listener>();
   readonly #onServer: (server: net.Server) => void;
+  /** Inherited listeners claimed but not yet accepting (see `deferInherited`). */
+  readonly #deferred: { server: net.Server; inherited: InheritedListener }[] = [];
+  #deferInherited: boolean;
 
-  /** `onServer` is called for each server before it starts accepting (connection tracking). */
-  constructor(pool: InheritedListener[], onServer: (server: net.Server) => void) {
+  /**
+   * `onServer` is called for each server before it starts accepting (connection tracking).
+   * With `deferInherited`, a server given an inherited listener starts accepting only at
+   * {@link ListenerSet.activate}: a successor must not take connections from the shared
+   * socket before it is ready, or a successor that crashes before ready would lose them.
+   */
+  constructor(pool: InheritedListener[], onServer: (server: net.Server) => void, options: { deferInherited?: boolean } = {}) {
     this.#pool = pool;
     this.#onServer = onServer;
+    this.#deferInherited = options.deferInherited ?? false;
   }
 
   /** The listeners in the order they were set up. */
@@ -71,13 +80,18 @@ export class ListenerSet {
     let origin: ListenerOrigin;
     if (index >= 0) {
       const inherited = this.#pool.splice(index, 1)[0]!;
-      try {
-        await listenOn(server, { fd: inherited.fd });
-      } catch (err) {
-        closeQuietly(inherited.fd);
-        throw err;
-      }
       origin = 'inherited';
+      if (this.#deferInherited) {
+        this.#deferred.push({ server, inherited });
+        const d = inherited.description;
+        const listener: Listener =
+          d.family === 'unix'
+            ? { name, server, kind: 'unix', address: d.path ?? '', port: undefined, origin }
+            : { name, server, kind: 'tcp', address: d.address ?? '', port: d.port, origin };
+        this.#listeners.set(name, listener);
+        return listener;
+      }
+      await adopt(server, inherited);
     } else {
       await bindFresh(server, address);
       origin = 'bound';
@@ -89,6 +103,15 @@ export class ListenerSet {
         : { name, server, kind: 'tcp', address: bound.address, port: bound.port, origin };
     this.#listeners.set(name, listener);
     return listener;
+  }
+
+  /**
+   * Makes every deferred server accept on its inherited listener, and ends
+   * deferral for later listen() calls. Call when the generation becomes ready.
+   */
+  async activate(): Promise<void> {
+    this.#deferInherited = false;
+    for (const { server, inherited } of this.#deferred.splice(0)) await adopt(server, inherited);
   }
 
   /** The manifest entries and fds of every listener, in the same order. */
@@ -117,9 +140,14 @@ export class ListenerSet {
     }
   }
 
-  /** Closes inherited fds no listener claimed (tableflip does the same after Ready). */
+  /** Closes inherited fds no listener claimed (tableflip does the same after Ready), and deferred ones. */
   closeUnclaimed(): void {
     for (const l of this.#pool.splice(0)) closeQuietly(l.fd);
+  }
+
+  /** Closes the fds of listeners still deferred (a takeover that failed before ready). */
+  closeDeferred(): void {
+    for (const { inherited } of this.#deferred.splice(0)) closeQuietly(inherited.fd);
   }
 
   #findInherited(name: string, address: ListenAddress): number {
@@ -144,6 +172,15 @@ function matches(d: SocketDescription, address: ListenAddress, named: boolean): 
   if (host === undefined || host === d.address) return true;
   if (host === 'localhost') return d.address === '127.0.0.1' || d.address === '::1';
   return false;
+}
+
+async function adopt(server: net.Server, inherited: InheritedListener): Promise<void> {
+  try {
+    await listenOn(server, { fd: inherited.fd });
+  } catch (err) {
+    closeQuietly(inherited.fd);
+    throw err;
+  }
 }
 
 /** `options` is a ListenOptions or `{ fd }` (Node's handle form, which its types leave out). */

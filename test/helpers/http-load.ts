@@ -22,9 +22,13 @@ export class HttpLoad {
   #running = true;
   readonly #workers: Promise<void>[] = [];
   #onResponse: ((generation: number) => void) | undefined;
+  readonly #reset: boolean;
+  #stopped: Promise<LoadResult> | undefined;
 
-  constructor(origin: string, connections = 64, pathName = '/') {
+  /** With `reset`, every request closes its connection: each one is a fresh connect (connection churn). */
+  constructor(origin: string, connections = 64, pathName = '/', options: { reset?: boolean } = {}) {
     this.#pool = new Pool(origin, { connections, pipelining: 1 });
+    this.#reset = options.reset ?? false;
     for (let i = 0; i < connections; i++) this.#workers.push(this.#worker(pathName));
   }
 
@@ -43,11 +47,17 @@ export class HttpLoad {
     });
   }
 
+  /** Resolves once `count` more requests succeeded from now on. */
+  waitForMore(count: number): Promise<void> {
+    const target = this.result.ok + count;
+    return this.waitForGeneration(() => this.result.ok >= target).then(() => undefined);
+  }
+
   async #worker(pathName: string): Promise<void> {
     while (this.#running) {
       this.result.sent++;
       try {
-        const res = await this.#pool.request({ path: pathName, method: 'GET' });
+        const res = await this.#pool.request({ path: pathName, method: 'GET', reset: this.#reset });
         await res.body.text();
         if (res.statusCode !== 200) throw new Error(`status ${res.statusCode}`);
         const g = Number(res.headers['x-generation']);
@@ -62,11 +72,12 @@ export class HttpLoad {
     }
   }
 
-  /** Stops sending, waits for every outstanding request, closes the pool. */
-  async stop(): Promise<LoadResult> {
+  /** Stops sending, waits for every outstanding request, closes the pool. Idempotent. */
+  stop(): Promise<LoadResult> {
     this.#running = false;
-    await Promise.all(this.#workers);
-    await this.#pool.close();
-    return this.result;
+    this.#stopped ??= Promise.all(this.#workers)
+      .then(() => this.#pool.close())
+      .then(() => this.result);
+    return this.#stopped;
   }
 }
