@@ -51,7 +51,11 @@ export async function runExample(opts: ExampleOptions): Promise<number> {
   const inherited = generation.inheritedState as { served?: number } | undefined;
   served = inherited?.served ?? 0;
   const body = () => `generation ${generation.number} pid ${process.pid}\n`;
-  const headers = () => ({ 'content-type': 'text/plain', 'x-baton-generation': String(generation.number), 'x-baton-pid': String(process.pid) });
+  const headers = () => ({
+    'content-type': 'text/plain',
+    'x-baton-generation': String(generation.number),
+    'x-baton-pid': String(process.pid),
+  });
 
   const h1 = http.createServer((_req, res) => {
     served++;
@@ -67,11 +71,15 @@ export async function runExample(opts: ExampleOptions): Promise<number> {
 
   generation.on('upgrade-start', ({ via, pid }) => log(`upgrade (${via}) started: successor pid ${pid}`));
   generation.on('upgrade', (r) =>
-    log(`upgrade (${r.via}) done: generation ${r.successorGeneration} pid ${r.successorPid} ready in ${r.timeToReadyMs.toFixed(1)} ms; draining ${r.connections} connections`),
+    log(
+      `upgrade (${r.via}) done: generation ${r.successorGeneration} pid ${r.successorPid} ready in ${r.timeToReadyMs.toFixed(1)} ms; draining ${r.connections} connections`,
+    ),
   );
   generation.on('upgrade-failed', (err) => log(`upgrade failed, still serving: ${err.message}`));
   generation.on('peer-refused', (err) => log(`upgrade peer refused: ${err.message}`));
-  generation.on('drained', (r) => log(`drained in ${r.durationMs.toFixed(1)} ms: ${r.drained} connections closed cleanly, ${r.forced} forced; exiting`));
+  generation.on('drained', (r) =>
+    log(`drained in ${r.durationMs.toFixed(1)} ms: ${r.drained} connections closed cleanly, ${r.forced} forced; exiting`),
+  );
   generation.on('predecessor-done', (d) => log(`predecessor pid ${d.pid} exited: ${d.drained} drained, ${d.forced} forced`));
   generation.on('warning', (err) => log(`warning: ${err.message}`));
 

@@ -12,7 +12,14 @@ import { UpgradeSocket } from './handover/upgrade-socket.js';
 import { ListenerSet, type ListenAddress, type Listener } from './listeners/listener-set.js';
 import { UnixChannel } from './native/unix-channel.js';
 import { FramePeer } from './protocol/frame-peer.js';
-import { FrameType, PROTOCOL_VERSION, type DonePayload, type HelloPayload, type ListenerEntry, type StatePayload } from './protocol/frames.js';
+import {
+  FrameType,
+  PROTOCOL_VERSION,
+  type DonePayload,
+  type HelloPayload,
+  type ListenerEntry,
+  type StatePayload,
+} from './protocol/frames.js';
 
 const debug = debuglog('baton');
 
@@ -228,7 +235,14 @@ export class Generation extends EventEmitter<GenerationEvents> {
           this.#fail(asError(err));
           throw err;
         }
-        this.emit('warning', new BatonError('ERR_BATON_PREDECESSOR_LOST', `predecessor pid ${this.predecessorPid} went away before acknowledging ready; serving on`, { cause: err }));
+        this.emit(
+          'warning',
+          new BatonError(
+            'ERR_BATON_PREDECESSOR_LOST',
+            `predecessor pid ${this.predecessorPid} went away before acknowledging ready; serving on`,
+            { cause: err },
+          ),
+        );
       }
     }
     if (this.phase === 'failed') {
@@ -251,13 +265,20 @@ export class Generation extends EventEmitter<GenerationEvents> {
    */
   async upgrade(): Promise<UpgradeReport> {
     if (this.phase !== 'serving') {
-      throw new BatonError('ERR_BATON_UPGRADE_IN_PROGRESS', `generation ${this.number} (pid ${process.pid}) is ${this.phase}; an upgrade needs phase 'serving'`);
+      throw new BatonError(
+        'ERR_BATON_UPGRADE_IN_PROGRESS',
+        `generation ${this.number} (pid ${process.pid}) is ${this.phase}; an upgrade needs phase 'serving'`,
+      );
     }
     const { entries, fds } = this.#listeners.manifest();
     const { channel, peerFd } = UnixChannel.pair();
     let child: ChildProcess;
     try {
-      child = spawnSuccessor(entries.map((e, i) => ({ name: e.name, fd: fds[i]! })), peerFd, this.settings.exec);
+      child = spawnSuccessor(
+        entries.map((e, i) => ({ name: e.name, fd: fds[i]! })),
+        peerFd,
+        this.settings.exec,
+      );
     } catch (err) {
       channel.close();
       throw new BatonError('ERR_BATON_SPAWN_FAILED', `could not start the successor: ${asError(err).message}`, { cause: err });
@@ -342,9 +363,15 @@ export class Generation extends EventEmitter<GenerationEvents> {
       this.emit('peer-refused', asError(err));
       return;
     }
-    const peer = new FramePeer(channel, { maxFrameBytes: this.settings.maxFrameBytes, label: `upgrade peer pid ${creds.pid} uid ${creds.uid}` });
+    const peer = new FramePeer(channel, {
+      maxFrameBytes: this.settings.maxFrameBytes,
+      label: `upgrade peer pid ${creds.pid} uid ${creds.uid}`,
+    });
     if (!this.#uidAllowed(creds.uid)) {
-      const err = new BatonError('ERR_BATON_PEER_REFUSED', `upgrade socket ${this.settings.socketPath}: peer pid ${creds.pid} has uid ${creds.uid}, which may not take over a server of uid ${process.getuid?.()}`);
+      const err = new BatonError(
+        'ERR_BATON_PEER_REFUSED',
+        `upgrade socket ${this.settings.socketPath}: peer pid ${creds.pid} has uid ${creds.uid}, which may not take over a server of uid ${process.getuid?.()}`,
+      );
       this.emit('peer-refused', err);
       await peer.fail(err);
       return;
@@ -361,15 +388,22 @@ export class Generation extends EventEmitter<GenerationEvents> {
   ): Promise<UpgradeReport> {
     const s = this.settings;
     const pid = how.via === 'takeover' ? how.pid : (how.child.pid ?? 0);
-    const peer = how.via === 'takeover' ? how.peer : new FramePeer(channel, { maxFrameBytes: s.maxFrameBytes, label: `successor pid ${pid}` });
+    const peer =
+      how.via === 'takeover' ? how.peer : new FramePeer(channel, { maxFrameBytes: s.maxFrameBytes, label: `successor pid ${pid}` });
     peer.label = `successor pid ${pid}`;
     const child = how.via === 'exec' ? how.child : undefined;
     const exitPromise = child ? childExit(child) : undefined;
 
     let hello: HelloPayload;
     try {
-      const frame = await peer.expect(FrameType.Hello, how.via === 'exec' ? s.readyTimeoutMs : s.helloTimeoutMs, () =>
-        new BatonError(how.via === 'exec' ? 'ERR_BATON_READY_TIMEOUT' : 'ERR_BATON_HELLO_TIMEOUT', `successor pid ${pid} sent no hello within ${how.via === 'exec' ? s.readyTimeoutMs : s.helloTimeoutMs} ms`),
+      const frame = await peer.expect(
+        FrameType.Hello,
+        how.via === 'exec' ? s.readyTimeoutMs : s.helloTimeoutMs,
+        () =>
+          new BatonError(
+            how.via === 'exec' ? 'ERR_BATON_READY_TIMEOUT' : 'ERR_BATON_HELLO_TIMEOUT',
+            `successor pid ${pid} sent no hello within ${how.via === 'exec' ? s.readyTimeoutMs : s.helloTimeoutMs} ms`,
+          ),
       );
       hello = checkHello(frame.payload, s.name, pid);
     } catch (err) {
@@ -381,7 +415,10 @@ export class Generation extends EventEmitter<GenerationEvents> {
       throw e;
     }
     if (this.phase !== 'serving') {
-      const e = new BatonError('ERR_BATON_UPGRADE_IN_PROGRESS', `generation ${this.number} (pid ${process.pid}) is ${this.phase}: another successor is taking over or it is shutting down; successor pid ${hello.pid} refused`);
+      const e = new BatonError(
+        'ERR_BATON_UPGRADE_IN_PROGRESS',
+        `generation ${this.number} (pid ${process.pid}) is ${this.phase}: another successor is taking over or it is shutting down; successor pid ${hello.pid} refused`,
+      );
       await peer.fail(e);
       this.#killChild(child, exitPromise);
       this.emit('peer-refused', e);
@@ -392,7 +429,13 @@ export class Generation extends EventEmitter<GenerationEvents> {
     this.emit('upgrade-start', { via: how.via, pid: hello.pid });
     try {
       const state = this.#collectState();
-      const reply: HelloPayload = { protocol: PROTOCOL_VERSION, pid: process.pid, generation: this.number, name: s.name, node: process.version };
+      const reply: HelloPayload = {
+        protocol: PROTOCOL_VERSION,
+        pid: process.pid,
+        generation: this.number,
+        name: s.name,
+        node: process.version,
+      };
       await peer.send(FrameType.Hello, reply);
       if (how.via === 'exec') {
         await peer.send(FrameType.Listeners, { listeners: how.entries });
@@ -401,7 +444,11 @@ export class Generation extends EventEmitter<GenerationEvents> {
         await peer.send(FrameType.Listeners, { listeners: entries }, fds);
       }
       await peer.send(FrameType.State, state);
-      await peer.expect(FrameType.Ready, s.readyTimeoutMs, () => new BatonError('ERR_BATON_READY_TIMEOUT', `successor pid ${hello.pid} did not become ready within ${s.readyTimeoutMs} ms`));
+      await peer.expect(
+        FrameType.Ready,
+        s.readyTimeoutMs,
+        () => new BatonError('ERR_BATON_READY_TIMEOUT', `successor pid ${hello.pid} did not become ready within ${s.readyTimeoutMs} ms`),
+      );
     } catch (err) {
       const e = await this.#explain(err, child, exitPromise, hello.pid);
       await peer.fail(e);
@@ -435,7 +482,10 @@ export class Generation extends EventEmitter<GenerationEvents> {
     if (json === undefined) return { present: false };
     const bytes = Buffer.byteLength(json);
     if (bytes > this.settings.maxStateBytes) {
-      throw new BatonError('ERR_BATON_STATE_INVALID', `the app state is ${bytes} bytes; the limit (maxStateBytes) is ${this.settings.maxStateBytes}`);
+      throw new BatonError(
+        'ERR_BATON_STATE_INVALID',
+        `the app state is ${bytes} bytes; the limit (maxStateBytes) is ${this.settings.maxStateBytes}`,
+      );
     }
     return { present: true, value: JSON.parse(json) as unknown };
   }
@@ -472,7 +522,9 @@ export class Generation extends EventEmitter<GenerationEvents> {
       await successor?.send(FrameType.Draining, { connections: this.#tracker.size }).catch(() => undefined);
       const report = await draining;
       for (const l of this.#listeners.all) l.server.close(() => undefined);
-      await successor?.send(FrameType.Done, { drained: report.drained, forced: report.forced, durationMs: report.durationMs } satisfies DonePayload).catch(() => undefined);
+      await successor
+        ?.send(FrameType.Done, { drained: report.drained, forced: report.forced, durationMs: report.durationMs } satisfies DonePayload)
+        .catch(() => undefined);
       successor?.close();
       this.#removePidFile();
       this.#removeSignal();
@@ -491,7 +543,8 @@ export class Generation extends EventEmitter<GenerationEvents> {
       debug('generation %d (pid %d): %s in phase %s', this.number, process.pid, signal, this.phase);
       this.upgrade().catch((err: unknown) => {
         // 'upgrade-failed' already reports a failed handover; report refusals here.
-        if (isBatonError(err, 'ERR_BATON_UPGRADE_IN_PROGRESS') || isBatonError(err, 'ERR_BATON_SPAWN_FAILED')) this.emit('upgrade-failed', asError(err));
+        if (isBatonError(err, 'ERR_BATON_UPGRADE_IN_PROGRESS') || isBatonError(err, 'ERR_BATON_SPAWN_FAILED'))
+          this.emit('upgrade-failed', asError(err));
       });
     };
     process.on(signal, this.#signalHandler);
@@ -533,7 +586,10 @@ function checkHello(payload: unknown, name: string, pid: number): HelloPayload {
     throw new BatonError('ERR_BATON_BAD_FRAME', `hello from pid ${pid} is malformed`);
   }
   if (h.protocol !== PROTOCOL_VERSION) {
-    throw new BatonError('ERR_BATON_PROTOCOL_VERSION', `successor pid ${pid} speaks handover protocol ${h.protocol}; this server speaks ${PROTOCOL_VERSION}`);
+    throw new BatonError(
+      'ERR_BATON_PROTOCOL_VERSION',
+      `successor pid ${pid} speaks handover protocol ${h.protocol}; this server speaks ${PROTOCOL_VERSION}`,
+    );
   }
   if (h.name !== name) {
     throw new BatonError('ERR_BATON_PEER_REFUSED', `successor pid ${pid} is for server '${h.name}', not '${name}'`);

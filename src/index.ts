@@ -10,7 +10,14 @@
  * ```
  */
 export { start, type StartOptions } from './start.js';
-export { Generation, type Origin, type UpgradeReport, type PredecessorDone, type GenerationEvents, type GenerationSettings } from './generation.js';
+export {
+  Generation,
+  type Origin,
+  type UpgradeReport,
+  type PredecessorDone,
+  type GenerationEvents,
+  type GenerationSettings,
+} from './generation.js';
 export { type Phase } from './core/phase.js';
 export { BatonError, ErrorCodes, isBatonError, type ErrorCode } from './core/errors.js';
 export { Defaults } from './core/options.js';

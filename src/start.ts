@@ -93,7 +93,15 @@ export async function start(options: StartOptions): Promise<Generation> {
   const tracker = new ConnectionTracker();
   if (!channel) {
     const listeners = new ListenerSet(pool, (s) => tracker.track(s));
-    return new Generation(settings, { origin, number: 1, listeners, tracker, predecessor: undefined, predecessorPid: undefined, state: { present: false } });
+    return new Generation(settings, {
+      origin,
+      number: 1,
+      listeners,
+      tracker,
+      predecessor: undefined,
+      predecessorPid: undefined,
+      state: { present: false },
+    });
   }
 
   const peer = new FramePeer(channel, { maxFrameBytes: settings.maxFrameBytes, label: `predecessor at ${settings.socketPath}` });
@@ -103,7 +111,10 @@ export async function start(options: StartOptions): Promise<Generation> {
     const timeout = () => new BatonError('ERR_BATON_HELLO_TIMEOUT', `${peer.label} did not answer within ${settings.helloTimeoutMs} ms`);
     const reply = (await peer.expect(FrameType.Hello, settings.helloTimeoutMs, timeout)).payload as HelloPayload;
     if (reply.protocol !== PROTOCOL_VERSION) {
-      throw new BatonError('ERR_BATON_PROTOCOL_VERSION', `${peer.label} speaks handover protocol ${reply.protocol}; this build speaks ${PROTOCOL_VERSION}`);
+      throw new BatonError(
+        'ERR_BATON_PROTOCOL_VERSION',
+        `${peer.label} speaks handover protocol ${reply.protocol}; this build speaks ${PROTOCOL_VERSION}`,
+      );
     }
     peer.label = `predecessor pid ${reply.pid}`;
     const manifest = await peer.expect(FrameType.Listeners, settings.helloTimeoutMs, timeout);
@@ -135,14 +146,21 @@ function adoptManifest(payload: ListenersPayload, frameFds: number[], inherited:
   try {
     if (frameFds.length > 0) {
       if (frameFds.length !== entries.length) {
-        throw new BatonError('ERR_BATON_BAD_FRAME', `listener manifest names ${entries.length} listeners but carries ${frameFds.length} fds`);
+        throw new BatonError(
+          'ERR_BATON_BAD_FRAME',
+          `listener manifest names ${entries.length} listeners but carries ${frameFds.length} fds`,
+        );
       }
       entries.forEach((e, i) => out.push(adoptInheritedFd(frameFds[i]!, `listener '${e.name}'`, e.name)));
     } else {
       // Exec path: the fds came as LISTEN_FDS and carry their names already; the manifest confirms them.
       for (const e of entries) {
         const match = inherited.find((l) => l.name === e.name);
-        if (!match) throw new BatonError('ERR_BATON_INHERITED_FD_INVALID', `listener '${e.name}' is in the manifest but was not inherited (fd ${e.inheritedFd})`);
+        if (!match)
+          throw new BatonError(
+            'ERR_BATON_INHERITED_FD_INVALID',
+            `listener '${e.name}' is in the manifest but was not inherited (fd ${e.inheritedFd})`,
+          );
       }
     }
   } catch (err) {

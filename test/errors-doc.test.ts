@@ -13,6 +13,9 @@ test('every error code is documented', () => {
 
 test('docs/errors.md documents no unknown code', () => {
   const documented = [...doc.matchAll(/\| `(ERR_BATON_[A-Z_]+)` \|/g)].map((m) => m[1]);
-  assert.deepEqual(documented.filter((c) => !(c! in ErrorCodes)), []);
+  assert.deepEqual(
+    documented.filter((c) => !(c! in ErrorCodes)),
+    [],
+  );
   assert.equal(documented.length, Object.keys(ErrorCodes).length);
 });

@@ -59,9 +59,12 @@ for (const path of ['takeover', 'exec'] as const) {
       // The public phase machine, as each process emitted it, in order.
       // The fixture reports the phase at start() (a successor is already taking over), then each transition.
       const phases = (pid: number) =>
-        log.events.filter((e) => (e.event === 'phase' || e.event === 'started') && e.pid === pid).map((e) => (e.event === 'started' ? e.phase : (e.args as string[])[0]));
+        log.events
+          .filter((e) => (e.event === 'phase' || e.event === 'started') && e.pid === pid)
+          .map((e) => (e.event === 'started' ? e.phase : (e.args as string[])[0]));
       assert.deepEqual(phases(readyPids[0]!), ['starting', 'serving', 'handing-over', 'draining', 'exited']);
-      for (const pid of readyPids.slice(1, -1)) assert.deepEqual(phases(pid), ['taking-over', 'serving', 'handing-over', 'draining', 'exited']);
+      for (const pid of readyPids.slice(1, -1))
+        assert.deepEqual(phases(pid), ['taking-over', 'serving', 'handing-over', 'draining', 'exited']);
       assert.deepEqual(phases(current), ['taking-over', 'serving', 'draining', 'exited']);
     });
   });

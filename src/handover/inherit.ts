@@ -72,7 +72,11 @@ export function adoptInheritedFd(fd: number, what: string, name: string | undefi
       cause: err,
     });
   }
-  if (description.type !== 'stream' || !description.listening || (description.family !== 'inet' && description.family !== 'inet6' && description.family !== 'unix')) {
+  if (
+    description.type !== 'stream' ||
+    !description.listening ||
+    (description.family !== 'inet' && description.family !== 'inet6' && description.family !== 'unix')
+  ) {
     throw new BatonError(
       'ERR_BATON_INHERITED_FD_INVALID',
       `${what}: fd ${fd} is a ${description.family} ${description.type} socket that is ${description.listening ? '' : 'not '}listening; a listening TCP or unix stream socket is required`,

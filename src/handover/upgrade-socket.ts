@@ -32,7 +32,10 @@ export function ensurePrivateDir(dir: string): void {
     throw new BatonError('ERR_BATON_SOCKET_DIR_INSECURE', `upgrade socket directory ${dir} is not a directory`);
   }
   if (st.uid !== uid) {
-    throw new BatonError('ERR_BATON_SOCKET_DIR_INSECURE', `upgrade socket directory ${dir} is owned by uid ${st.uid}, not by this process's uid ${uid}`);
+    throw new BatonError(
+      'ERR_BATON_SOCKET_DIR_INSECURE',
+      `upgrade socket directory ${dir} is owned by uid ${st.uid}, not by this process's uid ${uid}`,
+    );
   }
   if ((st.mode & 0o077) !== 0) {
     throw new BatonError(
@@ -43,10 +46,7 @@ export function ensurePrivateDir(dir: string): void {
 }
 
 /** What is found at an upgrade socket path. */
-export type ProbeResult =
-  | { kind: 'none' }
-  | { kind: 'stale' }
-  | { kind: 'running'; channel: UnixChannel };
+export type ProbeResult = { kind: 'none' } | { kind: 'stale' } | { kind: 'running'; channel: UnixChannel };
 
 /**
  * Looks for a running predecessor at `socketPath`: connects if something

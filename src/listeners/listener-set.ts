@@ -121,7 +121,11 @@ export class ListenerSet {
     for (const l of this.#listeners.values()) {
       const fd = serverFd(l.server);
       if (fd === undefined) continue; // stopped accepting already
-      entries.push(l.kind === 'tcp' ? { name: l.name, kind: 'tcp', address: l.address, port: l.port! } : { name: l.name, kind: 'unix', address: l.address });
+      entries.push(
+        l.kind === 'tcp'
+          ? { name: l.name, kind: 'tcp', address: l.address, port: l.port! }
+          : { name: l.name, kind: 'unix', address: l.address },
+      );
       fds.push(fd);
     }
     return { entries, fds };

@@ -27,9 +27,7 @@ export class FramePeer {
     this.#maxFrameBytes = options.maxFrameBytes;
     this.#decoder = new FrameDecoder({ maxBytes: options.maxFrameBytes, closeFd: safeClose });
     channel.on('data', (chunk: Buffer, fds: number[]) => this.#onData(chunk, fds));
-    channel.on('end', () =>
-      this.#fail(new BatonError('ERR_BATON_CHANNEL_CLOSED', `${this.label} closed the upgrade channel`)),
-    );
+    channel.on('end', () => this.#fail(new BatonError('ERR_BATON_CHANNEL_CLOSED', `${this.label} closed the upgrade channel`)));
     channel.on('error', (err: Error) => this.#fail(err));
   }
 

@@ -228,10 +228,7 @@ export class FrameDecoder {
     const fds = this.#fds.splice(0, taken).map((e) => e.fd);
     if (fds.length !== fdCount) {
       for (const fd of fds) this.#closeFd(fd);
-      throw new BatonError(
-        'ERR_BATON_BAD_FRAME',
-        `${frameTypeName(type)} frame declares ${fdCount} fds but ${fds.length} arrived with it`,
-      );
+      throw new BatonError('ERR_BATON_BAD_FRAME', `${frameTypeName(type)} frame declares ${fdCount} fds but ${fds.length} arrived with it`);
     }
     let payload: unknown;
     try {

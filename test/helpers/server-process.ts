@@ -72,13 +72,27 @@ export class EventLog {
 
   /** Waits for `event` from `pid` (any pid when undefined). */
   waitEvent(event: string, pid?: number, timeoutMs?: number): Promise<FixtureEvent> {
-    return this.waitFor((e) => e.event === event && (pid === undefined || e.pid === pid), `${event}${pid ? ` from pid ${pid}` : ''}`, timeoutMs);
+    return this.waitFor(
+      (e) => e.event === event && (pid === undefined || e.pid === pid),
+      `${event}${pid ? ` from pid ${pid}` : ''}`,
+      timeoutMs,
+    );
   }
 }
 
 /** Spawns a fixture with node; stdout feeds `log`, stderr is kept for messages. */
-export function spawnFixture(script: string, env: NodeJS.ProcessEnv, log: EventLog, options: SpawnOptions = {}, argv: string[] = []): ChildProcess {
-  const child = spawn(process.execPath, [script, ...argv], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'], ...options });
+export function spawnFixture(
+  script: string,
+  env: NodeJS.ProcessEnv,
+  log: EventLog,
+  options: SpawnOptions = {},
+  argv: string[] = [],
+): ChildProcess {
+  const child = spawn(process.execPath, [script, ...argv], {
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+    ...options,
+  });
   log.attach(child.stdout!);
   const rl = readline.createInterface({ input: child.stderr! });
   rl.on('line', (line) => log.output.push(`[stderr ${child.pid}] ${line}`));
