@@ -1,11 +1,15 @@
 import { once, EventEmitter } from 'node:events';
 import fs from 'node:fs';
-import type net from 'node:net';
+import net from 'node:net';
 import type { ChildProcess } from 'node:child_process';
 import { debuglog } from 'node:util';
 import { BatonError, asError, isBatonError } from './core/errors.js';
 import { PhaseMachine, type Phase } from './core/phase.js';
-import { ConnectionTracker, type DrainReport } from './drain/connection-tracker.js';
+import http from 'node:http';
+import { ConnectionTracker, type DrainReport, type Migrator } from './drain/connection-tracker.js';
+import { Emigration, type SocketMigration } from './migrate/emigration.js';
+import { adoptConnections } from './migrate/immigration.js';
+import { resumeReading, stopReading } from './migrate/http1-idle.js';
 import { spawnSuccessor, type ExecCommand } from './handover/exec.js';
 import { LISTEN_FDS_START, closeQuietly } from './handover/inherit.js';
 import { UpgradeSocket } from './handover/upgrade-socket.js';
@@ -33,6 +37,8 @@ export interface GenerationSettings {
   helloTimeoutMs: number;
   readyTimeoutMs: number;
   drainTimeoutMs: number;
+  migrateTimeoutMs: number;
+  migrate: boolean;
   killGraceMs: number;
   maxFrameBytes: number;
   maxStateBytes: number;
@@ -71,6 +77,8 @@ export interface GenerationEvents {
   'peer-refused': [error: Error];
   /** The drain finished; `exited` follows. */
   drained: [report: DrainReport];
+  /** This (successor) generation adopted a batch of live connections from its predecessor. */
+  'connections-in': [info: { adopted: number; refused: number }];
   /** This (successor) generation's predecessor finished draining; the upgrade channel to it is already closed. */
   'predecessor-done': [info: PredecessorDone];
   /** This successor's takeover failed (aborted by the predecessor). */
@@ -120,6 +128,7 @@ export class Generation extends EventEmitter<GenerationEvents> {
   #upgradeSocket: UpgradeSocket | undefined;
   #signalHandler: (() => void) | undefined;
   #exited: Promise<DrainReport> | undefined;
+  readonly #socketHandlers = new Map<string, SocketMigration>();
   #stopRequested = false;
 
   /** @internal Use {@link start}. */
@@ -204,6 +213,20 @@ export class Generation extends EventEmitter<GenerationEvents> {
       throw new BatonError('ERR_BATON_INVALID_PHASE', `listen('${name}') is not allowed in phase '${p}'`);
     }
     return this.#listeners.listen(name, address, server);
+  }
+
+  /**
+   * Makes the raw connections of listener `name` (a `net.Server`) migrate
+   * alive to the successor instead of being cut at the drain timeout. Call it
+   * in every generation, before ready(): the predecessor uses `state` to
+   * capture each leaving connection's state (JSON); the successor's `adopt`
+   * receives each arriving socket and that state, with the bytes the
+   * predecessor had read but the app had not consumed already put back in
+   * front of the stream. A connection leaves once its pending writes flushed;
+   * the bytes the client sends meanwhile wait in the kernel and travel with it.
+   */
+  migrateSockets(name: string, handlers: SocketMigration): void {
+    this.#socketHandlers.set(name, handlers);
   }
 
   /**
@@ -329,23 +352,73 @@ export class Generation extends EventEmitter<GenerationEvents> {
     const reply = peer.expect(FrameType.Draining);
     this.#predecessorReply = reply;
     reply.then(
-      () => {
-        peer.receive().then(
-          (frame) => {
-            const done = frame.payload as DonePayload;
-            // Release the channel first: when 'predecessor-done' fires, nothing of the predecessor is held.
-            peer.close();
-            this.emit('predecessor-done', { ...done, pid: this.predecessorPid ?? 0 });
-          },
-          () => peer.close(),
-        );
-      },
+      () => void this.#receiveFromPredecessor(peer),
       (err: unknown) => {
         if (isLoss(err)) return; // handled in ready(): we hold the listeners, serve on
         peer.close();
         if (this.phase === 'taking-over' || this.phase === 'starting') this.#fail(asError(err));
       },
     );
+  }
+
+  /** Successor side, after Draining: migrated connections, then Done. */
+  async #receiveFromPredecessor(peer: FramePeer): Promise<void> {
+    const host = {
+      serverOf: (name: string) => this.#listeners.all.find((l) => l.name === name)?.server,
+      socketHandlers: (name: string) => this.#socketHandlers.get(name),
+      track: (socket: net.Socket, server: net.Server) => this.#tracker.add(socket, server),
+    };
+    try {
+      for (;;) {
+        const frame = await peer.receive();
+        if (frame.type === FrameType.Connections) {
+          const { ack, sockets } = adoptConnections(frame, host);
+          await peer.send(FrameType.ConnectionsAck, ack);
+          this.emit('connections-in', { adopted: sockets.length, refused: ack.refused.length });
+          continue;
+        }
+        if (frame.type !== FrameType.Done) {
+          for (const fd of frame.fds) closeQuietly(fd);
+          throw new BatonError('ERR_BATON_UNEXPECTED_FRAME', `${peer.label} sent frame type ${frame.type} while draining`);
+        }
+        const done = frame.payload as DonePayload;
+        // Release the channel first: when 'predecessor-done' fires, nothing of the predecessor is held.
+        peer.close();
+        this.emit('predecessor-done', { ...done, pid: this.predecessorPid ?? 0 });
+        return;
+      }
+    } catch (err) {
+      peer.close();
+      if (!isLoss(err)) this.emit('warning', asError(err));
+    }
+  }
+
+  /** Predecessor side: how connections leave for `successor` during the drain. */
+  #migrator(successor: FramePeer): Migrator {
+    const emigration = new Emigration(successor, {
+      timeoutMs: this.settings.migrateTimeoutMs,
+      onReturn: (socket) => this.#tracker.keep(socket),
+    });
+    const nameOf = (server: net.Server) => this.#listeners.all.find((l) => l.server === server)?.name;
+    return {
+      get migrated() {
+        return emigration.migrated;
+      },
+      modeOf: (server) => {
+        const name = nameOf(server);
+        if (name === undefined) return undefined;
+        if (this.#socketHandlers.has(name)) return 'socket';
+        // Plain HTTP/1.1 only: TLS and HTTP/2 session state cannot leave the process.
+        return server instanceof http.Server ? 'http1' : undefined;
+      },
+      offer: (socket, server, mode) => {
+        const name = nameOf(server)!;
+        if (mode === 'http1') return emigration.offer(socket, name, 'http1');
+        return offerRawSocket(emigration, socket, name, this.#socketHandlers.get(name)!, this.settings.migrateTimeoutMs, (s) =>
+          this.#tracker.keep(s),
+        );
+      },
+    };
   }
 
   #uidAllowed(uid: number): boolean {
@@ -518,12 +591,20 @@ export class Generation extends EventEmitter<GenerationEvents> {
       this.#phases.transition('draining');
       this.#upgradeSocket?.close(unlinkSocket);
       this.#listeners.stopAccepting();
-      const draining = this.#tracker.drain(this.settings.drainTimeoutMs);
-      await successor?.send(FrameType.Draining, { connections: this.#tracker.size }).catch(() => undefined);
+      // Draining is queued on the channel before any Connections frame.
+      const told = successor?.send(FrameType.Draining, { connections: this.#tracker.size }).catch(() => undefined);
+      const migrator = successor && this.settings.migrate ? this.#migrator(successor) : undefined;
+      const draining = this.#tracker.drain(this.settings.drainTimeoutMs, migrator);
+      await told;
       const report = await draining;
       for (const l of this.#listeners.all) l.server.close(() => undefined);
       await successor
-        ?.send(FrameType.Done, { drained: report.drained, forced: report.forced, durationMs: report.durationMs } satisfies DonePayload)
+        ?.send(FrameType.Done, {
+          drained: report.drained,
+          forced: report.forced,
+          migrated: report.migrated,
+          durationMs: report.durationMs,
+        } satisfies DonePayload)
         .catch(() => undefined);
       successor?.close();
       this.#removePidFile();
@@ -610,4 +691,48 @@ function childExit(child: ChildProcess): Promise<string> {
 
 function describeExit(code: number | null, signal: NodeJS.Signals | null): string {
   return signal ? `was killed by ${signal}` : `exited with code ${code}`;
+}
+
+/**
+ * A raw connection leaves once what the app wrote has flushed: reading stops
+ * first (new bytes stay in the kernel), then the bytes read but not consumed
+ * (the stream's buffer) go along as its head.
+ */
+function offerRawSocket(
+  emigration: Emigration,
+  socket: net.Socket,
+  name: string,
+  handlers: SocketMigration,
+  timeoutMs: number,
+  keep: (socket: net.Socket) => void,
+): boolean {
+  if (!stopReading(socket)) return false;
+  socket.pause();
+  const go = () => {
+    clearTimeout(timer);
+    socket.off('drain', go);
+    if (socket.destroyed) return;
+    let state: unknown;
+    try {
+      state = handlers.state?.(socket);
+    } catch {
+      state = undefined;
+    }
+    const head =
+      socket.readableLength > 0
+        ? Buffer.concat([...(socket as unknown as { readableBuffer: Iterable<Buffer> }).readableBuffer])
+        : undefined;
+    if (!emigration.offer(socket, name, 'socket', { head, state })) giveUp();
+  };
+  const giveUp = () => {
+    socket.off('drain', go);
+    resumeReading(socket);
+    socket.resume();
+    keep(socket);
+  };
+  const timer = setTimeout(giveUp, timeoutMs);
+  timer.unref();
+  if (socket.writableLength === 0) go();
+  else socket.on('drain', go);
+  return true;
 }

@@ -24,6 +24,13 @@ export interface StartOptions {
   helloTimeoutMs?: number;
   readyTimeoutMs?: number;
   drainTimeoutMs?: number;
+  migrateTimeoutMs?: number;
+  /**
+   * Move live connections to the successor instead of draining them (default
+   * true): idle and finished HTTP/1.1 keep-alive connections of plain http
+   * servers, and raw connections registered with Generation#migrateSockets.
+   */
+  migrate?: boolean;
   killGraceMs?: number;
   maxFrameBytes?: number;
   maxStateBytes?: number;
@@ -189,6 +196,8 @@ function resolveSettings(o: StartOptions): GenerationSettings {
     helloTimeoutMs: num('helloTimeoutMs'),
     readyTimeoutMs: num('readyTimeoutMs'),
     drainTimeoutMs: num('drainTimeoutMs'),
+    migrateTimeoutMs: num('migrateTimeoutMs'),
+    migrate: o.migrate ?? true,
     killGraceMs: num('killGraceMs'),
     maxFrameBytes: num('maxFrameBytes'),
     maxStateBytes: num('maxStateBytes'),

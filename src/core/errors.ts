@@ -51,6 +51,8 @@ export const ErrorCodes = {
   ERR_BATON_CHANNEL_CLOSED: 'channel closed',
   /** A Node-API call inside the native addon failed: a bug in baton, please report it. */
   ERR_BATON_NAPI: 'internal native addon failure',
+  /** The successor did not acknowledge a batch of migrated connections in time. */
+  ERR_BATON_MIGRATION_TIMEOUT: 'connection migration not acknowledged in time',
   /** A configuration value is invalid. */
   ERR_BATON_INVALID_OPTION: 'invalid option',
 } as const;

@@ -12,6 +12,8 @@ export const Defaults = {
    * closed (long-lived ones: WebSocket, raw TCP, stuck requests).
    */
   drainTimeoutMs: 30_000,
+  /** The successor must acknowledge each batch of migrated connections within this many ms. */
+  migrateTimeoutMs: 10_000,
   /** An exec successor that was aborted gets SIGTERM, then SIGKILL after this many ms. */
   killGraceMs: 2_000,
   /** Largest frame accepted on the upgrade channel. */

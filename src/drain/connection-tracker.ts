@@ -1,6 +1,28 @@
 import http from 'node:http';
 import type http2 from 'node:http2';
 import type net from 'node:net';
+import { idleHttp1Sockets } from '../migrate/http1-idle.js';
+
+/**
+ * Moves live connections to the successor instead of draining them (the
+ * generation implements it over the handover channel).
+ */
+export interface Migrator {
+  /**
+   * How the connections of `server` can move: `'http1'` (plain HTTP/1.1, at a
+   * request boundary), `'socket'` (raw connections the app registered), or
+   * undefined (they drain: TLS, HTTP/2, unregistered).
+   */
+  modeOf(server: net.Server): 'http1' | 'socket' | undefined;
+  /**
+   * Takes a connection that is at a boundary. Returns false when it cannot
+   * (the connection then drains here); a connection taken but later refused
+   * comes back through {@link ConnectionTracker.keep}.
+   */
+  offer(socket: net.Socket, server: net.Server, mode: 'http1' | 'socket'): boolean;
+  /** Connections the successor adopted so far. */
+  readonly migrated: number;
+}
 
 /** What a drain did, for reports and the Done frame. */
 export interface DrainReport {
@@ -10,6 +32,8 @@ export interface DrainReport {
   drained: number;
   /** Connections destroyed at the drain timeout (long-lived ones, stuck requests). */
   forced: number;
+  /** Connections handed to the successor alive (0 without migration). */
+  migrated: number;
   durationMs: number;
 }
 
@@ -34,6 +58,13 @@ export interface DrainReport {
  *   any GOAWAY, whatever its last stream id (see goAway()).
  * - Anything else (WebSocket after upgrade, raw TCP) stays open until the drain
  *   timeout, then is destroyed and counted as forced.
+ *
+ * With a {@link Migrator} (a successor that adopts connections), HTTP/1.1
+ * connections of plain servers and registered raw connections move instead:
+ * an idle keep-alive connection at once, one with a request in flight right
+ * after its response (which keeps `Connection: keep-alive`), one with a partly
+ * received request once that request was answered. What cannot move drains as
+ * above.
  */
 export class ConnectionTracker {
   readonly #sockets = new Set<net.Socket>();
@@ -49,7 +80,13 @@ export class ConnectionTracker {
       inflight.delete(this);
     })(this.#inflight);
   readonly #tracked = new WeakSet<net.Server>();
+  readonly #serverOf = new WeakMap<net.Socket, net.Server>();
+  /** Connections that stay in this process whatever happens (migration refused or failed). */
+  readonly #kept = new WeakSet<net.Socket>();
+  /** HTTP/1.1 connections to look at for a request boundary on the next turn. */
+  readonly #idleCheck = new Set<net.Socket>();
   #draining = false;
+  #migrator: Migrator | undefined;
   #onEmpty: (() => void) | undefined;
 
   /** Open connections across all tracked servers. */
@@ -66,18 +103,12 @@ export class ConnectionTracker {
   track(server: net.Server): void {
     if (this.#tracked.has(server)) return;
     this.#tracked.add(server);
-    server.on('connection', (socket: net.Socket) => {
-      this.#sockets.add(socket);
-      socket.once('close', () => {
-        this.#sockets.delete(socket);
-        if (this.#sockets.size === 0) this.#onEmpty?.();
-      });
-    });
+    server.on('connection', (socket: net.Socket) => this.add(socket, server));
     // prependListener: decide keep-alive before the app's handler writes headers.
     server.prependListener('request', (_req: unknown, res: unknown) => {
       if (!(res instanceof http.ServerResponse)) return; // HTTP/2 compat API: GOAWAY handles it
       if (this.#draining) {
-        res.shouldKeepAlive = false;
+        if (!this.#migrateAfter(res)) res.shouldKeepAlive = false;
         return;
       }
       this.#inflight.add(res);
@@ -91,23 +122,108 @@ export class ConnectionTracker {
   }
 
   /**
+   * Follows a connection that did not come through a tracked server's
+   * 'connection' event (a raw connection adopted from a predecessor).
+   */
+  add(socket: net.Socket, server: net.Server): void {
+    if (this.#sockets.has(socket)) return;
+    this.#sockets.add(socket);
+    this.#serverOf.set(socket, server);
+    socket.once('close', () => {
+      this.#sockets.delete(socket);
+      this.#idleCheck.delete(socket);
+      if (this.#sockets.size === 0) this.#onEmpty?.();
+    });
+    if (this.#draining) this.#consider(socket);
+  }
+
+  /**
+   * Keeps a connection in this process for the rest of the drain (its
+   * migration was refused or failed): it drains like any other.
+   */
+  keep(socket: net.Socket): void {
+    this.#kept.add(socket);
+  }
+
+  #migrates(socket: net.Socket): 'http1' | 'socket' | undefined {
+    if (!this.#migrator || this.#kept.has(socket)) return undefined;
+    const server = this.#serverOf.get(socket);
+    return server ? this.#migrator.modeOf(server) : undefined;
+  }
+
+  /**
+   * During a migrating drain, moves the connection of `res` once `res` is done
+   * (its socket is detached by then, hence captured now). False when it drains.
+   */
+  #migrateAfter(res: http.ServerResponse): boolean {
+    const socket = res.socket;
+    if (!socket || this.#migrates(socket) !== 'http1') return false;
+    res.once('finish', () => this.#consider(socket));
+    return true;
+  }
+
+  #consider(socket: net.Socket): void {
+    const mode = this.#migrates(socket);
+    if (!mode || socket.destroyed) return;
+    if (mode === 'socket') {
+      if (!this.#migrator!.offer(socket, this.#serverOf.get(socket)!, mode)) this.#kept.add(socket);
+      return;
+    }
+    const first = this.#idleCheck.size === 0;
+    this.#idleCheck.add(socket);
+    // One look at Node's parser list per turn, whatever the number of connections.
+    if (first) setImmediate(() => this.#checkIdle());
+  }
+
+  #checkIdle(): void {
+    const byServer = new Map<net.Server, net.Socket[]>();
+    for (const socket of this.#idleCheck) {
+      const server = this.#serverOf.get(socket)!;
+      const list = byServer.get(server);
+      if (list) list.push(socket);
+      else byServer.set(server, [socket]);
+    }
+    this.#idleCheck.clear();
+    for (const [server, sockets] of byServer) {
+      const idle = idleHttp1Sockets(server);
+      for (const socket of sockets) {
+        // Not idle: a request is being received or answered; its response's
+        // 'finish' brings it back here.
+        if (!idle.has(socket) || socket.destroyed) continue;
+        if (!this.#migrator!.offer(socket, server, 'http1')) this.#kept.add(socket);
+      }
+    }
+  }
+
+  /**
    * Drains every tracked connection as described above. Call after the
    * servers stopped accepting. Resolves when the last connection closed, or at
    * `timeoutMs` after destroying those left. Call once.
    */
-  drain(timeoutMs: number): Promise<DrainReport> {
+  drain(timeoutMs: number, migrator?: Migrator): Promise<DrainReport> {
     const started = performance.now();
     const connections = this.#sockets.size;
     this.#draining = true;
-    for (const res of this.#inflight) if (!res.headersSent) res.shouldKeepAlive = false;
+    this.#migrator = migrator;
+    for (const res of this.#inflight) {
+      if (!this.#migrateAfter(res) && !res.headersSent) res.shouldKeepAlive = false;
+    }
     this.#inflight.clear();
     for (const session of this.#sessions) goAway(session);
+    for (const socket of this.#sockets) this.#consider(socket);
     return new Promise<DrainReport>((resolve) => {
       let forced = 0;
       const finish = () => {
         clearTimeout(timer);
         this.#onEmpty = undefined;
-        resolve({ connections, drained: connections - forced, forced, durationMs: performance.now() - started });
+        const migrated = migrator?.migrated ?? 0;
+        resolve({
+          connections,
+          drained: Math.max(0, connections - forced - migrated),
+          forced,
+          migrated,
+          durationMs: performance.now() - started,
+        });
       };
       const timer = setTimeout(() => {
         forced = Math.min(this.#sockets.size, connections);

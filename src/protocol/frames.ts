@@ -38,6 +38,10 @@ export const FrameType = {
   Done: 6,
   /** Either side: a failure with a stable code; the sender closes afterwards. */
   Error: 7,
+  /** Predecessor → successor, while draining: a batch of live connections; carries their fds. */
+  Connections: 8,
+  /** Successor → predecessor: which connections of a batch it adopted. */
+  ConnectionsAck: 9,
 } as const;
 export type FrameType = (typeof FrameType)[keyof typeof FrameType];
 
@@ -93,9 +97,40 @@ export interface DrainingPayload {
 export interface DonePayload {
   /** Connections that closed by themselves or after `Connection: close` / GOAWAY. */
   drained: number;
+  /** Connections handed to the successor alive. */
+  migrated: number;
   /** Connections closed by force at the drain timeout. */
   forced: number;
   durationMs: number;
+}
+
+/** What kind of connection is migrated, which decides how the successor adopts it. */
+export type MigratedKind = 'http1' | 'socket';
+
+/** One live connection in a Connections frame; its fd rides on the frame, in entry order. */
+export interface MigratedConnection {
+  /** Unique within the handover; the ack names it. */
+  id: number;
+  /** The listener (by name) whose server accepted it. */
+  listener: string;
+  kind: MigratedKind;
+  /** Bytes read from the socket but not consumed by the app, base64 (kind 'socket'). */
+  head?: string;
+  /** App state for this connection (kind 'socket'), JSON. */
+  state?: unknown;
+}
+
+export interface ConnectionsPayload {
+  batch: number;
+  connections: MigratedConnection[];
+}
+
+export interface ConnectionsAckPayload {
+  batch: number;
+  /** Ids the successor adopted: the predecessor closes its own fd of each, nothing more. */
+  adopted: number[];
+  /** Ids it could not adopt, with the reason: the predecessor keeps and drains them. */
+  refused: { id: number; reason: string }[];
 }
 
 export interface ErrorPayload {

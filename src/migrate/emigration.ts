@@ -1,0 +1,177 @@
+import type net from 'node:net';
+import { debuglog } from 'node:util';
+import { BatonError, asError } from '../core/errors.js';
+import type { FramePeer } from '../protocol/frame-peer.js';
+import { FrameType, type ConnectionsAckPayload, type MigratedConnection, type MigratedKind } from '../protocol/frames.js';
+import { resumeReading, socketFd, stopReading } from './http1-idle.js';
+
+const debug = debuglog('baton:migrate');
+
+/** How the raw connections of one listener migrate (see Generation#migrateSockets). */
+export interface SocketMigration {
+  /** Predecessor: the JSON-serialisable state of a connection that leaves. */
+  state?: (socket: net.Socket) => unknown;
+  /** Successor: takes over a migrated socket; bytes read but not consumed are already unshifted. */
+  adopt: (socket: net.Socket, state: unknown) => void;
+}
+
+/** Largest number of connections in one Connections frame. */
+const BATCH_MAX = 4096;
+
+interface Leaving {
+  id: number;
+  socket: net.Socket;
+  entry: MigratedConnection;
+  fd: number;
+}
+
+/**
+ * The predecessor's side of connection migration: connections offered by the
+ * drain are frozen (libuv stops reading, so later bytes stay in the kernel and
+ * travel with the fd), sent to the successor in batches with their fds, and
+ * released once the successor says it adopted them — by closing this process's
+ * fd only (`destroy()`, never `end()`: a shutdown would reach the client as a
+ * FIN). A connection the successor refuses, or that is in flight when the
+ * successor goes away, is given back to the drain (`onReturn`).
+ */
+export class Emigration {
+  readonly #peer: FramePeer;
+  readonly #timeoutMs: number;
+  readonly #onReturn: (socket: net.Socket) => void;
+  readonly #queue: Leaving[] = [];
+  #nextId = 1;
+  #batch = 0;
+  #sending = false;
+  #scheduled = false;
+  #broken: Error | undefined;
+  #migrated = 0;
+  #returned = 0;
+  #idle: (() => void) | undefined;
+
+  constructor(peer: FramePeer, options: { timeoutMs: number; onReturn: (socket: net.Socket) => void }) {
+    this.#peer = peer;
+    this.#timeoutMs = options.timeoutMs;
+    this.#onReturn = options.onReturn;
+  }
+
+  /** Connections the successor adopted. */
+  get migrated(): number {
+    return this.#migrated;
+  }
+
+  /** Connections offered but kept here (refused, failed, successor gone). */
+  get returned(): number {
+    return this.#returned;
+  }
+
+  /** Resolves when nothing is queued or in flight. */
+  settled(): Promise<void> {
+    if (!this.#sending && this.#queue.length === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      const prev = this.#idle;
+      this.#idle = () => {
+        prev?.();
+        resolve();
+      };
+    });
+  }
+
+  /**
+   * Offers a connection. Returns false when it cannot leave (migration broken,
+   * no fd); the caller drains it as before. The socket must be at a clean
+   * boundary: an idle HTTP/1.1 connection, or a raw one whose writes flushed.
+   */
+  offer(socket: net.Socket, listener: string, kind: MigratedKind, extra: { head?: Buffer; state?: unknown } = {}): boolean {
+    if (this.#broken || socket.destroyed) return false;
+    const fd = socketFd(socket);
+    if (fd === undefined || !stopReading(socket)) return false;
+    const id = this.#nextId++;
+    const entry: MigratedConnection = { id, listener, kind };
+    if (extra.head && extra.head.length > 0) entry.head = extra.head.toString('base64');
+    if (extra.state !== undefined) entry.state = extra.state;
+    this.#queue.push({ id, socket, entry, fd });
+    this.#schedule();
+    return true;
+  }
+
+  #schedule(): void {
+    if (this.#scheduled || this.#sending) return;
+    this.#scheduled = true;
+    // Coalesce the offers of one turn of the event loop into one batch.
+    setImmediate(() => {
+      this.#scheduled = false;
+      void this.#send();
+    });
+  }
+
+  async #send(): Promise<void> {
+    if (this.#sending) return;
+    this.#sending = true;
+    try {
+      while (this.#queue.length > 0 && !this.#broken) {
+        const batch = this.#queue.splice(0, BATCH_MAX).filter((l) => !l.socket.destroyed);
+        if (batch.length === 0) continue;
+        await this.#sendBatch(batch);
+      }
+      // Offers that arrived after the channel broke.
+      for (const l of this.#queue.splice(0)) this.#giveBack(l);
+    } finally {
+      this.#sending = false;
+      if (this.#queue.length > 0 && !this.#broken) this.#schedule();
+      else this.#idle?.();
+    }
+  }
+
+  async #sendBatch(batch: Leaving[]): Promise<void> {
+    const number = ++this.#batch;
+    const started = performance.now();
+    let ack: ConnectionsAckPayload;
+    try {
+      await this.#peer.send(
+        FrameType.Connections,
+        { batch: number, connections: batch.map((l) => l.entry) },
+        batch.map((l) => l.fd),
+      );
+      const frame = await this.#peer.expect(
+        FrameType.ConnectionsAck,
+        this.#timeoutMs,
+        () =>
+          new BatonError(
+            'ERR_BATON_MIGRATION_TIMEOUT',
+            `${this.#peer.label} did not acknowledge ${batch.length} migrated connections within ${this.#timeoutMs} ms`,
+          ),
+      );
+      ack = frame.payload as ConnectionsAckPayload;
+      if (ack?.batch !== number || !Array.isArray(ack.adopted) || !Array.isArray(ack.refused)) {
+        throw new BatonError(
+          'ERR_BATON_UNEXPECTED_FRAME',
+          `${this.#peer.label} acknowledged batch ${String(ack?.batch)} instead of ${number}`,
+        );
+      }
+    } catch (err) {
+      // The successor is gone or broken: whatever it may have received died with it
+      // (its fds closed), so every connection of the batch stays and drains here.
+      this.#broken = asError(err);
+      debug('migration broken: %s', this.#broken.message);
+      for (const l of batch) this.#giveBack(l);
+      return;
+    }
+    const adopted = new Set(ack.adopted);
+    for (const l of batch) {
+      if (adopted.has(l.id)) {
+        this.#migrated++;
+        // Closes this process's fd only; the successor's copy keeps the connection alive.
+        l.socket.destroy();
+      } else {
+        this.#giveBack(l);
+      }
+    }
+    debug('batch %d: %d adopted, %d refused in %s ms', number, adopted.size, ack.refused.length, (performance.now() - started).toFixed(1));
+  }
+
+  #giveBack(l: Leaving): void {
+    this.#returned++;
+    resumeReading(l.socket);
+    this.#onReturn(l.socket);
+  }
+}

@@ -1,0 +1,61 @@
+import type net from 'node:net';
+
+type Parser = { socket?: net.Socket };
+type ConnectionsList = { idle(): Parser[] };
+
+/**
+ * The HTTP/1.1 connections of `server` that sit between two requests: the
+ * response is done and the parser has not seen a byte of the next request.
+ * Only those can leave the process: bytes Node's parser has consumed cannot be
+ * recovered from JavaScript, so a connection with a partly received request
+ * must finish here.
+ *
+ * Uses Node's own list of parsers (the one behind `closeIdleConnections()`):
+ * a parser is idle when no message has begun since the last one completed.
+ * Returns an empty set when the list is not there (another Node version).
+ */
+export function idleHttp1Sockets(server: net.Server): Set<net.Socket> {
+  const list = connectionsList(server);
+  const out = new Set<net.Socket>();
+  if (!list) return out;
+  for (const parser of list.idle()) {
+    const socket = parser.socket;
+    if (socket && !(socket as { _httpMessage?: unknown })._httpMessage) out.add(socket);
+  }
+  return out;
+}
+
+function connectionsList(server: net.Server): ConnectionsList | undefined {
+  const sym = Object.getOwnPropertySymbols(server).find((s) => s.description === 'http.server.connections');
+  const list = sym ? (server as unknown as Record<symbol, unknown>)[sym] : undefined;
+  return list && typeof (list as ConnectionsList).idle === 'function' ? (list as ConnectionsList) : undefined;
+}
+
+type StreamHandle = { readStop?: () => number; readStart?: () => number; reading?: boolean };
+
+/**
+ * Stops libuv reading from `socket`: later bytes stay in the kernel and travel
+ * with the fd. (`socket.pause()` alone does not stop libuv.) Returns false when
+ * the socket has no handle to stop.
+ */
+export function stopReading(socket: net.Socket): boolean {
+  const handle = (socket as unknown as { _handle?: StreamHandle | null })._handle;
+  if (!handle?.readStop) return false;
+  handle.readStop();
+  handle.reading = false;
+  return true;
+}
+
+/** Undoes {@link stopReading} for a connection that stays in this process. */
+export function resumeReading(socket: net.Socket): void {
+  const handle = (socket as unknown as { _handle?: StreamHandle | null })._handle;
+  if (!handle?.readStart || socket.destroyed) return;
+  handle.reading = true;
+  handle.readStart();
+}
+
+/** The fd of a connected socket (Node keeps it on the semi-internal `_handle`). */
+export function socketFd(socket: net.Socket): number | undefined {
+  const handle = (socket as unknown as { _handle?: { fd?: number } | null })._handle;
+  return typeof handle?.fd === 'number' && handle.fd >= 0 ? handle.fd : undefined;
+}

@@ -1,0 +1,70 @@
+import net from 'node:net';
+import { closeQuietly } from '../handover/inherit.js';
+import type { Frame, ConnectionsAckPayload, ConnectionsPayload } from '../protocol/frames.js';
+import type { SocketMigration } from './emigration.js';
+
+/** What the successor needs to adopt connections. */
+export interface ImmigrationHost {
+  /** The server of the listener called `name`, if this generation has it. */
+  serverOf(name: string): net.Server | undefined;
+  /** The app's handlers for raw connections of listener `name`. */
+  socketHandlers(name: string): SocketMigration | undefined;
+  /** Tracks a socket the app adopted itself (raw connections), for the next drain. */
+  track(socket: net.Socket, server: net.Server): void;
+}
+
+/**
+ * The successor's side of connection migration: wraps each received fd in a
+ * `net.Socket` and gives it to the server that owns its listener — an HTTP/1.1
+ * connection as if just accepted (`server.emit('connection')`), the next request
+ * still in the kernel; a raw connection to the app's `adopt` handler with the
+ * bytes the predecessor had read but not consumed put back in front.
+ * Every fd is either adopted or closed here. Returns the acknowledgement.
+ */
+export function adoptConnections(frame: Frame, host: ImmigrationHost): { ack: ConnectionsAckPayload; sockets: net.Socket[] } {
+  const payload = frame.payload as ConnectionsPayload;
+  const entries = Array.isArray(payload?.connections) ? payload.connections : [];
+  const ack: ConnectionsAckPayload = { batch: payload?.batch ?? 0, adopted: [], refused: [] };
+  const sockets: net.Socket[] = [];
+  entries.forEach((entry, i) => {
+    const fd = frame.fds[i];
+    if (fd === undefined) {
+      ack.refused.push({ id: entry.id, reason: 'no fd arrived for it' });
+      return;
+    }
+    const server = host.serverOf(entry.listener);
+    const handlers = entry.kind === 'socket' ? host.socketHandlers(entry.listener) : undefined;
+    if (!server || (entry.kind === 'socket' && !handlers)) {
+      closeQuietly(fd);
+      ack.refused.push({ id: entry.id, reason: `listener '${entry.listener}' has no ${entry.kind} handler in this generation` });
+      return;
+    }
+    let socket: net.Socket;
+    try {
+      socket = new net.Socket({ fd, readable: true, writable: true });
+    } catch (err) {
+      closeQuietly(fd);
+      ack.refused.push({ id: entry.id, reason: (err as Error).message });
+      return;
+    }
+    try {
+      if (entry.kind === 'http1') {
+        server.emit('connection', socket);
+      } else {
+        if (entry.head) socket.unshift(Buffer.from(entry.head, 'base64'));
+        host.track(socket, server);
+        handlers!.adopt(socket, entry.state);
+      }
+    } catch (err) {
+      // Refused: closing our fd leaves the connection with the predecessor, untouched.
+      socket.destroy();
+      ack.refused.push({ id: entry.id, reason: `adopting it threw: ${(err as Error).message}` });
+      return;
+    }
+    sockets.push(socket);
+    ack.adopted.push(entry.id);
+  });
+  // Fds beyond the manifest would leak: close them.
+  for (const fd of frame.fds.slice(entries.length)) closeQuietly(fd);
+  return { ack, sockets };
+}
