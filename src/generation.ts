@@ -10,6 +10,7 @@ import { ConnectionTracker, type DrainReport, type Migrator } from './drain/conn
 import { Emigration, type SocketMigration } from './migrate/emigration.js';
 import { adoptConnections } from './migrate/immigration.js';
 import { resumeReading, stopReading } from './migrate/http1-idle.js';
+import { offerWebSocket, type WebSocketMigration, type WssLike } from './migrate/websocket.js';
 import { spawnSuccessor, type ExecCommand } from './handover/exec.js';
 import { LISTEN_FDS_START, closeQuietly } from './handover/inherit.js';
 import { UpgradeSocket } from './handover/upgrade-socket.js';
@@ -129,6 +130,7 @@ export class Generation extends EventEmitter<GenerationEvents> {
   #signalHandler: (() => void) | undefined;
   #exited: Promise<DrainReport> | undefined;
   readonly #socketHandlers = new Map<string, SocketMigration>();
+  readonly #websockets = new Map<string, { wss: WssLike; handlers: WebSocketMigration }>();
   #stopRequested = false;
 
   /** @internal Use {@link start}. */
@@ -227,6 +229,23 @@ export class Generation extends EventEmitter<GenerationEvents> {
    */
   migrateSockets(name: string, handlers: SocketMigration): void {
     this.#socketHandlers.set(name, handlers);
+  }
+
+  /**
+   * Makes the WebSockets of `wss` (a `ws` WebSocketServer attached to the
+   * HTTP server of listener `name`) migrate alive to the successor at a frame
+   * boundary: no close frame, no message lost or duplicated. Call it in every
+   * generation, before ready(): the predecessor uses `state` to capture each
+   * leaving socket's app state (JSON); the successor's `adopt` receives a ready
+   * `ws` WebSocket for the same client (also added to `wss.clients`) and that
+   * state. A WebSocket with permessage-deflate, whose compression context
+   * cannot leave the process, is closed with 1012 (Service Restart) instead:
+   * create the server with `perMessageDeflate: false` (ws's default) to
+   * migrate every connection. In the old generation a migrated WebSocket ends
+   * with a local 'close' (1006) and nothing is sent to the client.
+   */
+  migrateWebSockets(name: string, wss: unknown, handlers: WebSocketMigration): void {
+    this.#websockets.set(name, { wss: wss as WssLike, handlers });
   }
 
   /**
@@ -366,6 +385,7 @@ export class Generation extends EventEmitter<GenerationEvents> {
     const host = {
       serverOf: (name: string) => this.#listeners.all.find((l) => l.name === name)?.server,
       socketHandlers: (name: string) => this.#socketHandlers.get(name),
+      websocketHandlers: (name: string) => this.#websockets.get(name),
       track: (socket: net.Socket, server: net.Server) => this.#tracker.add(socket, server),
     };
     try {
@@ -394,13 +414,13 @@ export class Generation extends EventEmitter<GenerationEvents> {
   }
 
   /** Predecessor side: how connections leave for `successor` during the drain. */
-  #migrator(successor: FramePeer): Migrator {
+  #migrator(successor: FramePeer): { migrator: Migrator; emigration: Emigration } {
     const emigration = new Emigration(successor, {
       timeoutMs: this.settings.migrateTimeoutMs,
       onReturn: (socket) => this.#tracker.keep(socket),
     });
     const nameOf = (server: net.Server) => this.#listeners.all.find((l) => l.server === server)?.name;
-    return {
+    const migrator: Migrator = {
       get migrated() {
         return emigration.migrated;
       },
@@ -419,6 +439,16 @@ export class Generation extends EventEmitter<GenerationEvents> {
         );
       },
     };
+    return { migrator, emigration };
+  }
+
+  /** Predecessor side, at the start of a migrating drain: every open WebSocket of the registered servers. */
+  #offerWebSockets(emigration: Emigration): void {
+    for (const [name, { wss, handlers }] of this.#websockets) {
+      for (const ws of wss.clients ?? []) {
+        offerWebSocket(ws, emigration, name, handlers, this.settings.migrateTimeoutMs, (s) => this.#tracker.keep(s));
+      }
+    }
   }
 
   #uidAllowed(uid: number): boolean {
@@ -593,8 +623,9 @@ export class Generation extends EventEmitter<GenerationEvents> {
       this.#listeners.stopAccepting();
       // Draining is queued on the channel before any Connections frame.
       const told = successor?.send(FrameType.Draining, { connections: this.#tracker.size }).catch(() => undefined);
-      const migrator = successor && this.settings.migrate ? this.#migrator(successor) : undefined;
-      const draining = this.#tracker.drain(this.settings.drainTimeoutMs, migrator);
+      const migration = successor && this.settings.migrate ? this.#migrator(successor) : undefined;
+      const draining = this.#tracker.drain(this.settings.drainTimeoutMs, migration?.migrator);
+      if (migration) this.#offerWebSockets(migration.emigration);
       await told;
       const report = await draining;
       for (const l of this.#listeners.all) l.server.close(() => undefined);

@@ -2,6 +2,7 @@ import net from 'node:net';
 import { closeQuietly } from '../handover/inherit.js';
 import type { Frame, ConnectionsAckPayload, ConnectionsPayload } from '../protocol/frames.js';
 import type { SocketMigration } from './emigration.js';
+import { adoptWebSocket, type WebSocketMigration, type WebSocketTravel, type WssLike } from './websocket.js';
 
 /** What the successor needs to adopt connections. */
 export interface ImmigrationHost {
@@ -9,6 +10,8 @@ export interface ImmigrationHost {
   serverOf(name: string): net.Server | undefined;
   /** The app's handlers for raw connections of listener `name`. */
   socketHandlers(name: string): SocketMigration | undefined;
+  /** The app's WebSocket server and handlers for listener `name`. */
+  websocketHandlers(name: string): { wss: WssLike; handlers: WebSocketMigration } | undefined;
   /** Tracks a socket the app adopted itself (raw connections), for the next drain. */
   track(socket: net.Socket, server: net.Server): void;
 }
@@ -34,7 +37,8 @@ export function adoptConnections(frame: Frame, host: ImmigrationHost): { ack: Co
     }
     const server = host.serverOf(entry.listener);
     const handlers = entry.kind === 'socket' ? host.socketHandlers(entry.listener) : undefined;
-    if (!server || (entry.kind === 'socket' && !handlers)) {
+    const wsHandlers = entry.kind === 'websocket' ? host.websocketHandlers(entry.listener) : undefined;
+    if (!server || (entry.kind === 'socket' && !handlers) || (entry.kind === 'websocket' && !wsHandlers)) {
       closeQuietly(fd);
       ack.refused.push({ id: entry.id, reason: `listener '${entry.listener}' has no ${entry.kind} handler in this generation` });
       return;
@@ -50,6 +54,10 @@ export function adoptConnections(frame: Frame, host: ImmigrationHost): { ack: Co
     try {
       if (entry.kind === 'http1') {
         server.emit('connection', socket);
+      } else if (entry.kind === 'websocket') {
+        host.track(socket, server);
+        const head = entry.head ? Buffer.from(entry.head, 'base64') : Buffer.alloc(0);
+        adoptWebSocket(wsHandlers!.wss, socket, head, entry.state as WebSocketTravel, wsHandlers!.handlers);
       } else {
         if (entry.head) socket.unshift(Buffer.from(entry.head, 'base64'));
         host.track(socket, server);

@@ -105,7 +105,7 @@ export interface DonePayload {
 }
 
 /** What kind of connection is migrated, which decides how the successor adopts it. */
-export type MigratedKind = 'http1' | 'socket';
+export type MigratedKind = 'http1' | 'socket' | 'websocket';
 
 /** One live connection in a Connections frame; its fd rides on the frame, in entry order. */
 export interface MigratedConnection {
@@ -114,9 +114,9 @@ export interface MigratedConnection {
   /** The listener (by name) whose server accepted it. */
   listener: string;
   kind: MigratedKind;
-  /** Bytes read from the socket but not consumed by the app, base64 (kind 'socket'). */
+  /** Bytes read from the socket but not consumed by the app, base64 (kinds 'socket', 'websocket'). */
   head?: string;
-  /** App state for this connection (kind 'socket'), JSON. */
+  /** State for this connection (kinds 'socket', 'websocket'), JSON. */
   state?: unknown;
 }
 
