@@ -9,6 +9,7 @@
  */
 import http from 'node:http';
 import http2 from 'node:http2';
+import { WebSocketServer, type WebSocket } from 'ws';
 import path from 'node:path';
 import { start, defaultSocketDir, type Generation } from '../src/index.js';
 
@@ -69,6 +70,28 @@ export async function runExample(opts: ExampleOptions): Promise<number> {
     stream.end(body());
   });
 
+  // WebSocket echo at /ws: each echo names the generation that sent it. Open
+  // connections move to the next generation alive, with their message count.
+  const wss = new WebSocketServer({ server: h1, path: '/ws' });
+  const echoed = new WeakMap<WebSocket, number>();
+  const echo = (ws: WebSocket, count = 0) => {
+    echoed.set(ws, count);
+    ws.on('message', (data: Buffer) => {
+      const n = (echoed.get(ws) ?? 0) + 1;
+      echoed.set(ws, n);
+      ws.send(`generation ${generation.number} pid ${process.pid} echo #${n}: ${data.toString()}`);
+    });
+    ws.on('error', () => undefined);
+  };
+  wss.on('connection', (ws) => echo(ws));
+  generation.migrateWebSockets('http', wss, {
+    state: (ws) => ({ count: echoed.get(ws as unknown as WebSocket) ?? 0 }),
+    adopt: (ws, state) => echo(ws as unknown as WebSocket, (state as { count?: number } | undefined)?.count ?? 0),
+  });
+  generation.on('connections-in', ({ adopted, refused }) =>
+    log(`adopted ${adopted} live connections from the predecessor (${refused} refused)`),
+  );
+
   generation.on('upgrade-start', ({ via, pid }) => log(`upgrade (${via}) started: successor pid ${pid}`));
   generation.on('upgrade', (r) =>
     log(
@@ -78,9 +101,13 @@ export async function runExample(opts: ExampleOptions): Promise<number> {
   generation.on('upgrade-failed', (err) => log(`upgrade failed, still serving: ${err.message}`));
   generation.on('peer-refused', (err) => log(`upgrade peer refused: ${err.message}`));
   generation.on('drained', (r) =>
-    log(`drained in ${r.durationMs.toFixed(1)} ms: ${r.drained} connections closed cleanly, ${r.forced} forced; exiting`),
+    log(
+      `drained in ${r.durationMs.toFixed(1)} ms: ${r.migrated} connections migrated alive, ${r.drained} closed cleanly, ${r.forced} forced; exiting`,
+    ),
   );
-  generation.on('predecessor-done', (d) => log(`predecessor pid ${d.pid} exited: ${d.drained} drained, ${d.forced} forced`));
+  generation.on('predecessor-done', (d) =>
+    log(`predecessor pid ${d.pid} exited: ${d.migrated} migrated, ${d.drained} drained, ${d.forced} forced`),
+  );
   generation.on('warning', (err) => log(`warning: ${err.message}`));
 
   try {
