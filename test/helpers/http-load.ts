@@ -18,6 +18,8 @@ export interface LoadResult {
  */
 export class HttpLoad {
   readonly result: LoadResult = { sent: 0, ok: 0, failed: 0, errors: [], generations: new Map(), pids: new Set() };
+  /** TCP connections the pool opened so far (its 'connect' events): each reconnect counts. */
+  connects = 0;
   readonly #pool: Pool;
   #running = true;
   readonly #workers: Promise<void>[] = [];
@@ -28,6 +30,7 @@ export class HttpLoad {
   /** With `reset`, every request closes its connection: each one is a fresh connect (connection churn). */
   constructor(origin: string, connections = 64, pathName = '/', options: { reset?: boolean } = {}) {
     this.#pool = new Pool(origin, { connections, pipelining: 1 });
+    this.#pool.on('connect', () => this.connects++);
     this.#reset = options.reset ?? false;
     for (let i = 0; i < connections; i++) this.#workers.push(this.#worker(pathName));
   }
