@@ -12,6 +12,7 @@ import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import fs from 'node:fs';
+import { createRequire } from 'node:module';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { describe, it, type TestContext } from 'node:test';
@@ -83,7 +84,13 @@ function fixtureCopy(dir: string): { script: string; good: string } {
   const original = fixture('server');
   const indexUrl = pathToFileURL(path.join(path.dirname(original), '..', '..', 'src', 'index.js')).href;
   const source = fs.readFileSync(original, 'utf8');
-  const good = source.replace(/from '\.\.\/\.\.\/src\/index\.js'/, `from '${indexUrl}'`);
+  // Packages resolve from node_modules next to the original; from the copy, name them by URL.
+  const wsUrl = pathToFileURL(
+    createRequire(original)
+      .resolve('ws')
+      .replace(/index\.js$/, 'wrapper.mjs'),
+  ).href;
+  const good = source.replace(/from '\.\.\/\.\.\/src\/index\.js'/, `from '${indexUrl}'`).replace(/from 'ws'/, `from '${wsUrl}'`);
   assert.notEqual(good, source, 'the fixture import was rewritten');
   const script = path.join(dir, 'server-copy.js');
   fs.writeFileSync(script, good);
