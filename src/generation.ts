@@ -78,6 +78,8 @@ export interface GenerationEvents {
   'peer-refused': [error: Error];
   /** The drain finished; `exited` follows. */
   drained: [report: DrainReport];
+  /** This (draining) generation handed a batch of live connections to its successor. */
+  'connections-out': [info: { adopted: number; refused: number }];
   /** This (successor) generation adopted a batch of live connections from its predecessor. */
   'connections-in': [info: { adopted: number; refused: number }];
   /** This (successor) generation's predecessor finished draining; the upgrade channel to it is already closed. */
@@ -418,6 +420,7 @@ export class Generation extends EventEmitter<GenerationEvents> {
     const emigration = new Emigration(successor, {
       timeoutMs: this.settings.migrateTimeoutMs,
       onReturn: (socket) => this.#tracker.keep(socket),
+      onBatch: (info) => this.emit('connections-out', info),
     });
     const nameOf = (server: net.Server) => this.#listeners.all.find((l) => l.server === server)?.name;
     const migrator: Migrator = {

@@ -104,4 +104,39 @@ describe('WebSocket migration', () => {
     process.kill(current, 'SIGTERM');
     await log.waitEvent('exit', current);
   });
+
+  it('a WebSocket with permessage-deflate cannot move: it is closed with 1012 and reconnects to the successor', async () => {
+    const env = { BATON_SOCKET_DIR: tempDir(), WS: '1', WS_DEFLATE: '1' };
+    const first = spawnFixture(fixture('server'), env, log);
+    const listening = await log.waitEvent('listening', first.pid);
+    await log.waitEvent('ready', first.pid);
+    const url = `ws://127.0.0.1:${listening.http}/ws`;
+    const N = 20;
+    const sockets = await Promise.all(
+      Array.from({ length: N }, async () => {
+        const ws = new WebSocket(url); // ws clients offer permessage-deflate by default
+        await new Promise((resolve, reject) => ws.once('open', resolve).once('error', reject));
+        assert.ok(ws.extensions.includes('permessage-deflate'), 'permessage-deflate was not negotiated');
+        return ws;
+      }),
+    );
+    const closes = sockets.map((ws) => new Promise<number>((resolve) => ws.once('close', (code) => resolve(code))));
+    const since = log.events.length;
+    spawnFixture(fixture('server'), env, log);
+    const ready = await log.waitFor((e) => e.event === 'ready' && e.generation === 2, 'generation 2 ready', 60_000, since);
+    assert.deepEqual(await Promise.all(closes), Array(N).fill(1012));
+    const done = await log.waitFor((e) => e.event === 'predecessor-done' && e.pid === ready.pid, 'predecessor done', 60_000, since);
+    assert.equal((done.args as { forced: number }[])[0]!.forced, 0);
+    // The client reconnects and the successor answers.
+    const again = new WebSocket(url);
+    const reply = await new Promise<string>((resolve, reject) => {
+      again.once('open', () => again.send('1'));
+      again.once('message', (d) => resolve(d.toString()));
+      again.once('error', reject);
+    });
+    assert.equal(reply, '1 2');
+    again.terminate();
+    process.kill(ready.pid, 'SIGTERM');
+    await log.waitEvent('exit', ready.pid);
+  });
 });

@@ -38,6 +38,7 @@ export class Emigration {
   readonly #peer: FramePeer;
   readonly #timeoutMs: number;
   readonly #onReturn: (socket: net.Socket) => void;
+  readonly #onBatch: ((info: { adopted: number; refused: number }) => void) | undefined;
   readonly #queue: Leaving[] = [];
   #nextId = 1;
   #batch = 0;
@@ -48,10 +49,19 @@ export class Emigration {
   #returned = 0;
   #idle: (() => void) | undefined;
 
-  constructor(peer: FramePeer, options: { timeoutMs: number; onReturn: (socket: net.Socket) => void }) {
+  constructor(
+    peer: FramePeer,
+    options: {
+      timeoutMs: number;
+      onReturn: (socket: net.Socket) => void;
+      /** Told after each acknowledged batch. */
+      onBatch?: (info: { adopted: number; refused: number }) => void;
+    },
+  ) {
     this.#peer = peer;
     this.#timeoutMs = options.timeoutMs;
     this.#onReturn = options.onReturn;
+    this.#onBatch = options.onBatch;
   }
 
   /** Connections the successor adopted. */
@@ -166,6 +176,7 @@ export class Emigration {
         this.#giveBack(l);
       }
     }
+    this.#onBatch?.({ adopted: adopted.size, refused: ack.refused.length });
     debug('batch %d: %d adopted, %d refused in %s ms', number, adopted.size, ack.refused.length, (performance.now() - started).toFixed(1));
   }
 
