@@ -40,6 +40,7 @@ export interface GenerationSettings {
   drainTimeoutMs: number;
   migrateTimeoutMs: number;
   migrate: boolean;
+  migrateAfterResponse: boolean;
   killGraceMs: number;
   maxFrameBytes: number;
   maxStateBytes: number;
@@ -427,6 +428,7 @@ export class Generation extends EventEmitter<GenerationEvents> {
       get migrated() {
         return emigration.migrated;
       },
+      afterResponse: this.settings.migrateAfterResponse,
       modeOf: (server) => {
         const name = nameOf(server);
         if (name === undefined) return undefined;

@@ -31,6 +31,13 @@ export interface StartOptions {
    * servers, and raw connections registered with Generation#migrateSockets.
    */
   migrate?: boolean;
+  /**
+   * With `migrate`, what happens to an HTTP/1.1 connection whose request is in
+   * flight when the drain starts: true (default) moves it right after the
+   * response; false answers it with `Connection: close`, so the client
+   * reconnects to the successor.
+   */
+  migrateAfterResponse?: boolean;
   killGraceMs?: number;
   maxFrameBytes?: number;
   maxStateBytes?: number;
@@ -198,6 +205,7 @@ function resolveSettings(o: StartOptions): GenerationSettings {
     drainTimeoutMs: num('drainTimeoutMs'),
     migrateTimeoutMs: num('migrateTimeoutMs'),
     migrate: o.migrate ?? true,
+    migrateAfterResponse: o.migrateAfterResponse ?? true,
     killGraceMs: num('killGraceMs'),
     maxFrameBytes: num('maxFrameBytes'),
     maxStateBytes: num('maxStateBytes'),

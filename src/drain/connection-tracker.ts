@@ -22,6 +22,11 @@ export interface Migrator {
   offer(socket: net.Socket, server: net.Server, mode: 'http1' | 'socket'): boolean;
   /** Connections the successor adopted so far. */
   readonly migrated: number;
+  /**
+   * HTTP/1.1 connections busy when the drain starts: true moves them right
+   * after their response, false answers with `Connection: close` instead.
+   */
+  readonly afterResponse: boolean;
 }
 
 /** What a drain did, for reports and the Done frame. */
@@ -157,7 +162,7 @@ export class ConnectionTracker {
    */
   #migrateAfter(res: http.ServerResponse): boolean {
     const socket = res.socket;
-    if (!socket || this.#migrates(socket) !== 'http1') return false;
+    if (!socket || !this.#migrator?.afterResponse || this.#migrates(socket) !== 'http1') return false;
     res.once('finish', () => this.#consider(socket));
     return true;
   }
