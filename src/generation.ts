@@ -39,6 +39,7 @@ export interface GenerationSettings {
   readyTimeoutMs: number;
   drainTimeoutMs: number;
   migrateTimeoutMs: number;
+  migrateBatchSize: number;
   migrate: boolean;
   migrateAfterResponse: boolean;
   killGraceMs: number;
@@ -420,8 +421,21 @@ export class Generation extends EventEmitter<GenerationEvents> {
   #migrator(successor: FramePeer): { migrator: Migrator; emigration: Emigration } {
     const emigration = new Emigration(successor, {
       timeoutMs: this.settings.migrateTimeoutMs,
+      batchSize: this.settings.migrateBatchSize,
       onReturn: (socket) => this.#tracker.keep(socket),
       onBatch: (info) => this.emit('connections-out', info),
+      onBroken: (err, { migrated, kept }) => {
+        const timeout = isBatonError(err, 'ERR_BATON_MIGRATION_TIMEOUT');
+        this.emit(
+          'warning',
+          new BatonError(
+            timeout ? 'ERR_BATON_MIGRATION_TIMEOUT' : 'ERR_BATON_SUCCESSOR_LOST',
+            `connection migration to ${successor.label} stopped (${err.message}): ${migrated} connections had been handed over; ` +
+              `${kept} in transit stay here and drain, as does every connection not offered yet`,
+            { cause: err },
+          ),
+        );
+      },
     });
     const nameOf = (server: net.Server) => this.#listeners.all.find((l) => l.server === server)?.name;
     const migrator: Migrator = {

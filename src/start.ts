@@ -25,6 +25,8 @@ export interface StartOptions {
   readyTimeoutMs?: number;
   drainTimeoutMs?: number;
   migrateTimeoutMs?: number;
+  /** Most connections migrated per batch (one frame and one acknowledgement each). */
+  migrateBatchSize?: number;
   /**
    * Move live connections to the successor instead of draining them (default
    * true): idle and finished HTTP/1.1 keep-alive connections of plain http
@@ -204,6 +206,7 @@ function resolveSettings(o: StartOptions): GenerationSettings {
     readyTimeoutMs: num('readyTimeoutMs'),
     drainTimeoutMs: num('drainTimeoutMs'),
     migrateTimeoutMs: num('migrateTimeoutMs'),
+    migrateBatchSize: Math.floor(num('migrateBatchSize')) || 1,
     migrate: o.migrate ?? true,
     migrateAfterResponse: o.migrateAfterResponse ?? true,
     killGraceMs: num('killGraceMs'),

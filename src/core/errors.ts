@@ -27,6 +27,8 @@ export const ErrorCodes = {
   ERR_BATON_READY_TIMEOUT: 'successor not ready in time',
   /** The successor exited or closed the channel before it was ready. */
   ERR_BATON_SUCCESSOR_EXITED: 'successor exited before ready',
+  /** The successor went away after it was ready, while connections were migrating to it. */
+  ERR_BATON_SUCCESSOR_LOST: 'successor lost during connection migration',
   /** The predecessor went away during the handover. */
   ERR_BATON_PREDECESSOR_LOST: 'predecessor went away during handover',
   /** The predecessor aborted this handover; the message says why. */

@@ -14,6 +14,8 @@ export const Defaults = {
   drainTimeoutMs: 30_000,
   /** The successor must acknowledge each batch of migrated connections within this many ms. */
   migrateTimeoutMs: 10_000,
+  /** Most connections sent to the successor in one Connections frame (one acknowledgement each). */
+  migrateBatchSize: 4096,
   /** An exec successor that was aborted gets SIGTERM, then SIGKILL after this many ms. */
   killGraceMs: 2_000,
   /** Largest frame accepted on the upgrade channel. */

@@ -15,9 +15,6 @@ export interface SocketMigration {
   adopt: (socket: net.Socket, state: unknown) => void;
 }
 
-/** Largest number of connections in one Connections frame. */
-const BATCH_MAX = 4096;
-
 interface Leaving {
   id: number;
   socket: net.Socket;
@@ -39,6 +36,8 @@ export class Emigration {
   readonly #timeoutMs: number;
   readonly #onReturn: (socket: net.Socket) => void;
   readonly #onBatch: ((info: { adopted: number; refused: number }) => void) | undefined;
+  readonly #onBroken: ((err: Error, counts: { migrated: number; kept: number }) => void) | undefined;
+  readonly #batchSize: number;
   readonly #queue: Leaving[] = [];
   #nextId = 1;
   #batch = 0;
@@ -56,12 +55,21 @@ export class Emigration {
       onReturn: (socket: net.Socket) => void;
       /** Told after each acknowledged batch. */
       onBatch?: (info: { adopted: number; refused: number }) => void;
+      /** Most connections per Connections frame. */
+      batchSize: number;
+      /**
+       * Told once when migration stops for good (successor gone, broken, too
+       * slow): how many connections it adopted before, how many in transit were kept.
+       */
+      onBroken?: (err: Error, counts: { migrated: number; kept: number }) => void;
     },
   ) {
     this.#peer = peer;
     this.#timeoutMs = options.timeoutMs;
     this.#onReturn = options.onReturn;
     this.#onBatch = options.onBatch;
+    this.#onBroken = options.onBroken;
+    this.#batchSize = options.batchSize;
   }
 
   /** Connections the successor adopted. */
@@ -119,12 +127,16 @@ export class Emigration {
     this.#sending = true;
     try {
       while (this.#queue.length > 0 && !this.#broken) {
-        const batch = this.#queue.splice(0, BATCH_MAX).filter((l) => !l.socket.destroyed);
+        const batch = this.#queue.splice(0, this.#batchSize).filter((l) => !l.socket.destroyed);
         if (batch.length === 0) continue;
-        await this.#sendBatch(batch);
+        const broken = await this.#sendBatch(batch);
+        if (broken) {
+          // Queued behind the batch that failed: they stay too.
+          const queued = this.#queue.splice(0);
+          for (const l of queued) this.#giveBack(l);
+          this.#onBroken?.(broken, { migrated: this.#migrated, kept: batch.length + queued.length });
+        }
       }
-      // Offers that arrived after the channel broke.
-      for (const l of this.#queue.splice(0)) this.#giveBack(l);
     } finally {
       this.#sending = false;
       if (this.#queue.length > 0 && !this.#broken) this.#schedule();
@@ -132,7 +144,8 @@ export class Emigration {
     }
   }
 
-  async #sendBatch(batch: Leaving[]): Promise<void> {
+  /** Sends one batch; resolves with the error when migration broke (the batch was given back). */
+  async #sendBatch(batch: Leaving[]): Promise<Error | undefined> {
     const number = ++this.#batch;
     const started = performance.now();
     let ack: ConnectionsAckPayload;
@@ -164,7 +177,7 @@ export class Emigration {
       this.#broken = asError(err);
       debug('migration broken: %s', this.#broken.message);
       for (const l of batch) this.#giveBack(l);
-      return;
+      return this.#broken;
     }
     const adopted = new Set(ack.adopted);
     for (const l of batch) {
@@ -178,6 +191,7 @@ export class Emigration {
     }
     this.#onBatch?.({ adopted: adopted.size, refused: ack.refused.length });
     debug('batch %d: %d adopted, %d refused in %s ms', number, adopted.size, ack.refused.length, (performance.now() - started).toFixed(1));
+    return undefined;
   }
 
   #giveBack(l: Leaving): void {
