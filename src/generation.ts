@@ -659,8 +659,9 @@ export class Generation extends EventEmitter<GenerationEvents> {
       successor?.close();
       this.#removePidFile();
       this.#removeSignal();
-      this.#phases.transition('exited');
+      // 'drained' first, as documented: a host that exits on phase 'exited' must still get the report.
       this.emit('drained', report);
+      this.#phases.transition('exited');
       return report;
     };
     this.#exited = run();
