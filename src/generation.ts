@@ -424,14 +424,17 @@ export class Generation extends EventEmitter<GenerationEvents> {
       batchSize: this.settings.migrateBatchSize,
       onReturn: (socket) => this.#tracker.keep(socket),
       onBatch: (info) => this.emit('connections-out', info),
-      onBroken: (err, { migrated, kept }) => {
+      onBroken: (err, { migrated, kept, unacknowledged }) => {
         const timeout = isBatonError(err, 'ERR_BATON_MIGRATION_TIMEOUT');
         this.emit(
           'warning',
           new BatonError(
             timeout ? 'ERR_BATON_MIGRATION_TIMEOUT' : 'ERR_BATON_SUCCESSOR_LOST',
-            `connection migration to ${successor.label} stopped (${err.message}): ${migrated} connections had been handed over; ` +
-              `${kept} in transit stay here and drain, as does every connection not offered yet`,
+            `connection migration to ${successor.label} stopped (${err.message}): ${migrated} connections had been handed over` +
+              (unacknowledged
+                ? `, ${unacknowledged} more left with it unacknowledged (it holds them; reading them here too could corrupt them)`
+                : '') +
+              `; ${kept} stay here and drain, as does every connection not offered yet`,
             { cause: err },
           ),
         );

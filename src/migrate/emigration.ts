@@ -1,6 +1,6 @@
 import type net from 'node:net';
 import { debuglog } from 'node:util';
-import { BatonError, asError } from '../core/errors.js';
+import { BatonError, asError, isBatonError } from '../core/errors.js';
 import type { FramePeer } from '../protocol/frame-peer.js';
 import { FrameType, type ConnectionsAckPayload, type MigratedConnection, type MigratedKind } from '../protocol/frames.js';
 import { resumeReading, socketFd, stopReading } from './http1-idle.js';
@@ -36,7 +36,7 @@ export class Emigration {
   readonly #timeoutMs: number;
   readonly #onReturn: (socket: net.Socket) => void;
   readonly #onBatch: ((info: { adopted: number; refused: number }) => void) | undefined;
-  readonly #onBroken: ((err: Error, counts: { migrated: number; kept: number }) => void) | undefined;
+  readonly #onBroken: ((err: Error, counts: { migrated: number; kept: number; unacknowledged: number }) => void) | undefined;
   readonly #batchSize: number;
   readonly #queue: Leaving[] = [];
   #nextId = 1;
@@ -46,6 +46,7 @@ export class Emigration {
   #broken: Error | undefined;
   #migrated = 0;
   #returned = 0;
+  #unacknowledged = 0;
   #idle: (() => void) | undefined;
 
   constructor(
@@ -59,9 +60,10 @@ export class Emigration {
       batchSize: number;
       /**
        * Told once when migration stops for good (successor gone, broken, too
-       * slow): how many connections it adopted before, how many in transit were kept.
+       * slow): how many connections it adopted before, how many were kept here,
+       * and how many of an unacknowledged batch were let go to it.
        */
-      onBroken?: (err: Error, counts: { migrated: number; kept: number }) => void;
+      onBroken?: (err: Error, counts: { migrated: number; kept: number; unacknowledged: number }) => void;
     },
   ) {
     this.#peer = peer;
@@ -75,6 +77,11 @@ export class Emigration {
   /** Connections the successor adopted. */
   get migrated(): number {
     return this.#migrated;
+  }
+
+  /** Connections of a batch the successor never acknowledged (let go: it holds them). */
+  get unacknowledged(): number {
+    return this.#unacknowledged;
   }
 
   /** Connections offered but kept here (refused, failed, successor gone). */
@@ -134,7 +141,8 @@ export class Emigration {
           // Queued behind the batch that failed: they stay too.
           const queued = this.#queue.splice(0);
           for (const l of queued) this.#giveBack(l);
-          this.#onBroken?.(broken, { migrated: this.#migrated, kept: batch.length + queued.length });
+          const letGo = isBatonError(broken, 'ERR_BATON_MIGRATION_TIMEOUT') ? batch.length : 0;
+          this.#onBroken?.(broken, { migrated: this.#migrated, kept: batch.length - letGo + queued.length, unacknowledged: letGo });
         }
       }
     } finally {
@@ -172,11 +180,22 @@ export class Emigration {
         );
       }
     } catch (err) {
-      // The successor is gone or broken: whatever it may have received died with it
-      // (its fds closed), so every connection of the batch stays and drains here.
       this.#broken = asError(err);
       debug('migration broken: %s', this.#broken.message);
-      for (const l of batch) this.#giveBack(l);
+      if (isBatonError(err, 'ERR_BATON_MIGRATION_TIMEOUT')) {
+        // The successor is alive but silent: it holds the fds and may adopt
+        // them later. Reading them here again could make two processes read one
+        // connection, so the batch is let go as if adopted (our fds closed);
+        // only connections not yet sent stay and drain here.
+        for (const l of batch) {
+          this.#unacknowledged++;
+          l.socket.destroy();
+        }
+      } else {
+        // The successor is gone: whatever it received died with it (its fds
+        // closed), so every connection of the batch stays and drains here.
+        for (const l of batch) this.#giveBack(l);
+      }
       return this.#broken;
     }
     const adopted = new Set(ack.adopted);
