@@ -9,7 +9,7 @@ import http from 'node:http';
 import { ConnectionTracker, type DrainReport, type Migrator } from './drain/connection-tracker.js';
 import { Emigration, type SocketMigration } from './migrate/emigration.js';
 import { adoptConnections } from './migrate/immigration.js';
-import { resumeReading, stopReading } from './migrate/http1-idle.js';
+import { resumeReading, stopReading, takeBuffered } from './migrate/socket-control.js';
 import { offerWebSocket, type WebSocketMigration, type WssLike } from './migrate/websocket.js';
 import { spawnSuccessor, type ExecCommand } from './handover/exec.js';
 import { LISTEN_FDS_START, closeQuietly } from './handover/inherit.js';
@@ -81,7 +81,7 @@ export interface GenerationEvents {
   /** The drain finished; `exited` follows. */
   drained: [report: DrainReport];
   /** This (draining) generation handed a batch of live connections to its successor. */
-  'connections-out': [info: { adopted: number; refused: number }];
+  'connections-out': [info: { adopted: number; refused: number; withBytes: number }];
   /** This (successor) generation adopted a batch of live connections from its predecessor. */
   'connections-in': [info: { adopted: number; refused: number }];
   /** This (successor) generation's predecessor finished draining; the upgrade channel to it is already closed. */
@@ -422,6 +422,7 @@ export class Generation extends EventEmitter<GenerationEvents> {
     const emigration = new Emigration(successor, {
       timeoutMs: this.settings.migrateTimeoutMs,
       batchSize: this.settings.migrateBatchSize,
+      batchBytes: Math.floor(this.settings.maxFrameBytes / 2),
       onReturn: (socket) => this.#tracker.keep(socket),
       onBatch: (info) => this.emit('connections-out', info),
       onBroken: (err, { migrated, kept, unacknowledged }) => {
@@ -772,11 +773,11 @@ function offerRawSocket(
     } catch {
       state = undefined;
     }
-    const head =
-      socket.readableLength > 0
-        ? Buffer.concat([...(socket as unknown as { readableBuffer: Iterable<Buffer> }).readableBuffer])
-        : undefined;
-    if (!emigration.offer(socket, name, 'socket', { head, state })) giveUp();
+    const head = takeBuffered(socket);
+    if (!emigration.offer(socket, name, 'socket', { head, state })) {
+      if (head) socket.unshift(head);
+      giveUp();
+    }
   };
   const giveUp = () => {
     socket.off('drain', go);

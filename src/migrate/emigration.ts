@@ -3,7 +3,7 @@ import { debuglog } from 'node:util';
 import { BatonError, asError, isBatonError } from '../core/errors.js';
 import type { FramePeer } from '../protocol/frame-peer.js';
 import { FrameType, type ConnectionsAckPayload, type MigratedConnection, type MigratedKind } from '../protocol/frames.js';
-import { resumeReading, socketFd, stopReading } from './http1-idle.js';
+import { resumeReading, socketFd, stopReading } from './socket-control.js';
 
 const debug = debuglog('baton:migrate');
 
@@ -35,9 +35,10 @@ export class Emigration {
   readonly #peer: FramePeer;
   readonly #timeoutMs: number;
   readonly #onReturn: (socket: net.Socket) => void;
-  readonly #onBatch: ((info: { adopted: number; refused: number }) => void) | undefined;
+  readonly #onBatch: ((info: { adopted: number; refused: number; withBytes: number }) => void) | undefined;
   readonly #onBroken: ((err: Error, counts: { migrated: number; kept: number; unacknowledged: number }) => void) | undefined;
   readonly #batchSize: number;
+  readonly #batchBytes: number;
   readonly #queue: Leaving[] = [];
   #nextId = 1;
   #batch = 0;
@@ -55,9 +56,11 @@ export class Emigration {
       timeoutMs: number;
       onReturn: (socket: net.Socket) => void;
       /** Told after each acknowledged batch. */
-      onBatch?: (info: { adopted: number; refused: number }) => void;
+      onBatch?: (info: { adopted: number; refused: number; withBytes: number }) => void;
       /** Most connections per Connections frame. */
       batchSize: number;
+      /** Largest payload of one Connections frame (heads and states count): keep under maxFrameBytes. */
+      batchBytes: number;
       /**
        * Told once when migration stops for good (successor gone, broken, too
        * slow): how many connections it adopted before, how many were kept here,
@@ -72,6 +75,7 @@ export class Emigration {
     this.#onBatch = options.onBatch;
     this.#onBroken = options.onBroken;
     this.#batchSize = options.batchSize;
+    this.#batchBytes = options.batchBytes;
   }
 
   /** Connections the successor adopted. */
@@ -134,7 +138,7 @@ export class Emigration {
     this.#sending = true;
     try {
       while (this.#queue.length > 0 && !this.#broken) {
-        const batch = this.#queue.splice(0, this.#batchSize).filter((l) => !l.socket.destroyed);
+        const batch = this.#queue.splice(0, this.#batchCount()).filter((l) => !l.socket.destroyed);
         if (batch.length === 0) continue;
         const broken = await this.#sendBatch(batch);
         if (broken) {
@@ -150,6 +154,19 @@ export class Emigration {
       if (this.#queue.length > 0 && !this.#broken) this.#schedule();
       else this.#idle?.();
     }
+  }
+
+  /** How many queued connections the next batch takes: at most batchSize, and at least one, within batchBytes. */
+  #batchCount(): number {
+    let bytes = 0;
+    let n = 0;
+    for (const l of this.#queue) {
+      if (n >= this.#batchSize) break;
+      bytes += 96 + (l.entry.head?.length ?? 0) + (l.entry.state === undefined ? 0 : JSON.stringify(l.entry.state).length);
+      if (n > 0 && bytes > this.#batchBytes) break;
+      n++;
+    }
+    return n;
   }
 
   /** Sends one batch; resolves with the error when migration broke (the batch was given back). */
@@ -208,7 +225,8 @@ export class Emigration {
         this.#giveBack(l);
       }
     }
-    this.#onBatch?.({ adopted: adopted.size, refused: ack.refused.length });
+    const withBytes = batch.filter((l) => adopted.has(l.id) && l.entry.head !== undefined).length;
+    this.#onBatch?.({ adopted: adopted.size, refused: ack.refused.length, withBytes });
     debug('batch %d: %d adopted, %d refused in %s ms', number, adopted.size, ack.refused.length, (performance.now() - started).toFixed(1));
     return undefined;
   }

@@ -30,32 +30,3 @@ function connectionsList(server: net.Server): ConnectionsList | undefined {
   const list = sym ? (server as unknown as Record<symbol, unknown>)[sym] : undefined;
   return list && typeof (list as ConnectionsList).idle === 'function' ? (list as ConnectionsList) : undefined;
 }
-
-type StreamHandle = { readStop?: () => number; readStart?: () => number; reading?: boolean };
-
-/**
- * Stops libuv reading from `socket`: later bytes stay in the kernel and travel
- * with the fd. (`socket.pause()` alone does not stop libuv.) Returns false when
- * the socket has no handle to stop.
- */
-export function stopReading(socket: net.Socket): boolean {
-  const handle = (socket as unknown as { _handle?: StreamHandle | null })._handle;
-  if (!handle?.readStop) return false;
-  handle.readStop();
-  handle.reading = false;
-  return true;
-}
-
-/** Undoes {@link stopReading} for a connection that stays in this process. */
-export function resumeReading(socket: net.Socket): void {
-  const handle = (socket as unknown as { _handle?: StreamHandle | null })._handle;
-  if (!handle?.readStart || socket.destroyed) return;
-  handle.reading = true;
-  handle.readStart();
-}
-
-/** The fd of a connected socket (Node keeps it on the semi-internal `_handle`). */
-export function socketFd(socket: net.Socket): number | undefined {
-  const handle = (socket as unknown as { _handle?: { fd?: number } | null })._handle;
-  return typeof handle?.fd === 'number' && handle.fd >= 0 ? handle.fd : undefined;
-}

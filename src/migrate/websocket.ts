@@ -1,6 +1,6 @@
 import type net from 'node:net';
 import type { Emigration } from './emigration.js';
-import { resumeReading, stopReading } from './http1-idle.js';
+import { resumeReading, stopReading, takeBuffered } from './socket-control.js';
 
 /**
  * The parts of the `ws` package baton relies on, typed structurally so baton
@@ -98,8 +98,8 @@ export function offerWebSocket(
       return;
     }
     // Unparsed bytes: the receiver's, then any the socket buffered while ws had it paused.
-    const pending = socket.readableLength > 0 ? [...(socket as unknown as { readableBuffer: Iterable<Buffer> }).readableBuffer] : [];
-    const head = r._bufferedBytes > 0 || pending.length > 0 ? Buffer.concat([...r._buffers, ...pending]) : undefined;
+    const pending = takeBuffered(socket);
+    const head = r._bufferedBytes > 0 || pending ? Buffer.concat([...r._buffers, ...(pending ? [pending] : [])]) : undefined;
     let app: unknown;
     try {
       app = handlers.state?.(ws);
@@ -108,6 +108,7 @@ export function offerWebSocket(
     }
     const travel: WebSocketTravel = { protocol: ws.protocol ?? '', app };
     if (!emigration.offer(socket, listener, 'websocket', { head, state: travel })) {
+      if (pending) socket.unshift(pending);
       resumeReading(socket);
       keep(socket);
       ws.close(1012, 'Service Restart');
