@@ -1,7 +1,7 @@
 import type net from 'node:net';
 
 type Parser = { socket?: net.Socket };
-type ConnectionsList = { idle(): Parser[] };
+type ConnectionsList = { idle(): Parser[]; active?(): Parser[] };
 
 /**
  * The HTTP/1.1 connections of `server` that sit between two requests: the
@@ -12,6 +12,11 @@ type ConnectionsList = { idle(): Parser[] };
  *
  * Uses Node's own list of parsers (the one behind `closeIdleConnections()`):
  * a parser is idle when no message has begun since the last one completed.
+ * A connection that has not received a single byte yet is at a boundary too,
+ * though Node lists it as active from the start (its headersTimeout guard): a
+ * client that connected ahead of its first request, or a connection adopted
+ * from the predecessor that has not been used since. Without it, such a
+ * connection would not move at the next upgrade and wait for the drain timeout.
  * Returns an empty set when the list is not there (another Node version).
  */
 export function idleHttp1Sockets(server: net.Server): Set<net.Socket> {
@@ -21,6 +26,10 @@ export function idleHttp1Sockets(server: net.Server): Set<net.Socket> {
   for (const parser of list.idle()) {
     const socket = parser.socket;
     if (socket && !(socket as { _httpMessage?: unknown })._httpMessage) out.add(socket);
+  }
+  for (const parser of list.active?.() ?? []) {
+    const socket = parser.socket;
+    if (socket && socket.bytesRead === 0 && !(socket as { _httpMessage?: unknown })._httpMessage) out.add(socket);
   }
   return out;
 }
