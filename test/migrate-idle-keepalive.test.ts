@@ -55,6 +55,9 @@ describe('idle keep-alive migration', () => {
         assert.equal(connects, CONNECTIONS);
         for (let g = 2; g <= UPGRADES + 1; g++) {
           const since = log.events.length;
+          // Every other upgrade comes right after the previous one, before any request:
+          // connections adopted and never used since must move again too.
+          const untouched = g % 2 === 1;
           if (path === 'takeover') spawnFixture(fixture('server'), env, log);
           else process.kill(current, 'SIGUSR2');
           const ready = await log.waitFor((e) => e.event === 'ready' && e.generation === g, `generation ${g} ready`, 60_000, since);
@@ -64,7 +67,7 @@ describe('idle keep-alive migration', () => {
           assert.equal(report.migrated, CONNECTIONS, `generation ${g - 1} migrated ${report.migrated} of ${CONNECTIONS}`);
           assert.equal(report.forced, 0);
           current = ready.pid;
-          await roundOnEvery(g);
+          if (!untouched || g === UPGRADES + 1) await roundOnEvery(g);
         }
         assert.equal(connects, CONNECTIONS, 'a client had to reconnect');
       } finally {
