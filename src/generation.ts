@@ -9,7 +9,7 @@ import http from 'node:http';
 import { ConnectionTracker, type DrainReport, type Migrator } from './drain/connection-tracker.js';
 import { Emigration, type SocketMigration } from './migrate/emigration.js';
 import { adoptConnections } from './migrate/immigration.js';
-import { resumeReading, stopReading, takeBuffered } from './migrate/socket-control.js';
+import { offerRawSocket } from './migrate/raw-socket.js';
 import { offerWebSocket, type WebSocketMigration, type WssLike } from './migrate/websocket.js';
 import { spawnSuccessor, type ExecCommand } from './handover/exec.js';
 import { LISTEN_FDS_START, closeQuietly } from './handover/inherit.js';
@@ -746,48 +746,4 @@ function childExit(child: ChildProcess): Promise<string> {
 
 function describeExit(code: number | null, signal: NodeJS.Signals | null): string {
   return signal ? `was killed by ${signal}` : `exited with code ${code}`;
-}
-
-/**
- * A raw connection leaves once what the app wrote has flushed: reading stops
- * first (new bytes stay in the kernel), then the bytes read but not consumed
- * (the stream's buffer) go along as its head.
- */
-function offerRawSocket(
-  emigration: Emigration,
-  socket: net.Socket,
-  name: string,
-  handlers: SocketMigration,
-  timeoutMs: number,
-  keep: (socket: net.Socket) => void,
-): boolean {
-  if (!stopReading(socket)) return false;
-  socket.pause();
-  const go = () => {
-    clearTimeout(timer);
-    socket.off('drain', go);
-    if (socket.destroyed) return;
-    let state: unknown;
-    try {
-      state = handlers.state?.(socket);
-    } catch {
-      state = undefined;
-    }
-    const head = takeBuffered(socket);
-    if (!emigration.offer(socket, name, 'socket', { head, state })) {
-      if (head) socket.unshift(head);
-      giveUp();
-    }
-  };
-  const giveUp = () => {
-    socket.off('drain', go);
-    resumeReading(socket);
-    socket.resume();
-    keep(socket);
-  };
-  const timer = setTimeout(giveUp, timeoutMs);
-  timer.unref();
-  if (socket.writableLength === 0) go();
-  else socket.on('drain', go);
-  return true;
 }
