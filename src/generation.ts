@@ -13,7 +13,7 @@ import { offerRawSocket } from './migrate/raw-socket.js';
 import { offerWebSocket, type WebSocketMigration, type WssLike } from './migrate/websocket.js';
 import { spawnSuccessor, type ExecCommand } from './handover/exec.js';
 import { LISTEN_FDS_START, closeQuietly } from './handover/inherit.js';
-import { UpgradeSocket } from './handover/upgrade-socket.js';
+import { UpgradeSocket, probeUpgradeSocket } from './handover/upgrade-socket.js';
 import { ListenerSet, type ListenAddress, type Listener } from './listeners/listener-set.js';
 import { UnixChannel } from './native/unix-channel.js';
 import { FramePeer } from './protocol/frame-peer.js';
@@ -533,6 +533,11 @@ export class Generation extends EventEmitter<GenerationEvents> {
       );
       hello = checkHello(frame.payload, s.name, pid);
     } catch (err) {
+      if (how.via === 'takeover' && isBatonError(err, 'ERR_BATON_CHANNEL_CLOSED')) {
+        // Connected and left without a byte: a probe (is a generation serving here?), not a successor.
+        peer.close();
+        throw err;
+      }
       const e = await this.#explain(err, child, exitPromise, pid);
       await peer.fail(e);
       this.#killChild(child, exitPromise);
@@ -643,7 +648,30 @@ export class Generation extends EventEmitter<GenerationEvents> {
       }
       this.#phases.transition('draining');
       this.#upgradeSocket?.close(unlinkSocket);
+      // With a successor, keep the listening sockets alive (not accepting) until
+      // the drain ends: if the successor dies meanwhile, this generation rolls
+      // back and accepts again — connections wait in the backlog, none refused.
+      const reserve = successor ? this.#listeners.reserve() : [];
       this.#listeners.stopAccepting();
+      let lost: (() => void) | undefined;
+      if (successor) {
+        lost = () => {
+          // The channel also closes when the successor exits normally, after
+          // handing over to a newer generation: that one answers on the upgrade
+          // socket path. Only when nobody does is the service without a server.
+          let running = false;
+          try {
+            const found = probeUpgradeSocket(this.settings.socketPath);
+            running = found.kind === 'running';
+            if (found.kind === 'running') found.channel.close();
+          } catch {
+            // Cannot tell: assume nobody serves, and serve.
+          }
+          if (!running) this.#tracker.cancelDrain();
+        };
+        successor.channel.once('end', lost);
+        successor.channel.once('error', lost);
+      }
       // Draining is queued on the channel before any Connections frame.
       const told = successor?.send(FrameType.Draining, { connections: this.#tracker.size }).catch(() => undefined);
       const migration = successor && this.settings.migrate ? this.#migrator(successor) : undefined;
@@ -651,6 +679,16 @@ export class Generation extends EventEmitter<GenerationEvents> {
       if (migration) this.#offerWebSockets(migration.emigration);
       await told;
       const report = await draining;
+      if (lost) {
+        successor!.channel.off('end', lost);
+        successor!.channel.off('error', lost);
+      }
+      if (!report) {
+        await this.#rollBack(successor!, reserve);
+        this.#exited = undefined;
+        return this.exited();
+      }
+      for (const { fd } of reserve) closeQuietly(fd);
       for (const l of this.#listeners.all) l.server.close(() => undefined);
       await successor
         ?.send(FrameType.Done, {
@@ -670,6 +708,31 @@ export class Generation extends EventEmitter<GenerationEvents> {
     };
     this.#exited = run();
     return this.#exited;
+  }
+
+  /**
+   * The successor died while this generation drained: accept again on the
+   * reserved listening sockets, take the upgrade socket path back, rewrite the
+   * pid file, and serve on as before (`draining` → `serving`). Connections the
+   * successor had adopted died with it (reported by the migration warning).
+   */
+  async #rollBack(successor: FramePeer, reserve: { server: net.Server; fd: number }[]): Promise<void> {
+    successor.close();
+    await this.#listeners.resumeAccepting(reserve);
+    const socket = UpgradeSocket.bind(this.settings.socketPath, (channel) => {
+      void this.#acceptSuccessor(channel);
+    });
+    socket.publish();
+    this.#upgradeSocket = socket;
+    this.#writePidFile();
+    this.#phases.transition('serving');
+    this.emit(
+      'upgrade-failed',
+      new BatonError(
+        'ERR_BATON_SUCCESSOR_LOST',
+        `${successor.label} went away after it was ready; generation ${this.number} (pid ${process.pid}) rolled back and accepts again`,
+      ),
+    );
   }
 
   #installSignal(): void {

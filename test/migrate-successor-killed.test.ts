@@ -4,9 +4,11 @@
  * after acknowledging the batch that brought it to 1,000. The predecessor
  * reports how many it had handed over (a warning, then its drain report); those
  * connections died with the successor, and exactly those clients lose theirs.
- * Every other connection stays with the predecessor: it answers its next
- * request (generation 1, no reconnect, 0 failures) with `Connection: close`,
- * and the predecessor then drains and exits normally.
+ * Every other connection stays with the predecessor, which rolls back: with
+ * no generation left serving, it accepts again (phase draining → serving),
+ * takes the upgrade socket back and answers every kept connection's next
+ * request with keep-alive (generation 1, no reconnect, 0 failures). New
+ * connections reach it, and a later upgrade works.
  */
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
@@ -114,7 +116,20 @@ describe('successor killed during migration', () => {
       const stayed = clients.filter((t) => t.disconnects === 0);
       assert.equal(stayed.length, CONNECTIONS - HANDED_OVER);
 
-      // Each one left with the predecessor answers its next request on the same connection, then closes.
+      // The predecessor rolled back: it serves again instead of draining.
+      const rolledBack = await log.waitFor(
+        (e) => e.event === 'upgrade-failed' && e.pid === first.pid && e.code === 'ERR_BATON_SUCCESSOR_LOST',
+        'the predecessor rolling back',
+        30_000,
+        since,
+      );
+      assert.match(String(rolledBack.message), /rolled back/);
+      assert.deepEqual(
+        log.events.filter((e) => e.event === 'phase' && e.pid === first.pid).map((e) => (e.args as string[])[0]),
+        ['serving', 'handing-over', 'draining', 'serving'],
+      );
+
+      // Each one left with the predecessor answers its next request on the same connection.
       let failed = 0;
       const errors: string[] = [];
       const replies = await Promise.all(
@@ -134,23 +149,33 @@ describe('successor killed during migration', () => {
         'answered by generation 1',
       );
       assert.ok(
-        replies.every((r) => r?.connection === 'close'),
-        'the draining predecessor closes each connection after its response',
+        replies.every((r) => r?.connection === 'keep-alive'),
+        'the rolled-back predecessor keeps each connection open',
       );
       assert.ok(
         stayed.every((t) => t.connects === 1),
         'no client reconnected',
       );
 
-      // Then the predecessor drains and exits by itself; its report counts the handover.
-      const drained = await log.waitFor((e) => e.event === 'drained' && e.pid === first.pid, 'the predecessor drained', 30_000, since);
-      const report = (drained.args as { connections: number; migrated: number; drained: number; forced: number }[])[0]!;
-      assert.deepEqual(
-        { connections: report.connections, migrated: report.migrated, drained: report.drained, forced: report.forced },
-        { connections: CONNECTIONS, migrated: HANDED_OVER, drained: CONNECTIONS - HANDED_OVER, forced: 0 },
-      );
+      // New connections reach it (the listening socket never closed), and the next upgrade works.
+      const fresh = new Client(`http://127.0.0.1:${listening.http}`);
+      const res = await fresh.request({ path: '/', method: 'GET' });
+      await res.body.text();
+      assert.equal(res.headers['x-generation'], '1');
+      await fresh.close();
+      const since2 = log.events.length;
+      const next = spawnFixture(fixture('server'), { ...env, DIE_AFTER_ADOPTING: '' }, log);
+      const ready = await log.waitFor((e) => e.event === 'ready' && e.pid === next.pid, 'the next successor ready', 30_000, since2);
+      assert.equal(ready.generation, 2);
+      const done = await log.waitFor((e) => e.event === 'predecessor-done' && e.pid === next.pid, 'the predecessor done', 60_000, since2);
+      const report = (done.args as { migrated: number; forced: number }[])[0]!;
+      assert.equal(report.migrated, CONNECTIONS - HANDED_OVER, 'every kept connection moves at the next upgrade');
+      assert.equal(report.forced, 0);
       await log.waitEvent('exit', first.pid);
-      await untilDisconnected(CONNECTIONS, 'every connection closed');
+      // Close the clients first: the server's long keep-alive would hold its stop until the drain timeout.
+      await Promise.all(clients.map((t) => t.client.destroy().catch(() => undefined)));
+      process.kill(next.pid!, 'SIGTERM');
+      await log.waitEvent('exit', next.pid);
     } finally {
       await Promise.all(clients.map((t) => t.client.destroy().catch(() => undefined)));
     }

@@ -20,7 +20,8 @@ const ALLOWED: Readonly<Record<Phase, readonly Phase[]>> = {
   serving: ['handing-over', 'draining'],
   // The handover failed → serving again; the successor is ready → draining.
   'handing-over': ['serving', 'draining'],
-  draining: ['exited'],
+  // Drain done → exited; the successor died meanwhile → serving again (rollback).
+  draining: ['exited', 'serving'],
   exited: [],
   failed: [],
 };

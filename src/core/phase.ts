@@ -9,8 +9,8 @@ import { BatonError } from './errors.js';
  * starting ──► taking-over ──► serving ◄──► handing-over
  *    │              │             │              │
  *    └──► serving   └──► failed   └──► draining ◄┘
- *                                        │
- *                                        ▼
+ *                                        │  ▲ rollback: the successor died
+ *                                        ▼  └──► serving
  *                                      exited
  * ```
  */
@@ -23,7 +23,10 @@ export type Phase =
   | 'serving'
   /** A successor is setting up; this generation still accepts and serves. */
   | 'handing-over'
-  /** A successor is ready (or a stop was asked): no longer accepting, finishing connections. */
+  /**
+   * A successor is ready (or a stop was asked): no longer accepting, finishing
+   * connections. Back to `serving` (rollback) if the successor dies meanwhile.
+   */
   | 'draining'
   /** Drain finished; everything baton owned is closed. Terminal. */
   | 'exited'
@@ -35,7 +38,7 @@ const allowed: Readonly<Record<Phase, readonly Phase[]>> = {
   'taking-over': ['serving', 'failed'],
   serving: ['handing-over', 'draining'],
   'handing-over': ['serving', 'draining'],
-  draining: ['exited'],
+  draining: ['exited', 'serving'],
   exited: [],
   failed: [],
 };

@@ -87,12 +87,13 @@ export class ConnectionTracker {
   readonly #tracked = new WeakSet<net.Server>();
   readonly #serverOf = new WeakMap<net.Socket, net.Server>();
   /** Connections that stay in this process whatever happens (migration refused or failed). */
-  readonly #kept = new WeakSet<net.Socket>();
+  #kept = new WeakSet<net.Socket>();
   /** HTTP/1.1 connections to look at for a request boundary on the next turn. */
   readonly #idleCheck = new Set<net.Socket>();
   #draining = false;
   #migrator: Migrator | undefined;
   #onEmpty: (() => void) | undefined;
+  #cancel: (() => void) | undefined;
 
   /** Open connections across all tracked servers. */
   get size(): number {
@@ -147,7 +148,8 @@ export class ConnectionTracker {
    * migration was refused or failed): it drains like any other.
    */
   keep(socket: net.Socket): void {
-    this.#kept.add(socket);
+    // After a cancelled drain (rollback) a late give-back must not pin it for the next one.
+    if (this.#draining) this.#kept.add(socket);
   }
 
   #migrates(socket: net.Socket): 'http1' | 'socket' | undefined {
@@ -203,9 +205,24 @@ export class ConnectionTracker {
   /**
    * Drains every tracked connection as described above. Call after the
    * servers stopped accepting. Resolves when the last connection closed, or at
-   * `timeoutMs` after destroying those left. Call once.
+   * `timeoutMs` after destroying those left; with `undefined` when
+   * {@link ConnectionTracker.cancelDrain} ended it first.
    */
-  drain(timeoutMs: number, migrator?: Migrator): Promise<DrainReport> {
+  /**
+   * Ends a drain early: connections are served normally again (keep-alive,
+   * no migration) and the drain's promise resolves with `undefined`. For a
+   * rollback, when the successor died while this generation drained.
+   */
+  cancelDrain(): void {
+    if (!this.#draining) return;
+    this.#draining = false;
+    this.#migrator = undefined;
+    this.#idleCheck.clear();
+    this.#kept = new WeakSet(); // a later drain may move them
+    this.#cancel?.();
+  }
+
+  drain(timeoutMs: number, migrator?: Migrator): Promise<DrainReport | undefined> {
     const started = performance.now();
     const connections = this.#sockets.size;
     this.#draining = true;
@@ -216,11 +233,18 @@ export class ConnectionTracker {
     this.#inflight.clear();
     for (const session of this.#sessions) goAway(session);
     for (const socket of this.#sockets) this.#consider(socket);
-    return new Promise<DrainReport>((resolve) => {
+    return new Promise<DrainReport | undefined>((resolve) => {
       let forced = 0;
+      this.#cancel = () => {
+        clearTimeout(timer);
+        this.#onEmpty = undefined;
+        this.#cancel = undefined;
+        resolve(undefined);
+      };
       const finish = () => {
         clearTimeout(timer);
         this.#onEmpty = undefined;
+        this.#cancel = undefined;
         const migrated = migrator?.migrated ?? 0;
         resolve({
           connections,

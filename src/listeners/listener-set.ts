@@ -5,6 +5,7 @@ import { closeQuietly, type InheritedListener } from '../handover/inherit.js';
 import type { ListenerEntry } from '../protocol/frames.js';
 import type { SocketDescription } from '../native/socket-info.js';
 import { UnixChannel } from '../native/unix-channel.js';
+import { dupFd } from '../native/socket-info.js';
 
 /** Where a listener listens: a TCP host and port (port 0 picks one) or a unix socket path. */
 export type ListenAddress = { host?: string; port: number } | { path: string };
@@ -141,6 +142,33 @@ export class ListenerSet {
   stopAccepting(): void {
     for (const l of this.#listeners.values()) {
       if (l.server.listening) net.Server.prototype.close.call(l.server);
+    }
+  }
+
+  /**
+   * Duplicates every listening fd, so the listening sockets outlive
+   * {@link ListenerSet.stopAccepting}: for a rollback if the successor dies
+   * while this generation drains. The caller owns the fds until it passes them
+   * to {@link ListenerSet.resumeAccepting} or closes them.
+   */
+  reserve(): { server: net.Server; fd: number }[] {
+    const out: { server: net.Server; fd: number }[] = [];
+    for (const l of this.#listeners.values()) {
+      const fd = serverFd(l.server);
+      if (fd !== undefined) out.push({ server: l.server, fd: dupFd(fd) });
+    }
+    return out;
+  }
+
+  /** Makes each server accept again on its reserved fd (which it then owns). */
+  async resumeAccepting(reserved: { server: net.Server; fd: number }[]): Promise<void> {
+    for (const { server, fd } of reserved) {
+      try {
+        await listenOn(server, { fd });
+      } catch (err) {
+        closeQuietly(fd);
+        throw err;
+      }
     }
   }
 
