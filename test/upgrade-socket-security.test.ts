@@ -233,7 +233,7 @@ describe('upgrade socket: other users', () => {
       try { fs.statSync(dir); out.dir = 'ok'; } catch (e) { out.dir = e.code; }
       try { fs.statSync(sock); out.stat = 'ok'; } catch (e) { out.stat = e.code; }
       const s = net.connect(sock);
-      s.on('connect', () => { out.connect = 'connected'; s.destroy(); console.log(JSON.stringify(out)); });
+      s.on('connect', () => { out.connect = 'connected'; s.end('x'); console.log(JSON.stringify(out)); });
       s.on('error', (e) => { out.connect = e.code; console.log(JSON.stringify(out)); });`;
 
     const refused = await output(asNobody(process.execPath, ['-e', probe, socketDir, socketPath]));
@@ -244,9 +244,9 @@ describe('upgrade socket: other users', () => {
     const since = log.events.length;
     const control = await output(spawn(process.execPath, ['-e', probe, socketDir, socketPath], { stdio: ['ignore', 'pipe', 'pipe'] }));
     assert.deepEqual(JSON.parse(control.stdout), { uid: 0, dir: 'ok', stat: 'ok', connect: 'connected' });
-    // The control hung up without a hello: refused as a peer that went away.
+    // The control sent one byte that is not a frame: refused as garbage (a silent probe would not be reported).
     const gone = await log.waitFor((e) => e.event === 'peer-refused', 'peer-refused for the control', 10_000, since);
-    assert.equal(gone.code, 'ERR_BATON_SUCCESSOR_EXITED');
+    assert.equal(gone.code, 'ERR_BATON_BAD_FRAME');
     assert.equal(log.events.filter((e) => e.event === 'peer-refused').length, 1, 'only the control reached the server');
 
     assert.deepEqual(await freshRequests(origin, 3), [1, 1, 1]);
@@ -409,14 +409,14 @@ describe('upgrade socket: stale socket and racing successors', () => {
     const since = log.events.length;
     const live = net.connect(socketPath);
     await once(live, 'connect');
-    live.destroy();
+    live.end('x'); // not a frame: the server refuses it, which proves it is there
     const hungUp = await log.waitFor(
       (e) => e.event === 'peer-refused' && e.pid === fresh.pid,
       'the new server saw our probe',
       10_000,
       since,
     );
-    assert.equal(hungUp.code, 'ERR_BATON_SUCCESSOR_EXITED');
+    assert.equal(hungUp.code, 'ERR_BATON_BAD_FRAME');
     const origin = `http://127.0.0.1:${listening.http}`;
     assert.deepEqual(await freshRequests(origin, 2), [1, 1]);
 
