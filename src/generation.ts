@@ -10,6 +10,7 @@ import { ConnectionTracker, type DrainReport, type Migrator } from './drain/conn
 import { Emigration, type SocketMigration } from './migrate/emigration.js';
 import { adoptConnections } from './migrate/immigration.js';
 import { offerRawSocket } from './migrate/raw-socket.js';
+import { Parking } from './migrate/parking.js';
 import { offerWebSocket, type WebSocketMigration, type WssLike } from './migrate/websocket.js';
 import { spawnSuccessor, type ExecCommand } from './handover/exec.js';
 import { LISTEN_FDS_START, closeQuietly } from './handover/inherit.js';
@@ -134,6 +135,7 @@ export class Generation extends EventEmitter<GenerationEvents> {
   #signalHandler: (() => void) | undefined;
   #exited: Promise<DrainReport> | undefined;
   readonly #socketHandlers = new Map<string, SocketMigration>();
+  readonly #parking = new Parking();
   readonly #websockets = new Map<string, { wss: WssLike; handlers: WebSocketMigration }>();
   #stopRequested = false;
 
@@ -179,7 +181,7 @@ export class Generation extends EventEmitter<GenerationEvents> {
 
   /** Open connections across all listeners. */
   get connections(): number {
-    return this.#tracker.size;
+    return this.#tracker.size + this.#parking.size;
   }
 
   /** True when the predecessor handed over a state value. */
@@ -391,14 +393,15 @@ export class Generation extends EventEmitter<GenerationEvents> {
       socketHandlers: (name: string) => this.#socketHandlers.get(name),
       websocketHandlers: (name: string) => this.#websockets.get(name),
       track: (socket: net.Socket, server: net.Server) => this.#tracker.add(socket, server),
+      park: (fd: number, server: net.Server, listener: string) => this.#parking.park(fd, server, listener),
     };
     try {
       for (;;) {
         const frame = await peer.receive();
         if (frame.type === FrameType.Connections) {
-          const { ack, sockets } = adoptConnections(frame, host);
+          const { ack } = adoptConnections(frame, host);
           await peer.send(FrameType.ConnectionsAck, ack);
-          this.emit('connections-in', { adopted: sockets.length, refused: ack.refused.length });
+          this.emit('connections-in', { adopted: ack.adopted.length, refused: ack.refused.length });
           continue;
         }
         if (frame.type !== FrameType.Done) {
@@ -594,7 +597,7 @@ export class Generation extends EventEmitter<GenerationEvents> {
       successorPid: hello.pid,
       successorGeneration: this.number + 1,
       timeToReadyMs: performance.now() - started,
-      connections: this.#tracker.size,
+      connections: this.#tracker.size + this.#parking.size,
     };
     void this.#drain(peer, false);
     this.emit('upgrade', report);
@@ -673,12 +676,26 @@ export class Generation extends EventEmitter<GenerationEvents> {
         successor.channel.once('error', lost);
       }
       // Draining is queued on the channel before any Connections frame.
-      const told = successor?.send(FrameType.Draining, { connections: this.#tracker.size }).catch(() => undefined);
+      const told = successor?.send(FrameType.Draining, { connections: this.#tracker.size + this.#parking.size }).catch(() => undefined);
       const migration = successor && this.settings.migrate ? this.#migrator(successor) : undefined;
+      const parked = this.#parking.size;
+      if (migration) {
+        const { emigration } = migration;
+        this.#parking.takeAll((fd, name, release, giveBack) => emigration.offerFd(fd, name, release, giveBack));
+      } else {
+        this.#parking.wakeAll(); // they drain like any idle connection
+      }
       const draining = this.#tracker.drain(this.settings.drainTimeoutMs, migration?.migrator);
       if (migration) this.#offerWebSockets(migration.emigration);
       await told;
-      const report = await draining;
+      let report = await draining;
+      if (report && migration) {
+        // Parked connections are not tracked sockets: wait until they all left or came back.
+        await migration.emigration.settled();
+        const connections = report.connections + parked;
+        const migrated = migration.emigration.migrated;
+        report = { ...report, connections, migrated, drained: Math.max(0, connections - report.forced - migrated) };
+      }
       if (lost) {
         successor!.channel.off('end', lost);
         successor!.channel.off('error', lost);

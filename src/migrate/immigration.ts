@@ -12,15 +12,17 @@ export interface ImmigrationHost {
   socketHandlers(name: string): SocketMigration | undefined;
   /** The app's WebSocket server and handlers for listener `name`. */
   websocketHandlers(name: string): { wss: WssLike; handlers: WebSocketMigration } | undefined;
+  /** Holds an idle HTTP/1.1 connection as a bare fd until its client sends something. */
+  park(fd: number, server: net.Server, listener: string): void;
   /** Tracks a socket the app adopted itself (raw connections), for the next drain. */
   track(socket: net.Socket, server: net.Server): void;
 }
 
 /**
  * The successor's side of connection migration: wraps each received fd in a
- * `net.Socket` and gives it to the server that owns its listener — an HTTP/1.1
- * connection as if just accepted (`server.emit('connection')`), the next request
- * still in the kernel; a raw connection to the app's `adopt` handler with the
+ * `net.Socket` and gives it to the server that owns its listener — an idle
+ * HTTP/1.1 connection is parked as a bare fd and becomes a connection of its
+ * server when its client sends the next request (see Parking); a raw connection to the app's `adopt` handler with the
  * bytes the predecessor had read but not consumed put back in front.
  * Every fd is either adopted or closed here. Returns the acknowledgement.
  */
@@ -43,6 +45,12 @@ export function adoptConnections(frame: Frame, host: ImmigrationHost): { ack: Co
       ack.refused.push({ id: entry.id, reason: `listener '${entry.listener}' has no ${entry.kind} handler in this generation` });
       return;
     }
+    if (entry.kind === 'http1') {
+      // Idle between two requests: parked until the client speaks (see Parking).
+      host.park(fd, server, entry.listener);
+      ack.adopted.push(entry.id);
+      return;
+    }
     let socket: net.Socket;
     try {
       socket = new net.Socket({ fd, readable: true, writable: true });
@@ -52,9 +60,7 @@ export function adoptConnections(frame: Frame, host: ImmigrationHost): { ack: Co
       return;
     }
     try {
-      if (entry.kind === 'http1') {
-        server.emit('connection', socket);
-      } else if (entry.kind === 'websocket') {
+      if (entry.kind === 'websocket') {
         host.track(socket, server);
         const head = entry.head ? Buffer.from(entry.head, 'base64') : Buffer.alloc(0);
         adoptWebSocket(wsHandlers!.wss, socket, head, entry.state as WebSocketTravel, wsHandlers!.handlers);
