@@ -16,9 +16,8 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { describe, it, type TestContext } from 'node:test';
-import { Client } from 'undici';
-import { HttpLoad } from './helpers/http-load.js';
-import { EventLog, fixture, killAll, pidsOf, spawnFixture, tempDir, type FixtureEvent } from './helpers/server-process.js';
+import { HttpLoad, freshRequests } from './helpers/http-load.js';
+import { EventLog, fixture, killAll, pidsOf, spawnFixture, tempDir, waitGone, type FixtureEvent } from './helpers/server-process.js';
 
 const CONNECTIONS = 64;
 /** Predecessor's ready timeout in the hang and freeze cases. */
@@ -41,42 +40,6 @@ function expectedFailure(via: 'takeover' | 'exec', mode: Mode): { code: string; 
     mode
   ];
   return { code: 'ERR_BATON_SUCCESSOR_EXITED', message: how };
-}
-
-/**
- * Resolves once `pid` no longer exists (killed and reaped). The pid belongs to a
- * grandchild (the predecessor's exec child), whose exit this process cannot
- * observe as an event, so its existence is checked every 20 ms until `timeoutMs`.
- */
-async function waitGone(pid: number, timeoutMs: number): Promise<number> {
-  const started = performance.now();
-  for (;;) {
-    try {
-      process.kill(pid, 0);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ESRCH') return performance.now() - started;
-      throw err;
-    }
-    if (performance.now() - started > timeoutMs) throw new Error(`pid ${pid} still exists after ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
-/** `n` requests, each on a new connection: proves the listener still accepts. */
-async function freshRequests(origin: string, n: number): Promise<number[]> {
-  const generations: number[] = [];
-  for (let i = 0; i < n; i++) {
-    const client = new Client(origin);
-    try {
-      const res = await client.request({ path: '/', method: 'GET', headers: { connection: 'close' } });
-      await res.body.text();
-      assert.equal(res.statusCode, 200);
-      generations.push(Number(res.headers['x-generation']));
-    } finally {
-      await client.close();
-    }
-  }
-  return generations;
 }
 
 /** A copy of the compiled fixture in `dir`, its import made absolute so it runs from there. */

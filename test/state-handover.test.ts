@@ -13,7 +13,7 @@ import path from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
 import { Client } from 'undici';
 import { HttpLoad } from './helpers/http-load.js';
-import { EventLog, fixture, killAll, pidsOf, spawnFixture, tempDir } from './helpers/server-process.js';
+import { EventLog, fixture, killAll, pidsOf, spawnFixture, tempDir, waitGone } from './helpers/server-process.js';
 
 const CONNECTIONS = 64;
 
@@ -32,21 +32,6 @@ async function requests(origin: string, n: number): Promise<Set<number>> {
     await client.close();
   }
   return generations;
-}
-
-/** Resolves once `pid` no longer exists; a grandchild's exit is no event here, so it is checked every 20 ms. */
-async function waitGone(pid: number, timeoutMs: number): Promise<void> {
-  const started = performance.now();
-  for (;;) {
-    try {
-      process.kill(pid, 0);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ESRCH') return;
-      throw err;
-    }
-    if (performance.now() - started > timeoutMs) throw new Error(`pid ${pid} still exists after ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
 }
 
 describe('app state handover', () => {

@@ -21,7 +21,6 @@ import net from 'node:net';
 import path from 'node:path';
 import readline from 'node:readline';
 import { describe, it, type TestContext } from 'node:test';
-import { Client } from 'undici';
 import { UnixChannel } from '../src/native/index.js';
 import {
   FrameDecoder,
@@ -34,7 +33,7 @@ import {
   type Frame,
 } from '../src/protocol/frames.js';
 import { Defaults } from '../src/core/options.js';
-import { HttpLoad } from './helpers/http-load.js';
+import { HttpLoad, freshRequests } from './helpers/http-load.js';
 import { EventLog, fixture, killAll, pidsOf, spawnFixture, tempDir } from './helpers/server-process.js';
 
 const CONNECTIONS = 64;
@@ -107,23 +106,6 @@ function header(fields: { version?: number; type?: number; length: number }): Bu
 
 function hello(overrides: Record<string, unknown> = {}): Record<string, unknown> {
   return { protocol: PROTOCOL_VERSION, pid: process.pid, generation: 0, name: 'fixture', node: process.version, ...overrides };
-}
-
-/** `n` requests, each on a new connection; returns the generations that answered. */
-async function freshRequests(origin: string, n: number): Promise<number[]> {
-  const out: number[] = [];
-  for (let i = 0; i < n; i++) {
-    const client = new Client(origin);
-    try {
-      const res = await client.request({ path: '/', method: 'GET' });
-      await res.body.text();
-      assert.equal(res.statusCode, 200);
-      out.push(Number(res.headers['x-generation']));
-    } finally {
-      await client.close();
-    }
-  }
-  return out;
 }
 
 /** A fixture serving generation 1 under keep-alive load; cleanup registered on `t`. */

@@ -1,4 +1,5 @@
-import { Pool } from 'undici';
+import assert from 'node:assert/strict';
+import { Client, Pool } from 'undici';
 
 /** What a load run observed. Every request is counted: ok + failed = sent. */
 export interface LoadResult {
@@ -83,4 +84,21 @@ export class HttpLoad {
       .then(() => this.result);
     return this.#stopped;
   }
+}
+
+/** `n` requests, each on a new connection: proves the listener still accepts. */
+export async function freshRequests(origin: string, n: number): Promise<number[]> {
+  const generations: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const client = new Client(origin);
+    try {
+      const res = await client.request({ path: '/', method: 'GET', headers: { connection: 'close' } });
+      await res.body.text();
+      assert.equal(res.statusCode, 200);
+      generations.push(Number(res.headers['x-generation']));
+    } finally {
+      await client.close();
+    }
+  }
+  return generations;
 }

@@ -114,3 +114,22 @@ export function killAll(pids: Iterable<number>, signal: NodeJS.Signals = 'SIGKIL
 export function pidsOf(log: EventLog): Set<number> {
   return new Set(log.events.map((e) => e.pid));
 }
+
+/**
+ * Resolves once `pid` no longer exists (killed and reaped). The pid belongs to a
+ * grandchild (the predecessor's exec child), whose exit this process cannot
+ * observe as an event, so its existence is checked every 20 ms until `timeoutMs`.
+ */
+export async function waitGone(pid: number, timeoutMs: number): Promise<number> {
+  const started = performance.now();
+  for (;;) {
+    try {
+      process.kill(pid, 0);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ESRCH') return performance.now() - started;
+      throw err;
+    }
+    if (performance.now() - started > timeoutMs) throw new Error(`pid ${pid} still exists after ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
