@@ -45,6 +45,8 @@ export class Emigration {
   readonly #batchSize: number;
   readonly #batchBytes: number;
   readonly #queue: Leaving[] = [];
+  /** Adopted by the successor; our copies are closed once the queue is empty. */
+  readonly #toRelease: Leaving[] = [];
   #nextId = 1;
   #batch = 0;
   #sending = false;
@@ -190,7 +192,10 @@ export class Emigration {
     } finally {
       this.#sending = false;
       if (this.#queue.length > 0 && !this.#broken) this.#schedule();
-      else this.#idle?.();
+      else {
+        for (const l of this.#toRelease.splice(0)) l.release();
+        this.#idle?.();
+      }
     }
   }
 
@@ -263,11 +268,10 @@ export class Emigration {
         this.#giveBack(l);
       }
     }
-    // The successor's copies keep these connections alive; closing ours can
-    // wait a turn, so the next batch leaves first (releasing costs ~10 µs each).
-    setImmediate(() => {
-      for (const l of released) l.release();
-    });
+    // The successor's copies keep these connections alive; closing ours waits
+    // until nothing is left to send (releasing a socket costs ~10 µs), so the
+    // event loop reads the next acknowledgement on time.
+    this.#toRelease.push(...released);
     const withBytes = batch.filter((l) => adopted.has(l.id) && l.entry.head !== undefined).length;
     this.#onBatch?.({ adopted: adopted.size, refused: ack.refused.length, withBytes });
     debug('batch %d: %d adopted, %d refused in %s ms', number, adopted.size, ack.refused.length, (performance.now() - started).toFixed(1));
