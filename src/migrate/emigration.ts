@@ -55,6 +55,7 @@ export class Emigration {
   #migrated = 0;
   #returned = 0;
   #unacknowledged = 0;
+  #firstOffer = 0;
   #idle: (() => void) | undefined;
 
   constructor(
@@ -121,6 +122,7 @@ export class Emigration {
     if (this.#broken || socket.destroyed) return false;
     const fd = socketFd(socket);
     if (fd === undefined || !stopReading(socket)) return false;
+    if (this.#nextId === 1) this.#firstOffer = performance.now();
     const id = this.#nextId++;
     const entry: MigratedConnection = { id, listener, kind };
     if (extra.head && extra.head.length > 0) entry.head = extra.head.toString('base64');
@@ -148,6 +150,7 @@ export class Emigration {
    */
   offerFd(fd: number, listener: string, release: () => void, giveBack: () => void): boolean {
     if (this.#broken) return false;
+    if (this.#nextId === 1) this.#firstOffer = performance.now();
     const id = this.#nextId++;
     this.#queue.push({
       id,
@@ -216,6 +219,7 @@ export class Emigration {
   async #sendBatch(batch: Leaving[]): Promise<Error | undefined> {
     const number = ++this.#batch;
     const started = performance.now();
+    debug('batch %d: sending %d, %s ms after the first offer', number, batch.length, (started - this.#firstOffer).toFixed(1));
     let ack: ConnectionsAckPayload;
     try {
       await this.#peer.send(
