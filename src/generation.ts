@@ -389,7 +389,7 @@ export class Generation extends EventEmitter<GenerationEvents> {
   /** Successor side, after Draining: migrated connections, then Done. */
   async #receiveFromPredecessor(peer: FramePeer): Promise<void> {
     const host = {
-      serverOf: (name: string) => this.#listeners.all.find((l) => l.name === name)?.server,
+      serverOf: (name: string) => this.#listeners.get(name)?.server,
       socketHandlers: (name: string) => this.#socketHandlers.get(name),
       websocketHandlers: (name: string) => this.#websockets.get(name),
       track: (socket: net.Socket, server: net.Server) => this.#tracker.add(socket, server),
@@ -444,7 +444,7 @@ export class Generation extends EventEmitter<GenerationEvents> {
         );
       },
     });
-    const nameOf = (server: net.Server) => this.#listeners.all.find((l) => l.server === server)?.name;
+    const nameOf = (server: net.Server) => this.#listeners.of(server)?.name;
     const migrator: Migrator = {
       get migrated() {
         return emigration.migrated;

@@ -36,6 +36,7 @@ export interface Listener {
 export class ListenerSet {
   readonly #pool: InheritedListener[];
   readonly #listeners = new Map<string, Listener>();
+  readonly #byServer = new Map<net.Server, Listener>();
   readonly #onServer: (server: net.Server) => void;
   /** Inherited listeners claimed but not yet accepting (see `deferInherited`). */
   readonly #deferred: { server: net.Server; inherited: InheritedListener }[] = [];
@@ -51,6 +52,21 @@ export class ListenerSet {
     this.#pool = pool;
     this.#onServer = onServer;
     this.#deferInherited = options.deferInherited ?? false;
+  }
+
+  /** The listener called `name`, if set up. */
+  get(name: string): Listener | undefined {
+    return this.#listeners.get(name);
+  }
+
+  /** The listener whose server is `server`, if any (one lookup: asked per connection while migrating). */
+  of(server: net.Server): Listener | undefined {
+    return this.#byServer.get(server);
+  }
+
+  #add(listener: Listener): void {
+    this.#listeners.set(listener.name, listener);
+    this.#byServer.set(listener.server, listener);
   }
 
   /** The listeners in the order they were set up. */
@@ -89,7 +105,7 @@ export class ListenerSet {
           d.family === 'unix'
             ? { name, server, kind: 'unix', address: d.path ?? '', port: undefined, origin }
             : { name, server, kind: 'tcp', address: d.address ?? '', port: d.port, origin };
-        this.#listeners.set(name, listener);
+        this.#add(listener);
         return listener;
       }
       await adopt(server, inherited);
@@ -102,7 +118,7 @@ export class ListenerSet {
       typeof bound === 'string' || bound === null
         ? { name, server, kind: 'unix', address: 'path' in address ? address.path : (bound ?? ''), port: undefined, origin }
         : { name, server, kind: 'tcp', address: bound.address, port: bound.port, origin };
-    this.#listeners.set(name, listener);
+    this.#add(listener);
     return listener;
   }
 
@@ -172,7 +188,7 @@ export class ListenerSet {
     }
   }
 
-  /** Closes inherited fds no listener claimed (tableflip does the same after Ready), and deferred ones. */
+  /** Closes inherited fds no listener claimed (tableflip does the same after Ready). */
   closeUnclaimed(): void {
     for (const l of this.#pool.splice(0)) closeQuietly(l.fd);
   }

@@ -122,24 +122,20 @@ export class Emigration {
     if (this.#broken || socket.destroyed) return false;
     const fd = socketFd(socket);
     if (fd === undefined || !stopReading(socket)) return false;
-    if (this.#nextId === 1) this.#firstOffer = performance.now();
-    const id = this.#nextId++;
-    const entry: MigratedConnection = { id, listener, kind };
-    if (extra.head && extra.head.length > 0) entry.head = extra.head.toString('base64');
-    if (extra.state !== undefined) entry.state = extra.state;
-    this.#queue.push({
-      id,
-      entry,
+    const head = extra.head && extra.head.length > 0 ? extra.head.toString('base64') : undefined;
+    this.#enqueue(
       fd,
-      gone: () => socket.destroyed,
-      // destroy() closes this process's fd only; never end(): a shutdown would reach the client as a FIN.
-      release: () => socket.destroy(),
-      giveBack: () => {
-        resumeReading(socket);
-        this.#onReturn(socket);
+      { listener, kind, head, state: extra.state },
+      {
+        gone: () => socket.destroyed,
+        // destroy() closes this process's fd only; never end(): a shutdown would reach the client as a FIN.
+        release: () => socket.destroy(),
+        giveBack: () => {
+          resumeReading(socket);
+          this.#onReturn(socket);
+        },
       },
-    });
-    this.#schedule();
+    );
     return true;
   }
 
@@ -150,20 +146,18 @@ export class Emigration {
    */
   offerFd(fd: number, listener: string, release: () => void, giveBack: () => void): boolean {
     if (this.#broken) return false;
+    this.#enqueue(fd, { listener, kind: 'http1' }, { gone: () => false, release, giveBack });
+    return true;
+  }
+
+  #enqueue(fd: number, what: Omit<MigratedConnection, 'id'>, actions: Pick<Leaving, 'gone' | 'release' | 'giveBack'>): void {
     if (this.#nextId === 1) this.#firstOffer = performance.now();
     const id = this.#nextId++;
-    this.#queue.push({
-      id,
-      entry: { id, listener, kind: 'http1' },
-      fd,
-      gone: () => false,
-      release,
-      giveBack: () => {
-        giveBack();
-      },
-    });
+    const entry: MigratedConnection = { id, listener: what.listener, kind: what.kind };
+    if (what.head !== undefined) entry.head = what.head;
+    if (what.state !== undefined) entry.state = what.state;
+    this.#queue.push({ id, entry, fd, ...actions });
     this.#schedule();
-    return true;
   }
 
   #schedule(): void {

@@ -15,6 +15,7 @@ import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { SocketDescription } from './socket-info.js';
 
 /** Most fds one SCM_RIGHTS message can carry on Linux (the kernel's SCM_MAX_FD). */
 export const MAX_FDS_PER_MESSAGE = 253;
@@ -37,16 +38,6 @@ export interface RawReceived {
   readonly fds: number[];
   /** True when the kernel dropped fds (MSG_CTRUNC), usually because of RLIMIT_NOFILE. */
   readonly ctrunc: boolean;
-}
-
-/** Raw socket description; see `describeSocket` in `socket-info.ts`. */
-export interface RawSocketDescription {
-  readonly family: 'inet' | 'inet6' | 'unix' | 'other';
-  readonly type: 'stream' | 'dgram' | 'seqpacket' | 'raw' | 'other';
-  readonly listening: boolean;
-  readonly address?: string;
-  readonly port?: number;
-  readonly path?: string;
 }
 
 /** The raw addon API. Every `number` result below 0 is a negative errno. */
@@ -79,7 +70,7 @@ export interface NativeBinding {
   /** SO_PEERCRED of a connected unix socket. */
   peerCredentials(fd: number): { pid: number; uid: number; gid: number } | number;
   /** Family, type, SO_ACCEPTCONN and local address of a socket fd (-ENOTSOCK otherwise). */
-  describeSocket(fd: number): RawSocketDescription | number;
+  describeSocket(fd: number): SocketDescription | number;
   /**
    * Watch `fd` for readiness on the Node event loop (libuv uv_poll_t, level-triggered). The
    * poller never closes `fd`: call `pollClose` first, then close the fd. Returns a negative

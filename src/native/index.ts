@@ -6,7 +6,7 @@
  * @module
  */
 export { isNativeAvailable, loadBinding, MAX_FDS_PER_MESSAGE } from './binding.js';
-export type { NativeBinding, PollCallback, PollHandle, RawReceived, RawSocketDescription } from './binding.js';
+export type { NativeBinding, PollCallback, PollHandle, RawReceived } from './binding.js';
 export { check, systemError } from './system-error.js';
 export { closeFd, describeSocket, dupFd, peerCredentials } from './socket-info.js';
 export type { PeerCredentials, SocketDescription } from './socket-info.js';
