@@ -16,7 +16,7 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { describe, it, type TestContext } from 'node:test';
-import { HttpLoad, freshRequests } from './helpers/http-load.js';
+import { freshRequests, loadOn } from './helpers/http-load.js';
 import { EventLog, fixture, killAll, pidsOf, spawnFixture, tempDir, waitGone, type FixtureEvent } from './helpers/server-process.js';
 
 const CONNECTIONS = 64;
@@ -90,11 +90,8 @@ async function failedSuccessorCase(t: TestContext, via: 'takeover' | 'exec', mod
   const listening = await log.waitEvent('listening', pid1);
   assert.equal((await log.waitEvent('ready', pid1)).generation, 1);
   const origin = `http://127.0.0.1:${listening.http}`;
-  const load = new HttpLoad(origin, CONNECTIONS);
-  let stopped: ReturnType<HttpLoad['stop']> | undefined;
-  const stopLoad = () => (stopped ??= load.stop());
-  t.after(stopLoad);
-  await load.waitForGeneration((g) => g === 1);
+  const load = await loadOn(t, origin, CONNECTIONS);
+  const stopLoad = () => load.stop();
 
   // --- the failing upgrade ---
   const since = log.events.length;

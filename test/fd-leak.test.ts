@@ -9,8 +9,8 @@
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import { after, describe, it } from 'node:test';
-import { Client } from 'undici';
 import { EventLog, fixture, killAll, pidsOf, spawnFixture, tempDir } from './helpers/server-process.js';
+import { getOnce } from './helpers/http-load.js';
 
 const UPGRADES = 50;
 const REQUESTS_PER_GENERATION = 3;
@@ -35,17 +35,7 @@ function hasExited(pid: number): boolean {
   }
 }
 
-/** One GET on its own connection, closed afterwards so no idle keep-alive outlives it. */
-async function get(port: number): Promise<{ status: number; pid: number; generation: number }> {
-  const client = new Client(`http://127.0.0.1:${port}`);
-  try {
-    const res = await client.request({ path: '/', method: 'GET' });
-    await res.body.text();
-    return { status: res.statusCode, pid: Number(res.headers['x-pid']), generation: Number(res.headers['x-generation']) };
-  } finally {
-    await client.close();
-  }
-}
+const get = (port: number) => getOnce(`http://127.0.0.1:${port}`);
 
 describe('fds across upgrades', () => {
   const log = new EventLog();

@@ -15,7 +15,8 @@
 import assert from 'node:assert/strict';
 import http2 from 'node:http2';
 import { after, describe, it } from 'node:test';
-import { EventLog, fixture, killAll, pidsOf, spawnFixture, tempDir } from './helpers/server-process.js';
+import { EventLog, fixture, killAll, pidsOf, spawnFixture, tempDir, upgradeFixture } from './helpers/server-process.js';
+import { GenerationWatch } from './helpers/http-load.js';
 
 const UPGRADES = 10;
 const CONCURRENCY = 32;
@@ -43,13 +44,14 @@ interface H2Result {
  * GOAWAY or closed takes no new streams, and the next stream opens a new one.
  */
 class H2Load {
+  readonly #watch = new GenerationWatch();
   readonly result: H2Result = {
     requests: 0,
     ok: 0,
     failed: 0,
     refused: 0,
     errors: [],
-    generations: new Map(),
+    generations: this.#watch.counts,
     sessions: 0,
     goaways: 0,
     sessionErrors: [],
@@ -60,7 +62,6 @@ class H2Load {
   readonly #workers: Promise<void>[] = [];
   #session: http2.ClientHttp2Session | undefined;
   #running = true;
-  #onResponse: ((generation: number) => void) | undefined;
 
   constructor(origin: string, concurrency: number) {
     this.#origin = origin;
@@ -69,17 +70,7 @@ class H2Load {
 
   /** Resolves once a response from a generation satisfying `pred` arrived. */
   waitForGeneration(pred: (g: number) => boolean): Promise<number> {
-    for (const g of this.result.generations.keys()) if (pred(g)) return Promise.resolve(g);
-    return new Promise((resolve) => {
-      const prev = this.#onResponse;
-      this.#onResponse = (g) => {
-        prev?.(g);
-        if (pred(g)) {
-          this.#onResponse = prev;
-          resolve(g);
-        }
-      };
-    });
+    return this.#watch.waitFor(pred);
   }
 
   #current(): http2.ClientHttp2Session {
@@ -138,9 +129,8 @@ class H2Load {
       for (let attempt = 1; ; attempt++) {
         try {
           const g = await this.#request();
-          this.result.generations.set(g, (this.result.generations.get(g) ?? 0) + 1);
           this.result.ok++;
-          this.#onResponse?.(g);
+          this.#watch.record(g);
           break;
         } catch (err) {
           if ((err as { refused?: boolean }).refused && attempt < MAX_ATTEMPTS) {
@@ -206,10 +196,7 @@ for (const path of ['takeover', 'exec'] as const) {
       for (let i = 2; i <= UPGRADES + 1; i++) {
         const since = log.events.length;
         const goawaysBefore = load.result.goaways;
-        if (path === 'takeover') spawnFixture(fixture('server'), env, log);
-        else process.kill(current, 'SIGUSR2');
-        const next = await log.waitFor((e) => e.event === 'ready' && e.generation === i, `generation ${i} ready`, 60_000, since);
-        assert.equal(next.origin, path);
+        const next = await upgradeFixture(log, env, path, current, i, since);
         await log.waitFor((e) => e.event === 'upgrade' && e.pid === current, `generation ${i - 1} handing over`, 60_000, since);
         await within(
           load.waitForGeneration((g) => g === i),

@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import { Client } from 'undici';
-import { EventLog, fixture, killAll, pidsOf, spawnFixture, tempDir } from './helpers/server-process.js';
+import { EventLog, fixture, killAll, pidsOf, spawnFixture, tempDir, upgradeFixture } from './helpers/server-process.js';
 
 const CONNECTIONS = 256;
 const UPGRADES = 6;
@@ -58,9 +58,7 @@ describe('idle keep-alive migration', () => {
           // Every other upgrade comes right after the previous one, before any request:
           // connections adopted and never used since must move again too.
           const untouched = g % 2 === 1;
-          if (path === 'takeover') spawnFixture(fixture('server'), env, log);
-          else process.kill(current, 'SIGUSR2');
-          const ready = await log.waitFor((e) => e.event === 'ready' && e.generation === g, `generation ${g} ready`, 60_000, since);
+          const ready = await upgradeFixture(log, env, path, current, g, since);
           // With every connection migrated, the predecessor has nothing to wait for and exits at once.
           const done = await log.waitFor((e) => e.event === 'predecessor-done' && e.pid === ready.pid, 'predecessor done', 20_000, since);
           const report = (done.args as { migrated: number; forced: number }[])[0]!;

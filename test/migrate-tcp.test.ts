@@ -11,7 +11,7 @@ import { createHash, type Hash } from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
 import { after, describe, it } from 'node:test';
-import { EventLog, fixture, killAll, pidsOf, spawnFixture, tempDir } from './helpers/server-process.js';
+import { EventLog, fixture, killAll, pidsOf, spawnFixture, tempDir, upgradeFixture } from './helpers/server-process.js';
 
 const CLIENTS = 1000;
 const UPGRADES = 10;
@@ -202,10 +202,7 @@ describe('raw TCP connection migration', () => {
         for (let g = 2; g <= UPGRADES + 1; g++) {
           const via = g % 2 === 0 ? 'takeover' : 'exec';
           const since = log.events.length;
-          if (via === 'takeover') spawnFixture(fixture('server'), env, log);
-          else process.kill(current, 'SIGUSR2');
-          const ready = await log.waitFor((e) => e.event === 'ready' && e.generation === g, `generation ${g} ready`, 60_000, since);
-          assert.equal(ready.origin, via);
+          const ready = await upgradeFixture(log, env, via, current, g, since);
           // Nothing to wait for once every connection left: the predecessor finishes at once.
           const done = await log.waitFor(
             (e) => e.event === 'predecessor-done' && e.pid === ready.pid,

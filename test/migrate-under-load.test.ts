@@ -9,7 +9,7 @@
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import { HttpLoad } from './helpers/http-load.js';
-import { EventLog, fixture, killAll, pidsOf, spawnFixture, tempDir, type FixtureEvent } from './helpers/server-process.js';
+import { EventLog, fixture, killAll, pidsOf, spawnFixture, tempDir, type FixtureEvent, upgradeFixture } from './helpers/server-process.js';
 
 const CONNECTIONS = 64;
 const UPGRADES = 20;
@@ -44,10 +44,7 @@ async function upgradesUnderLoad(
   for (let g = 2; g <= upgrades + 1; g++) {
     const via = g % 2 === 0 ? 'takeover' : 'exec';
     const since = log.events.length;
-    if (via === 'takeover') spawnFixture(fixture('server'), env, log);
-    else process.kill(current, 'SIGUSR2');
-    const ready = await log.waitFor((e) => e.event === 'ready' && e.generation === g, `generation ${g} ready`, 60_000, since);
-    assert.equal(ready.origin, via);
+    const ready = await upgradeFixture(log, env, via, current, g, since);
     const done: FixtureEvent = await log.waitFor(
       (e) => e.event === 'predecessor-done' && e.pid === ready.pid,
       `generation ${g - 1} done`,

@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import WebSocket from 'ws';
-import { EventLog, fixture, killAll, pidsOf, spawnFixture, tempDir } from './helpers/server-process.js';
+import { EventLog, fixture, killAll, pidsOf, spawnFixture, tempDir, upgradeFixture } from './helpers/server-process.js';
 
 const CLIENTS = 1000;
 const UPGRADES = 10;
@@ -60,9 +60,7 @@ describe('WebSocket migration', () => {
     try {
       for (let g = 2; g <= UPGRADES + 1; g++) {
         const since = log.events.length;
-        if (g % 2 === 0) spawnFixture(fixture('server'), env, log);
-        else process.kill(current, 'SIGUSR2');
-        const ready = await log.waitFor((e) => e.event === 'ready' && e.generation === g, `generation ${g} ready`, 60_000, since);
+        const ready = await upgradeFixture(log, env, g % 2 === 0 ? 'takeover' : 'exec', current, g, since);
         const done = await log.waitFor(
           (e) => e.event === 'predecessor-done' && e.pid === ready.pid,
           `generation ${g - 1} done`,

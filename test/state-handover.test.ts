@@ -12,7 +12,7 @@ import { once } from 'node:events';
 import path from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
 import { Client } from 'undici';
-import { HttpLoad } from './helpers/http-load.js';
+import { loadOn } from './helpers/http-load.js';
 import { EventLog, fixture, killAll, pidsOf, spawnFixture, tempDir, waitGone } from './helpers/server-process.js';
 
 const CONNECTIONS = 64;
@@ -88,11 +88,8 @@ describe('app state handover', () => {
       const listening = await log.waitEvent('listening', pid);
       await log.waitEvent('ready', pid);
       const origin = `http://127.0.0.1:${listening.http}`;
-      const load = new HttpLoad(origin, CONNECTIONS);
-      let stopped: ReturnType<HttpLoad['stop']> | undefined;
-      const stopLoad = () => (stopped ??= load.stop());
-      t.after(stopLoad);
-      await load.waitForGeneration((g) => g === 1);
+      const load = await loadOn(t, origin, CONNECTIONS);
+      const stopLoad = () => load.stop();
 
       const since = log.events.length;
       const successor = via === 'takeover' ? spawnFixture(fixture('server'), env, log) : undefined;

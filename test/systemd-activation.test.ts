@@ -17,8 +17,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import readline from 'node:readline';
 import { after, describe, it } from 'node:test';
-import { Client } from 'undici';
-import { HttpLoad } from './helpers/http-load.js';
+import { HttpLoad, getOnce } from './helpers/http-load.js';
 import { EventLog, fixture, killAll, pidsOf, spawnFixture, tempDir } from './helpers/server-process.js';
 
 const ACTIVATE = '/usr/bin/systemd-socket-activate';
@@ -64,17 +63,7 @@ async function activate(log: EventLog, port: number, env: Record<string, string>
   return child;
 }
 
-/** One GET on its own connection (closed afterwards, so no idle keep-alive delays a drain). */
-async function get(port: number): Promise<{ status: number; pid: number; generation: number }> {
-  const client = new Client(`http://127.0.0.1:${port}`);
-  try {
-    const res = await client.request({ path: '/', method: 'GET' });
-    await res.body.text();
-    return { status: res.statusCode, pid: Number(res.headers['x-pid']), generation: Number(res.headers['x-generation']) };
-  } finally {
-    await client.close();
-  }
-}
+const get = (port: number) => getOnce(`http://127.0.0.1:${port}`);
 
 describe('socket activation by systemd-socket-activate', { skip }, () => {
   const log = new EventLog();

@@ -33,7 +33,7 @@ import {
   type Frame,
 } from '../src/protocol/frames.js';
 import { Defaults } from '../src/core/options.js';
-import { HttpLoad, freshRequests } from './helpers/http-load.js';
+import { freshRequests, loadOn } from './helpers/http-load.js';
 import { EventLog, fixture, killAll, pidsOf, spawnFixture, tempDir } from './helpers/server-process.js';
 
 const CONNECTIONS = 64;
@@ -120,11 +120,8 @@ async function servingUnderLoad(
   const listening = await log.waitEvent('listening', child.pid);
   assert.equal((await log.waitEvent('ready', child.pid)).generation, 1);
   const origin = `http://127.0.0.1:${listening.http}`;
-  const load = new HttpLoad(origin, CONNECTIONS);
-  let stopped: ReturnType<HttpLoad['stop']> | undefined;
-  const stopLoad = () => (stopped ??= load.stop());
-  t.after(stopLoad);
-  await load.waitForGeneration((g) => g === 1);
+  const load = await loadOn(t, origin, CONNECTIONS);
+  const stopLoad = () => load.stop();
   return { log, pid: child.pid!, child, origin, load, stopLoad };
 }
 
@@ -402,11 +399,8 @@ describe('upgrade socket: stale socket and racing successors', () => {
     const origin = `http://127.0.0.1:${listening.http}`;
     assert.deepEqual(await freshRequests(origin, 2), [1, 1]);
 
-    const load = new HttpLoad(origin, CONNECTIONS);
-    let stopped: ReturnType<HttpLoad['stop']> | undefined;
-    const stopLoad = () => (stopped ??= load.stop());
-    t.after(stopLoad);
-    await load.waitForGeneration((g) => g === 1);
+    const load = await loadOn(t, origin, CONNECTIONS);
+    const stopLoad = () => load.stop();
     const next = spawnFixture(fixture('server'), env, log);
     const ready = await log.waitEvent('ready', next.pid);
     assert.deepEqual([ready.origin, ready.generation], ['takeover', 2]);

@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import { HttpLoad } from './helpers/http-load.js';
-import { EventLog, fixture, killAll, pidsOf, spawnFixture, tempDir } from './helpers/server-process.js';
+import { EventLog, fixture, killAll, pidsOf, spawnFixture, tempDir, upgradeFixture } from './helpers/server-process.js';
 
 const UPGRADES = 20;
 const CONNECTIONS = 64;
@@ -31,13 +31,7 @@ for (const path of ['takeover', 'exec'] as const) {
       const readyPids = [current];
       for (let i = 2; i <= UPGRADES + 1; i++) {
         const since = log.events.length;
-        if (path === 'takeover') {
-          spawnFixture(fixture('server'), env, log);
-        } else {
-          process.kill(current, 'SIGUSR2');
-        }
-        const next = await log.waitFor((e) => e.event === 'ready' && e.generation === i, `generation ${i} ready`, 60_000, since);
-        assert.equal(next.origin, path);
+        const next = await upgradeFixture(log, env, path, current, i, since);
         assert.notEqual(next.pid, current);
         await log.waitFor((e) => e.event === 'upgrade' && e.pid === current, `generation ${i - 1} handing over`, 60_000, since);
         // The client itself sees the switch: a response from the new generation.

@@ -1,6 +1,32 @@
 import assert from 'node:assert/strict';
 import { Client, Pool } from 'undici';
 
+/**
+ * Responses per generation, and waiters for the first response that
+ * satisfies a condition. Shared by the HTTP/1.1 and HTTP/2 load generators.
+ */
+export class GenerationWatch {
+  /** Responses per generation number. */
+  readonly counts = new Map<number, number>();
+  #waiters: { pred: (g: number) => boolean; resolve: (g: number) => void }[] = [];
+
+  /** Counts one response from generation `g` and resolves the waiters it satisfies. */
+  record(g: number): void {
+    this.counts.set(g, (this.counts.get(g) ?? 0) + 1);
+    this.#waiters = this.#waiters.filter((w) => {
+      if (!w.pred(g)) return true;
+      w.resolve(g);
+      return false;
+    });
+  }
+
+  /** Resolves with the first generation (seen already or to come) satisfying `pred`. */
+  waitFor(pred: (g: number) => boolean): Promise<number> {
+    for (const g of this.counts.keys()) if (pred(g)) return Promise.resolve(g);
+    return new Promise((resolve) => this.#waiters.push({ pred, resolve }));
+  }
+}
+
 /** What a load run observed. Every request is counted: ok + failed = sent. */
 export interface LoadResult {
   sent: number;
@@ -18,13 +44,13 @@ export interface LoadResult {
  * answered, until stop() is called. Requests are not retried: a failure counts.
  */
 export class HttpLoad {
-  readonly result: LoadResult = { sent: 0, ok: 0, failed: 0, errors: [], generations: new Map(), pids: new Set() };
+  readonly #watch = new GenerationWatch();
+  readonly result: LoadResult = { sent: 0, ok: 0, failed: 0, errors: [], generations: this.#watch.counts, pids: new Set() };
   /** TCP connections the pool opened so far (its 'connect' events): each reconnect counts. */
   connects = 0;
   readonly #pool: Pool;
   #running = true;
   readonly #workers: Promise<void>[] = [];
-  #onResponse: ((generation: number) => void) | undefined;
   readonly #reset: boolean;
   #stopped: Promise<LoadResult> | undefined;
 
@@ -38,17 +64,7 @@ export class HttpLoad {
 
   /** Resolves once a response from a generation satisfying `pred` arrived. */
   waitForGeneration(pred: (g: number) => boolean): Promise<number> {
-    for (const g of this.result.generations.keys()) if (pred(g)) return Promise.resolve(g);
-    return new Promise((resolve) => {
-      const prev = this.#onResponse;
-      this.#onResponse = (g) => {
-        prev?.(g);
-        if (pred(g)) {
-          this.#onResponse = prev;
-          resolve(g);
-        }
-      };
-    });
+    return this.#watch.waitFor(pred);
   }
 
   /** Resolves once `count` more requests succeeded from now on. */
@@ -65,10 +81,9 @@ export class HttpLoad {
         await res.body.text();
         if (res.statusCode !== 200) throw new Error(`status ${res.statusCode}`);
         const g = Number(res.headers['x-generation']);
-        this.result.generations.set(g, (this.result.generations.get(g) ?? 0) + 1);
         this.result.pids.add(Number(res.headers['x-pid']));
         this.result.ok++;
-        this.#onResponse?.(g);
+        this.#watch.record(g);
       } catch (err) {
         this.result.failed++;
         if (this.result.errors.length < 20) this.result.errors.push(`${(err as { code?: string }).code ?? ''} ${(err as Error).message}`);
@@ -86,19 +101,36 @@ export class HttpLoad {
   }
 }
 
-/** `n` requests, each on a new connection: proves the listener still accepts. */
+/** One GET on its own connection, closed afterwards so no idle keep-alive outlives it (and delays a drain). */
+export async function getOnce(origin: string): Promise<{ status: number; pid: number; generation: number }> {
+  const client = new Client(origin);
+  try {
+    const res = await client.request({ path: '/', method: 'GET', headers: { connection: 'close' } });
+    await res.body.text();
+    return { status: res.statusCode, pid: Number(res.headers['x-pid']), generation: Number(res.headers['x-generation']) };
+  } finally {
+    await client.close();
+  }
+}
+
+/** `n` requests, each on a new connection: proves the listener still accepts. Returns the generations that answered. */
 export async function freshRequests(origin: string, n: number): Promise<number[]> {
   const generations: number[] = [];
   for (let i = 0; i < n; i++) {
-    const client = new Client(origin);
-    try {
-      const res = await client.request({ path: '/', method: 'GET', headers: { connection: 'close' } });
-      await res.body.text();
-      assert.equal(res.statusCode, 200);
-      generations.push(Number(res.headers['x-generation']));
-    } finally {
-      await client.close();
-    }
+    const res = await getOnce(origin);
+    assert.equal(res.status, 200);
+    generations.push(res.generation);
   }
   return generations;
+}
+
+/**
+ * Keep-alive load on `origin` that stops by itself at the end of test `t`;
+ * resolves once generation 1 answered, so the load is known to flow.
+ */
+export async function loadOn(t: { after(fn: () => unknown): void }, origin: string, connections = 64): Promise<HttpLoad> {
+  const load = new HttpLoad(origin, connections);
+  t.after(() => load.stop());
+  await load.waitForGeneration((g) => g === 1);
+  return load;
 }

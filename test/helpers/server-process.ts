@@ -1,3 +1,4 @@
+import assert from 'node:assert/strict';
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -132,4 +133,30 @@ export async function waitGone(pid: number, timeoutMs: number): Promise<number> 
     if (performance.now() - started > timeoutMs) throw new Error(`pid ${pid} still exists after ${timeoutMs} ms`);
     await new Promise((r) => setTimeout(r, 20));
   }
+}
+
+/**
+ * Upgrades the fixture `current` to generation `generation` by `via` — takeover:
+ * a new fixture process; exec: SIGUSR2 to `current` — and resolves with the new
+ * generation's 'ready' event (its origin checked). Only events from index
+ * `since` of the log on are considered.
+ */
+export async function upgradeFixture(
+  log: EventLog,
+  env: NodeJS.ProcessEnv,
+  via: 'takeover' | 'exec',
+  current: number,
+  generation: number,
+  since: number,
+): Promise<FixtureEvent> {
+  if (via === 'takeover') spawnFixture(fixture('server'), env, log);
+  else process.kill(current, 'SIGUSR2');
+  const ready = await log.waitFor(
+    (e) => e.event === 'ready' && e.generation === generation,
+    `generation ${generation} ready`,
+    60_000,
+    since,
+  );
+  assert.equal(ready.origin, via);
+  return ready;
 }
