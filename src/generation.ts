@@ -14,7 +14,8 @@ import { Parking } from './migrate/parking.js';
 import { offerWebSocket, type WebSocketMigration, type WssLike } from './migrate/websocket.js';
 import { spawnSuccessor, type ExecCommand } from './handover/exec.js';
 import { LISTEN_FDS_START, closeQuietly } from './handover/inherit.js';
-import { UpgradeSocket, probeUpgradeSocket } from './handover/upgrade-socket.js';
+import { UpgradeSocket } from './handover/upgrade-socket.js';
+import { probeUnixSocket } from './native/unix-channel.js';
 import { ListenerSet, type ListenAddress, type Listener } from './listeners/listener-set.js';
 import { UnixChannel } from './native/unix-channel.js';
 import { FramePeer } from './protocol/frame-peer.js';
@@ -664,7 +665,7 @@ export class Generation extends EventEmitter<GenerationEvents> {
           // socket path. Only when nobody does is the service without a server.
           let running = false;
           try {
-            const found = probeUpgradeSocket(this.settings.socketPath);
+            const found = probeUnixSocket(this.settings.socketPath);
             running = found.kind === 'running';
             if (found.kind === 'running') found.channel.close();
           } catch {

@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { BatonError } from '../core/errors.js';
-import { UnixChannel } from '../native/unix-channel.js';
+import type { UnixChannel } from '../native/unix-channel.js';
 import { UnixListener } from '../native/unix-listener.js';
 
 /**
@@ -42,26 +42,6 @@ export function ensurePrivateDir(dir: string): void {
       'ERR_BATON_SOCKET_DIR_INSECURE',
       `upgrade socket directory ${dir} has mode 0${(st.mode & 0o777).toString(8)}; it must be 0700 (chmod 700 ${dir})`,
     );
-  }
-}
-
-/** What is found at an upgrade socket path. */
-export type ProbeResult = { kind: 'none' } | { kind: 'stale' } | { kind: 'running'; channel: UnixChannel };
-
-/**
- * Looks for a running predecessor at `socketPath`: connects if something
- * listens there (the caller then owns the channel), reports a stale socket file
- * left by a process that died (nobody accepts: ECONNREFUSED), or nothing.
- * Other errors (EACCES, …) are thrown with Node's shape.
- */
-export function probeUpgradeSocket(socketPath: string): ProbeResult {
-  try {
-    return { kind: 'running', channel: UnixChannel.connect(socketPath) };
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') return { kind: 'none' };
-    if (code === 'ECONNREFUSED') return { kind: 'stale' };
-    throw err;
   }
 }
 

@@ -4,7 +4,7 @@ import { BatonError } from '../core/errors.js';
 import { closeQuietly, type InheritedListener } from '../handover/inherit.js';
 import type { ListenerEntry } from '../protocol/frames.js';
 import type { SocketDescription } from '../native/socket-info.js';
-import { UnixChannel } from '../native/unix-channel.js';
+import { probeUnixSocket } from '../native/unix-channel.js';
 import { dupFd } from '../native/socket-info.js';
 
 /** Where a listener listens: a TCP host and port (port 0 picks one) or a unix socket path. */
@@ -266,9 +266,10 @@ async function bindFresh(server: net.Server, address: ListenAddress): Promise<vo
 /** True when `path` is a unix socket nobody listens on (ECONNREFUSED). */
 export function isStaleUnixSocket(path: string): boolean {
   try {
-    UnixChannel.connect(path).close();
-    return false;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'ECONNREFUSED';
+    const found = probeUnixSocket(path);
+    if (found.kind === 'running') found.channel.close();
+    return found.kind === 'stale';
+  } catch {
+    return false; // cannot tell (EACCES, …): leave the file alone
   }
 }

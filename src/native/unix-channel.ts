@@ -377,3 +377,23 @@ export class UnixChannel extends EventEmitter<UnixChannelEvents> {
     }
   }
 }
+
+/** What is found at a unix socket path. */
+export type ProbeResult = { kind: 'none' } | { kind: 'stale' } | { kind: 'running'; channel: UnixChannel };
+
+/**
+ * Looks at the unix socket path `socketPath`: connects if something listens
+ * there (the caller then owns the channel), reports a stale socket file
+ * left by a process that died (nobody accepts: ECONNREFUSED), or nothing.
+ * Other errors (EACCES, …) are thrown with Node's shape.
+ */
+export function probeUnixSocket(socketPath: string): ProbeResult {
+  try {
+    return { kind: 'running', channel: UnixChannel.connect(socketPath) };
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return { kind: 'none' };
+    if (code === 'ECONNREFUSED') return { kind: 'stale' };
+    throw err;
+  }
+}
