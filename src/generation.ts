@@ -13,12 +13,12 @@ import { offerRawSocket } from './migrate/raw-socket.js';
 import { Parking } from './migrate/parking.js';
 import { offerWebSocket, type WebSocketMigration, type WssLike } from './migrate/websocket.js';
 import { spawnSuccessor, type ExecCommand } from './handover/exec.js';
-import { LISTEN_FDS_START, closeQuietly } from './handover/inherit.js';
+import { LISTEN_FDS_START } from './handover/inherit.js';
 import { UpgradeSocket } from './handover/upgrade-socket.js';
-import { probeUnixSocket } from './native/unix-channel.js';
 import { ListenerSet, type ListenAddress, type Listener } from './listeners/listener-set.js';
-import { UnixChannel } from './native/unix-channel.js';
+import { UnixChannel, probeUnixSocket } from './native/unix-channel.js';
 import { FramePeer } from './protocol/frame-peer.js';
+import { closeQuietly } from './native/socket-info.js';
 import {
   FrameType,
   PROTOCOL_VERSION,

@@ -4,12 +4,12 @@ import { BatonError, asError, isBatonError } from './core/errors.js';
 import { Defaults } from './core/options.js';
 import { ConnectionTracker } from './drain/connection-tracker.js';
 import type { ExecCommand } from './handover/exec.js';
-import { CHANNEL_FD_ENV, adoptInheritedFd, closeQuietly, takeListenFds, type InheritedListener } from './handover/inherit.js';
+import { CHANNEL_FD_ENV, adoptInheritedFd, takeListenFds, type InheritedListener } from './handover/inherit.js';
 import { defaultSocketDir, ensurePrivateDir } from './handover/upgrade-socket.js';
 import { Generation, type GenerationSettings, type Origin } from './generation.js';
 import { ListenerSet } from './listeners/listener-set.js';
 import { UnixChannel, probeUnixSocket } from './native/unix-channel.js';
-import { dupFd } from './native/socket-info.js';
+import { closeQuietly, dupFd } from './native/socket-info.js';
 import { FramePeer } from './protocol/frame-peer.js';
 import { FrameType, PROTOCOL_VERSION, type HelloPayload, type ListenersPayload, type StatePayload } from './protocol/frames.js';
 

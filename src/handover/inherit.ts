@@ -1,5 +1,5 @@
 import { BatonError } from '../core/errors.js';
-import { closeFd, describeSocket, dupFd, type SocketDescription } from '../native/socket-info.js';
+import { closeQuietly, describeSocket, dupFd, type SocketDescription } from '../native/socket-info.js';
 
 /** First fd of the LISTEN_FDS convention (systemd's SD_LISTEN_FDS_START). */
 export const LISTEN_FDS_START = 3;
@@ -85,13 +85,4 @@ export function adoptInheritedFd(fd: number, what: string, name: string | undefi
   const copy = dupFd(fd);
   closeQuietly(fd);
   return { name, fd: copy, description };
-}
-
-/** Closes an fd, ignoring EBADF: used on cleanup paths. */
-export function closeQuietly(fd: number): void {
-  try {
-    closeFd(fd);
-  } catch {
-    // Already closed.
-  }
 }

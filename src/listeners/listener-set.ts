@@ -1,11 +1,11 @@
 import fs from 'node:fs';
 import net from 'node:net';
 import { BatonError } from '../core/errors.js';
-import { closeQuietly, type InheritedListener } from '../handover/inherit.js';
+import { type InheritedListener } from '../handover/inherit.js';
 import type { ListenerEntry } from '../protocol/frames.js';
 import type { SocketDescription } from '../native/socket-info.js';
 import { probeUnixSocket } from '../native/unix-channel.js';
-import { dupFd } from '../native/socket-info.js';
+import { closeQuietly, dupFd } from '../native/socket-info.js';
 
 /** Where a listener listens: a TCP host and port (port 0 picks one) or a unix socket path. */
 export type ListenAddress = { host?: string; port: number } | { path: string };

@@ -1,8 +1,9 @@
 import net from 'node:net';
-import { closeQuietly } from '../handover/inherit.js';
+
 import type { Frame, ConnectionsAckPayload, ConnectionsPayload } from '../protocol/frames.js';
 import type { SocketMigration } from './emigration.js';
 import { adoptWebSocket, type WebSocketMigration, type WebSocketTravel, type WssLike } from './websocket.js';
+import { closeQuietly } from '../native/socket-info.js';
 
 /** What the successor needs to adopt connections. */
 export interface ImmigrationHost {

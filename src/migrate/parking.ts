@@ -1,6 +1,6 @@
 import net from 'node:net';
 import { loadBinding, type PollHandle } from '../native/binding.js';
-import { closeQuietly } from '../handover/inherit.js';
+import { closeQuietly } from '../native/socket-info.js';
 
 interface Parked {
   fd: number;

@@ -71,3 +71,12 @@ export function closeFd(fd: number): void {
 export function dupFd(fd: number): number {
   return check(loadBinding().dup(fd), 'fcntl');
 }
+
+/** Closes an fd on a cleanup path, ignoring failure (EBADF: already closed). */
+export function closeQuietly(fd: number): void {
+  try {
+    closeFd(fd);
+  } catch {
+    // Already closed: nothing left to release.
+  }
+}

@@ -1,5 +1,5 @@
 import { BatonError, ErrorCodes, asError, type ErrorCode } from '../core/errors.js';
-import { closeFd } from '../native/socket-info.js';
+import { closeQuietly } from '../native/socket-info.js';
 import type { UnixChannel } from '../native/unix-channel.js';
 import { FrameDecoder, FrameType, encodeFrame, frameTypeName, type ErrorPayload, type Frame } from './frames.js';
 
@@ -25,7 +25,7 @@ export class FramePeer {
     this.channel = channel;
     this.label = options.label;
     this.#maxFrameBytes = options.maxFrameBytes;
-    this.#decoder = new FrameDecoder({ maxBytes: options.maxFrameBytes, closeFd: safeClose });
+    this.#decoder = new FrameDecoder({ maxBytes: options.maxFrameBytes, closeFd: closeQuietly });
     channel.on('data', (chunk: Buffer, fds: number[]) => this.#onData(chunk, fds));
     channel.on('end', () => this.#fail(new BatonError('ERR_BATON_CHANNEL_CLOSED', `${this.label} closed the upgrade channel`)));
     channel.on('error', (err: Error) => this.#fail(err));
@@ -81,7 +81,7 @@ export class FramePeer {
   async expect(type: FrameType, timeoutMs?: number, onTimeout?: () => Error): Promise<Frame> {
     const frame = await this.receive(timeoutMs, onTimeout);
     if (frame.type !== type) {
-      for (const fd of frame.fds) safeClose(fd);
+      for (const fd of frame.fds) closeQuietly(fd);
       throw new BatonError(
         'ERR_BATON_UNEXPECTED_FRAME',
         `${this.label} sent a ${frameTypeName(frame.type)} frame where a ${frameTypeName(type)} frame was expected`,
@@ -107,7 +107,7 @@ export class FramePeer {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    for (const f of this.#queue.splice(0)) for (const fd of f.fds) safeClose(fd);
+    for (const f of this.#queue.splice(0)) for (const fd of f.fds) closeQuietly(fd);
     this.#decoder.dispose();
     this.channel.close();
     this.#waiter?.reject(new BatonError('ERR_BATON_CHANNEL_CLOSED', `upgrade channel to ${this.label} closed`));
@@ -136,17 +136,9 @@ export class FramePeer {
 
 async function settleFrame(frame: Frame, label: string): Promise<Frame> {
   if (frame.type !== FrameType.Error) return frame;
-  for (const fd of frame.fds) safeClose(fd);
+  for (const fd of frame.fds) closeQuietly(fd);
   const p = frame.payload as Partial<ErrorPayload> | null;
   const code = typeof p?.code === 'string' && p.code in ErrorCodes ? (p.code as ErrorCode) : 'ERR_BATON_ABORTED';
   const message = typeof p?.message === 'string' ? p.message : 'no reason given';
   throw new BatonError(code, `${label} reported ${p?.code ?? 'an error'}: ${message}`);
-}
-
-function safeClose(fd: number): void {
-  try {
-    closeFd(fd);
-  } catch {
-    // Already closed: nothing left to release.
-  }
 }
