@@ -11,6 +11,7 @@ import http from 'node:http';
 import http2 from 'node:http2';
 import { WebSocketServer, type WebSocket } from 'ws';
 import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { start, defaultSocketDir, type Generation } from '../src/index.js';
 
 export interface ExampleOptions {
@@ -128,4 +129,12 @@ export async function runExample(opts: ExampleOptions): Promise<number> {
   process.on('SIGINT', stop);
   await generation.exited();
   return 0;
+}
+
+// Run directly (`node dist/examples/example-server.js`, as `baton start` runs
+// its workers): serve until the generation exits.
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  process.exitCode = await runExample(exampleOptionsFromEnv());
+  // Leftover client timers must not keep an exited generation alive.
+  process.exit();
 }

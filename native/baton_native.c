@@ -283,6 +283,62 @@ static napi_value baton_unix_connect(napi_env env, napi_callback_info info) {
   return make_int(env, fd);
 }
 
+/* A path argument for datagrams: a leading '@' names the abstract namespace (as sd_notify allows). */
+static int get_dgram_path_arg(napi_env env, napi_value value, struct sockaddr_un* addr,
+                              socklen_t* addrlen) {
+  int rc = get_path_arg(env, value, addr, addrlen);
+  if (rc != 0) return rc;
+  if (addr->sun_path[0] == '@') {
+    addr->sun_path[0] = '\0';
+    *addrlen -= 1; /* abstract names are not NUL-terminated */
+  }
+  return 0;
+}
+
+/* datagramSend(path, buffer) -> bytes sent | -errno. One AF_UNIX datagram from a fresh socket. */
+static napi_value baton_datagram_send(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  if (!get_args(env, info, 2, argv)) return NULL;
+  struct sockaddr_un addr;
+  socklen_t addrlen = 0;
+  int rc = get_dgram_path_arg(env, argv[0], &addr, &addrlen);
+  if (rc > 0) return NULL;
+  uint8_t* data = NULL;
+  size_t length = 0;
+  if (!get_bytes_arg(env, argv[1], &data, &length)) return NULL;
+  if (rc < 0) return make_int(env, rc);
+  int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return make_neg_errno(env, errno);
+  ssize_t sent;
+  do {
+    sent = sendto(fd, data, length, MSG_NOSIGNAL, (struct sockaddr*)&addr, addrlen);
+  } while (sent < 0 && errno == EINTR);
+  int err = errno;
+  close(fd);
+  if (sent < 0) return make_neg_errno(env, err);
+  return make_int(env, sent);
+}
+
+/* datagramBind(path) -> fd | -errno. A non-blocking AF_UNIX datagram socket bound at path (mode 0600). */
+static napi_value baton_datagram_bind(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  if (!get_args(env, info, 1, argv)) return NULL;
+  struct sockaddr_un addr;
+  socklen_t addrlen = 0;
+  int rc = get_dgram_path_arg(env, argv[0], &addr, &addrlen);
+  if (rc > 0) return NULL;
+  if (rc < 0) return make_int(env, rc);
+  int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return make_neg_errno(env, errno);
+  if (bind(fd, (struct sockaddr*)&addr, addrlen) != 0 ||
+      (addr.sun_path[0] != '\0' && chmod(addr.sun_path, 0600) != 0)) {
+    int err = errno;
+    close(fd);
+    return make_neg_errno(env, err);
+  }
+  return make_int(env, fd);
+}
+
 /* accept(fd) -> fd | -errno */
 static napi_value baton_accept(napi_env env, napi_callback_info info) {
   napi_value argv[1];
@@ -838,6 +894,8 @@ NAPI_MODULE_INIT() {
       EXPORT_FN("unixListen", baton_unix_listen),
       EXPORT_FN("unixConnect", baton_unix_connect),
       EXPORT_FN("accept", baton_accept),
+      EXPORT_FN("datagramSend", baton_datagram_send),
+      EXPORT_FN("datagramBind", baton_datagram_bind),
       EXPORT_FN("sendmsg", baton_sendmsg),
       EXPORT_FN("recvmsg", baton_recvmsg),
       EXPORT_FN("close", baton_close),

@@ -4,6 +4,7 @@ import net from 'node:net';
 import type { ChildProcess } from 'node:child_process';
 import { debuglog } from 'node:util';
 import { BatonError, asError, isBatonError } from './core/errors.js';
+import { writeFileAtomic } from './core/atomic-file.js';
 import { PhaseMachine, type Phase } from './core/phase.js';
 import http from 'node:http';
 import { ConnectionTracker, type DrainReport, type Migrator } from './drain/connection-tracker.js';
@@ -340,19 +341,20 @@ export class Generation extends EventEmitter<GenerationEvents> {
 
   /**
    * Stops without a successor: stops accepting, drains (see the drain
-   * policy), closes everything baton owns and enters `'exited'`. Idempotent:
-   * later calls return the same promise.
+   * policy; connections still open after `drainTimeoutMs`, default the
+   * generation's, are closed), closes everything baton owns and enters
+   * `'exited'`. Idempotent: later calls return the same promise.
    */
-  stop(): Promise<DrainReport> {
+  stop(options: { drainTimeoutMs?: number } = {}): Promise<DrainReport> {
     this.#stopRequested = true;
     if (this.#exited) return this.#exited;
     if (this.phase === 'handing-over') {
       // Wait for the handover's outcome: if it succeeds the drain is already under way.
       return new Promise((resolve, reject) => {
-        this.once('phase', () => this.stop().then(resolve, reject));
+        this.once('phase', () => this.stop(options).then(resolve, reject));
       });
     }
-    return this.#drain(undefined, true);
+    return this.#drain(undefined, true, options.drainTimeoutMs);
   }
 
   /** Resolves with the drain report once the phase is `'exited'`. */
@@ -644,7 +646,11 @@ export class Generation extends EventEmitter<GenerationEvents> {
     void exit?.then(() => clearTimeout(timer));
   }
 
-  async #drain(successor: FramePeer | undefined, unlinkSocket: boolean): Promise<DrainReport> {
+  async #drain(
+    successor: FramePeer | undefined,
+    unlinkSocket: boolean,
+    drainTimeoutMs = this.settings.drainTimeoutMs,
+  ): Promise<DrainReport> {
     if (this.#exited) return this.#exited;
     const run = async (): Promise<DrainReport> => {
       if (this.phase === 'taking-over') {
@@ -686,7 +692,7 @@ export class Generation extends EventEmitter<GenerationEvents> {
       } else {
         this.#parking.wakeAll(); // they drain like any idle connection
       }
-      const draining = this.#tracker.drain(this.settings.drainTimeoutMs, migration?.migrator);
+      const draining = this.#tracker.drain(drainTimeoutMs, migration?.migrator);
       if (migration) this.#offerWebSockets(migration.emigration);
       await told;
       let report = await draining;
@@ -775,9 +781,7 @@ export class Generation extends EventEmitter<GenerationEvents> {
   #writePidFile(): void {
     const file = this.settings.pidFile;
     if (!file) return;
-    const tmp = `${file}.${process.pid}.tmp`;
-    fs.writeFileSync(tmp, `${process.pid}\n`);
-    fs.renameSync(tmp, file);
+    writeFileAtomic(file, `${process.pid}\n`);
   }
 
   #removePidFile(): void {

@@ -11,6 +11,7 @@ import { ListenerSet } from './listeners/listener-set.js';
 import { UnixChannel, probeUnixSocket } from './native/unix-channel.js';
 import { closeQuietly, dupFd } from './native/socket-info.js';
 import { FramePeer } from './protocol/frame-peer.js';
+import { linkToMaster, takeSupervision } from './supervisor/worker-link.js';
 import { FrameType, PROTOCOL_VERSION, type HelloPayload, type ListenersPayload, type StatePayload } from './protocol/frames.js';
 
 /** Options of {@link start}. Every timeout is in milliseconds; defaults in {@link Defaults}. */
@@ -73,8 +74,13 @@ const namePattern = /^[A-Za-z0-9._-]{1,64}$/;
  * ERR_BATON_UPGRADE_IN_PROGRESS when another successor won the race.
  */
 export async function start(options: StartOptions): Promise<Generation> {
-  const settings = resolveSettings(options);
   const env = options.env ?? process.env;
+  // Under `baton start` the master owns the listeners, the pid file and the
+  // upgrade signal; the worker's upgrade socket lives in its slot's directory.
+  const supervision = takeSupervision(env);
+  const settings = resolveSettings(
+    supervision ? { ...options, socketDir: supervision.socketDir, pidFile: undefined, upgradeSignal: null } : options,
+  );
   ensurePrivateDir(path.dirname(settings.socketPath));
 
   let origin: Origin = 'fresh';
@@ -107,17 +113,24 @@ export async function start(options: StartOptions): Promise<Generation> {
   }
 
   const tracker = new ConnectionTracker();
+  const supervised = supervision !== undefined;
+  const linked = (g: Generation): Generation => {
+    if (supervised) linkToMaster(g);
+    return g;
+  };
   if (!channel) {
-    const listeners = new ListenerSet(pool, (s) => tracker.track(s));
-    return new Generation(settings, {
-      origin,
-      number: 1,
-      listeners,
-      tracker,
-      predecessor: undefined,
-      predecessorPid: undefined,
-      state: { present: false },
-    });
+    const listeners = new ListenerSet(pool, (s) => tracker.track(s), { byName: supervised });
+    return linked(
+      new Generation(settings, {
+        origin,
+        number: 1,
+        listeners,
+        tracker,
+        predecessor: undefined,
+        predecessorPid: undefined,
+        state: { present: false },
+      }),
+    );
   }
 
   const peer = new FramePeer(channel, { maxFrameBytes: settings.maxFrameBytes, label: `predecessor at ${settings.socketPath}` });
@@ -135,18 +148,22 @@ export async function start(options: StartOptions): Promise<Generation> {
     peer.label = `predecessor pid ${reply.pid}`;
     const manifest = await peer.expect(FrameType.Listeners, settings.helloTimeoutMs, timeout);
     const received = adoptManifest(manifest.payload as ListenersPayload, manifest.fds, pool);
-    pool = [...received, ...pool];
+    // A supervised worker takes its listeners from the master (the config may
+    // have changed them); the predecessor's copies of the same names go unclaimed.
+    pool = supervised ? [...pool, ...received] : [...received, ...pool];
     const state = (await peer.expect(FrameType.State, settings.helloTimeoutMs, timeout)).payload as StatePayload;
-    const listeners = new ListenerSet(pool, (s) => tracker.track(s), { deferInherited: true });
-    return new Generation(settings, {
-      origin,
-      number: reply.generation + 1,
-      listeners,
-      tracker,
-      predecessor: peer,
-      predecessorPid: reply.pid,
-      state: { present: state.present === true, value: state.value },
-    });
+    const listeners = new ListenerSet(pool, (s) => tracker.track(s), { deferInherited: true, byName: supervised });
+    return linked(
+      new Generation(settings, {
+        origin,
+        number: reply.generation + 1,
+        listeners,
+        tracker,
+        predecessor: peer,
+        predecessorPid: reply.pid,
+        state: { present: state.present === true, value: state.value },
+      }),
+    );
   } catch (err) {
     peer.close();
     for (const l of pool) closeQuietly(l.fd);

@@ -1,15 +1,165 @@
 #!/usr/bin/env node
 /**
- * The `baton` command. Today: `baton example` runs the bundled example server.
+ * The `baton` command: `baton start` runs a master with its workers; the other
+ * commands act on a running master as `nginx -s` does, found through the same
+ * config file (or --name / --pid-file / --run-dir).
  */
-import { Command } from 'commander';
+import { Command, Option } from 'commander';
+import { isBatonError } from '../core/errors.js';
+import type { ConfigOverrides } from '../supervisor/config.js';
+import { Master } from '../supervisor/master.js';
+import { alive, locate, requireCurrent, rollback, signal, tryStatus, upgrade, waitUntil, type Target } from './operations.js';
+import { formatStatus } from './status-format.js';
 
 const program = new Command();
 program.name('baton').description('lossless upgrades for Node.js servers');
 
+interface TargetOptions {
+  config?: string;
+  name?: string;
+  pidFile?: string;
+  runDir?: string;
+}
+
+/** The options every command uses to find the master. */
+function targetOptions(cmd: Command): Command {
+  return cmd
+    .option('-c, --config <file>', 'config file (YAML or JSON)')
+    .option('--name <name>', 'server name (default: from the config, else "app")')
+    .option('--pid-file <file>', "master's pid file (default: <run dir>/<name>.pid)")
+    .option('--run-dir <dir>', 'private directory of control and upgrade sockets');
+}
+
+function overridesOf(o: TargetOptions): ConfigOverrides {
+  const out: ConfigOverrides = {};
+  if (o.name) out.name = o.name;
+  if (o.pidFile) out.pidFile = o.pidFile;
+  if (o.runDir) out.runDir = o.runDir;
+  return out;
+}
+
+const targetOf = (o: TargetOptions): Target => ({ configFile: o.config, overrides: overridesOf(o) });
+
+/** Runs a command body, printing a BatonError as one line and setting the exit code. */
+function action<A extends unknown[]>(fn: (...args: A) => Promise<void>): (...args: A) => Promise<void> {
+  return async (...args: A) => {
+    try {
+      await fn(...args);
+    } catch (err) {
+      const code = isBatonError(err) ? ` [${err.code}]` : '';
+      process.stderr.write(`baton: ${(err as Error).message}${code}\n`);
+      process.exitCode = 1;
+    }
+  };
+}
+
+targetOptions(
+  program
+    .command('start')
+    .description(
+      'run a master process and its workers (foreground); signals: TERM/INT fast exit, QUIT graceful, HUP reload, USR1 reopen logs, USR2 binary upgrade, WINCH stop workers',
+    )
+    .argument('[app]', "the app's entry module (overrides the config's app)")
+    .argument('[args...]', 'arguments for the app')
+    .addOption(new Option('-w, --workers <n>', 'worker processes').argParser((v) => Number.parseInt(v, 10))),
+).action(
+  action(async (app: string | undefined, args: string[], o: TargetOptions & { workers?: number }) => {
+    const overrides = overridesOf(o);
+    if (app) overrides.app = app;
+    if (o.workers !== undefined) overrides.workers = o.workers;
+    const master = await Master.start({ configFile: o.config, overrides: { ...overrides, ...(args.length ? { args } : {}) } });
+    process.exitCode = await master.exited();
+    // Workers and the new master are separate processes; nothing of this one must linger.
+    process.exit();
+  }),
+);
+
+targetOptions(
+  program.command('reload').description('HUP: re-read the config and the app, replace the workers without losing a request'),
+).action(
+  action(async (o: TargetOptions) => {
+    const pid = requireCurrent(await locate(targetOf(o)));
+    signal(pid, 'SIGHUP');
+    process.stdout.write(`sent HUP to master pid ${pid}\n`);
+  }),
+);
+
+targetOptions(program.command('reopen').description('USR1: reopen the log file (after logrotate renamed it)')).action(
+  action(async (o: TargetOptions) => {
+    const pid = requireCurrent(await locate(targetOf(o)));
+    signal(pid, 'SIGUSR1');
+    process.stdout.write(`sent USR1 to master pid ${pid}\n`);
+  }),
+);
+
+targetOptions(
+  program
+    .command('stop')
+    .description('QUIT: graceful exit (workers finish their connections); --fast sends TERM')
+    .option('--fast', 'fast exit: requests in flight get timeouts.fastMs')
+    .option('--no-wait', 'do not wait for the master to exit'),
+).action(
+  action(async (o: TargetOptions & { fast?: boolean; wait: boolean }) => {
+    const l = await locate(targetOf(o));
+    const pid = requireCurrent(l);
+    signal(pid, o.fast ? 'SIGTERM' : 'SIGQUIT');
+    process.stdout.write(`sent ${o.fast ? 'TERM' : 'QUIT'} to master pid ${pid}\n`);
+    if (o.wait) {
+      const t = l.config.timeouts;
+      await waitUntil(`master pid ${pid} to exit`, t.drainMs + t.killGraceMs + 5_000, () => (alive(pid) ? undefined : true));
+      process.stdout.write(`master pid ${pid} exited\n`);
+    }
+  }),
+);
+
+targetOptions(
+  program
+    .command('upgrade')
+    .description(
+      'binary upgrade in one step: USR2, wait for the new master, health window, WINCH, QUIT — rolls back if the new master fails',
+    )
+    .option('--keep-old', 'stop before the final QUIT: the old master stays as a fallback')
+    .option('--health-url <url>', 'URL that must answer 2xx during the health window')
+    .addOption(new Option('--window <ms>', 'health window in ms').argParser((v) => Number.parseInt(v, 10))),
+).action(
+  action(async (o: TargetOptions & { keepOld?: boolean; healthUrl?: string; window?: number }) => {
+    const out = (line: string) => process.stdout.write(`${line}\n`);
+    const s = await upgrade(targetOf(o), { keepOld: o.keepOld, healthUrl: o.healthUrl, healthWindowMs: o.window }, out);
+    out(
+      `upgrade done in ${s.durationMs} ms: master pid ${s.oldPid} → ${s.newPid}; old workers' connections: ` +
+        `${s.migrated} migrated, ${s.drained} closed cleanly, ${s.forced} cut` +
+        (s.oldMasterKept ? `; old master pid ${s.oldPid} kept in standby (baton rollback, or kill -QUIT ${s.oldPid})` : ''),
+    );
+  }),
+);
+
+targetOptions(program.command('rollback').description('back to the old master of an upgrade: HUP it, then QUIT the new one')).action(
+  action(async (o: TargetOptions) => {
+    const r = await rollback(targetOf(o), (line) => process.stdout.write(`${line}\n`));
+    process.stdout.write(`rolled back: master pid ${r.oldPid} serves, pid ${r.newPid} retired\n`);
+  }),
+);
+
+targetOptions(
+  program.command('status').description('masters, workers, listeners and connections').option('--json', 'machine-readable'),
+).action(
+  action(async (o: TargetOptions & { json?: boolean }) => {
+    const l = await locate(targetOf(o));
+    const masters = [];
+    for (const pid of [l.current, l.old]) {
+      if (pid === undefined) continue;
+      const s = await tryStatus(l.config, pid);
+      if (s) masters.push(s);
+    }
+    if (o.json) process.stdout.write(`${JSON.stringify({ name: l.config.name, pidFile: l.config.pidFile, masters }, null, 2)}\n`);
+    else process.stdout.write(formatStatus(l.config.name, masters));
+    if (masters.length === 0) process.exitCode = 3; // as `systemctl status` does for a stopped unit
+  }),
+);
+
 program
   .command('example')
-  .description('run the bundled example server (HTTP/1.1 on PORT, h2c on PORT+1); run it again to upgrade it')
+  .description('run the bundled example server alone, without a master (HTTP/1.1 on PORT, h2c on PORT+1); run it again to upgrade it')
   .option('-p, --port <port>', 'HTTP/1.1 port (env PORT, default 8080)')
   .action(async (opts: { port?: string }) => {
     const { exampleOptionsFromEnv, runExample } = await import('../../examples/example-server.js');

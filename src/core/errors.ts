@@ -57,6 +57,22 @@ export const ErrorCodes = {
   ERR_BATON_MIGRATION_TIMEOUT: 'connection migration not acknowledged in time',
   /** A configuration value is invalid. */
   ERR_BATON_INVALID_OPTION: 'invalid option',
+  /** The supervisor's config file is unreadable or invalid (the message names file, key path and line). */
+  ERR_BATON_CONFIG_INVALID: 'invalid config',
+  /** `baton start` found a master already running the same name (its pid file and control socket answer). */
+  ERR_BATON_MASTER_RUNNING: 'a master already runs',
+  /** No running master answers for this config or pid file (CLI). */
+  ERR_BATON_NO_MASTER: 'no running master',
+  /** A worker did not become ready in time, or exited before it was ready. */
+  ERR_BATON_WORKER_FAILED: 'worker failed to start',
+  /** One worker slot keeps crashing; restarts go on at the longest backoff. */
+  ERR_BATON_CRASH_LOOP: 'worker crash loop',
+  /** A reload (HUP) did not bring up every new worker; the old ones serve on where it failed. */
+  ERR_BATON_RELOAD_FAILED: 'reload failed',
+  /** A binary upgrade failed: the new master exited or failed its health check, and the old one took over again. */
+  ERR_BATON_UPGRADE_FAILED: 'upgrade failed',
+  /** A control-socket request was malformed, refused or timed out. */
+  ERR_BATON_CONTROL: 'control request failed',
 } as const;
 
 /** One of the stable codes in {@link ErrorCodes}. */

@@ -43,31 +43,43 @@ const allowed: Readonly<Record<Phase, readonly Phase[]>> = {
   failed: [],
 };
 
-/** The observable state machine of a generation's phases. */
-export class PhaseMachine extends EventEmitter<{ phase: [to: Phase, from: Phase] }> {
-  #phase: Phase = 'starting';
-  readonly #history: Phase[] = ['starting'];
+/**
+ * An observable state machine over the phases `P`: every transition is checked
+ * against `allowed` and emitted as `'phase'`. Generations and supervisor masters
+ * each have one.
+ */
+export class StateMachine<P extends string> extends EventEmitter<{ phase: [to: P, from: P] }> {
+  #phase: P;
+  readonly #history: P[];
+  readonly #allowed: Readonly<Record<P, readonly P[]>>;
+
+  constructor(initial: P, allowedTransitions: Readonly<Record<P, readonly P[]>>) {
+    super();
+    this.#phase = initial;
+    this.#history = [initial];
+    this.#allowed = allowedTransitions;
+  }
 
   /** The current phase. */
-  get phase(): Phase {
+  get phase(): P {
     return this.#phase;
   }
 
-  /** Every phase entered so far, in order, starting with `'starting'`. */
-  get history(): readonly Phase[] {
+  /** Every phase entered so far, in order, starting with the initial one. */
+  get history(): readonly P[] {
     return this.#history;
   }
 
   /** True when `to` may follow the current phase. */
-  can(to: Phase): boolean {
-    return allowed[this.#phase].includes(to);
+  can(to: P): boolean {
+    return this.#allowed[this.#phase].includes(to);
   }
 
   /**
    * Moves to `to` and emits `'phase'`. Throws ERR_BATON_INVALID_PHASE when the
-   * transition is not in the diagram above (a bug, never a runtime condition).
+   * transition is not allowed (a bug, never a runtime condition).
    */
-  transition(to: Phase): void {
+  transition(to: P): void {
     const from = this.#phase;
     if (!this.can(to)) {
       throw new BatonError('ERR_BATON_INVALID_PHASE', `cannot move from phase '${from}' to '${to}'`);
@@ -75,5 +87,12 @@ export class PhaseMachine extends EventEmitter<{ phase: [to: Phase, from: Phase]
     this.#phase = to;
     this.#history.push(to);
     this.emit('phase', to, from);
+  }
+}
+
+/** The observable state machine of a generation's phases (diagram above). */
+export class PhaseMachine extends StateMachine<Phase> {
+  constructor() {
+    super('starting', allowed);
   }
 }

@@ -41,17 +41,25 @@ export class ListenerSet {
   /** Inherited listeners claimed but not yet accepting (see `deferInherited`). */
   readonly #deferred: { server: net.Server; inherited: InheritedListener }[] = [];
   #deferInherited: boolean;
+  readonly #byName: boolean;
 
   /**
    * `onServer` is called for each server before it starts accepting (connection tracking).
    * With `deferInherited`, a server given an inherited listener starts accepting only at
    * {@link ListenerSet.activate}: a successor must not take connections from the shared
    * socket before it is ready, or a successor that crashes before ready would lose them.
+   * With `byName`, an inherited listener is claimed by its name whatever address
+   * listen() asks for: a supervisor's config, not the app, decides the address.
    */
-  constructor(pool: InheritedListener[], onServer: (server: net.Server) => void, options: { deferInherited?: boolean } = {}) {
+  constructor(
+    pool: InheritedListener[],
+    onServer: (server: net.Server) => void,
+    options: { deferInherited?: boolean; byName?: boolean } = {},
+  ) {
     this.#pool = pool;
     this.#onServer = onServer;
     this.#deferInherited = options.deferInherited ?? false;
+    this.#byName = options.byName ?? false;
   }
 
   /** The listener called `name`, if set up. */
@@ -200,6 +208,7 @@ export class ListenerSet {
 
   #findInherited(name: string, address: ListenAddress): number {
     const byName = this.#pool.findIndex((l) => l.name === name);
+    if (byName >= 0 && this.#byName) return byName;
     if (byName >= 0) return matches(this.#pool[byName]!.description, address, true) ? byName : -1;
     return this.#pool.findIndex((l) => l.name === undefined && matches(l.description, address, false));
   }

@@ -52,6 +52,13 @@ export interface NativeBinding {
   unixListen(path: string, backlog: number, mode: number): number;
   /** Blocking connect to a filesystem socket path, then O_NONBLOCK; caller owns the fd. */
   unixConnect(path: string): number;
+  /**
+   * Sends `buffer` as one AF_UNIX datagram to `path` (a leading '@' names the abstract
+   * namespace) from a fresh socket; returns the bytes sent or -errno.
+   */
+  datagramSend(path: string, buffer: Uint8Array): number;
+  /** A non-blocking CLOEXEC AF_UNIX datagram socket bound at `path` (mode 0600; '@' = abstract); caller owns it. */
+  datagramBind(path: string): number;
   /** accept4 (non-blocking, CLOEXEC); -EAGAIN when no connection is pending. */
   accept(fd: number): number;
   /**

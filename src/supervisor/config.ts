@@ -1,0 +1,203 @@
+/**
+ * The supervisor's config file (YAML, or JSON — a subset of YAML), validated
+ * against a schema. Every error names the file, the key's path and its line:
+ * `baton.yaml:7:3: workers: expected a number, got "two"`.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { LineCounter, isMap, isPair, isScalar, parseDocument, type Document } from 'yaml';
+import { z } from 'zod';
+import { BatonError } from '../core/errors.js';
+import { defaultSocketDir } from '../handover/upgrade-socket.js';
+
+const namePattern = /^[A-Za-z0-9._-]{1,64}$/;
+const listenerName = z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'a listener name is letters, digits, ".", "_" or "-"');
+
+const tcpListener = z.strictObject({
+  host: z.string().min(1).default('127.0.0.1'),
+  port: z.number().int().min(0).max(65535),
+  backlog: z.number().int().positive().optional(),
+});
+const unixListener = z.strictObject({
+  path: z.string().min(1),
+  /** File mode of the socket, e.g. 0o660 (YAML `0o660`, or a decimal number). */
+  mode: z.number().int().min(0).max(0o777).optional(),
+  backlog: z.number().int().positive().optional(),
+});
+
+const positiveMs = z.number().int().positive();
+
+/** The schema of the config file. Unknown keys are errors. */
+export const configSchema = z.strictObject({
+  /** Names the server: its run directory entries and the workers' generation name. */
+  name: z.string().regex(namePattern, 'a name is 1–64 letters, digits, ".", "_" or "-"').default('app'),
+  /** The app's entry module, relative to the config file. The command line's app argument wins. */
+  app: z.string().min(1).optional(),
+  /** Arguments passed to the app. */
+  args: z.array(z.string()).default([]),
+  /** Worker processes running the app, all accepting on the same listening sockets. */
+  workers: z.number().int().min(1).max(256).default(1),
+  /** The listening sockets the master owns, by name: `{ host, port }` or `{ path }`. */
+  listeners: z.record(listenerName, z.union([tcpListener, unixListener])).default({}),
+  /** The master's pid file (the old master's becomes `<pidFile>.oldbin` during a binary upgrade). */
+  pidFile: z.string().min(1).optional(),
+  /** Directory (0700) of the control and worker upgrade sockets. */
+  runDir: z.string().min(1).optional(),
+  /** State that outlives a generation (effective config, counters), written atomically. */
+  stateFile: z.string().min(1).optional(),
+  /** Extra environment of the workers. */
+  env: z.record(z.string(), z.string()).default({}),
+  log: z
+    .strictObject({
+      /** Log file; stdout when absent. Reopened on USR1 (logrotate). */
+      file: z.string().min(1).optional(),
+      level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace']).default('info'),
+    })
+    .default({ level: 'info' }),
+  timeouts: z
+    .strictObject({
+      /** A worker must be ready within this many ms. */
+      readyMs: positiveMs.default(30_000),
+      /** A graceful stop (QUIT, retired workers) lets connections finish for this many ms. */
+      drainMs: positiveMs.default(30_000),
+      /** A fast stop (TERM/INT) lets requests in flight finish for this many ms. */
+      fastMs: positiveMs.default(1_000),
+      /** After a stop's time is up, a worker gets SIGKILL this many ms later. */
+      killGraceMs: positiveMs.default(2_000),
+    })
+    .default({ readyMs: 30_000, drainMs: 30_000, fastMs: 1_000, killGraceMs: 2_000 }),
+  restart: z
+    .strictObject({
+      /** First delay before restarting a crashed worker; doubles per crash in the window. */
+      initialDelayMs: positiveMs.default(100),
+      maxDelayMs: positiveMs.default(10_000),
+      /** This many crashes of one worker slot within `windowMs` is a crash loop (reported). */
+      crashLoopCount: z.number().int().min(2).default(5),
+      windowMs: positiveMs.default(30_000),
+    })
+    .default({ initialDelayMs: 100, maxDelayMs: 10_000, crashLoopCount: 5, windowMs: 30_000 }),
+  upgrade: z
+    .strictObject({
+      /** `baton upgrade`: the new generation must stay healthy this long before the old one retires. */
+      healthWindowMs: z.number().int().min(0).default(1_000),
+      /** Optional URL fetched during the health window; any non-2xx answer fails it. */
+      healthUrl: z.url().optional(),
+    })
+    .default({ healthWindowMs: 1_000 }),
+});
+
+/** The validated config, defaults applied, paths absolute. */
+export type Config = z.infer<typeof configSchema> & {
+  /** Absolute path of the app's entry module. */
+  app: string;
+  pidFile: string;
+  runDir: string;
+  stateFile: string;
+  /** The file it was read from, if any. */
+  source: string | undefined;
+};
+
+/** A listener's address in the config. */
+export type ListenerConfig = Config['listeners'][string];
+
+/** What the command line adds to (and overrides in) the file. */
+export interface ConfigOverrides {
+  app?: string;
+  workers?: number;
+  name?: string;
+  pidFile?: string;
+  runDir?: string;
+}
+
+/**
+ * Reads and validates a config file, then applies `overrides`. Relative paths
+ * are resolved against the file's directory (against `cwd` without a file).
+ * Throws ERR_BATON_CONFIG_INVALID naming file, key path and line.
+ */
+export function loadConfig(
+  file: string | undefined,
+  overrides: ConfigOverrides = {},
+  cwd = process.cwd(),
+  { requireApp = true }: { requireApp?: boolean } = {},
+): Config {
+  let raw: unknown = {};
+  let doc: Document | undefined;
+  let lines: LineCounter | undefined;
+  const where = file ? path.resolve(cwd, file) : undefined;
+  if (where) {
+    let text: string;
+    try {
+      text = fs.readFileSync(where, 'utf8');
+    } catch (err) {
+      throw new BatonError('ERR_BATON_CONFIG_INVALID', `${where}: cannot read the config file: ${(err as Error).message}`, {
+        cause: err,
+      });
+    }
+    lines = new LineCounter();
+    doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
+    const problem = doc.errors[0];
+    if (problem) {
+      const pos = lines.linePos(problem.pos[0]);
+      throw new BatonError('ERR_BATON_CONFIG_INVALID', `${where}:${pos.line}:${pos.col}: ${problem.message.split('\n')[0]}`);
+    }
+    raw = doc.toJS() ?? {};
+  }
+  const parsed = configSchema.safeParse(raw);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    let keyPath = issue.path.map(String);
+    if (issue.code === 'unrecognized_keys') keyPath = [...keyPath, String(issue.keys[0])];
+    const at = doc && lines ? lineOf(doc, lines, keyPath, issue.code === 'unrecognized_keys') : '';
+    const label = keyPath.length > 0 ? keyPath.join('.') : '(top level)';
+    const message = issue.code === 'unrecognized_keys' ? `unknown key '${issue.keys[0]}'` : issue.message;
+    throw new BatonError('ERR_BATON_CONFIG_INVALID', `${where ?? 'config'}${at}: ${label}: ${message}`);
+  }
+  const base = where ? path.dirname(where) : cwd;
+  const c = parsed.data;
+  const name = overrides.name ?? c.name;
+  const app = overrides.app ? path.resolve(cwd, overrides.app) : c.app ? path.resolve(base, c.app) : undefined;
+  if (!app && requireApp) {
+    throw new BatonError('ERR_BATON_CONFIG_INVALID', `${where ?? 'config'}: app: no app entry given (in the file or on the command line)`);
+  }
+  const runDir = path.resolve(base, overrides.runDir ?? c.runDir ?? defaultSocketDir());
+  const listeners = Object.fromEntries(
+    Object.entries(c.listeners).map(([k, v]) => [k, 'path' in v ? { ...v, path: path.resolve(base, v.path) } : v]),
+  );
+  return {
+    ...c,
+    name,
+    app: app ?? '',
+    workers: overrides.workers ?? c.workers,
+    listeners,
+    runDir,
+    pidFile: path.resolve(base, overrides.pidFile ?? c.pidFile ?? path.join(runDir, `${name}.pid`)),
+    stateFile: path.resolve(base, c.stateFile ?? path.join(runDir, `${name}.state.json`)),
+    log: { ...c.log, file: c.log.file === undefined ? undefined : path.resolve(base, c.log.file) },
+    source: where,
+  };
+}
+
+/** `:line:col` of the deepest node on `keyPath` that exists (the key itself for an unknown key). */
+function lineOf(doc: Document, lines: LineCounter, keyPath: string[], wantKey: boolean): string {
+  for (let n = keyPath.length; n >= 0; n--) {
+    const parentPath = keyPath.slice(0, Math.max(0, n - 1));
+    const parent = n === 0 ? doc.contents : doc.getIn(parentPath, true);
+    let range: readonly number[] | undefined | null;
+    if (n === 0) range = doc.contents?.range;
+    else if (isMap(parent)) {
+      const pair = parent.items.find((p) => isPair(p) && isScalar(p.key) && String(p.key.value) === keyPath[n - 1]);
+      if (pair)
+        range =
+          wantKey && n === keyPath.length
+            ? (pair.key as { range?: number[] }).range
+            : ((pair.value as { range?: number[] } | null)?.range ?? (pair.key as { range?: number[] }).range);
+    } else {
+      range = (doc.getIn(keyPath.slice(0, n), true) as { range?: number[] } | undefined)?.range;
+    }
+    if (range) {
+      const pos = lines.linePos(range[0]!);
+      return `:${pos.line}:${pos.col}`;
+    }
+  }
+  return '';
+}

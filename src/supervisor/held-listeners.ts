@@ -1,0 +1,142 @@
+/**
+ * The master's listening sockets: bound (or inherited) once, held open and
+ * never accepted on by the master itself. Workers inherit them and all accept
+ * on the same sockets, as nginx's workers do.
+ */
+import fs from 'node:fs';
+import net from 'node:net';
+import { BatonError } from '../core/errors.js';
+import type { InheritedListener } from '../handover/inherit.js';
+import { loadBinding } from '../native/binding.js';
+import { closeQuietly, describeSocket, dupFd, type SocketDescription } from '../native/socket-info.js';
+import { check } from '../native/system-error.js';
+import { probeUnixSocket } from '../native/unix-channel.js';
+import { DEFAULT_BACKLOG } from '../native/unix-listener.js';
+import type { ListenerConfig } from './config.js';
+
+/** A listening socket held by the master. The master owns `fd` (CLOEXEC) and closes it in {@link HeldListeners.close}. */
+export interface HeldListener {
+  readonly name: string;
+  readonly fd: number;
+  readonly description: SocketDescription;
+  /** How the master got it. */
+  readonly origin: 'bound' | 'inherited';
+}
+
+/** A listener as shown in status output. */
+export interface ListenerStatus {
+  name: string;
+  address: string;
+  port?: number;
+  origin: 'bound' | 'inherited';
+}
+
+/** The master's listeners, by name. */
+export class HeldListeners {
+  readonly #held: HeldListener[];
+
+  private constructor(held: HeldListener[]) {
+    this.#held = held;
+  }
+
+  /**
+   * Claims inherited listeners and binds the rest, then closes inherited fds
+   * nobody claimed. An inherited fd is claimed by name; an unnamed one (plain
+   * systemd socket activation) by address. With `keepUnconfigured` (socket
+   * activation), named inherited listeners absent from `wanted` are kept too:
+   * the service manager, not the file, defines them.
+   * On failure every fd taken so far is closed and the error names the listener.
+   */
+  static async open(
+    wanted: Readonly<Record<string, ListenerConfig>>,
+    inherited: InheritedListener[],
+    keepUnconfigured: boolean,
+  ): Promise<HeldListeners> {
+    const held: HeldListener[] = [];
+    const pool = [...inherited];
+    try {
+      for (const [name, address] of Object.entries(wanted)) {
+        let i = pool.findIndex((l) => l.name === name);
+        if (i < 0) i = pool.findIndex((l) => l.name === undefined && sameAddress(l.description, address));
+        if (i >= 0) {
+          const [l] = pool.splice(i, 1);
+          held.push({ name, fd: l!.fd, description: l!.description, origin: 'inherited' });
+          continue;
+        }
+        const fd = await bindListener(name, address);
+        held.push({ name, fd, description: describeSocket(fd), origin: 'bound' });
+      }
+      if (keepUnconfigured) {
+        for (const l of pool.splice(0)) {
+          held.push({ name: l.name ?? `fd${l.fd}`, fd: l.fd, description: l.description, origin: 'inherited' });
+        }
+      }
+    } catch (err) {
+      for (const h of held) closeQuietly(h.fd);
+      for (const l of pool) closeQuietly(l.fd);
+      throw err;
+    }
+    for (const l of pool) closeQuietly(l.fd);
+    return new HeldListeners(held);
+  }
+
+  /** Every listener, in config order. */
+  get all(): readonly HeldListener[] {
+    return this.#held;
+  }
+
+  /** For status output. */
+  status(): ListenerStatus[] {
+    return this.#held.map((h) => {
+      const d = h.description;
+      return d.family === 'unix'
+        ? { name: h.name, address: d.path ?? '', origin: h.origin }
+        : { name: h.name, address: d.address ?? '', port: d.port, origin: h.origin };
+    });
+  }
+
+  /** Closes every fd the master holds (workers keep their own copies). Idempotent. */
+  close(): void {
+    for (const h of this.#held.splice(0)) closeQuietly(h.fd);
+  }
+}
+
+function sameAddress(d: SocketDescription, a: ListenerConfig): boolean {
+  if ('path' in a) return d.family === 'unix' && d.path === a.path;
+  return d.family !== 'unix' && d.port === a.port && (a.host === d.address || (a.host === 'localhost' && d.address === '127.0.0.1'));
+}
+
+/**
+ * Binds a listening socket without ever accepting on it. TCP goes through a
+ * net.Server, whose fd is duplicated and whose handle is closed in the
+ * 'listening' callback: that callback runs from process.nextTick, before the
+ * event loop polls the new socket, so the server cannot have accepted a
+ * connection. (Unix sockets are bound natively: closing a Node pipe server
+ * unlinks its path.)
+ */
+async function bindListener(name: string, address: ListenerConfig): Promise<number> {
+  const backlog = address.backlog ?? DEFAULT_BACKLOG;
+  if ('path' in address) {
+    const found = probeUnixSocket(address.path);
+    if (found.kind === 'running') {
+      found.channel.close();
+      throw new BatonError('ERR_BATON_LISTENER_CONFLICT', `listener '${name}': something already listens on ${address.path}`);
+    }
+    if (found.kind === 'stale') fs.rmSync(address.path, { force: true });
+    return check(loadBinding().unixListen(address.path, backlog, address.mode ?? 0o666), 'listen', address.path);
+  }
+  const server = net.createServer();
+  server.on('connection', (socket) => {
+    // Unreachable by construction (see above); never keep a client hanging.
+    socket.destroy();
+  });
+  return new Promise<number>((resolve, reject) => {
+    server.once('error', (err) => reject(Object.assign(err, { message: `listener '${name}': ${err.message}` })));
+    server.listen({ host: address.host, port: address.port, backlog }, () => {
+      const handle = (server as unknown as { _handle?: { fd?: number } })._handle;
+      const fd = dupFd(handle!.fd!);
+      server.close();
+      resolve(fd);
+    });
+  });
+}

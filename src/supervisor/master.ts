@@ -1,0 +1,603 @@
+/**
+ * The master process of `baton start`, in nginx's image: it owns the
+ * listening sockets and the pid file, runs the workers, and answers signals —
+ * TERM/INT fast exit, QUIT graceful exit, HUP reload, USR1 reopen logs, USR2
+ * binary upgrade (a new master from the code and Node binary on disk inherits
+ * the listeners), WINCH graceful stop of the workers of a superseded master.
+ */
+import type { ChildProcess } from 'node:child_process';
+import { EventEmitter } from 'node:events';
+import fs from 'node:fs';
+import path from 'node:path';
+import { readPidFile, renameDurable, writeFileAtomic } from '../core/atomic-file.js';
+import { BatonError, asError } from '../core/errors.js';
+import { StateMachine } from '../core/phase.js';
+import { spawnWithListeners } from '../handover/exec.js';
+import { takeListenFds } from '../handover/inherit.js';
+import { ensurePrivateDir } from '../handover/upgrade-socket.js';
+import { loadConfig, type Config, type ConfigOverrides } from './config.js';
+import { ControlServer, controlRequest, controlSocketPath } from './control.js';
+import { HeldListeners } from './held-listeners.js';
+import { createSupervisorLog, type SupervisorLog } from './logger.js';
+import { SdNotify } from './sd-notify.js';
+import { WorkerPool } from './worker-pool.js';
+
+/**
+ * The phases of a master. Every transition is emitted as `'phase'` and logged.
+ *
+ * ```
+ * starting ──► running ◄──► reloading
+ *                │  ▲
+ *    USR2        ▼  │ new master failed or exited
+ *            upgrading ──► superseded ◄──► standby (WINCH; HUP restarts the workers)
+ *                              │ new master exited ──► running
+ * any ──► stopping ──► exited
+ * ```
+ */
+export type MasterPhase =
+  /** Binding listeners, starting the first workers. */
+  | 'starting'
+  /** Workers serve; this is the only (or the newest) master. */
+  | 'running'
+  /** HUP: new workers are taking the old ones over. */
+  | 'reloading'
+  /** USR2: a new master is starting; this one still serves. */
+  | 'upgrading'
+  /** A newer master is ready; this one's workers serve alongside it until WINCH. */
+  | 'superseded'
+  /** WINCH: this master's workers are stopped; it stays as a fallback. */
+  | 'standby'
+  /** QUIT/TERM/INT: workers are stopping. */
+  | 'stopping'
+  /** Everything is closed. Terminal. */
+  | 'exited';
+
+const allowed: Readonly<Record<MasterPhase, readonly MasterPhase[]>> = {
+  starting: ['running', 'stopping'],
+  running: ['reloading', 'upgrading', 'stopping'],
+  reloading: ['running', 'stopping'],
+  upgrading: ['running', 'superseded', 'stopping'],
+  superseded: ['standby', 'running', 'stopping'],
+  standby: ['superseded', 'running', 'stopping'],
+  stopping: ['exited'],
+  exited: [],
+};
+
+/** Set in a new master's environment by the master that started it (USR2). */
+export const PARENT_MASTER_ENV = 'BATON_PARENT_MASTER';
+
+/** Messages between an old master and the new master it started. */
+type MasterLinkMessage =
+  { baton: 'new-master'; type: 'ready'; pid: number } | { baton: 'new-master'; type: 'resume' } | { baton: 'old-master'; type: 'resumed' };
+
+/** What `baton start` passes to {@link Master.start}. */
+export interface MasterOptions {
+  /** The config file, re-read on HUP. */
+  configFile: string | undefined;
+  /** Command-line settings that win over the file (kept across reloads). */
+  overrides: ConfigOverrides;
+  env?: NodeJS.ProcessEnv;
+}
+
+/** A master's status (control socket, `baton status`). */
+export interface MasterStatus {
+  pid: number;
+  name: string;
+  phase: MasterPhase;
+  /** `current`: owns the pid file; `new`: started by a still-running old master; `old`: a newer master exists. */
+  role: 'current' | 'new' | 'old';
+  startedAt: string;
+  uptimeMs: number;
+  config: string | undefined;
+  pidFile: string;
+  parentPid: number | undefined;
+  childPid: number | undefined;
+  listeners: ReturnType<HeldListeners['status']>;
+  workers: Awaited<ReturnType<WorkerPool['status']>>;
+  workersWanted: number;
+  crashLoop: number[];
+  counters: MasterCounters;
+  lastError: string | undefined;
+}
+
+/** Counters that outlive a master (persisted in the state file). */
+export interface MasterCounters {
+  reloads: number;
+  upgrades: number;
+  restarts: number;
+  migrated: number;
+  drained: number;
+  forced: number;
+}
+
+/** The state file: what the next master reads. */
+interface PersistedState {
+  version: 1;
+  name: string;
+  masterPid: number;
+  updatedAt: string;
+  config: Omit<Config, 'source'> & { source: string | undefined };
+  counters: MasterCounters;
+}
+
+/** The supervisor's master. Create with {@link Master.start}; it runs until {@link Master.exited}. */
+export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: MasterPhase] }> {
+  readonly pid = process.pid;
+  readonly startedAt = new Date();
+  readonly #options: MasterOptions;
+  #config: Config;
+  readonly #logger: SupervisorLog;
+  readonly #listeners: HeldListeners;
+  readonly #pool: WorkerPool;
+  readonly #phases = new StateMachine<MasterPhase>('starting', allowed);
+  readonly #notify: SdNotify;
+  #control: ControlServer | undefined;
+  /** The old master that started this one, while it runs. */
+  #parentPid: number | undefined;
+  /** The new master this one started (USR2), while it runs. */
+  #child: ChildProcess | undefined;
+  #counters: MasterCounters;
+  #lastError: string | undefined;
+  #reloading: Promise<void> | undefined;
+  #reloadAgain = false;
+  #resumeWaiter: (() => void) | undefined;
+  readonly #signalHandlers = new Map<NodeJS.Signals, () => void>();
+  readonly #exited: Promise<number>;
+  #exit!: (code: number) => void;
+  #exitCode = 0;
+
+  private constructor(
+    options: MasterOptions,
+    config: Config,
+    logger: SupervisorLog,
+    listeners: HeldListeners,
+    parentPid: number | undefined,
+  ) {
+    super();
+    this.#options = options;
+    this.#config = config;
+    this.#logger = logger;
+    this.#listeners = listeners;
+    this.#parentPid = parentPid;
+    this.#notify = new SdNotify(options.env ?? process.env);
+    this.#counters = readCounters(config.stateFile);
+    this.#pool = new WorkerPool(config, listeners.all, path.join(config.runDir, `${config.name}-m${process.pid}`));
+    this.#exited = new Promise((resolve) => (this.#exit = resolve));
+    this.#phases.on('phase', (to, from) => {
+      this.#log.info({ phase: to, from }, `master phase ${from} -> ${to}`);
+      this.emit('phase', to, from);
+    });
+    this.#pool.on('log', (level, message, details) => {
+      this.#log[level](details, message);
+      if (level === 'error') this.#lastError = message;
+    });
+  }
+
+  get #log() {
+    return this.#logger.log;
+  }
+
+  /**
+   * Starts a master: reads the config, takes inherited listeners (from an old
+   * master or systemd) or binds them, opens the control socket and starts the
+   * workers. Resolves once the master runs (its workers may still be starting;
+   * see {@link Master.exited}). Throws ERR_BATON_CONFIG_INVALID for a bad
+   * config and ERR_BATON_MASTER_RUNNING when a master already serves this name.
+   */
+  static async start(options: MasterOptions): Promise<Master> {
+    const env = options.env ?? process.env;
+    const config = loadConfig(options.configFile, options.overrides);
+    ensurePrivateDir(config.runDir);
+    const parentRaw = env[PARENT_MASTER_ENV];
+    delete env[PARENT_MASTER_ENV];
+    const parentPid = parentRaw && process.send ? Number(parentRaw) : undefined;
+    if (parentPid === undefined) await refuseIfRunning(config);
+    const inherited = takeListenFds(env);
+    const logger = createSupervisorLog(config.log.file, config.log.level, { name: config.name, pid: process.pid, role: 'master' });
+    const listeners = await HeldListeners.open(config.listeners, inherited, parentPid === undefined && inherited.length > 0);
+    const master = new Master(options, config, logger, listeners, parentPid);
+    await master.#begin();
+    return master;
+  }
+
+  get phase(): MasterPhase {
+    return this.#phases.phase;
+  }
+
+  get phaseHistory(): readonly MasterPhase[] {
+    return this.#phases.history;
+  }
+
+  /** Resolves with the exit code once the master has stopped (phase `exited`). */
+  exited(): Promise<number> {
+    return this.#exited;
+  }
+
+  async #begin(): Promise<void> {
+    const c = this.#config;
+    this.#control = await ControlServer.listen(controlSocketPath(c.runDir, c.name, this.pid), () => this.status());
+    this.#installSignals();
+    if (this.#parentPid !== undefined) this.#linkToParent();
+    this.#log.info(
+      { listeners: this.#listeners.status(), workers: c.workers, app: c.app, config: c.source, parentPid: this.#parentPid },
+      `master starting: ${c.workers} worker(s) of ${c.app}`,
+    );
+    this.#pool.on('change', () => this.#onPoolChange());
+    this.#pool.start();
+  }
+
+  /** While starting: all workers ready → running. A new master whose workers fail gives up, so the old one takes over again. */
+  #onPoolChange(): void {
+    if (this.phase !== 'starting') return;
+    if (this.#pool.allReady) {
+      if (this.#parentPid !== undefined) this.#counters.upgrades++;
+      this.#phases.transition('running');
+      writeFileAtomic(this.#config.pidFile, `${this.pid}\n`);
+      this.#persist();
+      this.#notifySystemd({ READY: 1, MAINPID: this.pid, STATUS: `serving with ${this.#config.workers} worker(s)` });
+      this.#sendParent({ baton: 'new-master', type: 'ready', pid: this.pid });
+      this.#log.info({ pidFile: this.#config.pidFile }, `master ready: ${this.#config.workers} worker(s) serving`);
+    } else if (this.#parentPid !== undefined && this.#pool.crashLooping.length > 0) {
+      this.#lastError = 'workers crash while starting';
+      this.#log.error({ code: 'ERR_BATON_UPGRADE_FAILED' }, 'new master: workers keep failing; exiting so the old master serves on');
+      this.#exitCode = 1;
+      void this.#shutdown(this.#config.timeouts.fastMs);
+    }
+  }
+
+  #installSignals(): void {
+    const on = (signal: NodeJS.Signals, fn: () => void) => {
+      this.#signalHandlers.set(signal, fn);
+      process.on(signal, fn);
+    };
+    on('SIGTERM', () => this.#fastStop('SIGTERM'));
+    on('SIGINT', () => this.#fastStop('SIGINT'));
+    on('SIGQUIT', () => {
+      this.#log.info('QUIT: graceful exit');
+      void this.#shutdown(this.#config.timeouts.drainMs);
+    });
+    on('SIGHUP', () => void this.reload());
+    on('SIGUSR1', () => {
+      this.#logger.reopen();
+      this.#log.info('USR1: log file reopened');
+    });
+    on('SIGUSR2', () => this.#upgrade());
+    on('SIGWINCH', () => this.#winch());
+  }
+
+  /**
+   * HUP: re-reads the config and the app's code. A config that fails
+   * validation is refused (logged with its file, key and line) and the
+   * running workers are untouched. Otherwise every slot gets a new worker,
+   * ready before the old one stops accepting. In `standby` it restarts the
+   * workers (rollback to this master).
+   */
+  async reload(): Promise<void> {
+    const p = this.phase;
+    if (p === 'standby') return this.#resume();
+    if (p !== 'running' && p !== 'superseded' && p !== 'reloading') {
+      this.#log.warn(`HUP ignored in phase ${p}`);
+      return;
+    }
+    if (this.#reloading) {
+      this.#reloadAgain = true;
+      return this.#reloading;
+    }
+    this.#reloading = this.#reloadOnce().finally(() => {
+      this.#reloading = undefined;
+      if (this.#reloadAgain) {
+        this.#reloadAgain = false;
+        void this.reload();
+      }
+    });
+    return this.#reloading;
+  }
+
+  async #reloadOnce(): Promise<void> {
+    let next: Config;
+    try {
+      next = loadConfig(this.#options.configFile, this.#options.overrides);
+    } catch (err) {
+      this.#lastError = asError(err).message;
+      this.#log.error({ code: (err as BatonError).code }, `reload refused: ${asError(err).message}; the running workers serve on`);
+      this.#notifySystemd({ STATUS: `reload refused: ${asError(err).message}` });
+      return;
+    }
+    if (JSON.stringify(next.listeners) !== JSON.stringify(this.#config.listeners)) {
+      this.#log.warn('reload: listener changes take effect with a binary upgrade (USR2); keeping the current listeners');
+    }
+    this.#config = { ...next, listeners: this.#config.listeners, runDir: this.#config.runDir, pidFile: this.#config.pidFile };
+    const own = this.phase === 'running';
+    if (own) this.#phases.transition('reloading');
+    this.#notifySystemd({ RELOADING: 1, MONOTONIC_USEC: (process.hrtime.bigint() / 1000n).toString() });
+    this.#log.info(`reload: starting ${next.workers} new worker(s)`);
+    const { failed } = await this.#pool.reload(this.#config);
+    this.#counters.reloads++;
+    if (failed.length > 0) {
+      const err = new BatonError(
+        'ERR_BATON_RELOAD_FAILED',
+        `reload: new worker(s) ${failed.join(', ')} failed; the old ones serve on there`,
+      );
+      this.#lastError = err.message;
+      this.#log.error({ code: err.code, failed }, err.message);
+    } else {
+      this.#log.info('reload done: every worker runs the new code');
+    }
+    if (own && (this.phase as MasterPhase) === 'reloading') this.#phases.transition('running');
+    this.#persist();
+    this.#notifySystemd({ READY: 1, STATUS: failed.length ? `reload partly failed (${failed.join(', ')})` : 'serving, reloaded' });
+  }
+
+  /** USR2: starts a new master from the code on disk with the listeners as inherited fds. */
+  #upgrade(): void {
+    const refuse = (why: string) => {
+      const err = new BatonError('ERR_BATON_UPGRADE_IN_PROGRESS', `USR2 refused: ${why}`);
+      this.#lastError = err.message;
+      this.#log.error({ code: err.code }, err.message);
+    };
+    if (this.#child) {
+      return refuse(`an upgrade is already under way (new master pid ${this.#child.pid}); finish it (WINCH, QUIT) or roll it back first`);
+    }
+    if (this.#parentPid !== undefined) {
+      return refuse(
+        `this master is itself the new one while the old master (pid ${this.#parentPid}) still runs; retire the old master (QUIT) first`,
+      );
+    }
+    if (this.phase !== 'running') return refuse(`this master is ${this.phase}; an upgrade needs phase 'running'`);
+    const pidFile = this.#config.pidFile;
+    if (readPidFile(pidFile) === this.pid) renameDurable(pidFile, `${pidFile}.oldbin`);
+    let child: ChildProcess;
+    try {
+      child = spawnWithListeners(
+        this.#listeners.all.map((l) => ({ name: l.name, fd: l.fd })),
+        { command: process.execPath, args: [...process.execArgv, ...process.argv.slice(1)] },
+        { ipc: true, env: { [PARENT_MASTER_ENV]: String(this.pid) } },
+      );
+    } catch (err) {
+      this.#restorePidFile();
+      this.#log.error({ code: 'ERR_BATON_UPGRADE_FAILED' }, `USR2: could not start a new master: ${asError(err).message}`);
+      return;
+    }
+    this.#child = child;
+    this.#phases.transition('upgrading');
+    this.#log.info({ childPid: child.pid }, `USR2: new master pid ${child.pid} starting; the pid file is now ${pidFile}.oldbin`);
+    child.on('error', () => undefined);
+    child.on('message', (m: MasterLinkMessage) => {
+      if (m?.baton !== 'new-master') return;
+      if (m.type === 'ready' && this.phase === 'upgrading') {
+        this.#phases.transition('superseded');
+        this.#log.info({ childPid: child.pid }, `new master pid ${child.pid} is ready; WINCH stops this master's workers, QUIT retires it`);
+      } else if (m.type === 'resume') {
+        void this.#resume().then(() => this.#sendChild({ baton: 'old-master', type: 'resumed' }));
+      }
+    });
+    child.once('exit', (code, signal) => this.#onChildExit(child, code, signal));
+  }
+
+  #onChildExit(child: ChildProcess, code: number | null, signal: NodeJS.Signals | null): void {
+    if (this.#child !== child) return;
+    this.#child = undefined;
+    const how = signal ? `signal ${signal}` : `code ${code}`;
+    const p = this.phase;
+    if (p === 'stopping' || p === 'exited') return;
+    this.#restorePidFile();
+    if (p === 'upgrading') {
+      const err = new BatonError(
+        'ERR_BATON_UPGRADE_FAILED',
+        `new master pid ${child.pid} exited with ${how} before it was ready; this master serves on`,
+      );
+      this.#lastError = err.message;
+      this.#log.error({ code: err.code }, err.message);
+      this.#phases.transition('running');
+    } else {
+      this.#log.warn(`new master pid ${child.pid} exited with ${how}; this master (pid ${this.pid}) is the current one again`);
+      if (p === 'standby') this.#pool.start();
+      this.#phases.transition('running');
+    }
+    this.#persist();
+    this.#notifySystemd({ MAINPID: this.pid, READY: 1, STATUS: 'serving (the new master is gone)' });
+  }
+
+  /** WINCH: a superseded master stops its workers gracefully and stays as a fallback. */
+  #winch(): void {
+    if (this.phase !== 'superseded') {
+      this.#log.warn(`WINCH ignored in phase ${this.phase}: only a master superseded by a newer one may stop its workers`);
+      return;
+    }
+    this.#phases.transition('standby');
+    this.#log.info('WINCH: stopping the workers gracefully; this master stays as a fallback');
+    void this.#pool.stopAll(this.#config.timeouts.drainMs);
+  }
+
+  /** Rollback to this master: restart its workers (if stopped) and wait until they serve. */
+  async #resume(): Promise<void> {
+    if (this.phase === 'standby') {
+      this.#log.info('restarting the workers (rollback to this master)');
+      this.#phases.transition('superseded');
+      this.#pool.start();
+    }
+    if (this.#pool.allReady) return;
+    await new Promise<void>((resolve) => {
+      const check = () => {
+        if (this.#pool.allReady || this.phase === 'stopping' || this.phase === 'exited') {
+          this.#pool.off('change', check);
+          resolve();
+        }
+      };
+      this.#pool.on('change', check);
+    });
+  }
+
+  /**
+   * TERM/INT. A new master whose old master still runs rolls back: the old
+   * master restarts its workers, and only then does this one retire — no
+   * request is lost to the rollback. Otherwise a fast stop: requests in flight
+   * get `timeouts.fastMs` to finish.
+   */
+  #fastStop(signal: NodeJS.Signals): void {
+    if (this.phase === 'stopping' || this.phase === 'exited') return;
+    if (this.#parentPid !== undefined && process.connected) {
+      this.#log.info(`${signal}: rolling back to the old master (pid ${this.#parentPid}): waiting for its workers`);
+      const timer = setTimeout(() => {
+        this.#log.warn('the old master did not resume in time; stopping anyway');
+        this.#resumeWaiter?.();
+      }, this.#config.timeouts.readyMs);
+      this.#resumeWaiter = () => {
+        clearTimeout(timer);
+        this.#resumeWaiter = undefined;
+        void this.#shutdown(this.#config.timeouts.drainMs);
+      };
+      this.#sendParent({ baton: 'new-master', type: 'resume' });
+      return;
+    }
+    this.#log.info(`${signal}: fast exit`);
+    void this.#shutdown(this.#config.timeouts.fastMs);
+  }
+
+  #linkToParent(): void {
+    process.on('message', (m: MasterLinkMessage) => {
+      if (m?.baton === 'old-master' && m.type === 'resumed') this.#resumeWaiter?.();
+    });
+    process.on('disconnect', () => {
+      const parent = this.#parentPid;
+      this.#parentPid = undefined;
+      this.#log.info(`the old master (pid ${parent}) is gone; this master is the only one`);
+      this.#resumeWaiter?.();
+      if (this.phase === 'running') this.#notifySystemd({ MAINPID: this.pid, STATUS: 'serving' });
+    });
+    process.channel?.unref();
+  }
+
+  async #shutdown(drainMs: number): Promise<void> {
+    if (this.phase === 'stopping' || this.phase === 'exited') return;
+    this.#phases.transition('stopping');
+    this.#notifySystemd({ STOPPING: 1 });
+    await this.#pool.stopAll(drainMs);
+    // A new master this one started lives on without it.
+    if (this.#child) {
+      this.#child.disconnect?.();
+      this.#child.unref();
+      this.#child = undefined;
+    }
+    if (this.#parentPid !== undefined && process.connected) process.disconnect();
+    this.#listeners.close();
+    this.#control?.close();
+    this.#pool.removeDir();
+    for (const file of [this.#config.pidFile, `${this.#config.pidFile}.oldbin`]) {
+      if (readPidFile(file) === this.pid) fs.rmSync(file, { force: true });
+    }
+    for (const [signal, fn] of this.#signalHandlers) process.off(signal, fn);
+    this.#log.info({ counters: this.#allCounters() }, 'master exited');
+    this.#logger.flush();
+    this.#phases.transition('exited');
+    this.#exit(this.#exitCode);
+  }
+
+  /** This master's status, with every worker's connections. */
+  async status(): Promise<MasterStatus> {
+    return {
+      pid: this.pid,
+      name: this.#config.name,
+      phase: this.phase,
+      role: this.#child ? 'old' : this.#parentPid !== undefined ? 'new' : 'current',
+      startedAt: this.startedAt.toISOString(),
+      uptimeMs: Date.now() - this.startedAt.getTime(),
+      config: this.#config.source,
+      pidFile: this.#config.pidFile,
+      parentPid: this.#parentPid,
+      childPid: this.#child?.pid,
+      listeners: this.#listeners.status(),
+      workers: await this.#pool.status(),
+      workersWanted: this.#config.workers,
+      crashLoop: this.#pool.crashLooping,
+      counters: this.#allCounters(),
+      lastError: this.#lastError,
+    };
+  }
+
+  #allCounters(): MasterCounters {
+    const p = this.#pool.counters;
+    const c = this.#counters;
+    return {
+      reloads: c.reloads,
+      upgrades: c.upgrades,
+      restarts: c.restarts + p.restarts,
+      migrated: c.migrated + p.migrated,
+      drained: c.drained + p.drained,
+      forced: c.forced + p.forced,
+    };
+  }
+
+  #restorePidFile(): void {
+    const file = this.#config.pidFile;
+    const old = `${file}.oldbin`;
+    if (readPidFile(old) === this.pid) renameDurable(old, file);
+    else writeFileAtomic(file, `${this.pid}\n`);
+  }
+
+  /** Writes the state file (only the master that owns the pid file does). */
+  #persist(): void {
+    if (readPidFile(this.#config.pidFile) !== this.pid) return;
+    const state: PersistedState = {
+      version: 1,
+      name: this.#config.name,
+      masterPid: this.pid,
+      updatedAt: new Date().toISOString(),
+      config: this.#config,
+      counters: this.#allCounters(),
+    };
+    try {
+      writeFileAtomic(this.#config.stateFile, `${JSON.stringify(state, null, 2)}\n`, 0o600);
+    } catch (err) {
+      this.#log.warn(`cannot write the state file ${this.#config.stateFile}: ${asError(err).message}`);
+    }
+  }
+
+  #notifySystemd(fields: Record<string, string | number>): void {
+    try {
+      this.#notify.send(fields);
+    } catch (err) {
+      this.#log.warn(`sd_notify failed: ${asError(err).message}`);
+    }
+  }
+
+  #sendParent(m: MasterLinkMessage): void {
+    if (this.#parentPid !== undefined && process.connected) process.send?.(m, undefined, {}, () => undefined);
+  }
+
+  #sendChild(m: MasterLinkMessage): void {
+    if (this.#child?.connected) this.#child.send(m, undefined, {}, () => undefined);
+  }
+}
+
+/** Counters persisted by the previous master, or zeros. */
+function readCounters(file: string): MasterCounters {
+  const zero: MasterCounters = { reloads: 0, upgrades: 0, restarts: 0, migrated: 0, drained: 0, forced: 0 };
+  try {
+    const s = JSON.parse(fs.readFileSync(file, 'utf8')) as Partial<PersistedState>;
+    if (s.version !== 1 || typeof s.counters !== 'object') return zero;
+    const out = { ...zero };
+    for (const k of Object.keys(zero) as (keyof MasterCounters)[]) {
+      const v = s.counters[k];
+      if (typeof v === 'number' && Number.isFinite(v) && v >= 0) out[k] = v;
+    }
+    return out;
+  } catch {
+    return zero;
+  }
+}
+
+/** Throws ERR_BATON_MASTER_RUNNING when the pid file names a master that answers on its control socket. */
+async function refuseIfRunning(config: Config): Promise<void> {
+  const pid = readPidFile(config.pidFile);
+  if (pid === undefined || pid === process.pid) return;
+  try {
+    await controlRequest(controlSocketPath(config.runDir, config.name, pid), { cmd: 'status' }, 2_000);
+  } catch {
+    return; // stale pid file
+  }
+  throw new BatonError(
+    'ERR_BATON_MASTER_RUNNING',
+    `a master (pid ${pid}) already runs '${config.name}' (pid file ${config.pidFile}); use baton reload or baton upgrade`,
+  );
+}

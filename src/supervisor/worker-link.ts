@@ -1,0 +1,77 @@
+/**
+ * The worker side of the supervisor: how a generation started by `baton start`
+ * finds its place (its slot's upgrade socket directory) and talks to its master
+ * over Node's IPC channel.
+ *
+ * Master → worker: `{ baton: 'master', type: 'stop', drainMs }` (stop
+ * accepting and drain for at most `drainMs`), `{ baton: 'master', type: 'status' }`.
+ * Worker → master: `{ baton: 'worker', type: 'phase', phase, generation, origin }` on
+ * every phase change, `{ baton: 'worker', type: 'status', phase, connections }`,
+ * `{ baton: 'worker', type: 'drained', migrated, drained, forced }` once its drain ended.
+ */
+import type { Generation } from '../generation.js';
+import type { Phase } from '../core/phase.js';
+
+/** Environment variable the master sets for its workers (JSON of {@link Supervision}). */
+export const SUPERVISED_ENV = 'BATON_SUPERVISED';
+
+/** What a worker learns from its master at spawn. */
+export interface Supervision {
+  /** The worker's slot, 0 … workers-1: a reloaded worker takes over the slot's previous one. */
+  slot: number;
+  /** The slot's upgrade socket directory (private, inside the master's run directory). */
+  socketDir: string;
+  masterPid: number;
+}
+
+/** A message from a worker to its master. */
+export type WorkerMessage =
+  | { baton: 'worker'; type: 'phase'; phase: Phase; generation: number; origin: string }
+  | { baton: 'worker'; type: 'status'; phase: Phase; connections: number }
+  | { baton: 'worker'; type: 'drained'; migrated: number; drained: number; forced: number };
+
+/** A message from the master to a worker. */
+export type MasterMessage = { baton: 'master'; type: 'stop'; drainMs: number } | { baton: 'master'; type: 'status' };
+
+/** The supervision this process runs under, if any; the variable is removed so the app's children do not see it. */
+export function takeSupervision(env: NodeJS.ProcessEnv): Supervision | undefined {
+  const raw = env[SUPERVISED_ENV];
+  if (raw === undefined) return undefined;
+  delete env[SUPERVISED_ENV];
+  try {
+    const s = JSON.parse(raw) as Supervision;
+    if (Number.isInteger(s.slot) && typeof s.socketDir === 'string' && Number.isInteger(s.masterPid)) return s;
+  } catch {
+    // fall through
+  }
+  return undefined;
+}
+
+/**
+ * Reports `generation`'s phases to the master and obeys its stop requests.
+ * When the master goes away (its IPC channel closes) the worker stops
+ * gracefully: an orphaned worker would hold the listeners forever. The IPC
+ * channel never keeps the worker alive by itself.
+ */
+export function linkToMaster(generation: Generation): void {
+  const send = (m: WorkerMessage) => {
+    if (process.connected) process.send?.(m, undefined, {}, () => undefined);
+  };
+  if (!process.send) return;
+  const phase = (p: Phase) => send({ baton: 'worker', type: 'phase', phase: p, generation: generation.number, origin: generation.origin });
+  generation.on('drained', (r) => send({ baton: 'worker', type: 'drained', migrated: r.migrated, drained: r.drained, forced: r.forced }));
+  generation.on('phase', phase);
+  phase(generation.phase);
+  const stop = (drainMs?: number) => {
+    generation.stop(drainMs === undefined ? {} : { drainTimeoutMs: drainMs }).catch(() => undefined);
+  };
+  process.on('message', (m: MasterMessage) => {
+    if (m?.baton !== 'master') return;
+    if (m.type === 'stop') stop(m.drainMs);
+    else if (m.type === 'status') send({ baton: 'worker', type: 'status', phase: generation.phase, connections: generation.connections });
+  });
+  process.on('disconnect', () => {
+    if (generation.phase === 'serving') stop();
+  });
+  process.channel?.unref();
+}

@@ -1,0 +1,310 @@
+/**
+ * The master's workers, by slot: starting them, replacing them on reload (a
+ * slot's new worker takes its predecessor over through the slot's upgrade
+ * socket, so live connections migrate), restarting crashed ones with backoff,
+ * and stopping them.
+ */
+import { EventEmitter } from 'node:events';
+import fs from 'node:fs';
+import path from 'node:path';
+import { BatonError } from '../core/errors.js';
+import type { DrainReport } from '../drain/connection-tracker.js';
+import { ensurePrivateDir } from '../handover/upgrade-socket.js';
+import type { Config } from './config.js';
+import type { HeldListener } from './held-listeners.js';
+import { WorkerProcess, type WorkerExit, type WorkerStatus } from './worker-process.js';
+
+interface Slot {
+  readonly index: number;
+  /** The ready worker accepting for this slot. */
+  current: WorkerProcess | undefined;
+  /** A worker starting up to take the slot (initial start, restart or reload). */
+  pending: WorkerProcess | undefined;
+  /** Replaced or stopped workers still draining. */
+  readonly retiring: Set<WorkerProcess>;
+  /** Times of recent crashes (within the restart window). */
+  crashes: number[];
+  crashLoop: boolean;
+  restartTimer: NodeJS.Timeout | undefined;
+}
+
+/** Counters of the pool's life. */
+export interface PoolCounters {
+  /** Workers restarted after a crash. */
+  restarts: number;
+  /** Connections handed alive to a newer worker, drained cleanly, or cut, by workers that ended. */
+  migrated: number;
+  drained: number;
+  forced: number;
+}
+
+/** Events of a {@link WorkerPool}. */
+export interface PoolEvents {
+  /** Something worth logging happened (level, message, details). */
+  log: [level: 'info' | 'warn' | 'error', message: string, details: Record<string, unknown>];
+  /** A worker started, became ready, failed or exited. */
+  change: [];
+}
+
+/** Settings the pool reads from the config on each start or reload. */
+type PoolConfig = Pick<Config, 'app' | 'args' | 'env' | 'workers' | 'timeouts' | 'restart' | 'name'>;
+
+/**
+ * The worker slots of one master. Workers get the master's listeners as
+ * inherited fds; the pool never closes those fds (the master does).
+ */
+export class WorkerPool extends EventEmitter<PoolEvents> {
+  readonly #slots: Slot[] = [];
+  readonly #listeners: readonly HeldListener[];
+  readonly #dir: string;
+  #config: PoolConfig;
+  /** Whether crashed or missing workers are (re)started. */
+  #active = false;
+  readonly counters: PoolCounters = { restarts: 0, migrated: 0, drained: 0, forced: 0 };
+
+  /** `dir` is this master's private directory of worker slot sockets. */
+  constructor(config: PoolConfig, listeners: readonly HeldListener[], dir: string) {
+    super();
+    this.#config = config;
+    this.#listeners = listeners;
+    this.#dir = dir;
+    ensurePrivateDir(dir);
+  }
+
+  /** Every worker process, current, starting and draining. */
+  get workers(): WorkerProcess[] {
+    const out: WorkerProcess[] = [];
+    for (const s of this.#slots) {
+      if (s.current) out.push(s.current);
+      if (s.pending) out.push(s.pending);
+      out.push(...s.retiring);
+    }
+    return out;
+  }
+
+  /** True when every slot has a ready worker and none is starting. */
+  get allReady(): boolean {
+    const slots = this.#slots.slice(0, this.#config.workers);
+    return slots.length === this.#config.workers && slots.every((s) => s.current?.state === 'ready' && !s.pending);
+  }
+
+  /** True when no slot has a worker starting. */
+  get settled(): boolean {
+    return this.#slots.every((s) => !s.pending && !s.restartTimer);
+  }
+
+  /** True when no worker process is left. */
+  get empty(): boolean {
+    return this.workers.length === 0;
+  }
+
+  /** Slots in a crash loop. */
+  get crashLooping(): number[] {
+    return this.#slots.filter((s) => s.crashLoop).map((s) => s.index);
+  }
+
+  /** Starts a worker in every slot that has none, and keeps slots filled from now on. */
+  start(): void {
+    this.#active = true;
+    for (let i = 0; i < this.#config.workers; i++) {
+      const slot = this.#slot(i);
+      if (!slot.current && !slot.pending && !slot.restartTimer) this.#spawn(slot);
+    }
+  }
+
+  /**
+   * Reload: with the new settings, starts a new worker in every slot. Each
+   * takes over its slot's running worker (which drains once the new one is
+   * ready) or, in an empty slot, starts fresh. Slots beyond the new count are
+   * stopped. Resolves with the slots whose new worker failed (their old
+   * worker serves on).
+   */
+  async reload(config: PoolConfig): Promise<{ failed: number[] }> {
+    const shrinking = this.#slots.slice(config.workers);
+    this.#config = config;
+    this.#active = true;
+    const started: { slot: Slot; worker: WorkerProcess }[] = [];
+    for (let i = 0; i < config.workers; i++) {
+      const slot = this.#slot(i);
+      clearTimeout(slot.restartTimer);
+      slot.restartTimer = undefined;
+      slot.pending?.retire();
+      slot.pending?.kill('SIGTERM');
+      const worker = this.#spawn(slot);
+      if (worker) started.push({ slot, worker });
+    }
+    for (const slot of shrinking) this.#stopSlot(slot, this.#config.timeouts.drainMs);
+    const failed: number[] = [];
+    await Promise.all(
+      started.map(
+        ({ slot, worker }) =>
+          new Promise<void>((resolve) => {
+            if (worker.state === 'ready') return resolve();
+            worker.once('ready', () => resolve());
+            worker.once('failed', () => {
+              failed.push(slot.index);
+              resolve();
+            });
+          }),
+      ),
+    );
+    return { failed: failed.sort() };
+  }
+
+  /** Stops every worker (draining for at most `drainMs`) and stops restarting them. Resolves when all are gone. */
+  async stopAll(drainMs: number): Promise<void> {
+    this.#active = false;
+    for (const slot of this.#slots) this.#stopSlot(slot, drainMs);
+    await Promise.all(this.workers.map((w) => w.exited));
+  }
+
+  /** Status of every worker, with its open connections (asked over IPC). */
+  async status(): Promise<WorkerStatus[]> {
+    const workers = this.workers;
+    const counts = await Promise.all(workers.map((w) => w.connections()));
+    return workers.map((w, i) => w.status(counts[i]));
+  }
+
+  /** Removes the slot socket directories (after every worker is gone). */
+  removeDir(): void {
+    fs.rmSync(this.#dir, { recursive: true, force: true });
+  }
+
+  /** Adds what a worker's drain report says to the counters. */
+  countDrain(report: Pick<DrainReport, 'migrated' | 'drained' | 'forced'>): void {
+    this.counters.migrated += report.migrated;
+    this.counters.drained += report.drained;
+    this.counters.forced += report.forced;
+  }
+
+  #stopSlot(slot: Slot, drainMs: number): void {
+    clearTimeout(slot.restartTimer);
+    slot.restartTimer = undefined;
+    for (const w of [slot.current, slot.pending]) {
+      if (!w) continue;
+      slot.retiring.add(w);
+      void w.stop(drainMs, this.#config.timeouts.killGraceMs);
+    }
+    slot.current = undefined;
+    slot.pending = undefined;
+  }
+
+  #slot(i: number): Slot {
+    while (this.#slots.length <= i) {
+      this.#slots.push({
+        index: this.#slots.length,
+        current: undefined,
+        pending: undefined,
+        retiring: new Set(),
+        crashes: [],
+        crashLoop: false,
+        restartTimer: undefined,
+      });
+    }
+    return this.#slots[i]!;
+  }
+
+  #spawn(slot: Slot): WorkerProcess | undefined {
+    const c = this.#config;
+    const socketDir = path.join(this.#dir, `w${slot.index}`);
+    let worker: WorkerProcess;
+    try {
+      ensurePrivateDir(socketDir);
+      worker = WorkerProcess.spawn({
+        slot: slot.index,
+        app: c.app,
+        args: c.args,
+        env: c.env,
+        listeners: this.#listeners,
+        socketDir,
+        readyTimeoutMs: c.timeouts.readyMs,
+      });
+    } catch (err) {
+      this.emit('log', 'error', `worker ${slot.index}: ${(err as Error).message}`, { code: (err as BatonError).code });
+      this.#crashed(slot);
+      return undefined;
+    }
+    slot.pending = worker;
+    this.emit('log', 'info', `worker ${slot.index} starting (pid ${worker.pid})`, { slot: slot.index, workerPid: worker.pid });
+    worker.on('ready', () => this.#onReady(slot, worker));
+    worker.on('failed', (err) => {
+      this.emit('log', 'error', err.message, { code: err.code, slot: slot.index, workerPid: worker.pid });
+      if (slot.pending === worker) slot.pending = undefined;
+      this.#crashed(slot);
+      this.emit('change');
+    });
+    worker.on('drained', (report) => this.countDrain(report));
+    worker.on('exit', (exit) => this.#onExit(slot, worker, exit));
+    this.emit('change');
+    return worker;
+  }
+
+  #onReady(slot: Slot, worker: WorkerProcess): void {
+    if (slot.pending === worker) {
+      const old = slot.current;
+      slot.current = worker;
+      slot.pending = undefined;
+      if (old) {
+        // Usually already draining (the new worker took it over); stop() covers an old
+        // worker that was not taken over, e.g. one whose upgrade socket was gone.
+        old.retire();
+        slot.retiring.add(old);
+        void old.stop(this.#config.timeouts.drainMs, this.#config.timeouts.killGraceMs);
+      }
+      const now = Date.now();
+      slot.crashes = slot.crashes.filter((t) => now - t < this.#config.restart.windowMs);
+      if (slot.crashLoop && slot.crashes.length < this.#config.restart.crashLoopCount) slot.crashLoop = false;
+      this.emit('log', 'info', `worker ${slot.index} ready (pid ${worker.pid})`, { slot: slot.index, workerPid: worker.pid });
+    } else if (slot.retiring.has(worker) && !slot.current) {
+      // A rolled-back worker (its taker died after ready) serves its slot again.
+      slot.retiring.delete(worker);
+      slot.current = worker;
+    }
+    this.emit('change');
+  }
+
+  #onExit(slot: Slot, worker: WorkerProcess, exit: WorkerExit): void {
+    slot.retiring.delete(worker);
+    if (slot.pending === worker) slot.pending = undefined;
+    if (slot.current === worker) {
+      slot.current = undefined;
+      if (!exit.expected) {
+        const how = exit.signal ? `signal ${exit.signal}` : `code ${exit.code}`;
+        this.emit('log', 'error', `worker ${slot.index} (pid ${worker.pid}) died with ${how}`, {
+          slot: slot.index,
+          workerPid: worker.pid,
+        });
+        this.#crashed(slot);
+      }
+    }
+    if (this.#active && slot.index < this.#config.workers && !slot.current && !slot.pending && !slot.restartTimer) {
+      this.#crashed(slot);
+    }
+    this.emit('change');
+  }
+
+  /** Schedules a restart of `slot` with backoff; reports a crash loop once. */
+  #crashed(slot: Slot): void {
+    if (!this.#active || slot.index >= this.#config.workers || slot.restartTimer || slot.pending || slot.current) return;
+    const r = this.#config.restart;
+    const now = Date.now();
+    slot.crashes = slot.crashes.filter((t) => now - t < r.windowMs);
+    slot.crashes.push(now);
+    const n = slot.crashes.length;
+    const delay = Math.min(r.maxDelayMs, r.initialDelayMs * 2 ** (n - 1));
+    if (n >= r.crashLoopCount && !slot.crashLoop) {
+      slot.crashLoop = true;
+      const err = new BatonError(
+        'ERR_BATON_CRASH_LOOP',
+        `worker ${slot.index} crashed ${n} times within ${r.windowMs} ms; restarting it every ${r.maxDelayMs} ms at most until it stays up`,
+      );
+      this.emit('log', 'error', err.message, { code: err.code, slot: slot.index });
+    }
+    slot.restartTimer = setTimeout(() => {
+      slot.restartTimer = undefined;
+      if (!this.#active || slot.current || slot.pending || slot.index >= this.#config.workers) return;
+      this.counters.restarts++;
+      this.#spawn(slot);
+    }, delay);
+  }
+}

@@ -1,0 +1,264 @@
+/**
+ * One worker process of the app, as the master sees it: spawned with the
+ * master's listeners as inherited fds, linked over Node's IPC channel, ready
+ * when its generation serves.
+ */
+import type { ChildProcess } from 'node:child_process';
+import { EventEmitter } from 'node:events';
+import { BatonError } from '../core/errors.js';
+import type { Phase } from '../core/phase.js';
+import { spawnWithListeners } from '../handover/exec.js';
+import type { HeldListener } from './held-listeners.js';
+import { SUPERVISED_ENV, type MasterMessage, type Supervision, type WorkerMessage } from './worker-link.js';
+
+/** Where a worker is in its life, as the master tracks it. */
+export type WorkerState =
+  /** Spawned; its generation is not serving yet. */
+  | 'starting'
+  /** Its generation serves (accepts on the shared listeners). */
+  | 'ready'
+  /** Asked to stop, or replaced by a newer worker in its slot: draining. */
+  | 'stopping'
+  /** The process is gone. */
+  | 'exited';
+
+/** How a worker process ended. */
+export interface WorkerExit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  /** Whether it was ever ready. */
+  wasReady: boolean;
+  /** Whether the master asked it to stop (or a successor replaced it). */
+  expected: boolean;
+}
+
+/** What the master needs to start a worker. */
+export interface WorkerSpec {
+  slot: number;
+  app: string;
+  args: readonly string[];
+  env: Readonly<Record<string, string>>;
+  listeners: readonly HeldListener[];
+  /** The slot's upgrade socket directory. */
+  socketDir: string;
+  readyTimeoutMs: number;
+}
+
+/** A worker as shown in status output. */
+export interface WorkerStatus {
+  slot: number;
+  pid: number;
+  state: WorkerState;
+  phase: Phase | undefined;
+  generation: number | undefined;
+  origin: string | undefined;
+  connections: number | undefined;
+  startedAt: string;
+  uptimeMs: number;
+}
+
+/** Events of a {@link WorkerProcess}. */
+export interface WorkerEvents {
+  /** Its generation serves. */
+  ready: [];
+  /** It did not become ready (timeout or exit); the message says why. It is killed if still running. */
+  failed: [error: BatonError];
+  /** Its generation left `serving` by itself: a newer worker took its slot over (the handover drains it). */
+  replaced: [];
+  /** Its drain ended: how its connections left. */
+  drained: [report: { migrated: number; drained: number; forced: number }];
+  exit: [exit: WorkerExit];
+}
+
+/**
+ * A running worker process. The master owns it: it stops it with
+ * {@link WorkerProcess.stop} or {@link WorkerProcess.kill}; the listener fds
+ * given in the spec stay the master's (the child gets copies).
+ */
+export class WorkerProcess extends EventEmitter<WorkerEvents> {
+  readonly slot: number;
+  readonly pid: number;
+  readonly startedAt = new Date();
+  /** Resolves when the process is gone. */
+  readonly exited: Promise<WorkerExit>;
+  #state: WorkerState = 'starting';
+  #phase: Phase | undefined;
+  #generation: number | undefined;
+  #origin: string | undefined;
+  #expected = false;
+  #wasReady = false;
+  readonly #child: ChildProcess;
+  #readyTimer: NodeJS.Timeout | undefined;
+  #killTimer: NodeJS.Timeout | undefined;
+  readonly #statusWaiters: ((connections: number | undefined) => void)[] = [];
+
+  private constructor(child: ChildProcess, spec: WorkerSpec) {
+    super();
+    this.#child = child;
+    this.slot = spec.slot;
+    this.pid = child.pid!;
+    this.exited = new Promise((resolve) => {
+      child.once('exit', (code, signal) => {
+        clearTimeout(this.#readyTimer);
+        clearTimeout(this.#killTimer);
+        const wasStarting = this.#state === 'starting';
+        this.#state = 'exited';
+        for (const w of this.#statusWaiters.splice(0)) w(undefined);
+        if (wasStarting && !this.#expected) {
+          const how = signal ? `signal ${signal}` : `code ${code}`;
+          this.emit(
+            'failed',
+            new BatonError('ERR_BATON_WORKER_FAILED', `worker ${this.slot} (pid ${this.pid}) exited with ${how} before it was ready`),
+          );
+        }
+        const exit: WorkerExit = { code, signal, wasReady: this.#wasReady, expected: this.#expected };
+        this.emit('exit', exit);
+        resolve(exit);
+      });
+    });
+    child.on('message', (m: WorkerMessage) => this.#onMessage(m));
+    child.on('error', () => undefined); // IPC write errors after exit; 'exit' reports the end
+    this.#readyTimer = setTimeout(() => {
+      if (this.#state !== 'starting') return;
+      this.emit(
+        'failed',
+        new BatonError('ERR_BATON_WORKER_FAILED', `worker ${this.slot} (pid ${this.pid}) was not ready within ${spec.readyTimeoutMs} ms`),
+      );
+      this.kill('SIGKILL');
+    }, spec.readyTimeoutMs);
+  }
+
+  /**
+   * Spawns `node <app> <args>` with the listeners as fds 3… (LISTEN_FDS) and
+   * an IPC channel. Throws ERR_BATON_WORKER_FAILED when the process cannot be
+   * spawned at all.
+   */
+  static spawn(spec: WorkerSpec, masterPid = process.pid): WorkerProcess {
+    const supervision: Supervision = { slot: spec.slot, socketDir: spec.socketDir, masterPid };
+    const child = spawnWithListeners(
+      spec.listeners.map((l) => ({ name: l.name, fd: l.fd })),
+      { command: process.execPath, args: [spec.app, ...spec.args], env: { ...process.env, ...spec.env } },
+      { ipc: true, env: { [SUPERVISED_ENV]: JSON.stringify(supervision) } },
+    );
+    if (child.pid === undefined) {
+      throw new BatonError('ERR_BATON_WORKER_FAILED', `worker ${spec.slot}: could not spawn ${process.execPath} ${spec.app}`);
+    }
+    return new WorkerProcess(child, spec);
+  }
+
+  get state(): WorkerState {
+    return this.#state;
+  }
+
+  /** The worker's generation phase, as last reported. */
+  get phase(): Phase | undefined {
+    return this.#phase;
+  }
+
+  /**
+   * Asks the worker to stop accepting and drain for at most `drainMs`; it gets
+   * SIGKILL when still running `killGraceMs` after that. Resolves when it is gone.
+   */
+  stop(drainMs: number, killGraceMs: number): Promise<WorkerExit> {
+    this.#expected = true;
+    if (this.#state === 'exited') return this.exited;
+    if (this.#state === 'starting') {
+      // Not serving yet: nothing to drain.
+      this.kill('SIGTERM');
+    } else {
+      this.#state = 'stopping';
+      this.#send({ baton: 'master', type: 'stop', drainMs });
+    }
+    clearTimeout(this.#killTimer);
+    this.#killTimer = setTimeout(() => this.kill('SIGKILL'), drainMs + killGraceMs);
+    return this.exited;
+  }
+
+  /** Marks the worker as expected to end: its slot's new worker is ready, so its drain is final. */
+  retire(): void {
+    this.#expected = true;
+    if (this.#state === 'ready') this.#state = 'stopping';
+  }
+
+  /** Sends `signal` to the worker process (ignored when it is gone). A deliberate end: call {@link WorkerProcess.retire} first. */
+  kill(signal: NodeJS.Signals): void {
+    if (this.#state === 'exited') return;
+    try {
+      this.#child.kill(signal);
+    } catch {
+      // already gone
+    }
+  }
+
+  /** Asks the worker for its open connections; undefined when it does not answer within `timeoutMs`. */
+  connections(timeoutMs = 500): Promise<number | undefined> {
+    if (this.#state === 'exited' || !this.#child.connected) return Promise.resolve(undefined);
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        const i = this.#statusWaiters.indexOf(done);
+        if (i >= 0) this.#statusWaiters.splice(i, 1);
+        resolve(undefined);
+      }, timeoutMs);
+      const done = (n: number | undefined) => {
+        clearTimeout(timer);
+        resolve(n);
+      };
+      this.#statusWaiters.push(done);
+      this.#send({ baton: 'master', type: 'status' });
+    });
+  }
+
+  /** Status output (connections asked separately). */
+  status(connections: number | undefined): WorkerStatus {
+    return {
+      slot: this.slot,
+      pid: this.pid,
+      state: this.#state,
+      phase: this.#phase,
+      generation: this.#generation,
+      origin: this.#origin,
+      connections,
+      startedAt: this.startedAt.toISOString(),
+      uptimeMs: Date.now() - this.startedAt.getTime(),
+    };
+  }
+
+  #send(m: MasterMessage): void {
+    if (!this.#child.connected) return;
+    this.#child.send(m, undefined, {}, () => undefined);
+  }
+
+  #onMessage(m: WorkerMessage): void {
+    if (m?.baton !== 'worker') return;
+    if (m.type === 'status') {
+      for (const w of this.#statusWaiters.splice(0)) w(m.connections);
+      return;
+    }
+    if (m.type === 'drained') {
+      this.emit('drained', { migrated: m.migrated, drained: m.drained, forced: m.forced });
+      return;
+    }
+    const previous = this.#phase;
+    this.#phase = m.phase;
+    this.#generation = m.generation;
+    this.#origin = m.origin;
+    if (m.phase === 'serving' && this.#state === 'starting') {
+      clearTimeout(this.#readyTimer);
+      this.#state = 'ready';
+      this.#wasReady = true;
+      this.emit('ready');
+    } else if (m.phase === 'draining' && this.#state === 'ready') {
+      // Draining without being asked: a newer worker of this slot took over.
+      this.#state = 'stopping';
+      this.emit('replaced');
+    } else if (m.phase === 'serving' && previous === 'draining' && this.#state === 'stopping' && !this.#expected) {
+      // Rolled back: the worker that took over died, and this one accepts again.
+      this.#state = 'ready';
+      this.emit('ready');
+    } else if (m.phase === 'failed' && this.#state === 'starting') {
+      clearTimeout(this.#readyTimer);
+      this.emit('failed', new BatonError('ERR_BATON_WORKER_FAILED', `worker ${this.slot} (pid ${this.pid}): its takeover failed`));
+      this.kill('SIGTERM');
+    }
+  }
+}
