@@ -164,7 +164,7 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
     this.#pool = new WorkerPool(config, listeners.all, path.join(config.runDir, `${config.name}-m${process.pid}`));
     this.#exited = new Promise((resolve) => (this.#exit = resolve));
     this.#phases.on('phase', (to, from) => {
-      this.#log.info({ phase: to, from }, `master phase ${from} -> ${to}`);
+      this.#log.info({ event: 'master-phase', phase: to, from }, `master phase ${from} -> ${to}`);
       this.emit('phase', to, from);
     });
     this.#pool.on('log', (level, message, details) => {
@@ -219,7 +219,14 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
     this.#installSignals();
     if (this.#parentPid !== undefined) this.#linkToParent();
     this.#log.info(
-      { listeners: this.#listeners.status(), workers: c.workers, app: c.app, config: c.source, parentPid: this.#parentPid },
+      {
+        event: 'master-starting',
+        listeners: this.#listeners.status(),
+        workers: c.workers,
+        app: c.app,
+        config: c.source,
+        parentPid: this.#parentPid,
+      },
       `master starting: ${c.workers} worker(s) of ${c.app}`,
     );
     this.#pool.on('change', () => this.#onPoolChange());
@@ -236,10 +243,13 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
       this.#persist();
       this.#notifySystemd({ READY: 1, MAINPID: this.pid, STATUS: `serving with ${this.#config.workers} worker(s)` });
       this.#sendParent({ baton: 'new-master', type: 'ready', pid: this.pid });
-      this.#log.info({ pidFile: this.#config.pidFile }, `master ready: ${this.#config.workers} worker(s) serving`);
+      this.#log.info({ event: 'master-ready', pidFile: this.#config.pidFile }, `master ready: ${this.#config.workers} worker(s) serving`);
     } else if (this.#parentPid !== undefined && this.#pool.crashLooping.length > 0) {
       this.#lastError = 'workers crash while starting';
-      this.#log.error({ code: 'ERR_BATON_UPGRADE_FAILED' }, 'new master: workers keep failing; exiting so the old master serves on');
+      this.#log.error(
+        { event: 'upgrade-failed', code: 'ERR_BATON_UPGRADE_FAILED' },
+        'new master: workers keep failing; exiting so the old master serves on',
+      );
       this.#exitCode = 1;
       void this.#shutdown(this.#config.timeouts.fastMs);
     }
@@ -259,7 +269,7 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
     on('SIGHUP', () => void this.reload());
     on('SIGUSR1', () => {
       this.#logger.reopen();
-      this.#log.info('USR1: log file reopened');
+      this.#log.info({ event: 'log-reopened' }, 'USR1: log file reopened');
     });
     on('SIGUSR2', () => this.#upgrade());
     on('SIGWINCH', () => this.#winch());
@@ -299,7 +309,10 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
       next = loadConfig(this.#options.configFile, this.#options.overrides);
     } catch (err) {
       this.#lastError = asError(err).message;
-      this.#log.error({ code: (err as BatonError).code }, `reload refused: ${asError(err).message}; the running workers serve on`);
+      this.#log.error(
+        { event: 'reload-refused', code: (err as BatonError).code },
+        `reload refused: ${asError(err).message}; the running workers serve on`,
+      );
       this.#notifySystemd({ STATUS: `reload refused: ${asError(err).message}` });
       return;
     }
@@ -319,9 +332,9 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
         `reload: new worker(s) ${failed.join(', ')} failed; the old ones serve on there`,
       );
       this.#lastError = err.message;
-      this.#log.error({ code: err.code, failed }, err.message);
+      this.#log.error({ event: 'reload-failed', code: err.code, failed }, err.message);
     } else {
-      this.#log.info('reload done: every worker runs the new code');
+      this.#log.info({ event: 'reload-done' }, 'reload done: every worker runs the new code');
     }
     if (own && (this.phase as MasterPhase) === 'reloading') this.#phases.transition('running');
     this.#persist();
@@ -333,7 +346,7 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
     const refuse = (why: string) => {
       const err = new BatonError('ERR_BATON_UPGRADE_IN_PROGRESS', `USR2 refused: ${why}`);
       this.#lastError = err.message;
-      this.#log.error({ code: err.code }, err.message);
+      this.#log.error({ event: 'usr2-refused', code: err.code }, err.message);
     };
     if (this.#child) {
       return refuse(`an upgrade is already under way (new master pid ${this.#child.pid}); finish it (WINCH, QUIT) or roll it back first`);
@@ -355,18 +368,27 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
       );
     } catch (err) {
       this.#restorePidFile();
-      this.#log.error({ code: 'ERR_BATON_UPGRADE_FAILED' }, `USR2: could not start a new master: ${asError(err).message}`);
+      this.#log.error(
+        { event: 'upgrade-failed', code: 'ERR_BATON_UPGRADE_FAILED' },
+        `USR2: could not start a new master: ${asError(err).message}`,
+      );
       return;
     }
     this.#child = child;
     this.#phases.transition('upgrading');
-    this.#log.info({ childPid: child.pid }, `USR2: new master pid ${child.pid} starting; the pid file is now ${pidFile}.oldbin`);
+    this.#log.info(
+      { event: 'upgrade-started', childPid: child.pid },
+      `USR2: new master pid ${child.pid} starting; the pid file is now ${pidFile}.oldbin`,
+    );
     child.on('error', () => undefined);
     child.on('message', (m: MasterLinkMessage) => {
       if (m?.baton !== 'new-master') return;
       if (m.type === 'ready' && this.phase === 'upgrading') {
         this.#phases.transition('superseded');
-        this.#log.info({ childPid: child.pid }, `new master pid ${child.pid} is ready; WINCH stops this master's workers, QUIT retires it`);
+        this.#log.info(
+          { event: 'superseded', childPid: child.pid },
+          `new master pid ${child.pid} is ready; WINCH stops this master's workers, QUIT retires it`,
+        );
       } else if (m.type === 'resume') {
         void this.#resume().then(() => this.#sendChild({ baton: 'old-master', type: 'resumed' }));
       }
@@ -387,10 +409,13 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
         `new master pid ${child.pid} exited with ${how} before it was ready; this master serves on`,
       );
       this.#lastError = err.message;
-      this.#log.error({ code: err.code }, err.message);
+      this.#log.error({ event: 'upgrade-failed', code: err.code }, err.message);
       this.#phases.transition('running');
     } else {
-      this.#log.warn(`new master pid ${child.pid} exited with ${how}; this master (pid ${this.pid}) is the current one again`);
+      this.#log.warn(
+        { event: 'child-master-exited', childPid: child.pid },
+        `new master pid ${child.pid} exited with ${how}; this master (pid ${this.pid}) is the current one again`,
+      );
       if (p === 'standby') this.#pool.start();
       this.#phases.transition('running');
     }
@@ -401,7 +426,10 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
   /** WINCH: a superseded master stops its workers gracefully and stays as a fallback. */
   #winch(): void {
     if (this.phase !== 'superseded') {
-      this.#log.warn(`WINCH ignored in phase ${this.phase}: only a master superseded by a newer one may stop its workers`);
+      this.#log.warn(
+        { event: 'winch-refused' },
+        `WINCH ignored in phase ${this.phase}: only a master superseded by a newer one may stop its workers`,
+      );
       return;
     }
     this.#phases.transition('standby');
@@ -487,7 +515,7 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
       if (readPidFile(file) === this.pid) fs.rmSync(file, { force: true });
     }
     for (const [signal, fn] of this.#signalHandlers) process.off(signal, fn);
-    this.#log.info({ counters: this.#allCounters() }, 'master exited');
+    this.#log.info({ event: 'master-exited', counters: this.#allCounters() }, 'master exited');
     this.#logger.flush();
     this.#phases.transition('exited');
     this.#exit(this.#exitCode);

@@ -220,15 +220,23 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
         readyTimeoutMs: c.timeouts.readyMs,
       });
     } catch (err) {
-      this.emit('log', 'error', `worker ${slot.index}: ${(err as Error).message}`, { code: (err as BatonError).code });
+      this.emit('log', 'error', `worker ${slot.index}: ${(err as Error).message}`, {
+        event: 'worker-failed',
+        code: (err as BatonError).code,
+        slot: slot.index,
+      });
       this.#crashed(slot);
       return undefined;
     }
     slot.pending = worker;
-    this.emit('log', 'info', `worker ${slot.index} starting (pid ${worker.pid})`, { slot: slot.index, workerPid: worker.pid });
+    this.emit('log', 'info', `worker ${slot.index} starting (pid ${worker.pid})`, {
+      event: 'worker-starting',
+      slot: slot.index,
+      workerPid: worker.pid,
+    });
     worker.on('ready', () => this.#onReady(slot, worker));
     worker.on('failed', (err) => {
-      this.emit('log', 'error', err.message, { code: err.code, slot: slot.index, workerPid: worker.pid });
+      this.emit('log', 'error', err.message, { event: 'worker-failed', code: err.code, slot: slot.index, workerPid: worker.pid });
       if (slot.pending === worker) slot.pending = undefined;
       this.#crashed(slot);
       this.emit('change');
@@ -254,7 +262,11 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
       const now = Date.now();
       slot.crashes = slot.crashes.filter((t) => now - t < this.#config.restart.windowMs);
       if (slot.crashLoop && slot.crashes.length < this.#config.restart.crashLoopCount) slot.crashLoop = false;
-      this.emit('log', 'info', `worker ${slot.index} ready (pid ${worker.pid})`, { slot: slot.index, workerPid: worker.pid });
+      this.emit('log', 'info', `worker ${slot.index} ready (pid ${worker.pid})`, {
+        event: 'worker-ready',
+        slot: slot.index,
+        workerPid: worker.pid,
+      });
     } else if (slot.retiring.has(worker) && !slot.current) {
       // A rolled-back worker (its taker died after ready) serves its slot again.
       slot.retiring.delete(worker);
@@ -271,6 +283,7 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
       if (!exit.expected) {
         const how = exit.signal ? `signal ${exit.signal}` : `code ${exit.code}`;
         this.emit('log', 'error', `worker ${slot.index} (pid ${worker.pid}) died with ${how}`, {
+          event: 'worker-died',
           slot: slot.index,
           workerPid: worker.pid,
         });
@@ -298,7 +311,7 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
         'ERR_BATON_CRASH_LOOP',
         `worker ${slot.index} crashed ${n} times within ${r.windowMs} ms; restarting it every ${r.maxDelayMs} ms at most until it stays up`,
       );
-      this.emit('log', 'error', err.message, { code: err.code, slot: slot.index });
+      this.emit('log', 'error', err.message, { event: 'crash-loop', code: err.code, slot: slot.index });
     }
     slot.restartTimer = setTimeout(() => {
       slot.restartTimer = undefined;

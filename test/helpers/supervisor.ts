@@ -1,0 +1,90 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import readline from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { controlRequest, controlSocketPath } from '../../src/supervisor/control.js';
+import type { MasterStatus } from '../../src/supervisor/master.js';
+import { fixture, type EventLog, type FixtureEvent } from './server-process.js';
+
+/** The compiled `baton` command. */
+export const cli = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
+
+/** A supervised app in `dir`: an entry module serving `body` (rewrite it to change the app's code). */
+export function writeApp(dir: string, body: string, file = 'app.mjs'): string {
+  const entry = path.join(dir, file);
+  const lib = fixture('supervised-app');
+  fs.writeFileSync(entry, `import { serve } from ${JSON.stringify(lib)};\nawait serve({ body: ${JSON.stringify(body)} });\n`);
+  return entry;
+}
+
+/** Writes a YAML config in `dir` (runDir is `dir`; one listener 'http' on a free port unless given). */
+export function writeConfig(dir: string, extra: string, file = 'baton.yaml'): string {
+  const cfg = path.join(dir, file);
+  fs.writeFileSync(
+    cfg,
+    [
+      'name: app',
+      'app: app.mjs',
+      `runDir: ${dir}`,
+      'listeners:',
+      '  http: { host: 127.0.0.1, port: 0 }',
+      'timeouts: { drainMs: 5000, readyMs: 15000, killGraceMs: 1000 }',
+      'restart: { initialDelayMs: 50 }',
+      extra,
+    ].join('\n'),
+  );
+  return cfg;
+}
+
+/** A running master started by the test: its process, and the port of listener 'http'. */
+export interface StartedMaster {
+  child: ChildProcess;
+  pid: number;
+  port: number;
+}
+
+/** Runs `baton start -c cfg` and resolves once its workers serve. Its stdout (and its workers') feeds `log`. */
+export async function startMaster(log: EventLog, cfg: string, args: string[] = [], env: NodeJS.ProcessEnv = {}): Promise<StartedMaster> {
+  const child = spawn(process.execPath, [cli, 'start', '-c', cfg, ...args], {
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  log.attach(child.stdout!);
+  readline.createInterface({ input: child.stderr! }).on('line', (line) => log.output.push(`[stderr ${child.pid}] ${line}`));
+  const pid = child.pid!;
+  const starting = await log.waitFor((e) => e.event === 'master-starting' && e.pid === pid, `master ${pid} starting`, 20_000);
+  await log.waitFor((e) => e.event === 'master-ready' && e.pid === pid, `master ${pid} ready`, 30_000);
+  return { child, pid, port: portOf(starting) };
+}
+
+/** The port of listener 'http' in a 'master-starting' event. */
+export function portOf(e: FixtureEvent): number {
+  const l = (e.listeners as { name: string; port: number }[]).find((x) => x.name === 'http');
+  return l!.port;
+}
+
+/** Asks master `pid` (name 'app', run dir `dir`) for its status. */
+export async function statusOf(dir: string, pid: number): Promise<MasterStatus> {
+  return (await controlRequest(controlSocketPath(dir, 'app', pid), { cmd: 'status' })) as MasterStatus;
+}
+
+/** The pid in a pid file, or undefined. */
+export function pidIn(file: string): number | undefined {
+  try {
+    return Number(fs.readFileSync(file, 'utf8').trim());
+  } catch {
+    return undefined;
+  }
+}
+
+/** Waits for the next event matching `match` after index `since`. */
+export function next(
+  log: EventLog,
+  what: string,
+  match: (e: FixtureEvent) => boolean,
+  since: number,
+  timeoutMs = 30_000,
+): Promise<FixtureEvent> {
+  return log.waitFor(match, what, timeoutMs, since);
+}
