@@ -12,56 +12,12 @@
  * waits in the listen backlog and must be answered by the activated server.
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import fs from 'node:fs';
-import net from 'node:net';
-import readline from 'node:readline';
 import { after, describe, it } from 'node:test';
 import { HttpLoad, getOnce } from './helpers/http-load.js';
+import { activate as activateCommand, activateSkip, freePort } from './helpers/socket-activate.js';
 import { EventLog, fixture, killAll, pidsOf, spawnFixture, tempDir } from './helpers/server-process.js';
 
-const ACTIVATE = '/usr/bin/systemd-socket-activate';
-/** CI installs the tool (Debian's systemd package); elsewhere the file is skipped when it is missing. */
-const skip = !fs.existsSync(ACTIVATE) && !process.env.CI ? `${ACTIVATE} is not installed (apt-get install systemd)` : false;
-
-/** A port free at the time of the call: bound on 127.0.0.1:0, read, released. */
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', resolve);
-  });
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
-
-/**
- * Starts the fixture under systemd-socket-activate listening on 127.0.0.1:`port`
- * and resolves once the socket is bound (its "Listening on" line): the fixture
- * itself starts at the first connection.
- */
-async function activate(log: EventLog, port: number, env: Record<string, string>, fdName: string | undefined): Promise<ChildProcess> {
-  const args = ['-l', `127.0.0.1:${port}`, ...(fdName ? [`--fdname=${fdName}`] : [])];
-  // Only -E variables (and TERM, PATH, USER, HOME) reach the program.
-  for (const [k, v] of Object.entries(env)) args.push('-E', `${k}=${v}`);
-  args.push(process.execPath, fixture('server'));
-  const child = spawn(ACTIVATE, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  log.attach(child.stdout!);
-  const bound = new Promise<void>((resolve, reject) => {
-    const rl = readline.createInterface({ input: child.stderr! });
-    rl.on('line', (line) => {
-      log.output.push(`[stderr ${child.pid}] ${line}`);
-      if (line.startsWith(`Listening on 127.0.0.1:${port} `)) resolve();
-    });
-    child.once('exit', (code, signal) =>
-      reject(new Error(`systemd-socket-activate exited (${signal ?? code}) before binding; output:\n${log.output.join('\n')}`)),
-    );
-    child.once('error', reject);
-  });
-  await bound;
-  return child;
-}
+const skip = activateSkip;
 
 const get = (port: number) => getOnce(`http://127.0.0.1:${port}`);
 
@@ -74,7 +30,7 @@ describe('socket activation by systemd-socket-activate', { skip }, () => {
       const port = await freePort();
       // Unnamed fds are matched by address, so the app asks for this very port.
       const env: Record<string, string> = { BATON_SOCKET_DIR: tempDir(), ...(named ? {} : { PORT: String(port) }) };
-      const child = await activate(log, port, env, named ? 'http' : undefined);
+      const child = await activateCommand(log, port, env, named ? 'http' : undefined, [process.execPath, fixture('server')]);
       // This connection starts the server; it waits in the backlog meanwhile.
       const first = get(port);
       const started = await log.waitEvent('started', child.pid);
@@ -100,7 +56,7 @@ describe('socket activation by systemd-socket-activate', { skip }, () => {
     it(`hands the systemd listener to a successor by ${path} while a client is answered`, async () => {
       const port = await freePort();
       const env = { BATON_SOCKET_DIR: tempDir() };
-      const child = await activate(log, port, env, 'http');
+      const child = await activateCommand(log, port, env, 'http', [process.execPath, fixture('server')]);
       const first = get(port);
       await log.waitEvent('ready', child.pid);
       assert.equal((await first).pid, child.pid);
