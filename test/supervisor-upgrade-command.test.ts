@@ -1,0 +1,80 @@
+/**
+ * `baton upgrade`: the whole USR2 → ready → health window → WINCH → QUIT
+ * sequence in one command, under keep-alive load with 0 failed requests,
+ * printing each step and a summary; and its automatic rollback when the new
+ * generation does not come up (the old master serves on, pid file restored).
+ */
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { after, test } from 'node:test';
+import { promisify } from 'node:util';
+import { HttpLoad } from './helpers/http-load.js';
+import { EventLog, killAll, tempDir, waitGone } from './helpers/server-process.js';
+import { cli, pidIn, startMaster, statusOf, writeApp, writeConfig } from './helpers/supervisor.js';
+
+const run = promisify(execFile);
+const log = new EventLog();
+after(() => killAll(log.events.map((e) => e.pid)));
+
+test('baton upgrade under keep-alive load: every step shown, a summary, 0 failed requests, one master left', async (t) => {
+  const dir = tempDir('baton-sup-');
+  writeApp(dir, 'v1');
+  const cfg = writeConfig(dir, 'workers: 2\nupgrade: { healthWindowMs: 300 }');
+  const old = await startMaster(log, cfg);
+  const load = new HttpLoad(`http://127.0.0.1:${old.port}`, 64);
+  t.after(() => load.stop());
+  await load.waitForMore(200);
+  writeApp(dir, 'v2');
+  const { stdout } = await run(process.execPath, [cli, 'upgrade', '-c', cfg]);
+  assert.match(stdout, new RegExp(`upgrading 'app': old master pid ${old.pid}`));
+  assert.match(stdout, /✓ new master pid \d+ ready/);
+  assert.match(stdout, /✓ healthy for 300 ms/);
+  assert.match(stdout, /✓ old workers drained/);
+  assert.match(stdout, new RegExp(`✓ old master pid ${old.pid} exited`));
+  const summary =
+    /upgrade done in \d+ ms: master pid (\d+) → (\d+); old workers' connections: \d+ migrated, \d+ closed cleanly, 0 cut/.exec(stdout);
+  assert.ok(summary, stdout);
+  const newPid = Number(summary[2]);
+  await new Promise((r) => (old.child.exitCode !== null ? r(undefined) : old.child.once('exit', r)));
+  assert.equal(pidIn(path.join(dir, 'app.pid')), newPid);
+  await load.waitForMore(200);
+  const result = await load.stop();
+  assert.equal(result.failed, 0, `failed requests: ${result.errors.join('; ')}`);
+  const s = await statusOf(dir, newPid);
+  assert.equal(s.role, 'current');
+  assert.equal(s.workers.length, 2);
+  process.kill(newPid, 'SIGQUIT');
+  await waitGone(newPid, 15_000);
+});
+
+test('baton upgrade rolls back when the new generation crashes: the old master serves on', async (t) => {
+  const dir = tempDir('baton-sup-');
+  writeApp(dir, 'v1');
+  const cfg = writeConfig(dir, 'workers: 2\nrestart: { initialDelayMs: 20, maxDelayMs: 100, crashLoopCount: 3 }');
+  const old = await startMaster(log, cfg);
+  t.after(() => killAll([old.pid]));
+  const oldWorkers = (await statusOf(dir, old.pid)).workers.map((w) => w.pid).sort();
+  const load = new HttpLoad(`http://127.0.0.1:${old.port}`, 32);
+  t.after(() => load.stop());
+  await load.waitForMore(100);
+  // The next generation's config makes its app crash at start.
+  fs.writeFileSync(cfg, `${fs.readFileSync(cfg, 'utf8')}\nenv: { APP_MODE: crash }\n`);
+  const failed = await run(process.execPath, [cli, 'upgrade', '-c', cfg]).then(
+    () => assert.fail('the upgrade should fail'),
+    (e: { code: number; stderr: string; stdout: string }) => e,
+  );
+  assert.equal(failed.code, 1);
+  assert.match(failed.stderr, /the new master did not come up: .*ERR_BATON_UPGRADE_FAILED/);
+  assert.equal(pidIn(path.join(dir, 'app.pid')), old.pid, 'the old master took its pid file back');
+  assert.equal(fs.existsSync(path.join(dir, 'app.pid.oldbin')), false);
+  const s = await statusOf(dir, old.pid);
+  assert.equal(s.phase, 'running');
+  assert.deepEqual(s.workers.map((w) => w.pid).sort(), oldWorkers, 'the old workers were never touched');
+  await load.waitForMore(100);
+  const result = await load.stop();
+  assert.equal(result.failed, 0, `failed requests: ${result.errors.join('; ')}`);
+  process.kill(old.pid, 'SIGQUIT');
+  await new Promise((r) => old.child.once('exit', r));
+});
