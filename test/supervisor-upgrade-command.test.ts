@@ -78,3 +78,52 @@ test('baton upgrade rolls back when the new generation crashes: the old master s
   process.kill(old.pid, 'SIGQUIT');
   await new Promise((r) => old.child.once('exit', r));
 });
+
+test('baton upgrade --keep-old, then baton rollback; a failed health check rolls back by itself; state outlives the master', async (t) => {
+  const dir = tempDir('baton-sup-');
+  writeApp(dir, 'v1');
+  const cfg = writeConfig(dir, 'workers: 1\nupgrade: { healthWindowMs: 200 }');
+  const old = await startMaster(log, cfg);
+  t.after(() => killAll([old.pid]));
+  const load = new HttpLoad(`http://127.0.0.1:${old.port}`, 16);
+  t.after(() => load.stop());
+  await load.waitForMore(50);
+  const mark = log.events.length;
+  process.kill(old.pid, 'SIGHUP');
+  await log.waitFor((e) => e.event === 'reload-done' && e.pid === old.pid, 'reload', 30_000, mark);
+
+  // A health URL that never answers: the new master is rolled back (TERM), the old one serves on.
+  const bad = await run(process.execPath, [cli, 'upgrade', '-c', cfg, '--health-url', 'http://127.0.0.1:1/']).then(
+    () => assert.fail('the upgrade should fail'),
+    (e: { code: number; stderr: string; stdout: string }) => e,
+  );
+  assert.match(bad.stdout, /✗ health check failed: http:\/\/127\.0\.0\.1:1\/: .*; rolling back/);
+  assert.match(bad.stderr, new RegExp(`failed its health check .*rolled back to master pid ${old.pid}.*ERR_BATON_UPGRADE_FAILED`));
+  await log.waitFor(
+    (e) => e.event === 'master-phase' && e.pid === old.pid && e.phase === 'running' && e.from === 'superseded',
+    'old master current',
+    30_000,
+    mark,
+  );
+  assert.equal(pidIn(path.join(dir, 'app.pid')), old.pid);
+
+  // --keep-old stops before QUIT; rollback brings the old master back.
+  const kept = await run(process.execPath, [cli, 'upgrade', '-c', cfg, '--keep-old']);
+  assert.match(kept.stdout, new RegExp(`old master pid ${old.pid} kept in standby`));
+  assert.equal((await statusOf(dir, old.pid)).phase, 'standby');
+  const newPid = pidIn(path.join(dir, 'app.pid'))!;
+  const state = JSON.parse(fs.readFileSync(path.join(dir, 'app.state.json'), 'utf8')) as {
+    masterPid: number;
+    counters: { reloads: number };
+  };
+  assert.equal(state.masterPid, newPid, 'the new master writes the state file');
+  assert.equal((await statusOf(dir, newPid)).counters.reloads, 1, "the new master read the old one's counters");
+  const back = await run(process.execPath, [cli, 'rollback', '-c', cfg]);
+  assert.match(back.stdout, new RegExp(`rolled back: master pid ${old.pid} serves, pid ${newPid} retired`));
+  assert.equal(pidIn(path.join(dir, 'app.pid')), old.pid);
+  await load.waitForMore(50);
+  const result = await load.stop();
+  assert.equal(result.failed, 0, `failed requests: ${result.errors.join('; ')}`);
+  process.kill(old.pid, 'SIGQUIT');
+  await new Promise((r) => old.child.once('exit', r));
+});
