@@ -122,7 +122,7 @@ export async function runExample(opts: ExampleOptions): Promise<number> {
   const [a, b] = generation.getListeners();
   log(
     `generation ${generation.number} (${generation.origin}) serving http://${a?.address}:${a?.port} and h2c://${b?.address}:${b?.port}; ` +
-      `ready ${performance.now().toFixed(1)} ms after process start (${(performance.now() - startedAt).toFixed(1)} ms in baton); pid file ${opts.pidFile}; ${served} requests served so far`,
+      `ready ${performance.now().toFixed(1)} ms after process start (${(performance.now() - startedAt).toFixed(1)} ms in baton); ${generation.settings.pidFile ? `pid file ${generation.settings.pidFile}; ` : ''}${served} requests served so far`,
   );
   const stop = () => void generation.stop();
   process.on('SIGTERM', stop);

@@ -127,7 +127,7 @@ targetOptions(
     const s = await upgrade(targetOf(o), { keepOld: o.keepOld, healthUrl: o.healthUrl, healthWindowMs: o.window }, out);
     out(
       `upgrade done in ${s.durationMs} ms: master pid ${s.oldPid} → ${s.newPid}; old workers' connections: ` +
-        `${s.migrated} migrated, ${s.drained} closed cleanly, ${s.forced} cut` +
+        `${s.migrated} migrated, ${s.drained} closed cleanly, ${s.forced} cut (requests failed server-side: at most ${s.forced})` +
         (s.oldMasterKept ? `; old master pid ${s.oldPid} kept in standby (baton rollback, or kill -QUIT ${s.oldPid})` : ''),
     );
   }),
