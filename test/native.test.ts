@@ -11,7 +11,16 @@ import path from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
-import { closeFd, describeSocket, dupFd, MAX_FDS_PER_MESSAGE, systemError, UnixChannel, UnixListener } from '../src/native/index.js';
+import {
+  closeFd,
+  describeSocket,
+  dupFd,
+  growFdTable,
+  MAX_FDS_PER_MESSAGE,
+  systemError,
+  UnixChannel,
+  UnixListener,
+} from '../src/native/index.js';
 
 const FIXTURES = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures');
 const O_CLOEXEC = 0o2000000;
@@ -312,6 +321,20 @@ test('UnixListener: mode 0600 by default, connections, close does not unlink', a
   await closed;
   assert.ok(fs.existsSync(socketPath), 'close() must not unlink the socket path');
   assert.throws(() => UnixListener.listen(socketPath), { code: 'EADDRINUSE', syscall: 'listen', path: socketPath });
+});
+
+test('growFdTable: grows the table to the slots asked for (at most RLIMIT_NOFILE), leaves no fd behind', (t) => {
+  const [a] = channelPair(t);
+  const soft = Number(/^Max open files\s+(\d+)/m.exec(fs.readFileSync('/proc/self/limits', 'utf8'))?.[1]);
+  const openFds = () => fs.readdirSync('/proc/self/fd').map(Number);
+  const before = openFds();
+  const wanted = Math.min(4096, soft);
+  assert.equal(growFdTable(a.fd, wanted), wanted);
+  assert.deepEqual(openFds(), before, 'the copy in the highest slot is closed again');
+  // (Where the limit is huge, the table of this test process would be too.)
+  if (soft <= 1 << 16) assert.equal(growFdTable(a.fd, 2 ** 31 - 1), soft, 'capped at the soft limit');
+  assert.equal(growFdTable(a.fd, 0), 0);
+  assert.throws(() => growFdTable(999_999, 64), { code: 'EBADF', syscall: 'fcntl' });
 });
 
 test('errors keep the shape of Node system errors', async (t) => {

@@ -67,6 +67,12 @@ export interface NativeBinding {
   close(fd: number): number;
   /** fcntl(F_DUPFD_CLOEXEC, 3): a new fd ≥ 3 that the caller owns. */
   dup(fd: number): number;
+  /**
+   * Makes this process's fd table hold at least `slots` fds (capped at RLIMIT_NOFILE's soft
+   * limit) by duplicating `fd` into the highest slot and closing that copy at once; returns the
+   * slots now available. `fd` is only duplicated, never closed.
+   */
+  growFdTable(fd: number, slots: number): number;
   /** SO_PEERCRED of a connected unix socket. */
   peerCredentials(fd: number): { pid: number; uid: number; gid: number } | number;
   /** Family, type, SO_ACCEPTCONN and local address of a socket fd (-ENOTSOCK otherwise). */
