@@ -16,6 +16,7 @@ import {
   describeSocket,
   dupFd,
   growFdTable,
+  loadBinding,
   MAX_FDS_PER_MESSAGE,
   systemError,
   UnixChannel,
@@ -335,6 +336,27 @@ test('growFdTable: grows the table to the slots asked for (at most RLIMIT_NOFILE
   if (soft <= 1 << 16) assert.equal(growFdTable(a.fd, 2 ** 31 - 1), soft, 'capped at the soft limit');
   assert.equal(growFdTable(a.fd, 0), 0);
   assert.throws(() => growFdTable(999_999, 64), { code: 'EBADF', syscall: 'fcntl' });
+});
+
+test('epoll set: ready fds are taken out of the set; a closed set drops its registrations', (t) => {
+  const native = loadBinding();
+  const epfd = native.epollCreate();
+  assert.ok(epfd >= 0);
+  const pair = native.socketpair() as [number, number];
+  t.after(() => {
+    for (const fd of [...pair, epfd]) native.close(fd);
+  });
+  const [a, b] = pair;
+  assert.equal(native.epollAdd(epfd, a), 0);
+  assert.equal(native.epollAdd(epfd, a), -os.constants.errno.EEXIST);
+  assert.deepEqual(native.epollTakeReady(epfd, 16), [], 'nothing to read yet');
+  assert.equal(native.sendmsg(b, Buffer.from('x'), 0, 1, []), 1);
+  assert.deepEqual(native.epollTakeReady(epfd, 16), [a]);
+  assert.deepEqual(native.epollTakeReady(epfd, 16), [], 'taken out: level-triggered, yet reported once');
+  assert.equal(native.epollDel(epfd, a), -os.constants.errno.ENOENT);
+  assert.equal(native.epollAdd(epfd, a), 0);
+  assert.equal(native.epollDel(epfd, a), 0);
+  assert.equal(native.epollAdd(epfd, -1), -os.constants.errno.EBADF);
 });
 
 test('errors keep the shape of Node system errors', async (t) => {
