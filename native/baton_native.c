@@ -23,6 +23,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -121,6 +123,14 @@ static bool get_fd_arg(napi_env env, napi_value value, int* out) {
   if (!get_int32_arg(env, value, "fd", &fd)) return false;
   *out = fd;
   return true;
+}
+
+/* (fd, int32) arguments, the shape of several functions below. */
+static bool get_fd_int32_args(napi_env env, napi_callback_info info, int* fd, const char* name,
+                              int32_t* value) {
+  napi_value argv[2];
+  return get_args(env, info, 2, argv) && get_fd_arg(env, argv[0], fd) &&
+         get_int32_arg(env, argv[1], name, value);
 }
 
 static bool get_bool_arg(napi_env env, napi_value value, const char* name, bool* out) {
@@ -501,6 +511,30 @@ static napi_value baton_dup(napi_env env, napi_callback_info info) {
   return make_int(env, copy);
 }
 
+/*
+ * growFdTable(fd, slots) -> slots now available (capped at RLIMIT_NOFILE) | -errno
+ *
+ * Makes the kernel's fd table of this process hold at least `slots` fds, by duplicating `fd`
+ * into the highest of them and closing the copy at once. Why: the table grows by doubling
+ * when an fd beyond it is allocated, and in a multi-threaded process (Node always is) each
+ * growth waits for an RCU grace period (expand_fdtable -> synchronize_rcu), 5-20 ms each. A
+ * process about to receive thousands of fds pays that once, ahead of time, instead of about
+ * ten times while it receives them. The table never shrinks; the copy never outlives this call.
+ */
+static napi_value baton_grow_fd_table(napi_env env, napi_callback_info info) {
+  int fd;
+  int32_t slots;
+  if (!get_fd_int32_args(env, info, &fd, "slots", &slots)) return NULL;
+  struct rlimit limit;
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0) return make_neg_errno(env, errno);
+  if (limit.rlim_cur != RLIM_INFINITY && (rlim_t)slots > limit.rlim_cur) slots = (int32_t)limit.rlim_cur;
+  if (slots <= 3) return make_int(env, slots < 0 ? 0 : slots);
+  int copy = fcntl(fd, F_DUPFD_CLOEXEC, slots - 1);
+  if (copy < 0) return make_neg_errno(env, errno);
+  close_quietly(copy);
+  return make_int(env, slots);
+}
+
 /* peerCredentials(fd) -> { pid, uid, gid } | -errno */
 static napi_value baton_peer_credentials(napi_env env, napi_callback_info info) {
   napi_value argv[1];
@@ -609,6 +643,85 @@ static napi_value baton_describe_socket(napi_env env, napi_callback_info info) {
         return NULL;
       }
     }
+  }
+  return result;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Watch set: an epoll instance of many fds, itself watched by one poller                    */
+/* ---------------------------------------------------------------------------------------- */
+/*
+ * Parking thousands of idle connections with one uv_poll_t each costs some 5 µs per fd
+ * (libuv probes each fd with epoll_ctl ADD + DEL and an ioctl, then adds it again, and every
+ * poller is a JS object with a callback reference). One epoll instance holding all of them,
+ * watched as a single fd by one poller, costs one epoll_ctl per fd.
+ *
+ * Registrations are level-triggered, with the fd number as the event's data. An epoll
+ * registration lives as long as the open file description, which is shared with other
+ * processes (the fd came over SCM_RIGHTS): the caller must remove an fd (epollDel, or take it
+ * with epollTakeReady) before closing it, or close the epoll fd itself, which drops all.
+ */
+
+/* epollCreate() -> epoll fd (CLOEXEC; the caller owns it) | -errno */
+static napi_value baton_epoll_create(napi_env env, napi_callback_info info) {
+  (void)info;
+  int epfd = epoll_create1(EPOLL_CLOEXEC);
+  if (epfd < 0) return make_neg_errno(env, errno);
+  return make_int(env, epfd);
+}
+
+static napi_value epoll_change(napi_env env, napi_callback_info info, int op) {
+  napi_value argv[2];
+  int epfd, fd;
+  if (!get_args(env, info, 2, argv) || !get_fd_arg(env, argv[0], &epfd) ||
+      !get_fd_arg(env, argv[1], &fd)) {
+    return NULL;
+  }
+  struct epoll_event event;
+  memset(&event, 0, sizeof event);
+  event.events = EPOLLIN | EPOLLRDHUP;
+  event.data.fd = fd;
+  if (epoll_ctl(epfd, op, fd, &event) != 0) return make_neg_errno(env, errno);
+  return make_int(env, 0);
+}
+
+/* epollAdd(epfd, fd) -> 0 | -errno: watch fd for readability (bytes, EOF, hang-up, error) */
+static napi_value baton_epoll_add(napi_env env, napi_callback_info info) {
+  return epoll_change(env, info, EPOLL_CTL_ADD);
+}
+
+/* epollDel(epfd, fd) -> 0 | -errno */
+static napi_value baton_epoll_del(napi_env env, napi_callback_info info) {
+  return epoll_change(env, info, EPOLL_CTL_DEL);
+}
+
+#define BATON_MAX_READY 1024
+
+/*
+ * epollTakeReady(epfd, max) -> number[] | -errno
+ * The fds that are ready now (at most max, at most 1024; never waits), each already removed
+ * from the set.
+ */
+static napi_value baton_epoll_take_ready(napi_env env, napi_callback_info info) {
+  int epfd;
+  int32_t max;
+  if (!get_fd_int32_args(env, info, &epfd, "max", &max)) return NULL;
+  if (max < 1) max = 1;
+  if (max > BATON_MAX_READY) max = BATON_MAX_READY;
+  struct epoll_event events[BATON_MAX_READY];
+  int n;
+  do {
+    n = epoll_wait(epfd, events, max, 0);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) return make_neg_errno(env, errno);
+  napi_value result, value;
+  NAPI_CALL(env, napi_create_array_with_length(env, (size_t)n, &result));
+  for (int i = 0; i < n; i++) {
+    int fd = events[i].data.fd;
+    /* Taken out of the set: the caller gives it to something that watches it itself. */
+    epoll_ctl(epfd, EPOLL_CTL_DEL, fd, NULL);
+    NAPI_CALL(env, napi_create_int32(env, fd, &value));
+    NAPI_CALL(env, napi_set_element(env, result, (uint32_t)i, value));
   }
   return result;
 }
@@ -900,6 +1013,11 @@ NAPI_MODULE_INIT() {
       EXPORT_FN("recvmsg", baton_recvmsg),
       EXPORT_FN("close", baton_close),
       EXPORT_FN("dup", baton_dup),
+      EXPORT_FN("growFdTable", baton_grow_fd_table),
+      EXPORT_FN("epollCreate", baton_epoll_create),
+      EXPORT_FN("epollAdd", baton_epoll_add),
+      EXPORT_FN("epollDel", baton_epoll_del),
+      EXPORT_FN("epollTakeReady", baton_epoll_take_ready),
       EXPORT_FN("peerCredentials", baton_peer_credentials),
       EXPORT_FN("describeSocket", baton_describe_socket),
       EXPORT_FN("pollStart", baton_poll_start),

@@ -573,6 +573,8 @@ export class Generation extends EventEmitter<GenerationEvents> {
         name: s.name,
         node: process.version,
       };
+      // The successor grows its fd table for these before it is ready, not while they arrive.
+      if (s.migrate) reply.connections = this.#tracker.size + this.#parking.size;
       await peer.send(FrameType.Hello, reply);
       if (how.via === 'exec') {
         await peer.send(FrameType.Listeners, { listeners: how.entries });

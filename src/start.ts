@@ -1,5 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
+import { debuglog } from 'node:util';
 import { BatonError, asError, isBatonError } from './core/errors.js';
 import { Defaults } from './core/options.js';
 import { ConnectionTracker } from './drain/connection-tracker.js';
@@ -9,7 +10,7 @@ import { defaultSocketDir, ensurePrivateDir } from './handover/upgrade-socket.js
 import { Generation, type GenerationSettings, type Origin } from './generation.js';
 import { ListenerSet } from './listeners/listener-set.js';
 import { UnixChannel, probeUnixSocket } from './native/unix-channel.js';
-import { closeQuietly, dupFd } from './native/socket-info.js';
+import { closeQuietly, dupFd, growFdTable } from './native/socket-info.js';
 import { FramePeer } from './protocol/frame-peer.js';
 import { linkToMaster, takeSupervision } from './supervisor/worker-link.js';
 import { FrameType, PROTOCOL_VERSION, type HelloPayload, type ListenersPayload, type StatePayload } from './protocol/frames.js';
@@ -146,6 +147,7 @@ export async function start(options: StartOptions): Promise<Generation> {
       );
     }
     peer.label = `predecessor pid ${reply.pid}`;
+    if (typeof reply.connections === 'number' && reply.connections > 0) makeRoomForConnections(channel, reply.connections);
     const manifest = await peer.expect(FrameType.Listeners, settings.helloTimeoutMs, timeout);
     const received = adoptManifest(manifest.payload as ListenersPayload, manifest.fds, pool);
     // A supervised worker takes its listeners from the master (the config may
@@ -169,6 +171,24 @@ export async function start(options: StartOptions): Promise<Generation> {
     for (const l of pool) closeQuietly(l.fd);
     if (isBatonError(err)) throw err;
     throw new BatonError('ERR_BATON_PREDECESSOR_LOST', `takeover from ${peer.label} failed: ${asError(err).message}`, { cause: err });
+  }
+}
+
+const debug = debuglog('baton:migrate');
+
+/**
+ * Grows the fd table before the predecessor's connections arrive: received fds take the
+ * lowest free numbers, so the highest is about the fds open now (the channel is one of the
+ * newest) plus the connections, and a margin for what opens meanwhile. Growing it while the
+ * fds arrive would stall each doubling for an RCU grace period (see growFdTable). Best
+ * effort: if it fails, migration still works, only slower.
+ */
+function makeRoomForConnections(channel: UnixChannel, connections: number): void {
+  try {
+    const slots = growFdTable(channel.fd, channel.fd + connections * 1.1 + 256);
+    debug('fd table holds %d fds (%d connections announced)', slots, connections);
+  } catch (err) {
+    debug('could not grow the fd table for %d connections: %s', connections, asError(err).message);
   }
 }
 

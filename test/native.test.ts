@@ -11,7 +11,17 @@ import path from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
-import { closeFd, describeSocket, dupFd, MAX_FDS_PER_MESSAGE, systemError, UnixChannel, UnixListener } from '../src/native/index.js';
+import {
+  closeFd,
+  describeSocket,
+  dupFd,
+  growFdTable,
+  loadBinding,
+  MAX_FDS_PER_MESSAGE,
+  systemError,
+  UnixChannel,
+  UnixListener,
+} from '../src/native/index.js';
 
 const FIXTURES = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures');
 const O_CLOEXEC = 0o2000000;
@@ -312,6 +322,41 @@ test('UnixListener: mode 0600 by default, connections, close does not unlink', a
   await closed;
   assert.ok(fs.existsSync(socketPath), 'close() must not unlink the socket path');
   assert.throws(() => UnixListener.listen(socketPath), { code: 'EADDRINUSE', syscall: 'listen', path: socketPath });
+});
+
+test('growFdTable: grows the table to the slots asked for (at most RLIMIT_NOFILE), leaves no fd behind', (t) => {
+  const [a] = channelPair(t);
+  const soft = Number(/^Max open files\s+(\d+)/m.exec(fs.readFileSync('/proc/self/limits', 'utf8'))?.[1]);
+  const openFds = () => fs.readdirSync('/proc/self/fd').map(Number);
+  const before = openFds();
+  const wanted = Math.min(4096, soft);
+  assert.equal(growFdTable(a.fd, wanted), wanted);
+  assert.deepEqual(openFds(), before, 'the copy in the highest slot is closed again');
+  // (Where the limit is huge, the table of this test process would be too.)
+  if (soft <= 1 << 16) assert.equal(growFdTable(a.fd, 2 ** 31 - 1), soft, 'capped at the soft limit');
+  assert.equal(growFdTable(a.fd, 0), 0);
+  assert.throws(() => growFdTable(999_999, 64), { code: 'EBADF', syscall: 'fcntl' });
+});
+
+test('epoll set: ready fds are taken out of the set; a closed set drops its registrations', (t) => {
+  const native = loadBinding();
+  const epfd = native.epollCreate();
+  assert.ok(epfd >= 0);
+  const pair = native.socketpair() as [number, number];
+  t.after(() => {
+    for (const fd of [...pair, epfd]) native.close(fd);
+  });
+  const [a, b] = pair;
+  assert.equal(native.epollAdd(epfd, a), 0);
+  assert.equal(native.epollAdd(epfd, a), -os.constants.errno.EEXIST);
+  assert.deepEqual(native.epollTakeReady(epfd, 16), [], 'nothing to read yet');
+  assert.equal(native.sendmsg(b, Buffer.from('x'), 0, 1, []), 1);
+  assert.deepEqual(native.epollTakeReady(epfd, 16), [a]);
+  assert.deepEqual(native.epollTakeReady(epfd, 16), [], 'taken out: level-triggered, yet reported once');
+  assert.equal(native.epollDel(epfd, a), -os.constants.errno.ENOENT);
+  assert.equal(native.epollAdd(epfd, a), 0);
+  assert.equal(native.epollDel(epfd, a), 0);
+  assert.equal(native.epollAdd(epfd, -1), -os.constants.errno.EBADF);
 });
 
 test('errors keep the shape of Node system errors', async (t) => {

@@ -74,6 +74,28 @@ export interface NativeBinding {
   close(fd: number): number;
   /** fcntl(F_DUPFD_CLOEXEC, 3): a new fd ≥ 3 that the caller owns. */
   dup(fd: number): number;
+  /**
+   * Makes this process's fd table hold at least `slots` fds (capped at RLIMIT_NOFILE's soft
+   * limit) by duplicating `fd` into the highest slot and closing that copy at once; returns the
+   * slots now available. `fd` is only duplicated, never closed.
+   */
+  growFdTable(fd: number, slots: number): number;
+  /**
+   * A new epoll instance (CLOEXEC; the caller owns it and closes it with `close`, which drops
+   * every registration). Watch it with `pollStart` to learn when one of its fds is ready.
+   */
+  epollCreate(): number;
+  /**
+   * Adds `fd` to the set (level-triggered readability: bytes, EOF, hang-up or error; the
+   * event's data is the fd number). The fd is not owned by the set: remove it (`epollDel`,
+   * `epollTakeReady`) before closing it — the registration lives as long as the open file
+   * description, which another process may share.
+   */
+  epollAdd(epfd: number, fd: number): number;
+  /** Removes `fd` from the set. */
+  epollDel(epfd: number, fd: number): number;
+  /** The fds of the set that are ready now (at most `max`, at most 1024; never waits), each removed from the set. */
+  epollTakeReady(epfd: number, max: number): number[] | number;
   /** SO_PEERCRED of a connected unix socket. */
   peerCredentials(fd: number): { pid: number; uid: number; gid: number } | number;
   /** Family, type, SO_ACCEPTCONN and local address of a socket fd (-ENOTSOCK otherwise). */

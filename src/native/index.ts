@@ -8,7 +8,7 @@
 export { isNativeAvailable, loadBinding, MAX_FDS_PER_MESSAGE } from './binding.js';
 export type { NativeBinding, PollCallback, PollHandle, RawReceived } from './binding.js';
 export { check, systemError } from './system-error.js';
-export { closeFd, describeSocket, dupFd, peerCredentials } from './socket-info.js';
+export { closeFd, describeSocket, dupFd, growFdTable, peerCredentials } from './socket-info.js';
 export type { PeerCredentials, SocketDescription } from './socket-info.js';
 export { MAX_READS_PER_EVENT, READ_BUFFER_SIZE, UnixChannel } from './unix-channel.js';
 export type { UnixChannelEvents } from './unix-channel.js';

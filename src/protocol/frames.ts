@@ -62,6 +62,12 @@ export interface HelloPayload {
   name: string;
   /** Node.js version of the sender, for reports. */
   node: string;
+  /**
+   * Predecessor only: connections it holds now, which may migrate once the successor is
+   * ready; the successor sizes its fd table for them ahead of time (optional: older
+   * predecessors do not send it).
+   */
+  connections?: number;
 }
 
 /** One listener in the manifest. */
