@@ -17,6 +17,7 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
+import { BatonFixtures, type Via } from './lib/baton-fixture.js';
 import { EventLog, benchFixture, killAll, monoMs, pidsOf, spawnFixture, tempDir, type FixtureEvent } from './lib/processes.js';
 import { medP90, median, rounded, summarize, table, type Summary } from './lib/stats.js';
 import { runWrk, startWrk, wrkAvailable, type WrkResult } from './lib/wrk.js';
@@ -37,83 +38,17 @@ const THROUGHPUT_WARMUP_S = 1;
 const THROUGHPUT_ROUNDS = 6;
 const EVENT_TIMEOUT_MS = 30_000;
 
-type Via = 'takeover' | 'exec';
-const FAILURES = new Set(['start-failed', 'upgrade-failed', 'upgrade-error']);
-
 const log = new EventLog();
+const fixtures = new BatonFixtures(log, EVENT_TIMEOUT_MS);
 const socketDir = tempDir('baton-bench-');
 const out = (line = '') => process.stdout.write(`${line}\n`);
 const progress = (line: string) => process.stderr.write(`bench: ${line}\n`);
-
-/** Waits for an event matching `match` (seen since index `since`); a failure event of any fixture aborts the bench. */
-async function waitFor(match: (e: FixtureEvent) => boolean, what: string, since = 0): Promise<FixtureEvent> {
-  const e = await log.waitFor((ev) => match(ev) || FAILURES.has(ev.event), what, EVENT_TIMEOUT_MS, since);
-  if (FAILURES.has(e.event) && !match(e))
-    throw new Error(`while waiting for ${what}: pid ${e.pid} reported ${e.event}: ${String(e.code)} ${String(e.message)}`);
-  return e;
-}
-
+const waitFor = (match: (e: FixtureEvent) => boolean, what: string, since = 0) => fixtures.waitFor(match, what, since);
+const startServer = (env: NodeJS.ProcessEnv) => fixtures.start(env);
+const stopServer = (pid: number) => fixtures.stop(pid);
+const upgrade = (via: Via, current: number, nextGeneration: number, env: NodeJS.ProcessEnv) =>
+  fixtures.upgrade(via, current, nextGeneration, env);
 const num = (v: unknown): number => v as number;
-interface Marks {
-  entry: number;
-  startCalled: number;
-  started: number;
-  listened: number;
-  ready: number;
-}
-
-/** One generation's start-up, from its 'ready' event. */
-function readyOf(e: FixtureEvent): { pid: number; generation: number; port: number; marks: Marks; offset: number } {
-  return {
-    pid: e.pid,
-    generation: num(e.generation),
-    port: (e.ports as number[])[0]!,
-    marks: e.marks as Marks,
-    offset: num(e.clockOffset),
-  };
-}
-
-/** Starts generation 1 of a fresh server and waits until it is ready. */
-async function startServer(env: NodeJS.ProcessEnv): Promise<ReturnType<typeof readyOf>> {
-  const since = log.events.length;
-  const child = spawnFixture(benchFixture('baton-server'), env, log);
-  return readyOf(await waitFor((e) => e.event === 'ready' && e.pid === child.pid, `generation 1 (pid ${child.pid}) ready`, since));
-}
-
-/** Stops the server whose current generation is `pid` (SIGTERM → stop()) and waits for its exit. */
-async function stopServer(pid: number): Promise<FixtureEvent> {
-  const exited = waitFor((e) => e.event === 'exit' && e.pid === pid, `pid ${pid} exit`);
-  process.kill(pid, 'SIGTERM');
-  return exited;
-}
-
-interface Upgrade {
-  via: Via;
-  since: number;
-  spawnAt: number;
-  predecessor: number;
-  successor: ReturnType<typeof readyOf>;
-}
-
-/**
- * Performs one upgrade of the server whose current generation is `current`:
- * takeover spawns a new process (stamped here, just before spawn()); exec sends
- * SIGUSR2, and the predecessor stamps just before generation.upgrade() spawns.
- */
-async function upgrade(via: Via, current: number, nextGeneration: number, env: NodeJS.ProcessEnv): Promise<Upgrade> {
-  const since = log.events.length;
-  let spawnAt: number;
-  if (via === 'takeover') {
-    spawnAt = monoMs();
-    spawnFixture(benchFixture('baton-server'), env, log);
-  } else {
-    process.kill(current, 'SIGUSR2');
-    spawnAt = num((await waitFor((e) => e.event === 'exec-spawn' && e.pid === current, `pid ${current} exec-spawn`, since)).at);
-  }
-  const ready = await waitFor((e) => e.event === 'ready' && e.generation === nextGeneration, `generation ${nextGeneration} ready`, since);
-  if (ready.origin !== via) throw new Error(`generation ${nextGeneration} started as '${String(ready.origin)}', expected '${via}'`);
-  return { via, since, spawnAt, predecessor: current, successor: readyOf(ready) };
-}
 
 // ---------------------------------------------------------------- part 1–2
 
