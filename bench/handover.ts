@@ -16,11 +16,12 @@
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
-import { fileURLToPath } from 'node:url';
 import { BatonFixtures, type Via } from './lib/baton-fixture.js';
-import { EventLog, benchFixture, killAll, monoMs, pidsOf, spawnFixture, tempDir, type FixtureEvent } from './lib/processes.js';
-import { medP90, median, rounded, summarize, table, type Summary } from './lib/stats.js';
-import { runWrk, startWrk, wrkAvailable, type WrkResult } from './lib/wrk.js';
+import { EventLog, killAll, monoMs, pidsOf, tempDir, type FixtureEvent } from './lib/processes.js';
+import { machine, writeResults } from './lib/results.js';
+import { medP90, rounded, summarize, table, type Summary } from './lib/stats.js';
+import { measureThroughput, type Throughput } from './lib/throughput.js';
+import { startWrk, wrkAvailable, type WrkResult } from './lib/wrk.js';
 
 /** Upgrades per configuration in parts 1–2. */
 const UPGRADES = 10;
@@ -183,87 +184,14 @@ async function upgradesUnderLoad(via: Via): Promise<LoadRun> {
 
 // ---------------------------------------------------------------- part 4
 
-interface ThroughputRun {
-  round: number;
-  server: 'baton' | 'plain';
-  requestsPerSec: number;
-  requests: number;
-  errors: number;
-  latencyP99Ms: number;
-  /** The server process's CPU time (user + system) per completed request. */
-  serverCpuUsPerRequest: number;
-}
-
-interface Throughput {
-  runs: ThroughputRun[];
-  /** baton req/s ÷ plain req/s of each round (the two runs of a round are back to back). */
-  roundRatios: number[];
-  /** Median of the round ratios: the judged figure, robust to one disturbed run. */
-  ratio: number;
-  batonRps: number;
-  plainRps: number;
-  batonCpuUsPerRequest: number;
-  plainCpuUsPerRequest: number;
-}
-
-/** Clock ticks per second of /proc/<pid>/stat times. */
-const CLOCK_TICKS = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout?.trim()) || 100;
-
-/** CPU seconds (user + system) a process has used so far, from /proc/<pid>/stat. */
-function cpuSeconds(pid: number): number {
-  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  // Fields 14 and 15 of stat (utime, stime) are 12 and 13 after "pid (comm) ".
-  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
-}
-
-const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
-
-async function throughput(): Promise<Throughput> {
-  const baton = await startServer({ BATON_SOCKET_DIR: socketDir, BENCH_NAME: 'throughput', LISTENERS: '1' });
-  const plainChild = spawnFixture(benchFixture('plain-server'), {}, log);
-  const plain = await waitFor((e) => e.event === 'listening' && e.pid === plainChild.pid, 'plain server listening');
-  const servers = {
-    baton: { url: `http://127.0.0.1:${baton.port}/`, pid: baton.pid },
-    plain: { url: `http://127.0.0.1:${num(plain.port)}/`, pid: plainChild.pid! },
-  };
-  progress(`part 4: warm-up ${THROUGHPUT_WARMUP_S} s each, then ${THROUGHPUT_ROUNDS} rounds of ${THROUGHPUT_RUN_S} s per server`);
-  for (const server of ['baton', 'plain'] as const) await runWrk(servers[server].url, { ...WRK_SHAPE, durationS: THROUGHPUT_WARMUP_S });
-  const runs: ThroughputRun[] = [];
-  for (let round = 1; round <= THROUGHPUT_ROUNDS; round++) {
-    // Alternate the order (ABBA) so a drift in machine load does not favour one server.
-    const order = round % 2 === 1 ? (['baton', 'plain'] as const) : (['plain', 'baton'] as const);
-    for (const server of order) {
-      const { url, pid } = servers[server];
-      const cpuBefore = cpuSeconds(pid);
-      const r = await runWrk(url, { ...WRK_SHAPE, durationS: THROUGHPUT_RUN_S });
-      const cpu = cpuSeconds(pid) - cpuBefore;
-      runs.push({
-        round,
-        server,
-        requestsPerSec: r.requestsPerSec,
-        requests: r.requests,
-        errors: r.errors.total,
-        latencyP99Ms: r.latencyMs.p99,
-        serverCpuUsPerRequest: (cpu * 1e6) / r.requests,
-      });
-    }
-  }
-  const plainExit = waitFor((e) => e.event === 'exit' && e.pid === plainChild.pid, 'plain server exit');
-  plainChild.kill('SIGTERM');
-  await Promise.all([plainExit, stopServer(baton.pid)]);
-  const of = (server: 'baton' | 'plain', f: (r: ThroughputRun) => number) => runs.filter((r) => r.server === server).map(f);
-  const roundRatios = of('baton', (r) => r.requestsPerSec).map((rps, i) => rps / of('plain', (r) => r.requestsPerSec)[i]!);
-  return {
-    runs,
-    roundRatios,
-    ratio: median(roundRatios),
-    batonRps: mean(of('baton', (r) => r.requestsPerSec)),
-    plainRps: mean(of('plain', (r) => r.requestsPerSec)),
-    batonCpuUsPerRequest: mean(of('baton', (r) => r.serverCpuUsPerRequest)),
-    plainCpuUsPerRequest: mean(of('plain', (r) => r.serverCpuUsPerRequest)),
-  };
-}
+const throughput = () =>
+  measureThroughput(fixtures, log, socketDir, {
+    shape: WRK_SHAPE,
+    runS: THROUGHPUT_RUN_S,
+    warmupS: THROUGHPUT_WARMUP_S,
+    rounds: THROUGHPUT_ROUNDS,
+    progress: (line) => progress(`part 4: ${line}`),
+  });
 
 // ---------------------------------------------------------------- report
 
@@ -442,14 +370,7 @@ async function main(): Promise<void> {
     benchmark: 'handover',
     date: startedAt.toISOString(),
     durationS: (monoMs() - began) / 1000,
-    environment: {
-      node: process.version,
-      platform: os.platform(),
-      release: os.release(),
-      cpus: cpu.length,
-      cpuModel: cpu[0]?.model,
-      wrk: wrkVersion,
-    },
+    environment: { ...machine(), wrk: wrkVersion },
     settings: { UPGRADES, LOAD_UPGRADES, LISTENER_COUNTS, WRK_SHAPE, LOAD_MAX_S, THROUGHPUT_RUN_S, THROUGHPUT_WARMUP_S, THROUGHPUT_ROUNDS },
     startup: {
       summary: startupSummary,
@@ -472,13 +393,7 @@ async function main(): Promise<void> {
       ? { ...tput, target: { ratioMin: THROUGHPUT_TARGET, pass: tput.ratio >= THROUGHPUT_TARGET } }
       : { skipped: 'wrk not installed (apt-get install wrk)' },
   });
-  const dir = fileURLToPath(new URL('../../bench/results/', import.meta.url));
-  fs.mkdirSync(dir, { recursive: true });
-  const file = `${dir}handover-${startedAt
-    .toISOString()
-    .replace(/\.\d+Z$/, 'Z')
-    .replace(/:/g, '-')}.json`;
-  fs.writeFileSync(file, `${JSON.stringify(results, null, 2)}\n`);
+  const file = writeResults('handover', startedAt, results);
   out(`total run ${results.durationS.toFixed(1)} s; results: ${file}`);
 }
 

@@ -28,6 +28,7 @@ import readline from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { EventLog, benchFixture, killAll, monoMs, pidsOf, spawnFixture, tempDir, type FixtureEvent } from './lib/processes.js';
 import { RSS_INTERVAL_MS, RssSampler } from './lib/rss.js';
+import { machine, writeResults } from './lib/results.js';
 import { median, rounded, table } from './lib/stats.js';
 
 /** Sizes asked for; those above what the fd limit allows are replaced by the largest that fits. */
@@ -754,11 +755,7 @@ async function main(): Promise<void> {
     environment: {
       loadAverage1mBefore: loadBefore,
       loadAverage1mAfter: os.loadavg()[0],
-      node: process.version,
-      platform: os.platform(),
-      release: os.release(),
-      cpus: cpu.length,
-      cpuModel: cpu[0]?.model,
+      ...machine(),
       nofile: fd.limit,
       nofileNote: fd.note,
     },
@@ -774,13 +771,7 @@ async function main(): Promise<void> {
     },
     noMigration,
   });
-  const dir = fileURLToPath(new URL('../../bench/results/', import.meta.url));
-  fs.mkdirSync(dir, { recursive: true });
-  const file = `${dir}migration-${startedAt
-    .toISOString()
-    .replace(/\.\d+Z$/, 'Z')
-    .replace(/:/g, '-')}.json`;
-  fs.writeFileSync(file, `${JSON.stringify(results, null, 2)}\n`);
+  const file = writeResults('migration', startedAt, results);
   out(`total run ${results.durationS.toFixed(1)} s; results: ${file}`);
 }
 

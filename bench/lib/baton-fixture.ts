@@ -55,6 +55,9 @@ export interface Upgrade {
 
 /** Starts, upgrades and stops baton fixture servers whose events go to one log. */
 export class BatonFixtures {
+  /** Pids of every process this driver spawned (generation 1s and takeover successors; exec successors are their children). */
+  readonly spawned: number[] = [];
+
   constructor(
     readonly log: EventLog,
     readonly timeoutMs = 30_000,
@@ -73,6 +76,7 @@ export class BatonFixtures {
   async start(env: NodeJS.ProcessEnv): Promise<Ready> {
     const since = this.log.events.length;
     const child = spawnFixture(this.script, env, this.log);
+    this.spawned.push(child.pid!);
     return readyOf(await this.waitFor((e) => e.event === 'ready' && e.pid === child.pid, `generation 1 (pid ${child.pid}) ready`, since));
   }
 
@@ -94,7 +98,7 @@ export class BatonFixtures {
     let spawnAt: number;
     if (via === 'takeover') {
       spawnAt = monoMs();
-      spawnFixture(this.script, env, this.log);
+      this.spawned.push(spawnFixture(this.script, env, this.log).pid!);
     } else {
       process.kill(current, 'SIGUSR2');
       spawnAt = (await this.waitFor((e) => e.event === 'exec-spawn' && e.pid === current, `pid ${current} exec-spawn`, since)).at as number;

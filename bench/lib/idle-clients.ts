@@ -8,6 +8,9 @@
  */
 import { Client } from 'undici';
 
+/** A use not answered within this counts as failed (undici's UND_ERR_HEADERS_TIMEOUT). */
+const REQUEST_TIMEOUT_MS = 10_000;
+
 /** What one round of uses observed. */
 export interface IdleRound {
   ok: number;
@@ -31,6 +34,9 @@ export class IdleClients {
         keepAliveTimeout: 600_000,
         keepAliveMaxTimeout: 600_000,
         keepAliveTimeoutThreshold: 0,
+        // A request nobody answers is a failure, not a hung bench.
+        headersTimeout: REQUEST_TIMEOUT_MS,
+        bodyTimeout: REQUEST_TIMEOUT_MS,
       });
       const entry = { client, connects: 0 };
       client.on('connect', () => entry.connects++);

@@ -162,7 +162,8 @@ export class GroupRssSampler {
     let totalKb = 0;
     for (const pid of this.pids()) {
       const s = readStatus(pid);
-      if (!s) continue;
+      // A process between fork and exec, or exiting, may have no VmRSS line.
+      if (!s || !Number.isFinite(s.rss)) continue;
       byPid[pid] = s.rss;
       totalKb += s.rss;
     }

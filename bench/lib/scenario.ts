@@ -5,7 +5,7 @@
  */
 import fs from 'node:fs';
 import { EventLog, killAll, monoMs, tempDir } from './processes.js';
-import type { RunningSystem, SystemContext, SystemDefinition } from './system.js';
+import { haveCommand, type RunningSystem, type SystemContext, type SystemDefinition } from './system.js';
 
 const num = (name: string, fallback: number) => {
   const v = process.env[name];
@@ -85,17 +85,19 @@ const progress = (line: string) => process.stderr.write(`bench: ${line}\n`);
 /**
  * Runs `body` against a started instance of `def` (private directory, own
  * event log) and stops it afterwards, whatever happened. A system that is
- * unavailable, or that lacks a protocol the scenario needs, is reported as
- * skipped; one that fails is reported as failed, and the run goes on.
+ * unavailable, that lacks a protocol the scenario needs, or whose load tool
+ * (`tool`) is not installed, is reported as skipped; one that fails is reported as failed, and the run goes on.
  */
 export async function withSystem<T>(
   def: SystemDefinition,
   needs: Omit<SystemContext, 'dir' | 'log'>,
   scenario: string,
   body: (sys: RunningSystem, ctx: { log: EventLog; dir: string }) => Promise<T>,
+  tool?: { command: string; install: string },
 ): Promise<SystemResult<T>> {
   const head = { system: def.id, label: def.label };
   const why =
+    (tool && !haveCommand(tool.command) ? `${tool.command} not installed (${tool.install}, or npm run bench:setup)` : null) ??
     def.unavailable() ??
     (needs.h2c && !def.supports.h2c ? 'does not serve h2c' : null) ??
     (needs.websocket && !def.supports.websocket ? 'does not serve WebSocket' : null);

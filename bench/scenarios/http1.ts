@@ -53,30 +53,36 @@ function figures(w: WrkTimeline): LoadFigures {
 
 /** Runs scenario 1 against one system. */
 export function http1(def: SystemDefinition, s: Settings): Promise<Http1Result> {
-  return withSystem(def, { h2c: false, websocket: false }, 'http1', async (sys) => {
-    const url = `http://127.0.0.1:${sys.httpPort}/`;
-    const runs: Http1Run[] = [];
-    for (const connections of s.connections) {
-      const shape = { threads: s.wrkThreads, connections };
-      await runWrk(url, { ...shape, durationS: 1 }); // warm-up, not counted
-      const steady = await startTimelineWrk(url, { ...shape, durationS: s.steadyS }).timeline;
-      const wrk = startTimelineWrk(url, { ...shape, durationS: 3600 });
-      const t0 = monoMs();
-      const upgrades = await upgradeLoop(sys, s, t0);
-      await loadFor(s.tailMs);
-      if (wrk.ended) throw new Error('wrk ended before the upgrades did');
-      await wrk.stop();
-      const w = await wrk.timeline;
-      const f = figures(w);
-      runs.push({
-        connections,
-        steady: figures(steady),
-        underUpgrades: { ...f, failedPerUpgrade: f.failedRequests / upgrades.length, lostSeen: w.lostSeen },
-        upgrades,
-        timeline: w.buckets.map((b) => ({ t: b.at - t0, ok: b.ok, non2xx: b.non2xx, lost: b.lost })),
-        bucketMs: w.bucketMs,
-      });
-    }
-    return { runs };
-  });
+  return withSystem(
+    def,
+    { h2c: false, websocket: false },
+    'http1',
+    async (sys) => {
+      const url = `http://127.0.0.1:${sys.httpPort}/`;
+      const runs: Http1Run[] = [];
+      for (const connections of s.connections) {
+        const shape = { threads: s.wrkThreads, connections };
+        await runWrk(url, { ...shape, durationS: 1 }); // warm-up, not counted
+        const steady = await startTimelineWrk(url, { ...shape, durationS: s.steadyS }).timeline;
+        const wrk = startTimelineWrk(url, { ...shape, durationS: 3600 });
+        const t0 = monoMs();
+        const upgrades = await upgradeLoop(sys, s, t0);
+        await loadFor(s.tailMs);
+        if (wrk.ended) throw new Error('wrk ended before the upgrades did');
+        await wrk.stop();
+        const w = await wrk.timeline;
+        const f = figures(w);
+        runs.push({
+          connections,
+          steady: figures(steady),
+          underUpgrades: { ...f, failedPerUpgrade: f.failedRequests / upgrades.length, lostSeen: w.lostSeen },
+          upgrades,
+          timeline: w.buckets.map((b) => ({ t: b.at - t0, ok: b.ok, non2xx: b.non2xx, lost: b.lost })),
+          bucketMs: w.bucketMs,
+        });
+      }
+      return { runs };
+    },
+    { command: 'wrk', install: 'apt-get install wrk' },
+  );
 }

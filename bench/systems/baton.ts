@@ -7,7 +7,7 @@
  */
 import { BatonFixtures, type Ready, type Via } from '../lib/baton-fixture.js';
 import { killAll, monoMs, pidsOf } from '../lib/processes.js';
-import { alive } from '../lib/rss.js';
+import { alive, processTree } from '../lib/rss.js';
 import { goneWithin, type RunningSystem, type SystemContext, type SystemDefinition } from '../lib/system.js';
 
 const actions: Record<Via, string> = {
@@ -34,7 +34,8 @@ export function batonSystem(via: Via): SystemDefinition {
         ...(ctx.keepAliveTimeoutMs ? { KEEP_ALIVE_TIMEOUT_MS: String(ctx.keepAliveTimeoutMs) } : {}),
       };
       let current: Ready = await fixtures.start(env);
-      const pids = () => [...pidsOf(ctx.log)].filter(alive);
+      // The tree below every process spawned or seen: a successor counts from its spawn, not from its first event.
+      const pids = () => processTree([...pidsOf(ctx.log), ...fixtures.spawned]);
       return {
         httpPort: current.port,
         h2cPort: ctx.h2c ? current.ports.at(-1) : undefined,

@@ -7,11 +7,10 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { killAll, monoMs } from '../lib/processes.js';
+import { monoMs } from '../lib/processes.js';
 import { alive, childrenOf, processTree } from '../lib/rss.js';
 import {
   commandVersion,
-  freePort,
   goneWithin,
   haveCommand,
   run,
@@ -21,7 +20,7 @@ import {
   type SystemContext,
   type SystemDefinition,
 } from '../lib/system.js';
-import { plainEnv, startPlainApp, stopPlainApp } from './plain.js';
+import { proxySetup, stopProxy } from './proxy.js';
 
 const HAPROXY = process.env.BENCH_HAPROXY ?? 'haproxy';
 /** Old workers still holding connections are cut after this (the counterpart of nginx's worker_shutdown_timeout). */
@@ -65,9 +64,7 @@ export const haproxyReload: SystemDefinition = {
   version: () => commandVersion(HAPROXY, ['-v']).replace(/^HAProxy version (\S+).*/, 'haproxy/$1'),
   supports: { h2c: true, websocket: true },
   async start(ctx: SystemContext): Promise<RunningSystem> {
-    const backend = await startPlainApp(ctx.log, plainEnv(ctx, 0, undefined));
-    const port = await freePort();
-    const h2cPort = ctx.h2c ? await freePort() : undefined;
+    const { backend, port, h2cPort } = await proxySetup(ctx);
     const cfg = path.join(ctx.dir, 'haproxy.cfg');
     fs.writeFileSync(cfg, config(ctx.dir, port, h2cPort, backend.port));
     const pidFile = path.join(ctx.dir, 'haproxy.pid');
@@ -87,12 +84,8 @@ export const haproxyReload: SystemDefinition = {
         await until(() => childrenOf(master).some((p) => !oldWorkers.includes(p)), 'haproxy new worker after USR2', 30_000, 1);
         return { startedAt, readyAt: monoMs(), gone: goneWithin(() => oldWorkers.every((p) => !alive(p))) };
       },
-      async stop() {
-        const all = processTree([master]);
-        if (alive(master)) process.kill(master, 'SIGUSR1'); // soft stop
-        await until(() => all.every((p) => !alive(p)), 'haproxy exit', 15_000).catch(() => killAll(all));
-        await stopPlainApp(backend);
-      },
+      // USR1: soft stop.
+      stop: () => stopProxy([master], 'SIGUSR1', backend),
     };
   },
 };

@@ -9,11 +9,10 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { killAll, monoMs } from '../lib/processes.js';
+import { monoMs } from '../lib/processes.js';
 import { alive, childrenOf, processTree } from '../lib/rss.js';
 import {
   commandVersion,
-  freePort,
   goneWithin,
   haveCommand,
   run,
@@ -23,7 +22,7 @@ import {
   type SystemContext,
   type SystemDefinition,
 } from '../lib/system.js';
-import { plainEnv, startPlainApp, stopPlainApp } from './plain.js';
+import { proxySetup, stopProxy } from './proxy.js';
 
 /** The binary upgrade re-executes argv[0], so nginx is always started by its absolute path. */
 const NGINX = process.env.BENCH_NGINX ?? '/usr/sbin/nginx';
@@ -92,9 +91,7 @@ export function nginxSystem(mode: 'binary' | 'hup'): SystemDefinition {
     version: () => commandVersion(NGINX, ['-v']).replace(/^nginx version: /, ''),
     supports: { h2c: true, websocket: true },
     async start(ctx: SystemContext): Promise<RunningSystem> {
-      const backend = await startPlainApp(ctx.log, plainEnv(ctx, 0, undefined));
-      const port = await freePort();
-      const h2cPort = ctx.h2c ? await freePort() : undefined;
+      const { backend, port, h2cPort } = await proxySetup(ctx);
       const conf = path.join(ctx.dir, 'nginx.conf');
       fs.writeFileSync(conf, config(ctx.dir, port, h2cPort, backend.port));
       const pidFile = path.join(ctx.dir, 'nginx.pid');
@@ -139,12 +136,8 @@ export function nginxSystem(mode: 'binary' | 'hup'): SystemDefinition {
             });
           return { startedAt, readyAt, gone: goneWithin(() => !alive(oldMaster)) };
         },
-        async stop() {
-          const all = processTree(masters());
-          for (const m of masters()) if (alive(m)) process.kill(m, 'SIGQUIT');
-          await until(() => all.every((p) => !alive(p)), 'nginx exit', 15_000).catch(() => killAll(all));
-          await stopPlainApp(backend);
-        },
+        // QUIT: graceful shutdown of both masters, if an upgrade left two.
+        stop: () => stopProxy(masters(), 'SIGQUIT', backend),
       };
     },
   };

@@ -60,10 +60,23 @@ export const pm2Reload: SystemDefinition = {
     // pm2 hands the CLI's environment to the app.
     const env = { PM2_HOME: home, ...plainEnv(ctx, port, h2cPort) };
     const pm2 = (...args: string[]) => run(process.execPath, [bin, ...args], env);
-    await pm2('start', benchFixture('plain-server'), '-i', String(INSTANCES), '--name', 'peer', '--kill-timeout', String(KILL_TIMEOUT_MS));
+    // --wait-ready: a new worker counts as up once it sent 'ready' (after listening), as pm2's graceful-reload guide sets it up.
+    await pm2(
+      'start',
+      benchFixture('plain-server'),
+      '-i',
+      String(INSTANCES),
+      '--name',
+      'peer',
+      '--kill-timeout',
+      String(KILL_TIMEOUT_MS),
+      '--wait-ready',
+      '--listen-timeout',
+      '10000',
+    );
     const god = await until(() => Number(fs.readFileSync(path.join(home, 'pm2.pid'), 'utf8')) || undefined, 'pm2 daemon pid');
+    await until(() => childrenOf(god).length >= INSTANCES, 'pm2 workers');
     await waitServing(port, 'pm2 app');
-    if (h2cPort !== undefined) await until(() => childrenOf(god).length >= INSTANCES, 'pm2 workers');
     return {
       httpPort: port,
       h2cPort,
