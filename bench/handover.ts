@@ -16,10 +16,12 @@
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
-import { fileURLToPath } from 'node:url';
-import { EventLog, benchFixture, killAll, monoMs, pidsOf, spawnFixture, tempDir, type FixtureEvent } from './lib/processes.js';
-import { medP90, median, rounded, summarize, table, type Summary } from './lib/stats.js';
-import { runWrk, startWrk, wrkAvailable, type WrkResult } from './lib/wrk.js';
+import { BatonFixtures, type Via } from './lib/baton-fixture.js';
+import { EventLog, killAll, monoMs, pidsOf, tempDir, type FixtureEvent } from './lib/processes.js';
+import { machine, writeResults } from './lib/results.js';
+import { medP90, rounded, summarize, table, type Summary } from './lib/stats.js';
+import { measureThroughput, type Throughput } from './lib/throughput.js';
+import { startWrk, wrkAvailable, type WrkResult } from './lib/wrk.js';
 
 /** Upgrades per configuration in parts 1–2. */
 const UPGRADES = 10;
@@ -37,83 +39,17 @@ const THROUGHPUT_WARMUP_S = 1;
 const THROUGHPUT_ROUNDS = 6;
 const EVENT_TIMEOUT_MS = 30_000;
 
-type Via = 'takeover' | 'exec';
-const FAILURES = new Set(['start-failed', 'upgrade-failed', 'upgrade-error']);
-
 const log = new EventLog();
+const fixtures = new BatonFixtures(log, EVENT_TIMEOUT_MS);
 const socketDir = tempDir('baton-bench-');
 const out = (line = '') => process.stdout.write(`${line}\n`);
 const progress = (line: string) => process.stderr.write(`bench: ${line}\n`);
-
-/** Waits for an event matching `match` (seen since index `since`); a failure event of any fixture aborts the bench. */
-async function waitFor(match: (e: FixtureEvent) => boolean, what: string, since = 0): Promise<FixtureEvent> {
-  const e = await log.waitFor((ev) => match(ev) || FAILURES.has(ev.event), what, EVENT_TIMEOUT_MS, since);
-  if (FAILURES.has(e.event) && !match(e))
-    throw new Error(`while waiting for ${what}: pid ${e.pid} reported ${e.event}: ${String(e.code)} ${String(e.message)}`);
-  return e;
-}
-
+const waitFor = (match: (e: FixtureEvent) => boolean, what: string, since = 0) => fixtures.waitFor(match, what, since);
+const startServer = (env: NodeJS.ProcessEnv) => fixtures.start(env);
+const stopServer = (pid: number) => fixtures.stop(pid);
+const upgrade = (via: Via, current: number, nextGeneration: number, env: NodeJS.ProcessEnv) =>
+  fixtures.upgrade(via, current, nextGeneration, env);
 const num = (v: unknown): number => v as number;
-interface Marks {
-  entry: number;
-  startCalled: number;
-  started: number;
-  listened: number;
-  ready: number;
-}
-
-/** One generation's start-up, from its 'ready' event. */
-function readyOf(e: FixtureEvent): { pid: number; generation: number; port: number; marks: Marks; offset: number } {
-  return {
-    pid: e.pid,
-    generation: num(e.generation),
-    port: (e.ports as number[])[0]!,
-    marks: e.marks as Marks,
-    offset: num(e.clockOffset),
-  };
-}
-
-/** Starts generation 1 of a fresh server and waits until it is ready. */
-async function startServer(env: NodeJS.ProcessEnv): Promise<ReturnType<typeof readyOf>> {
-  const since = log.events.length;
-  const child = spawnFixture(benchFixture('baton-server'), env, log);
-  return readyOf(await waitFor((e) => e.event === 'ready' && e.pid === child.pid, `generation 1 (pid ${child.pid}) ready`, since));
-}
-
-/** Stops the server whose current generation is `pid` (SIGTERM → stop()) and waits for its exit. */
-async function stopServer(pid: number): Promise<FixtureEvent> {
-  const exited = waitFor((e) => e.event === 'exit' && e.pid === pid, `pid ${pid} exit`);
-  process.kill(pid, 'SIGTERM');
-  return exited;
-}
-
-interface Upgrade {
-  via: Via;
-  since: number;
-  spawnAt: number;
-  predecessor: number;
-  successor: ReturnType<typeof readyOf>;
-}
-
-/**
- * Performs one upgrade of the server whose current generation is `current`:
- * takeover spawns a new process (stamped here, just before spawn()); exec sends
- * SIGUSR2, and the predecessor stamps just before generation.upgrade() spawns.
- */
-async function upgrade(via: Via, current: number, nextGeneration: number, env: NodeJS.ProcessEnv): Promise<Upgrade> {
-  const since = log.events.length;
-  let spawnAt: number;
-  if (via === 'takeover') {
-    spawnAt = monoMs();
-    spawnFixture(benchFixture('baton-server'), env, log);
-  } else {
-    process.kill(current, 'SIGUSR2');
-    spawnAt = num((await waitFor((e) => e.event === 'exec-spawn' && e.pid === current, `pid ${current} exec-spawn`, since)).at);
-  }
-  const ready = await waitFor((e) => e.event === 'ready' && e.generation === nextGeneration, `generation ${nextGeneration} ready`, since);
-  if (ready.origin !== via) throw new Error(`generation ${nextGeneration} started as '${String(ready.origin)}', expected '${via}'`);
-  return { via, since, spawnAt, predecessor: current, successor: readyOf(ready) };
-}
 
 // ---------------------------------------------------------------- part 1–2
 
@@ -248,87 +184,14 @@ async function upgradesUnderLoad(via: Via): Promise<LoadRun> {
 
 // ---------------------------------------------------------------- part 4
 
-interface ThroughputRun {
-  round: number;
-  server: 'baton' | 'plain';
-  requestsPerSec: number;
-  requests: number;
-  errors: number;
-  latencyP99Ms: number;
-  /** The server process's CPU time (user + system) per completed request. */
-  serverCpuUsPerRequest: number;
-}
-
-interface Throughput {
-  runs: ThroughputRun[];
-  /** baton req/s ÷ plain req/s of each round (the two runs of a round are back to back). */
-  roundRatios: number[];
-  /** Median of the round ratios: the judged figure, robust to one disturbed run. */
-  ratio: number;
-  batonRps: number;
-  plainRps: number;
-  batonCpuUsPerRequest: number;
-  plainCpuUsPerRequest: number;
-}
-
-/** Clock ticks per second of /proc/<pid>/stat times. */
-const CLOCK_TICKS = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout?.trim()) || 100;
-
-/** CPU seconds (user + system) a process has used so far, from /proc/<pid>/stat. */
-function cpuSeconds(pid: number): number {
-  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  // Fields 14 and 15 of stat (utime, stime) are 12 and 13 after "pid (comm) ".
-  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
-}
-
-const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
-
-async function throughput(): Promise<Throughput> {
-  const baton = await startServer({ BATON_SOCKET_DIR: socketDir, BENCH_NAME: 'throughput', LISTENERS: '1' });
-  const plainChild = spawnFixture(benchFixture('plain-server'), {}, log);
-  const plain = await waitFor((e) => e.event === 'listening' && e.pid === plainChild.pid, 'plain server listening');
-  const servers = {
-    baton: { url: `http://127.0.0.1:${baton.port}/`, pid: baton.pid },
-    plain: { url: `http://127.0.0.1:${num(plain.port)}/`, pid: plainChild.pid! },
-  };
-  progress(`part 4: warm-up ${THROUGHPUT_WARMUP_S} s each, then ${THROUGHPUT_ROUNDS} rounds of ${THROUGHPUT_RUN_S} s per server`);
-  for (const server of ['baton', 'plain'] as const) await runWrk(servers[server].url, { ...WRK_SHAPE, durationS: THROUGHPUT_WARMUP_S });
-  const runs: ThroughputRun[] = [];
-  for (let round = 1; round <= THROUGHPUT_ROUNDS; round++) {
-    // Alternate the order (ABBA) so a drift in machine load does not favour one server.
-    const order = round % 2 === 1 ? (['baton', 'plain'] as const) : (['plain', 'baton'] as const);
-    for (const server of order) {
-      const { url, pid } = servers[server];
-      const cpuBefore = cpuSeconds(pid);
-      const r = await runWrk(url, { ...WRK_SHAPE, durationS: THROUGHPUT_RUN_S });
-      const cpu = cpuSeconds(pid) - cpuBefore;
-      runs.push({
-        round,
-        server,
-        requestsPerSec: r.requestsPerSec,
-        requests: r.requests,
-        errors: r.errors.total,
-        latencyP99Ms: r.latencyMs.p99,
-        serverCpuUsPerRequest: (cpu * 1e6) / r.requests,
-      });
-    }
-  }
-  const plainExit = waitFor((e) => e.event === 'exit' && e.pid === plainChild.pid, 'plain server exit');
-  plainChild.kill('SIGTERM');
-  await Promise.all([plainExit, stopServer(baton.pid)]);
-  const of = (server: 'baton' | 'plain', f: (r: ThroughputRun) => number) => runs.filter((r) => r.server === server).map(f);
-  const roundRatios = of('baton', (r) => r.requestsPerSec).map((rps, i) => rps / of('plain', (r) => r.requestsPerSec)[i]!);
-  return {
-    runs,
-    roundRatios,
-    ratio: median(roundRatios),
-    batonRps: mean(of('baton', (r) => r.requestsPerSec)),
-    plainRps: mean(of('plain', (r) => r.requestsPerSec)),
-    batonCpuUsPerRequest: mean(of('baton', (r) => r.serverCpuUsPerRequest)),
-    plainCpuUsPerRequest: mean(of('plain', (r) => r.serverCpuUsPerRequest)),
-  };
-}
+const throughput = () =>
+  measureThroughput(fixtures, log, socketDir, {
+    shape: WRK_SHAPE,
+    runS: THROUGHPUT_RUN_S,
+    warmupS: THROUGHPUT_WARMUP_S,
+    rounds: THROUGHPUT_ROUNDS,
+    progress: (line) => progress(`part 4: ${line}`),
+  });
 
 // ---------------------------------------------------------------- report
 
@@ -507,14 +370,7 @@ async function main(): Promise<void> {
     benchmark: 'handover',
     date: startedAt.toISOString(),
     durationS: (monoMs() - began) / 1000,
-    environment: {
-      node: process.version,
-      platform: os.platform(),
-      release: os.release(),
-      cpus: cpu.length,
-      cpuModel: cpu[0]?.model,
-      wrk: wrkVersion,
-    },
+    environment: { ...machine(), wrk: wrkVersion },
     settings: { UPGRADES, LOAD_UPGRADES, LISTENER_COUNTS, WRK_SHAPE, LOAD_MAX_S, THROUGHPUT_RUN_S, THROUGHPUT_WARMUP_S, THROUGHPUT_ROUNDS },
     startup: {
       summary: startupSummary,
@@ -537,13 +393,7 @@ async function main(): Promise<void> {
       ? { ...tput, target: { ratioMin: THROUGHPUT_TARGET, pass: tput.ratio >= THROUGHPUT_TARGET } }
       : { skipped: 'wrk not installed (apt-get install wrk)' },
   });
-  const dir = fileURLToPath(new URL('../../bench/results/', import.meta.url));
-  fs.mkdirSync(dir, { recursive: true });
-  const file = `${dir}handover-${startedAt
-    .toISOString()
-    .replace(/\.\d+Z$/, 'Z')
-    .replace(/:/g, '-')}.json`;
-  fs.writeFileSync(file, `${JSON.stringify(results, null, 2)}\n`);
+  const file = writeResults('handover', startedAt, results);
   out(`total run ${results.durationS.toFixed(1)} s; results: ${file}`);
 }
 

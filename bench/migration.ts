@@ -27,6 +27,8 @@ import os from 'node:os';
 import readline from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { EventLog, benchFixture, killAll, monoMs, pidsOf, spawnFixture, tempDir, type FixtureEvent } from './lib/processes.js';
+import { RSS_INTERVAL_MS, RssSampler } from './lib/rss.js';
+import { machine, writeResults } from './lib/results.js';
 import { median, rounded, table } from './lib/stats.js';
 
 /** Sizes asked for; those above what the fd limit allows are replaced by the largest that fits. */
@@ -44,7 +46,6 @@ const KEEP_ALIVE_MS = 600_000;
 /** The comparison without migration: Node's default keepAliveTimeout, and its size. */
 const NO_MIGRATE_KEEP_ALIVE_MS = 5_000;
 const NO_MIGRATE_SIZE = 10_000;
-const RSS_INTERVAL_MS = 10;
 /**
  * Upgrades per size, on the same connections, alternating paths (timings vary run to run:
  * judged on the median). After the first, the connections are not used: the second moves
@@ -256,73 +257,6 @@ function raiseFdLimit(): { limit: number; note: string | undefined } {
 }
 
 // ---------------------------------------------------------------- RSS sampling
-
-interface RssSample {
-  at: number;
-  kb: number;
-}
-
-/** Reads VmRSS and VmHWM (kB) of a process; undefined once it is gone. */
-function readStatus(pid: number): { rss: number; hwm: number } | undefined {
-  try {
-    const s = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
-    return { rss: Number(/VmRSS:\s+(\d+)/.exec(s)?.[1]), hwm: Number(/VmHWM:\s+(\d+)/.exec(s)?.[1]) };
-  } catch {
-    return undefined;
-  }
-}
-
-/** Samples the RSS of the processes it watches every RSS_INTERVAL_MS (measurement only). */
-class RssSampler {
-  readonly samples = new Map<number, RssSample[]>();
-  readonly hwm = new Map<number, number>();
-  #timer: NodeJS.Timeout | undefined;
-
-  watch(pid: number): void {
-    if (!this.samples.has(pid)) this.samples.set(pid, []);
-    this.sample();
-    this.#timer ??= setInterval(() => this.sample(), RSS_INTERVAL_MS);
-  }
-
-  sample(): void {
-    const at = monoMs();
-    for (const [pid, list] of this.samples) {
-      const s = readStatus(pid);
-      if (!s) continue;
-      list.push({ at, kb: s.rss });
-      this.hwm.set(pid, s.hwm);
-    }
-  }
-
-  forget(pid: number): void {
-    this.samples.delete(pid);
-    if (this.samples.size === 0 && this.#timer) {
-      clearInterval(this.#timer);
-      this.#timer = undefined;
-    }
-  }
-
-  stop(): void {
-    if (this.#timer) clearInterval(this.#timer);
-    this.#timer = undefined;
-    this.samples.clear();
-  }
-
-  /** Last sample at or before `t`, max in [from, to], last sample overall up to `to`. */
-  summary(pid: number, before: number, from: number, to: number): { beforeMB: number; peakMB: number; lastMB: number; n: number } {
-    const list = this.samples.get(pid) ?? [];
-    const mb = (kb: number) => kb / 1024;
-    const pre = list.filter((s) => s.at <= before);
-    const during = list.filter((s) => s.at >= from && s.at <= to);
-    const upTo = list.filter((s) => s.at <= to);
-    return {
-      beforeMB: mb(pre.at(-1)?.kb ?? list[0]?.kb ?? NaN),
-      peakMB: mb(Math.max(...during.map((s) => s.kb), pre.at(-1)?.kb ?? 0)),
-      lastMB: mb(upTo.at(-1)?.kb ?? NaN),
-      n: during.length,
-    };
-  }
-}
 
 const rss = new RssSampler();
 
@@ -821,11 +755,7 @@ async function main(): Promise<void> {
     environment: {
       loadAverage1mBefore: loadBefore,
       loadAverage1mAfter: os.loadavg()[0],
-      node: process.version,
-      platform: os.platform(),
-      release: os.release(),
-      cpus: cpu.length,
-      cpuModel: cpu[0]?.model,
+      ...machine(),
       nofile: fd.limit,
       nofileNote: fd.note,
     },
@@ -841,13 +771,7 @@ async function main(): Promise<void> {
     },
     noMigration,
   });
-  const dir = fileURLToPath(new URL('../../bench/results/', import.meta.url));
-  fs.mkdirSync(dir, { recursive: true });
-  const file = `${dir}migration-${startedAt
-    .toISOString()
-    .replace(/\.\d+Z$/, 'Z')
-    .replace(/:/g, '-')}.json`;
-  fs.writeFileSync(file, `${JSON.stringify(results, null, 2)}\n`);
+  const file = writeResults('migration', startedAt, results);
   out(`total run ${results.durationS.toFixed(1)} s; results: ${file}`);
 }
 

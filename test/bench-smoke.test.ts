@@ -1,0 +1,112 @@
+/**
+ * Smoke run of the peer benchmark (bench/peers.ts), so its harness cannot rot:
+ * the two scenarios whose clients are the bench's own Node clients (3:
+ * WebSockets, 4: idle keep-alive) against baton's exec path only, 2 upgrades
+ * each, small connection counts — no nginx, haproxy, pm2, wrk or h2load
+ * needed. It checks baton's promise as the bench measures it (every WebSocket
+ * survives, no message lost, no idle use fails or reconnects), that a system
+ * unavailable here is reported as skipped rather than failing the run, and that
+ * the report and its SVG plots render from such results.
+ */
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import { describe, it } from 'node:test';
+import { tempDir } from './helpers/server-process.js';
+import { renderReport, type PeersResults } from '../bench/report.js';
+import { settingsFromEnv, type Settings } from '../bench/lib/scenario.js';
+import { idle } from '../bench/scenarios/idle.js';
+import { websocket } from '../bench/scenarios/websocket.js';
+import { parseTimeline } from '../bench/lib/wrk.js';
+import { batonSupervisorSystem, batonSystem } from '../bench/systems/baton.js';
+
+const settings: Settings = {
+  ...settingsFromEnv(),
+  upgrades: 2,
+  intervalMs: 0,
+  warmupMs: 200,
+  tailMs: 200,
+  settleTimeoutMs: 10_000,
+  wsConnections: 20,
+  wsMessageIntervalMs: 20,
+  idleConnections: 20,
+  idleSpreadMs: 200,
+};
+
+describe('peer benchmark smoke run (baton exec only)', () => {
+  const exec = batonSystem('exec');
+
+  it('scenarios 3 and 4 run against baton, with nothing lost, and the report renders', async () => {
+    const ws = await websocket(exec, settings);
+    assert.equal(ws.status, 'ran', JSON.stringify(ws));
+    if (ws.status !== 'ran') return;
+    assert.equal(ws.upgrades.length, 2);
+    assert.equal(ws.survival, 1, JSON.stringify(ws.upgrades));
+    assert.ok(ws.totals.sent > 0);
+    assert.equal(ws.totals.lost, 0);
+    assert.equal(ws.totals.echoed, ws.totals.sent);
+    assert.equal(ws.totals.connects, settings.wsConnections);
+
+    const id = await idle(exec, settings);
+    assert.equal(id.status, 'ran', JSON.stringify(id));
+    if (id.status !== 'ran') return;
+    assert.equal(id.uses, 2 * settings.idleConnections);
+    assert.equal(id.failed, 0);
+    assert.equal(id.freshConnects, 0);
+    for (const u of id.upgrades) assert.ok(u.readyMs > 0 && u.goneMs !== null, JSON.stringify(u));
+
+    const skipped = await idle(batonSupervisorSystem('reload'), settings);
+    assert.equal(skipped.status, 'skipped');
+
+    const results: PeersResults = {
+      date: new Date().toISOString(),
+      durationS: 1,
+      environment: { node: process.version, tools: { wrk: null }, loadAverage: { start: [0], end: [0] } },
+      settings: { ...settings },
+      systems: [
+        { id: exec.id, label: exec.label, description: exec.description, version: exec.version(), unavailable: null },
+        { id: 'baton-supervisor-reload', label: 'supervisor', description: '', version: null, unavailable: 'not built yet' },
+      ],
+      scenarios: { websocket: [ws], idle: [id, skipped] },
+    };
+    const dir = tempDir('baton-bench-report-');
+    try {
+      const md = renderReport(results, dir, '.');
+      assert.match(md, /## 3\. Long connections/);
+      assert.match(md, /✅ baton exec, scenario 3: 100\.0 % of WebSockets survived/);
+      assert.match(md, /✅ baton exec, scenario 4: 0 failed uses of 40/);
+      assert.match(md, /baton supervisor reload: \*\*skipped\*\* — not built yet/);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('parses wrk’s summary and the timeline line of its Lua script, empty buckets included', () => {
+    const output = [
+      'Running 2s test @ http://127.0.0.1:1/',
+      '  2 threads and 4 connections',
+      '  Latency Distribution',
+      '     50%  100.00us',
+      '     99%    2.00ms',
+      '  300 requests in 2.00s, 30.00KB read',
+      '  Socket errors: connect 0, read 3, write 0, timeout 0',
+      'Requests/sec:    150.00',
+      'BENCH_JSON {"requests":300,"bytes":30720,"durationUs":2000000,"errors":{"connect":0,"read":3,"write":0,"status":0,"timeout":0},' +
+        '"latencyUs":{"mean":120.5,"max":3000,"p50":100,"p90":500,"p99":2000,"p999":2900},"bucketMs":100,' +
+        '"ok":{"10":150,"13":150},"bad":{},"lost":{"11":2}}',
+    ].join('\n');
+    const t = parseTimeline(output);
+    assert.equal(t.requests, 300);
+    assert.equal(t.errors.read, 3);
+    assert.equal(t.percentilesMs.p999, 2.9);
+    assert.deepEqual(
+      t.buckets.map((b) => [b.at, b.ok, b.lost]),
+      [
+        [1000, 150, 0],
+        [1100, 0, 2],
+        [1200, 0, 0],
+        [1300, 150, 0],
+      ],
+    );
+    assert.equal(t.lostSeen, 2);
+  });
+});
