@@ -195,15 +195,20 @@ test('USR1 reopens the log file after logrotate renamed it', async () => {
   const child = spawn(process.execPath, [cli, 'start', '-c', cfg], { stdio: ['ignore', 'pipe', 'pipe'] });
   log.attach(child.stdout);
   await log.waitFor((e) => e.event === 'app-ready' && childrenOf(child.pid!).includes(e.pid), 'the worker ready', 20_000);
-  const waitLine = async (file: string, re: RegExp) => {
-    // The log file is the only signal here: read it on every change.
-    for (;;) {
-      if (fs.existsSync(file) && re.test(fs.readFileSync(file, 'utf8'))) return;
-      await new Promise<void>((resolve) => {
-        const w = fs.watch(dir, () => (w.close(), resolve()));
-      });
-    }
-  };
+  // The log file is the only signal here: watch its directory first, then
+  // check, so a write between the check and the watch cannot be missed.
+  const waitLine = (file: string, re: RegExp) =>
+    new Promise<void>((resolve) => {
+      const w = fs.watch(dir);
+      const check = () => {
+        if (fs.existsSync(file) && re.test(fs.readFileSync(file, 'utf8'))) {
+          w.close();
+          resolve();
+        }
+      };
+      w.on('change', check);
+      check();
+    });
   await waitLine(logFile, /"event":"master-ready"/);
   fs.renameSync(logFile, `${logFile}.1`);
   await run(process.execPath, [cli, 'reopen', '-c', cfg]);
