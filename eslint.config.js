@@ -10,7 +10,13 @@ export default tseslint.config(
     },
   },
   {
-    files: ['test/**', 'bench/**', 'examples/**', 'src/cli/**'],
+    // Unmodified CommonJS apps that tests run under baton.
+    files: ['test/apps/**/*.cjs'],
+    rules: { '@typescript-eslint/no-require-imports': 'off' },
+  },
+  {
+    // Hosts own their process: the CLI, and zero-code adoption (preloaded into the app's process).
+    files: ['test/**', 'bench/**', 'examples/**', 'src/cli/**', 'src/adopt/**'],
     rules: { 'no-restricted-properties': 'off' },
   },
 );

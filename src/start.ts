@@ -57,6 +57,19 @@ export interface StartOptions {
   exec?: ExecCommand;
   /** Environment to read inherited fds from (default process.env; the variables are removed once read). */
   env?: NodeJS.ProcessEnv;
+  /**
+   * In a successor, accept on inherited listeners as soon as listen() is
+   * called instead of from ready() (default false). Zero-code adoption sets
+   * it: an unmodified app waits for 'listening' before it goes on.
+   */
+  acceptBeforeReady?: boolean;
+}
+
+let sessionStarted = false;
+
+/** True once start() was called in this process (zero-code adoption then stays out of the way). */
+export function librarySessionStarted(): boolean {
+  return sessionStarted;
 }
 
 const namePattern = /^[A-Za-z0-9._-]{1,64}$/;
@@ -75,6 +88,7 @@ const namePattern = /^[A-Za-z0-9._-]{1,64}$/;
  * ERR_BATON_UPGRADE_IN_PROGRESS when another successor won the race.
  */
 export async function start(options: StartOptions): Promise<Generation> {
+  sessionStarted = true;
   const env = options.env ?? process.env;
   // Under `baton start` the master owns the listeners, the pid file and the
   // upgrade signal; the worker's upgrade socket lives in its slot's directory.
@@ -154,7 +168,10 @@ export async function start(options: StartOptions): Promise<Generation> {
     // have changed them); the predecessor's copies of the same names go unclaimed.
     pool = supervised ? [...pool, ...received] : [...received, ...pool];
     const state = (await peer.expect(FrameType.State, settings.helloTimeoutMs, timeout)).payload as StatePayload;
-    const listeners = new ListenerSet(pool, (s) => tracker.track(s), { deferInherited: true, byName: supervised });
+    const listeners = new ListenerSet(pool, (s) => tracker.track(s), {
+      deferInherited: options.acceptBeforeReady !== true,
+      byName: supervised,
+    });
     return linked(
       new Generation(settings, {
         origin,

@@ -4,7 +4,12 @@
  * commands act on a running master as `nginx -s` does, found through the same
  * config file (or --name / --pid-file / --run-dir).
  */
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import os from 'node:os';
+import path from 'node:path';
 import { Command, Option } from 'commander';
+import { REGISTER_URL } from '../adopt/register-url.js';
 import { isBatonError } from '../core/errors.js';
 import type { ConfigOverrides } from '../supervisor/config.js';
 import { Master } from '../supervisor/master.js';
@@ -156,6 +161,30 @@ targetOptions(
     if (masters.length === 0) process.exitCode = 3; // as `systemctl status` does for a stopped unit
   }),
 );
+
+program
+  .command('run')
+  .description(
+    'run an unmodified app (Express, Fastify, Koa, http, http2, ws, net) under baton: its listeners are inherited, taken over or bound; run the same command again to upgrade it',
+  )
+  .argument('<app>', "the app's entry module")
+  .argument('[args...]', 'arguments for the app')
+  .option('--name <name>', 'generation name (default: the app file name); names the upgrade socket')
+  .option('--socket-dir <dir>', 'private directory of upgrade sockets')
+  .addOption(new Option('--ready <mode>', 'when the app is ready').choices(['auto', 'explicit']).default('auto'))
+  .option('--quiet-ms <ms>', 'auto: ready once no listen() came for this long', '100')
+  .action(async (app: string, args: string[], o: { name?: string; socketDir?: string; ready: string; quietMs: string }) => {
+    const env: NodeJS.ProcessEnv = { ...process.env, BATON_READY: o.ready, BATON_READY_QUIET_MS: o.quietMs };
+    if (o.name) env.BATON_NAME = o.name;
+    if (o.socketDir) env.BATON_SOCKET_DIR = o.socketDir;
+    const child = spawn(process.execPath, ['--import', REGISTER_URL, path.resolve(app), ...args], { stdio: 'inherit', env });
+    // The app runs in its own Node process (require.main, process.argv as usual); signals sent to this one reach it.
+    for (const sig of ['SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGUSR2', 'SIGUSR1'] as const) process.on(sig, () => child.kill(sig));
+    process.on('SIGINT', () => undefined); // a terminal's Ctrl+C reaches the app directly
+    const [code, signal] = (await once(child, 'exit')) as [number | null, NodeJS.Signals | null];
+    process.exitCode = code ?? (signal ? 128 + (os.constants.signals[signal] ?? 0) : 1);
+    process.exit();
+  });
 
 program
   .command('example')

@@ -7,6 +7,7 @@ import type { ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import { BatonError } from '../core/errors.js';
 import type { Phase } from '../core/phase.js';
+import { REGISTER_URL } from '../adopt/register-url.js';
 import { spawnWithListeners } from '../handover/exec.js';
 import type { HeldListener } from './held-listeners.js';
 import { SUPERVISED_ENV, type MasterMessage, type Supervision, type WorkerMessage } from './worker-link.js';
@@ -129,7 +130,7 @@ export class WorkerProcess extends EventEmitter<WorkerEvents> {
   }
 
   /**
-   * Spawns `node <app> <args>` with the listeners as fds 3… (LISTEN_FDS) and
+   * Spawns `node --import <baton register> <app> <args>` with the listeners as fds 3… (LISTEN_FDS) and
    * an IPC channel. Throws ERR_BATON_WORKER_FAILED when the process cannot be
    * spawned at all.
    */
@@ -137,7 +138,9 @@ export class WorkerProcess extends EventEmitter<WorkerEvents> {
     const supervision: Supervision = { slot: spec.slot, socketDir: spec.socketDir, masterPid };
     const child = spawnWithListeners(
       spec.listeners.map((l) => ({ name: l.name, fd: l.fd })),
-      { command: process.execPath, args: [spec.app, ...spec.args], env: { ...process.env, ...spec.env } },
+      // Zero-code adoption is preloaded: an unmodified app gets its listeners through
+      // baton; an app that uses baton's library itself is left alone by it.
+      { command: process.execPath, args: ['--import', REGISTER_URL, spec.app, ...spec.args], env: { ...process.env, ...spec.env } },
       { ipc: true, env: { [SUPERVISED_ENV]: JSON.stringify(supervision) } },
     );
     if (child.pid === undefined) {

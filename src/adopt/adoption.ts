@@ -1,0 +1,264 @@
+/**
+ * Zero-code adoption: an unmodified app's servers get their listeners through
+ * baton. `net.Server.prototype.listen` (which http, https, http2, Express,
+ * Fastify, Koa and ws all end up in) is wrapped: each call becomes a named
+ * listener of this process's generation — inherited from a predecessor or the
+ * service manager, or bound — and the server is tracked for drain and
+ * migration. Once the app's listeners are up (no new listen() for `quietMs`),
+ * the generation is declared ready; or the app calls {@link adoptedReady}.
+ *
+ * Installed by `node --import baton/register` (`baton run`, and `baton start`'s
+ * workers). It stays out
+ * of the way of an app that uses baton's library itself (start() called first).
+ */
+import http from 'node:http';
+import net from 'node:net';
+import { createRequire } from 'node:module';
+import { BatonError, asError } from '../core/errors.js';
+import type { Generation } from '../generation.js';
+import { librarySessionStarted, start } from '../start.js';
+import { listenerName, parseListenArgs } from './listen-args.js';
+
+/** Settings of an adoption (from `baton run`'s options or the environment). */
+export interface AdoptionOptions {
+  /** The generation's name (its upgrade socket). */
+  name: string;
+  socketDir?: string;
+  /** `auto`: ready once no listen() came for `quietMs`; `explicit`: the app calls {@link adoptedReady}. */
+  ready: 'auto' | 'explicit';
+  quietMs: number;
+  /** An app that never listens within this many ms is reported and the process exits with code 1. */
+  readyTimeoutMs: number;
+  /** The app's entry module: `ws` is looked up from there. */
+  appEntry: string;
+  /** Where baton's own lines go. */
+  report: (event: string, data: Record<string, unknown>, text: string) => void;
+}
+
+type Listen = (this: net.Server, ...args: unknown[]) => net.Server;
+
+interface State {
+  options: AdoptionOptions;
+  originalListen: Listen;
+  generation: Promise<Generation> | undefined;
+  /** Servers whose listen() calls come from baton itself (adopting an fd, binding). */
+  internal: WeakSet<net.Server>;
+  names: Map<net.Server, string>;
+  portZeroCalls: number;
+  pending: number;
+  quietTimer: NodeJS.Timeout | undefined;
+  readyCalled: boolean;
+  /** WebSocket servers waiting for their http server's listener name. */
+  websockets: Map<net.Server, object[]>;
+}
+
+let state: State | undefined;
+
+/**
+ * Wraps `net.Server.prototype.listen` for this process. Call once, before the
+ * app's code runs. The process is the host: when the generation has drained
+ * after an upgrade (or stopped), the app's own SIGTERM handlers run, then the
+ * process exits.
+ */
+export function installAdoption(options: AdoptionOptions): void {
+  if (state) throw new BatonError('ERR_BATON_INVALID_PHASE', 'zero-code adoption is already installed in this process');
+  const originalListen = net.Server.prototype.listen as unknown as Listen;
+  const s: State = {
+    options,
+    originalListen,
+    generation: undefined,
+    internal: new WeakSet(),
+    names: new Map(),
+    portZeroCalls: 0,
+    pending: 0,
+    quietTimer: undefined,
+    readyCalled: false,
+    websockets: new Map(),
+  };
+  state = s;
+  net.Server.prototype.listen = function listen(this: net.Server, ...args: unknown[]): net.Server {
+    // The app drives baton's library itself, or baton is listening on its own behalf.
+    if (s.internal.has(this) || (librarySessionStarted() && !s.generation)) return originalListen.apply(this, args);
+    const call = parseListenArgs(args);
+    if (!call.address) return originalListen.apply(this, args);
+    const address = call.address;
+    const name = listenerName(address, 'port' in address && address.port === 0 ? s.portZeroCalls++ : 0);
+    if (call.callback) this.once('listening', call.callback);
+    s.pending++;
+    clearTimeout(s.quietTimer);
+    s.internal.add(this);
+    void adopt(s, this, name, address);
+    return this;
+  } as typeof net.Server.prototype.listen;
+  hookWebSocketServers(s);
+  installSignals(s);
+  // An app that never listens is reported instead of hanging unnoticed.
+  const neverListened = setTimeout(() => {
+    if (s.generation || librarySessionStarted()) return;
+    const err = new BatonError('ERR_BATON_READY_TIMEOUT', `the app never called listen() within ${options.readyTimeoutMs} ms`);
+    options.report('failed', { code: err.code, message: err.message }, err.message);
+    process.exitCode = 1;
+    process.exit();
+  }, options.readyTimeoutMs);
+  neverListened.unref();
+}
+
+/**
+ * Declares the adopted generation ready (for `ready: 'explicit'`; harmless in
+ * `auto`). Resolves once the predecessor, if any, has stopped accepting.
+ */
+export async function adoptedReady(): Promise<void> {
+  const s = state;
+  if (!s?.generation) throw new BatonError('ERR_BATON_INVALID_PHASE', 'adoptedReady(): no adopted listener yet');
+  await ready(s);
+}
+
+function generationOf(s: State): Promise<Generation> {
+  s.generation ??= start({
+    name: s.options.name,
+    socketDir: s.options.socketDir,
+    acceptBeforeReady: true,
+  }).then((g) => {
+    watch(s, g);
+    return g;
+  });
+  return s.generation;
+}
+
+async function adopt(s: State, server: net.Server, name: string, address: Parameters<Generation['listen']>[1]): Promise<void> {
+  try {
+    const g = await generationOf(s);
+    const listener = await g.listen(name, address, server);
+    s.names.set(server, name);
+    for (const wss of s.websockets.get(server) ?? []) registerWebSockets(g, name, wss);
+    s.websockets.delete(server);
+    s.options.report(
+      'listening',
+      { listener: name, port: listener.port, origin: listener.origin },
+      `listener ${name} (${listener.origin}${listener.port ? `, port ${listener.port}` : ''})`,
+    );
+  } catch (err) {
+    s.internal.delete(server);
+    // As Node reports EADDRINUSE: an 'error' event on the server.
+    process.nextTick(() => server.emit('error', asError(err)));
+  } finally {
+    s.pending--;
+    if (s.options.ready === 'auto' && s.pending === 0 && !s.readyCalled) {
+      clearTimeout(s.quietTimer);
+      s.quietTimer = setTimeout(() => void ready(s), s.options.quietMs);
+    }
+  }
+}
+
+async function ready(s: State): Promise<void> {
+  if (s.readyCalled || !s.generation) return;
+  s.readyCalled = true;
+  const g = await s.generation;
+  try {
+    await g.ready();
+    s.options.report(
+      'ready',
+      { generation: g.number, origin: g.origin, listeners: g.getListeners().length },
+      `generation ${g.number} (${g.origin}) ready with ${g.getListeners().length} listener(s)`,
+    );
+  } catch (err) {
+    s.options.report('failed', { message: asError(err).message }, `not ready: ${asError(err).message}`);
+  }
+}
+
+/** The host's side of the generation's life: report, and end the process once it has drained. */
+function watch(s: State, g: Generation): void {
+  const r = s.options.report;
+  g.on('upgrade', (u) => r('upgrade', { successorPid: u.successorPid, via: u.via }, `handing over to pid ${u.successorPid} (${u.via})`));
+  g.on('upgrade-failed', (err) =>
+    r('upgrade-failed', { code: (err as BatonError).code, message: err.message }, `upgrade failed, serving on: ${err.message}`),
+  );
+  g.on('failed', (err) => r('failed', { message: err.message }, `failed: ${err.message}`));
+  g.on('drained', (d) => r('drained', { ...d }, `drained: ${d.migrated} migrated, ${d.drained} closed cleanly, ${d.forced} cut`));
+  const end = () => {
+    // The app's own shutdown code runs now, in the old generation, after the drain.
+    const appHandlers = process.listeners('SIGTERM').filter((l) => l !== onSignal);
+    const exit = () => {
+      process.exit();
+    };
+    if (appHandlers.length === 0) return exit();
+    setTimeout(exit, 2_000); // an app handler that does not exit does not keep the old generation alive
+    for (const h of appHandlers) (h as (sig: string) => void)('SIGTERM');
+  };
+  g.on('phase', (p) => {
+    if (p === 'exited' || p === 'failed') end();
+  });
+}
+
+let onSignal: (signal: NodeJS.Signals) => void = () => undefined;
+
+/** TERM/INT stop the generation gracefully — unless the app handles them itself. */
+function installSignals(s: State): void {
+  onSignal = (signal) => {
+    const others = process.listeners(signal).filter((l) => l !== onSignal);
+    if (others.length > 0) return; // the app's own handler decides
+    if (!s.generation) {
+      process.exit(128 + (signal === 'SIGINT' ? 2 : 15));
+    }
+    void s.generation.then((g) => g.stop());
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+}
+
+/**
+ * ws's WebSocketServer stores its http server in `this._server` from its
+ * constructor: a setter on the prototype learns every WebSocketServer the app
+ * creates, before any client connects, so its connections can migrate.
+ */
+function hookWebSocketServers(s: State): void {
+  let proto: object | undefined;
+  try {
+    const ws = createRequire(s.options.appEntry)('ws') as { WebSocketServer?: { prototype: object } };
+    proto = ws.WebSocketServer?.prototype;
+  } catch {
+    return; // the app does not use ws
+  }
+  if (!proto || Object.getOwnPropertyDescriptor(proto, '_server')) return;
+  Object.defineProperty(proto, '_server', {
+    configurable: true,
+    get: () => undefined,
+    set(this: object, server: unknown) {
+      Object.defineProperty(this, '_server', { value: server, writable: true, configurable: true, enumerable: true });
+      if (server instanceof net.Server) onWebSocketServer(s, this, server);
+    },
+  });
+}
+
+function onWebSocketServer(s: State, wss: object, server: net.Server): void {
+  const requests = new WeakMap<object, { url: string | undefined; headers: http.IncomingHttpHeaders }>();
+  (wss as { on(e: string, fn: (ws: object, req: http.IncomingMessage) => void): void }).on('connection', (ws, req) => {
+    if (req) requests.set(ws, { url: req.url, headers: req.headers });
+  });
+  (wss as { [requestsKey]?: typeof requests })[requestsKey] = requests;
+  const name = s.names.get(server);
+  if (name && s.generation) void s.generation.then((g) => registerWebSockets(g, name, wss));
+  else s.websockets.set(server, [...(s.websockets.get(server) ?? []), wss]);
+}
+
+const requestsKey = Symbol('baton.requests');
+
+/** Migrates the WebSockets of `wss`; the next generation's app sees each one as a new 'connection' with the original request's URL and headers. */
+function registerWebSockets(g: Generation, name: string, wss: object): void {
+  const requests = (wss as { [requestsKey]?: WeakMap<object, { url: string | undefined; headers: http.IncomingHttpHeaders }> })[
+    requestsKey
+  ];
+  g.migrateWebSockets(name, wss, {
+    state: (ws) => requests?.get(ws as object) ?? null,
+    adopt: (ws, saved) => {
+      const socket = (ws as { _socket?: net.Socket })._socket ?? new net.Socket();
+      const req = new http.IncomingMessage(socket);
+      const st = saved as { url?: string; headers?: http.IncomingHttpHeaders } | null;
+      req.method = 'GET';
+      req.url = st?.url ?? '/';
+      req.headers = st?.headers ?? {};
+      requests?.set(ws as object, { url: req.url, headers: req.headers });
+      (wss as { emit(e: string, ...a: unknown[]): boolean }).emit('connection', ws, req);
+    },
+  });
+}

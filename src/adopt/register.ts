@@ -1,0 +1,38 @@
+/**
+ * Preload entry of zero-code adoption: `node --import baton/register app.js`
+ * (what `baton run` and `baton start`'s workers run). Settings come from the
+ * environment:
+ * - BATON_NAME: the generation's name (default: the app file's name);
+ * - BATON_SOCKET_DIR: directory of upgrade sockets;
+ * - BATON_READY: `auto` (default: ready once no listen() came for
+ *   BATON_READY_QUIET_MS, default 100) or `explicit` (the app calls adoptedReady());
+ * - BATON_READY_TIMEOUT_MS: an app that never listens is reported (default 30000);
+ * - BATON_LOG: `text` (default, lines on stderr) or `json` (JSON lines on stderr).
+ */
+import path from 'node:path';
+import { installAdoption } from './adoption.js';
+
+const env = process.env;
+const entry = process.argv[1] ? path.resolve(process.argv[1]) : path.resolve('index.js');
+const name =
+  env.BATON_NAME ??
+  (path
+    .basename(entry)
+    .replace(/\.[^.]*$/, '')
+    .replace(/[^A-Za-z0-9._-]/g, '_')
+    .slice(0, 64) ||
+    'app');
+const json = env.BATON_LOG === 'json';
+const positive = (v: string | undefined, d: number) => (v !== undefined && Number(v) > 0 ? Number(v) : d);
+
+installAdoption({
+  name,
+  socketDir: env.BATON_SOCKET_DIR,
+  ready: env.BATON_READY === 'explicit' ? 'explicit' : 'auto',
+  quietMs: positive(env.BATON_READY_QUIET_MS, 100),
+  readyTimeoutMs: positive(env.BATON_READY_TIMEOUT_MS, 30_000),
+  appEntry: entry,
+  report: (event, data, text) => {
+    process.stderr.write(json ? `${JSON.stringify({ event, pid: process.pid, ...data })}\n` : `[baton pid ${process.pid}] ${text}\n`);
+  },
+});

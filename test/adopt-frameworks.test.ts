@@ -1,0 +1,156 @@
+/**
+ * Zero-code adoption: unmodified Express 4 and 5, Fastify 5, Koa and http+ws
+ * apps (real packages from npm, no baton code in them) run under `baton run`,
+ * and are upgraded 10 times each — by running the same command again — under
+ * continuous keep-alive load: 0 failed requests, and the port the kernel
+ * picked for `listen(0)` stays the same. WebSocket clients survive every
+ * upgrade through migration. A Fastify app whose next version changes a route
+ * switches with 0 failures.
+ */
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { after, describe, test } from 'node:test';
+import { Client } from 'undici';
+import WebSocket from 'ws';
+import { HttpLoad } from './helpers/http-load.js';
+import { EventLog, killAll, tempDir, type FixtureEvent } from './helpers/server-process.js';
+import { cli } from './helpers/supervisor.js';
+
+const UPGRADES = 10;
+const log = new EventLog();
+const children: ChildProcess[] = [];
+after(() => {
+  killAll(log.events.map((e) => e.pid));
+  for (const c of children) c.kill('SIGKILL');
+});
+
+/** An app of test/apps/ (sources, not compiled). */
+const appFile = (name: string) => fileURLToPath(new URL(`../../test/apps/${name}`, import.meta.url));
+
+/** `baton run` of `app`; resolves with the 'ready' event of its app process (a pid not ready before). */
+async function run(dir: string, app: string): Promise<FixtureEvent> {
+  const since = log.events.length;
+  const readyBefore = new Set(log.events.filter((e) => e.event === 'ready').map((e) => e.pid));
+  const child = spawn(process.execPath, [cli, 'run', '--name', 'app', '--socket-dir', dir, '--quiet-ms', '50', appFile(app)], {
+    env: { ...process.env, BATON_LOG: 'json', PORT: '0' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  children.push(child);
+  log.attach(child.stdout!);
+  log.attach(child.stderr!);
+  return log.waitFor((e) => e.event === 'ready' && !readyBefore.has(e.pid), `${app} ready`, 30_000, since);
+}
+
+/** The port an app process listens on (from its 'listening' event). */
+function portOf(pid: number): number {
+  const e = log.events.find((x) => x.event === 'listening' && x.pid === pid);
+  return e!.port as number;
+}
+
+/** Upgrades by running `app` again; resolves once the old app process has drained. */
+async function upgrade(dir: string, app: string, oldPid: number): Promise<number> {
+  const since = log.events.length;
+  const ready = await run(dir, app);
+  await log.waitFor((e) => e.event === 'drained' && e.pid === oldPid, `pid ${oldPid} drained`, 30_000, since);
+  return ready.pid;
+}
+
+describe('unmodified apps under baton run', () => {
+  for (const app of ['express5.cjs', 'express4.cjs', 'fastify-v1.mjs', 'koa.mjs', 'ws-echo.mjs']) {
+    test(`${app}: ${UPGRADES} upgrades under keep-alive load, 0 failed requests, same port`, async (t) => {
+      const dir = tempDir('baton-adopt-');
+      const first = await run(dir, app);
+      assert.equal(first.generation, 1);
+      const port = portOf(first.pid);
+      const load = new HttpLoad(`http://127.0.0.1:${port}`, 64);
+      t.after(() => load.stop());
+      await load.waitForMore(100);
+      let pid = first.pid;
+      const pids = [pid];
+      for (let i = 0; i < UPGRADES; i++) {
+        pid = await upgrade(dir, app, pid);
+        pids.push(pid);
+        assert.equal(portOf(pid), port, 'listen(0) keeps its port across upgrades');
+        await load.waitForMore(50);
+      }
+      const result = await load.stop();
+      assert.equal(result.failed, 0, `failed requests: ${result.errors.join('; ')}`);
+      assert.ok(result.pids.has(pid), 'the last generation served');
+      const last = log.events.find((e) => e.event === 'ready' && e.pid === pid)!;
+      assert.equal(last.generation, UPGRADES + 1);
+      process.kill(pid, 'SIGTERM');
+      await log.waitFor((e) => e.event === 'drained' && e.pid === pid, 'the last generation stopped', 30_000);
+    });
+  }
+
+  test('ws clients attached to an unmodified app survive 10 upgrades: every echo, in order, no close', async () => {
+    const dir = tempDir('baton-adopt-');
+    const first = await run(dir, 'ws-echo.mjs');
+    const port = portOf(first.pid);
+    const CLIENTS = 50;
+    const clients = await Promise.all(
+      Array.from({ length: CLIENTS }, async (_, id) => {
+        const ws = new WebSocket(`ws://127.0.0.1:${port}/chat?id=${id}`);
+        const c = { ws, id, sent: 0, received: 0, problems: [] as string[] };
+        ws.on('message', (data) => {
+          const expected = `${id}:${c.received}`;
+          if (data.toString() !== expected) c.problems.push(`got ${data.toString()} expected ${expected}`);
+          c.received++;
+        });
+        ws.on('close', (code) => c.problems.push(`closed ${code}`));
+        ws.on('error', (err) => c.problems.push(`error ${err.message}`));
+        await new Promise((resolve) => ws.once('open', resolve));
+        return c;
+      }),
+    );
+    let running = true;
+    const senders = clients.map(async (c) => {
+      while (running) {
+        c.ws.send(`${c.id}:${c.sent++}`);
+        await new Promise((r) => setTimeout(r, 5));
+      }
+    });
+    let pid = first.pid;
+    for (let i = 0; i < UPGRADES; i++) pid = await upgrade(dir, 'ws-echo.mjs', pid);
+    running = false;
+    await Promise.all(senders);
+    // Every message sent gets its echo.
+    await Promise.all(
+      clients.map(
+        (c) =>
+          new Promise<void>((resolve) => {
+            const check = () => (c.received >= c.sent || c.problems.length > 0 ? resolve() : setImmediate(check));
+            check();
+          }),
+      ),
+    );
+    for (const c of clients) {
+      assert.deepEqual(c.problems, [], `client ${c.id}`);
+      assert.equal(c.received, c.sent, `client ${c.id}: every echo came back`);
+      c.ws.terminate();
+    }
+    process.kill(pid, 'SIGTERM');
+  });
+
+  test('a Fastify app whose next version changes a route: the switch is seen with 0 failures', async (t) => {
+    const dir = tempDir('baton-adopt-');
+    const first = await run(dir, 'fastify-v1.mjs');
+    const port = portOf(first.pid);
+    const load = new HttpLoad(`http://127.0.0.1:${port}`, 32, '/version');
+    t.after(() => load.stop());
+    await load.waitForMore(100);
+    const pid = await upgrade(dir, 'fastify-v2.mjs', first.pid);
+    await load.waitForMore(100);
+    const result = await load.stop();
+    assert.equal(result.failed, 0, `failed requests: ${result.errors.join('; ')}`);
+    const client = new Client(`http://127.0.0.1:${port}`);
+    const version = await client.request({ path: '/version', method: 'GET' });
+    assert.equal(await version.body.text(), 'v2');
+    const added = await client.request({ path: '/new', method: 'GET' });
+    assert.equal(added.statusCode, 200);
+    await added.body.text();
+    await client.close();
+    process.kill(pid, 'SIGTERM');
+  });
+});
