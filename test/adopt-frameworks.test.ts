@@ -8,53 +8,23 @@
  * switches with 0 failures.
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { after, describe, test } from 'node:test';
 import { Client } from 'undici';
 import WebSocket from 'ws';
 import { HttpLoad } from './helpers/http-load.js';
-import { EventLog, killAll, tempDir, type FixtureEvent } from './helpers/server-process.js';
-import { cli } from './helpers/supervisor.js';
+import { AppRunner } from './helpers/adopt.js';
+import { EventLog, killAll, tempDir } from './helpers/server-process.js';
 
 const UPGRADES = 10;
 const log = new EventLog();
-const children: ChildProcess[] = [];
+const apps = new AppRunner(log);
 after(() => {
   killAll(log.events.map((e) => e.pid));
-  for (const c of children) c.kill('SIGKILL');
+  apps.killAll();
 });
-
-/** An app of test/apps/ (sources, not compiled). */
-const appFile = (name: string) => fileURLToPath(new URL(`../../test/apps/${name}`, import.meta.url));
-
-/** `baton run` of `app`; resolves with the 'ready' event of its app process (a pid not ready before). */
-async function run(dir: string, app: string): Promise<FixtureEvent> {
-  const since = log.events.length;
-  const readyBefore = new Set(log.events.filter((e) => e.event === 'ready').map((e) => e.pid));
-  const child = spawn(process.execPath, [cli, 'run', '--name', 'app', '--socket-dir', dir, '--quiet-ms', '50', appFile(app)], {
-    env: { ...process.env, BATON_LOG: 'json', PORT: '0' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  children.push(child);
-  log.attach(child.stdout!);
-  log.attach(child.stderr!);
-  return log.waitFor((e) => e.event === 'ready' && !readyBefore.has(e.pid), `${app} ready`, 30_000, since);
-}
-
-/** The port an app process listens on (from its 'listening' event). */
-function portOf(pid: number): number {
-  const e = log.events.find((x) => x.event === 'listening' && x.pid === pid);
-  return e!.port as number;
-}
-
-/** Upgrades by running `app` again; resolves once the old app process has drained. */
-async function upgrade(dir: string, app: string, oldPid: number): Promise<number> {
-  const since = log.events.length;
-  const ready = await run(dir, app);
-  await log.waitFor((e) => e.event === 'drained' && e.pid === oldPid, `pid ${oldPid} drained`, 30_000, since);
-  return ready.pid;
-}
+const run = (dir: string, app: string) => apps.run(dir, app).ready();
+const upgrade = (dir: string, app: string, oldPid: number, env?: NodeJS.ProcessEnv) => apps.upgrade(dir, app, oldPid, env);
+const portOf = (pid: number) => apps.portOf(pid);
 
 describe('unmodified apps under baton run', () => {
   for (const app of ['express5.cjs', 'express4.cjs', 'fastify-v1.mjs', 'koa.mjs', 'ws-echo.mjs']) {
@@ -92,14 +62,19 @@ describe('unmodified apps under baton run', () => {
     const clients = await Promise.all(
       Array.from({ length: CLIENTS }, async (_, id) => {
         const ws = new WebSocket(`ws://127.0.0.1:${port}/chat?id=${id}`);
-        const c = { ws, id, sent: 0, received: 0, problems: [] as string[] };
+        const c = { ws, id, sent: 0, received: 0, problems: [] as string[], caughtUp: undefined as (() => void) | undefined };
         ws.on('message', (data) => {
           const expected = `${id}:${c.received}`;
           if (data.toString() !== expected) c.problems.push(`got ${data.toString()} expected ${expected}`);
           c.received++;
+          if (c.received >= c.sent) c.caughtUp?.();
         });
-        ws.on('close', (code) => c.problems.push(`closed ${code}`));
-        ws.on('error', (err) => c.problems.push(`error ${err.message}`));
+        const problem = (p: string) => {
+          c.problems.push(p);
+          c.caughtUp?.();
+        };
+        ws.on('close', (code) => problem(`closed ${code}`));
+        ws.on('error', (err) => problem(`error ${err.message}`));
         await new Promise((resolve) => ws.once('open', resolve));
         return c;
       }),
@@ -117,13 +92,7 @@ describe('unmodified apps under baton run', () => {
     await Promise.all(senders);
     // Every message sent gets its echo.
     await Promise.all(
-      clients.map(
-        (c) =>
-          new Promise<void>((resolve) => {
-            const check = () => (c.received >= c.sent || c.problems.length > 0 ? resolve() : setImmediate(check));
-            check();
-          }),
-      ),
+      clients.map((c) => (c.received >= c.sent || c.problems.length > 0 ? undefined : new Promise<void>((r) => (c.caughtUp = r)))),
     );
     for (const c of clients) {
       assert.deepEqual(c.problems, [], `client ${c.id}`);

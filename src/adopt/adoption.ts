@@ -130,6 +130,11 @@ async function adopt(s: State, server: net.Server, name: string, address: Parame
     const g = await generationOf(s);
     const listener = await g.listen(name, address, server);
     s.names.set(server, name);
+    // A raw net server: its connections migrate alive and reach the next
+    // generation's app as new 'connection's (bytes it had not read yet included).
+    if (Object.getPrototypeOf(server) === net.Server.prototype) {
+      g.migrateSockets(name, { state: () => null, adopt: (socket) => void server.emit('connection', socket) });
+    }
     for (const wss of s.websockets.get(server) ?? []) registerWebSockets(g, name, wss);
     s.websockets.delete(server);
     s.options.report(

@@ -42,6 +42,8 @@ export class ListenerSet {
   readonly #deferred: { server: net.Server; inherited: InheritedListener }[] = [];
   #deferInherited: boolean;
   readonly #byName: boolean;
+  /** Names whose listen() is under way. */
+  readonly #claiming = new Set<string>();
 
   /**
    * `onServer` is called for each server before it starts accepting (connection tracking).
@@ -94,12 +96,23 @@ export class ListenerSet {
    * whatever its port, so the port survives upgrades.
    */
   async listen(name: string, address: ListenAddress, server: net.Server): Promise<Listener> {
-    if (this.#listeners.has(name)) {
+    // Claimed synchronously: two listen() calls of one name in the same tick must conflict,
+    // not race to a fresh bind.
+    if (this.#listeners.has(name) || this.#claiming.has(name)) {
       throw new BatonError('ERR_BATON_LISTENER_CONFLICT', `listener '${name}' is already set up in this generation`);
     }
     if (server.listening) {
       throw new BatonError('ERR_BATON_LISTENER_CONFLICT', `listener '${name}': the server is already listening`);
     }
+    this.#claiming.add(name);
+    try {
+      return await this.#listen(name, address, server);
+    } finally {
+      this.#claiming.delete(name);
+    }
+  }
+
+  async #listen(name: string, address: ListenAddress, server: net.Server): Promise<Listener> {
     this.#onServer(server);
     const index = this.#findInherited(name, address);
     let origin: ListenerOrigin;
@@ -209,6 +222,12 @@ export class ListenerSet {
   #findInherited(name: string, address: ListenAddress): number {
     const byName = this.#pool.findIndex((l) => l.name === name);
     if (byName >= 0 && this.#byName) return byName;
+    // Under a supervisor, an app that names no listener (zero-code adoption) gets
+    // the master's listener on the address it asks for.
+    if (byName < 0 && this.#byName && ('path' in address || address.port !== 0)) {
+      const byAddress = this.#pool.findIndex((l) => matches(l.description, address, true));
+      if (byAddress >= 0) return byAddress;
+    }
     if (byName >= 0) return matches(this.#pool[byName]!.description, address, true) ? byName : -1;
     return this.#pool.findIndex((l) => l.name === undefined && matches(l.description, address, false));
   }

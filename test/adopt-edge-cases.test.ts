@@ -1,0 +1,168 @@
+/**
+ * Zero-code adoption beyond the web frameworks: a raw net echo server on a
+ * unix socket path (connections migrate byte-exact), an HTTP/2 app, an app
+ * with its own SIGTERM handler (it runs in the old generation after the
+ * drain), broken apps (never listens, listens twice on one address, throws at
+ * start: a clear error, and the running generation serves on), and an
+ * unmodified app in the supervisor's workers, reloaded under load.
+ */
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import http2 from 'node:http2';
+import net from 'node:net';
+import path from 'node:path';
+import { after, describe, test } from 'node:test';
+import { getOnce, HttpLoad } from './helpers/http-load.js';
+import { freePort } from './helpers/socket-activate.js';
+import { AppRunner, appFile } from './helpers/adopt.js';
+import { EventLog, killAll, tempDir } from './helpers/server-process.js';
+import { next, startMaster, statusOf } from './helpers/supervisor.js';
+
+const log = new EventLog();
+const apps = new AppRunner(log);
+after(() => {
+  killAll(log.events.map((e) => e.pid));
+  apps.killAll();
+});
+const run = (dir: string, app: string, env?: NodeJS.ProcessEnv) => apps.run(dir, app, env);
+const upgrade = (dir: string, app: string, oldPid: number, env?: NodeJS.ProcessEnv) => apps.upgrade(dir, app, oldPid, env);
+const portOf = (pid: number) => apps.portOf(pid);
+
+describe('zero-code adoption: other servers and failures', () => {
+  test('a raw net echo server on a unix socket path: 20 streaming connections migrate byte-exact across 3 upgrades', async () => {
+    const dir = tempDir('baton-adopt-');
+    const socketPath = path.join(dir, 'echo.sock');
+    let pid = (await run(dir, 'tcp-echo.mjs', { SOCKET_PATH: socketPath }).ready()).pid;
+    const clients = await Promise.all(
+      Array.from({ length: 20 }, async (_, i) => {
+        const socket = net.connect(socketPath);
+        await once(socket, 'connect');
+        const c = { socket, sent: 0, received: 0, mismatch: 0, closed: false, caughtUp: undefined as (() => void) | undefined };
+        socket.on('data', (d: Buffer) => {
+          for (const byte of d) {
+            if (byte !== (c.received + i) % 251) c.mismatch++;
+            c.received++;
+          }
+          if (c.received >= c.sent) c.caughtUp?.();
+        });
+        socket.on('close', () => {
+          c.closed = true;
+          c.caughtUp?.();
+        });
+        return c;
+      }),
+    );
+    let running = true;
+    const senders = clients.map(async (c, i) => {
+      while (running) {
+        const chunk = Buffer.alloc(512, 0);
+        for (let k = 0; k < chunk.length; k++) chunk[k] = (c.sent + k + i) % 251;
+        c.sent += chunk.length;
+        c.socket.write(chunk);
+        await new Promise((r) => setTimeout(r, 2));
+      }
+    });
+    for (let i = 0; i < 3; i++) pid = await upgrade(dir, 'tcp-echo.mjs', pid, { SOCKET_PATH: socketPath });
+    running = false;
+    await Promise.all(senders);
+    // Every byte sent comes back (or the connection closed, which fails below).
+    await Promise.all(clients.map((c) => (c.received >= c.sent || c.closed ? undefined : new Promise<void>((r) => (c.caughtUp = r)))));
+    for (const c of clients) {
+      assert.equal(c.closed, false);
+      assert.equal(c.mismatch, 0);
+      assert.equal(c.received, c.sent);
+      c.socket.destroy();
+    }
+    process.kill(pid, 'SIGTERM');
+  });
+
+  test('an HTTP/2 app: upgrades keep the port and the next generation answers', async () => {
+    const dir = tempDir('baton-adopt-');
+    let pid = (await run(dir, 'h2c.mjs').ready()).pid;
+    const port = portOf(pid);
+    for (let i = 0; i < 3; i++) {
+      pid = await upgrade(dir, 'h2c.mjs', pid);
+      const session = http2.connect(`http://127.0.0.1:${port}`);
+      const req = session.request({ ':path': '/' });
+      const [headers] = (await once(req, 'response')) as [http2.IncomingHttpHeaders];
+      req.resume();
+      await once(req, 'end');
+      session.close();
+      assert.equal(headers[':status'], 200);
+      assert.equal(Number(headers['x-pid']), pid);
+    }
+    process.kill(pid, 'SIGTERM');
+  });
+
+  test("an app's own SIGTERM handler runs in the old generation after the drain", async () => {
+    const dir = tempDir('baton-adopt-');
+    const first = run(dir, 'own-sigterm.mjs');
+    const oldPid = (await first.ready()).pid;
+    const since = log.events.length;
+    const newPid = await upgrade(dir, 'own-sigterm.mjs', oldPid);
+    const drained = log.events.findIndex((e, i) => i >= since && e.event === 'drained' && e.pid === oldPid);
+    const shutdown = await log.waitFor((e) => e.event === 'app-shutdown' && e.pid === oldPid, 'the app shutdown code', 10_000, since);
+    assert.ok(log.events.indexOf(shutdown) > drained, 'after the drain');
+    const [code] = (await (first.child.exitCode !== null ? [first.child.exitCode] : once(first.child, 'exit'))) as [number];
+    assert.equal(code, 0);
+    assert.equal((await getOnce(`http://127.0.0.1:${portOf(newPid)}`)).pid, newPid);
+    process.kill(newPid, 'SIGTERM');
+  });
+
+  test('broken apps get a clear error and the running generation serves on', async () => {
+    const dir = tempDir('baton-adopt-');
+    const good = (await run(dir, 'express5.cjs').ready()).pid;
+    const origin = `http://127.0.0.1:${portOf(good)}`;
+    const cases: [string, RegExp][] = [
+      ['never-listens', /ERR_BATON_READY_TIMEOUT.*never called listen\(\) within 1000 ms/],
+      ['listens-twice', /listener 'tcp-127\.0\.0\.1-\d+' is already set up in this generation/],
+      ['throws', /the app failed at start/],
+    ];
+    for (const [mode, message] of cases) {
+      const broken = run(dir, 'broken.mjs', { BROKEN: mode, PORT: String(portOf(good)), BATON_READY_TIMEOUT_MS: '1000' });
+      const [code] = (await once(broken.child, 'exit')) as [number];
+      assert.notEqual(code, 0, mode);
+      assert.match(broken.stderr.join(''), message, mode);
+      const res = await getOnce(origin);
+      assert.equal(res.status, 200);
+      assert.equal(res.pid, good, `${mode}: the running generation serves on`);
+    }
+    process.kill(good, 'SIGTERM');
+  });
+
+  test('baton start --workers 2 runs an unmodified app; HUP under load: 0 failed requests', async (t) => {
+    const dir = tempDir('baton-adopt-');
+    const port = await freePort();
+    const cfg = path.join(dir, 'baton.yaml');
+    const { writeFileSync } = await import('node:fs');
+    writeFileSync(
+      cfg,
+      [
+        'name: app',
+        `app: ${appFile('express5.cjs')}`,
+        `runDir: ${dir}`,
+        'workers: 2',
+        'listeners:',
+        `  http: { host: 127.0.0.1, port: ${port} }`,
+        `env: { PORT: "${port}", BATON_READY_QUIET_MS: "50" }`,
+        'timeouts: { drainMs: 5000 }',
+      ].join('\n'),
+    );
+    const master = await startMaster(log, cfg);
+    t.after(() => killAll([master.pid]));
+    const load = new HttpLoad(`http://127.0.0.1:${port}`, 64);
+    t.after(() => load.stop());
+    await load.waitForMore(200);
+    const mark = log.events.length;
+    process.kill(master.pid, 'SIGHUP');
+    await next(log, 'reload done', (e) => e.event === 'reload-done' && e.pid === master.pid, mark);
+    await load.waitForMore(200);
+    const result = await load.stop();
+    assert.equal(result.failed, 0, `failed requests: ${result.errors.join('; ')}`);
+    const s = await statusOf(dir, master.pid);
+    assert.equal(s.workers.length, 2);
+    assert.ok(s.workers.every((w) => w.origin === 'takeover' && w.state === 'ready'));
+    process.kill(master.pid, 'SIGQUIT');
+    await once(master.child, 'exit');
+  });
+});
