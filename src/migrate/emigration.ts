@@ -35,6 +35,8 @@ interface InFlight {
   batch: Leaving[];
   /** Every byte (and fd) of its frame was handed to the kernel. */
   written: boolean;
+  /** Its frame could not be written (the successor is gone, most likely). */
+  failed?: Error;
 }
 
 /**
@@ -149,8 +151,17 @@ export class Emigration {
    * Offers a connection. Returns false when it cannot leave (migration broken,
    * no fd); the caller drains it as before. The socket must be at a clean
    * boundary: an idle HTTP/1.1 connection, or a raw one whose writes flushed.
+   * `head` is the bytes taken out of the stream to travel with it; if the
+   * connection comes back (refused, successor gone), `restore` runs first and
+   * must undo what the caller did to offer it (put `head` back, resume the
+   * stream), or those bytes are lost.
    */
-  offer(socket: net.Socket, listener: string, kind: MigratedKind, extra: { head?: Buffer; state?: unknown } = {}): boolean {
+  offer(
+    socket: net.Socket,
+    listener: string,
+    kind: MigratedKind,
+    extra: { head?: Buffer; state?: unknown; restore?: () => void } = {},
+  ): boolean {
     if (this.#broken || socket.destroyed) return false;
     const fd = socketFd(socket);
     if (fd === undefined || !stopReading(socket)) return false;
@@ -163,6 +174,7 @@ export class Emigration {
         // destroy() closes this process's fd only; never end(): a shutdown would reach the client as a FIN.
         release: () => socket.destroy(),
         giveBack: () => {
+          extra.restore?.();
           resumeReading(socket);
           this.#onReturn(socket);
         },
@@ -254,7 +266,13 @@ export class Emigration {
         () => {
           f.written = true;
         },
-        (err: unknown) => this.#break(asError(err)),
+        // Not a break yet: acknowledgements of earlier batches may be waiting to be
+        // read (a successor that dies right after acknowledging owned those
+        // connections); the ack loop stops when it reaches this batch.
+        (err: unknown) => {
+          f.failed = asError(err);
+          if (!this.#reading) this.#break(f.failed);
+        },
       );
     void this.#readAcks();
   }
@@ -266,6 +284,10 @@ export class Emigration {
     try {
       while (!this.#broken && this.#inFlight.length > 0) {
         const f = this.#inFlight[0]!;
+        if (f.failed) {
+          this.#break(f.failed);
+          return;
+        }
         const started = performance.now();
         let ack: ConnectionsAckPayload;
         try {
