@@ -395,7 +395,10 @@ interface Migration {
   stopToReadyMs: number;
   /** Predecessor stopped accepting → successor adopted (and acknowledged) its first batch. */
   stopToFirstBatchMs: number;
-  /** Predecessor stopped accepting → predecessor got the last batch's acknowledgement (and released its sockets): the judged figure. */
+  /**
+   * Predecessor stopped accepting → predecessor got the last batch's acknowledgement: the judged figure. The predecessor
+   * closes its own copies of the adopted connections after that (stopToDrainedMs includes it).
+   */
   stopToLastAckMs: number;
   /** Successor's ready() resolved → the predecessor's last acknowledgement. */
   readyToLastAckMs: number;
@@ -603,8 +606,8 @@ function printMigrations(ms: Migration[], sizeNote: string | undefined): void {
   );
   out("   stop = the predecessor stops accepting (phase draining, on the successor's Ready); ready = the successor's ready()");
   out("   resolved (it waits for the predecessor's Draining); 1st batch in = the successor adopted and acknowledged its first");
-  out("   batch; last ack = the predecessor got the last batch's acknowledgement and released those sockets; drained = its");
-  out('   drain report (every socket closed). Clocks: CLOCK_MONOTONIC, shared by all processes.');
+  out("   batch; last ack = the predecessor got the last batch's acknowledgement (it closes its own copies of the adopted");
+  out('   sockets after that); drained = its drain report (every socket closed). Clocks: CLOCK_MONOTONIC, shared by all processes.');
   if (sizeNote) out(`   ${sizeNote}`);
   const target = ms.filter((m) => m.size === TARGET_SIZE);
   if (target.length > 0) {

@@ -710,6 +710,10 @@ export class Generation extends EventEmitter<GenerationEvents> {
         successor!.channel.off('error', lost);
       }
       if (!report) {
+        // Acknowledgements the successor sent before it went may still be queued on the
+        // channel: read them first (those connections were its own and died with it),
+        // then close the channel.
+        await migration?.emigration.settled();
         await this.#rollBack(successor!, reserve);
         this.#exited = undefined;
         return this.exited();

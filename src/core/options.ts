@@ -12,10 +12,18 @@ export const Defaults = {
    * closed (long-lived ones: WebSocket, raw TCP, stuck requests).
    */
   drainTimeoutMs: 30_000,
-  /** The successor must acknowledge each batch of migrated connections within this many ms. */
+  /**
+   * The successor must acknowledge each batch of migrated connections within
+   * this many ms (counted from the previous acknowledgement: batches are pipelined).
+   */
   migrateTimeoutMs: 10_000,
-  /** Most connections sent to the successor in one Connections frame (one acknowledgement each). */
-  migrateBatchSize: 4096,
+  /**
+   * Most connections sent to the successor in one Connections frame (one
+   * acknowledgement each; up to MIGRATE_BATCHES_IN_FLIGHT frames in flight).
+   * Small enough that the successor starts adopting early and the last batch
+   * is short; large enough that the per-frame cost stays small.
+   */
+  migrateBatchSize: 1024,
   /** An exec successor that was aborted gets SIGTERM, then SIGKILL after this many ms. */
   killGraceMs: 2_000,
   /** Largest frame accepted on the upgrade channel. */

@@ -88,8 +88,10 @@ export class ConnectionTracker {
   readonly #serverOf = new WeakMap<net.Socket, net.Server>();
   /** Connections that stay in this process whatever happens (migration refused or failed). */
   #kept = new WeakSet<net.Socket>();
-  /** HTTP/1.1 connections to look at for a request boundary on the next turn. */
-  readonly #idleCheck = new Set<net.Socket>();
+  /** HTTP/1.1 connections to look at for a request boundary on the next turn, by server. */
+  readonly #idleCheck = new Map<net.Server, Set<net.Socket>>();
+  /** How the connections of each server migrate, asked once per server and drain (it is asked per connection). */
+  readonly #modes = new Map<net.Server, 'http1' | 'socket' | undefined>();
   #draining = false;
   #migrator: Migrator | undefined;
   #onEmpty: (() => void) | undefined;
@@ -137,7 +139,7 @@ export class ConnectionTracker {
     this.#serverOf.set(socket, server);
     socket.once('close', () => {
       this.#sockets.delete(socket);
-      this.#idleCheck.delete(socket);
+      this.#idleCheck.get(server)?.delete(socket);
       if (this.#sockets.size === 0) this.#onEmpty?.();
     });
     if (this.#draining) this.#consider(socket);
@@ -155,7 +157,9 @@ export class ConnectionTracker {
   #migrates(socket: net.Socket): 'http1' | 'socket' | undefined {
     if (!this.#migrator || this.#kept.has(socket)) return undefined;
     const server = this.#serverOf.get(socket);
-    return server ? this.#migrator.modeOf(server) : undefined;
+    if (!server) return undefined;
+    if (!this.#modes.has(server)) this.#modes.set(server, this.#migrator.modeOf(server));
+    return this.#modes.get(server);
   }
 
   /**
@@ -177,19 +181,16 @@ export class ConnectionTracker {
       return;
     }
     const first = this.#idleCheck.size === 0;
-    this.#idleCheck.add(socket);
+    const server = this.#serverOf.get(socket)!;
+    const pending = this.#idleCheck.get(server);
+    if (pending) pending.add(socket);
+    else this.#idleCheck.set(server, new Set([socket]));
     // One look at Node's parser list per turn, whatever the number of connections.
     if (first) setImmediate(() => this.#checkIdle());
   }
 
   #checkIdle(): void {
-    const byServer = new Map<net.Server, net.Socket[]>();
-    for (const socket of this.#idleCheck) {
-      const server = this.#serverOf.get(socket)!;
-      const list = byServer.get(server);
-      if (list) list.push(socket);
-      else byServer.set(server, [socket]);
-    }
+    const byServer = [...this.#idleCheck];
     this.#idleCheck.clear();
     for (const [server, sockets] of byServer) {
       const idle = idleHttp1Sockets(server);
@@ -218,6 +219,7 @@ export class ConnectionTracker {
     this.#draining = false;
     this.#migrator = undefined;
     this.#idleCheck.clear();
+    this.#modes.clear();
     this.#kept = new WeakSet(); // a later drain may move them
     this.#cancel?.();
   }
@@ -227,12 +229,15 @@ export class ConnectionTracker {
     const connections = this.#sockets.size;
     this.#draining = true;
     this.#migrator = migrator;
+    this.#modes.clear();
     for (const res of this.#inflight) {
       if (!this.#migrateAfter(res) && !res.headersSent) res.shouldKeepAlive = false;
     }
     this.#inflight.clear();
     for (const session of this.#sessions) goAway(session);
     for (const socket of this.#sockets) this.#consider(socket);
+    // The first look at once: connections idle now start leaving without waiting for a turn.
+    this.#checkIdle();
     return new Promise<DrainReport | undefined>((resolve) => {
       let forced = 0;
       this.#cancel = () => {

@@ -28,8 +28,12 @@ export function offerRawSocket(
       state = undefined;
     }
     const head = takeBuffered(socket);
-    if (!emigration.offer(socket, name, 'socket', { head, state })) {
+    const restore = () => {
       if (head) socket.unshift(head);
+      socket.resume();
+    };
+    if (!emigration.offer(socket, name, 'socket', { head, state, restore })) {
+      restore();
       giveUp();
     }
   };

@@ -107,8 +107,12 @@ export function offerWebSocket(
       app = undefined;
     }
     const travel: WebSocketTravel = { protocol: ws.protocol ?? '', app };
-    if (!emigration.offer(socket, listener, 'websocket', { head, state: travel })) {
+    // Coming back, the bytes taken from the socket go back in front (ws's receiver kept its own).
+    const restore = () => {
       if (pending) socket.unshift(pending);
+    };
+    if (!emigration.offer(socket, listener, 'websocket', { head, state: travel, restore })) {
+      restore();
       resumeReading(socket);
       keep(socket);
       ws.close(1012, 'Service Restart');
