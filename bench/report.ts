@@ -61,15 +61,34 @@ function longestGapMs(run: Http1Run): number {
   return longest;
 }
 
+/** Throughput is plotted per this many ms (sums of the 100 ms buckets): finer is mostly noise on a shared machine. */
+const THROUGHPUT_PLOT_MS = 500;
+
+/** Sums consecutive buckets `factor` at a time (the last, partial group is dropped). */
+function coarser(timeline: Http1Run['timeline'], factor: number): Http1Run['timeline'] {
+  const out: Http1Run['timeline'] = [];
+  for (let i = 0; i + factor <= timeline.length; i += factor) {
+    const group = timeline.slice(i, i + factor);
+    out.push({
+      t: group[0]!.t,
+      ok: group.reduce((a, b) => a + b.ok, 0),
+      non2xx: group.reduce((a, b) => a + b.non2xx, 0),
+      lost: group.reduce((a, b) => a + b.lost, 0),
+    });
+  }
+  return out;
+}
+
 function http1Plots(list: Ran<Http1Result>[], connections: number, outDir: string): string[] {
-  const series = (value: (b: Http1Run['timeline'][number], run: Http1Run) => number): Series[] =>
+  const series = (value: (b: Http1Run['timeline'][number], bucketMs: number) => number, plotMs?: number): Series[] =>
     list.flatMap((r) => {
       const run = r.runs.find((x) => x.connections === connections);
       if (!run) return [];
+      const factor = plotMs ? Math.max(1, Math.round(plotMs / run.bucketMs)) : 1;
       return [
         {
           label: r.label,
-          points: run.timeline.map((b) => [b.t / 1000, value(b, run)] as [number, number]),
+          points: coarser(run.timeline, factor).map((b) => [b.t / 1000, value(b, run.bucketMs * factor)] as [number, number]),
           marks: run.upgrades.map((u) => u.startedAt / 1000),
         },
       ];
@@ -78,10 +97,10 @@ function http1Plots(list: Ran<Http1Result>[], connections: number, outDir: strin
   fs.writeFileSync(
     path.join(outDir, files[0]!),
     lineChart({
-      title: `HTTP/1.1 keep-alive, wrk ${connections} connections: responses per second`,
+      title: `HTTP/1.1 keep-alive, wrk ${connections} connections: responses per second (${THROUGHPUT_PLOT_MS} ms steps)`,
       xLabel: 'seconds since the load started',
       yLabel: 'responses / s',
-      series: series((b, run) => (b.ok * 1000) / run.bucketMs),
+      series: series((b, ms) => (b.ok * 1000) / ms, THROUGHPUT_PLOT_MS),
     }),
   );
   fs.writeFileSync(
@@ -251,6 +270,16 @@ export function renderReport(r: PeersResults, outDir: string, linkDir: string): 
     compare(h1, (x) => runOf(x)?.underUpgrades.failedPerUpgrade ?? null, `failed requests per upgrade, wrk ${c} connections`, true);
     compare(h1, (x) => runOf(x)?.steady.requestsPerSec ?? null, `steady-state throughput, wrk ${c} connections`, false, ' req/s');
     compare(h1, (x) => runOf(x)?.underUpgrades.latencyMs.p99 ?? null, `p99 latency during upgrades, wrk ${c} connections`, true, ' ms');
+    compare(
+      h1,
+      (x) => {
+        const run = runOf(x);
+        return run ? longestGapMs(run) : null;
+      },
+      `longest gap without responses during upgrades, wrk ${c} connections (${h1[0]?.runs[0]?.bucketMs ?? ''} ms buckets)`,
+      true,
+      ' ms',
+    );
   }
   compare(h2, (x) => x.failedPerUpgrade, 'failed HTTP/2 streams per upgrade (h2load)', true);
   compare(h2, (x) => x.compliant.failed / x.runs.length, 'failed HTTP/2 streams per upgrade (compliant client)', true);
@@ -272,6 +301,16 @@ export function renderReport(r: PeersResults, outDir: string, linkDir: string): 
     verdicts.join('\n') || '- baton did not run.',
     'Where a peer did better than the best baton path in this run (throughput and latency differences of a few per cent are within this machine’s noise; pm2 runs two worker processes, the others one):',
     behind.join('\n') || '- nowhere.',
+    'A plain restart’s old process exits before the new one starts, so its short “old gone” time is the start of its outage ' +
+      '(scenario 1: longest gap without responses), and nginx’s and haproxy’s times are those of the proxy alone (the Node backend ' +
+      'is not replaced).' +
+      ho
+        .filter((x) => isBaton(x.system))
+        .map(
+          (x) =>
+            ` ${x.label}: the handover starts a new Node process — ${f1(x.rssPeakMBMedian - x.rssBeforeMBMedian)} MB more at the peak, ${f0(x.readyMsMedian)} ms to ready (medians, scenario 5).`,
+        )
+        .join(''),
   );
 
   // ---------------------------------------------------------------- scenario 1
@@ -282,7 +321,7 @@ export function renderReport(r: PeersResults, outDir: string, linkDir: string): 
       'wrk runs with a Lua script (bench/lib/wrk.ts) that buckets responses by time and places each lost request in time; ' +
       'the totals are wrk’s own counters. **failed** = read + write + timeout errors + non-2xx: requests that got no good answer. ' +
       'wrk counts a keep-alive connection the server closes as a read error even when its next request was not written yet, so ' +
-      '**lost** (requests written and never answered, from the Lua timeline) can be lower. Connect errors are refused connection ' +
+      '**lost** (requests written and never answered, placed in time by the Lua timeline; an estimate, ±1 per wrk thread) can be lower. Connect errors are refused connection ' +
       'attempts; wrk retries at once, so during a plain restart they count retries, not requests (and a refused connect shows as a ' +
       'write error). Latency percentiles come from wrk’s histogram of the whole run; the upgrade run is compared with the steady run.',
   );
