@@ -91,10 +91,10 @@ describe('peer benchmark smoke run (baton exec only)', () => {
       '  Socket errors: connect 0, read 3, write 0, timeout 0',
       'Requests/sec:    150.00',
       'BENCH_JSON {"requests":300,"bytes":30720,"durationUs":2000000,"errors":{"connect":0,"read":3,"write":0,"status":0,"timeout":0},' +
-        '"latencyUs":{"mean":120.5,"max":3000,"p50":100,"p90":500,"p99":2000,"p999":2900},"bucketMs":100,' +
+        '"latencyUs":{"mean":120.5,"max":3000,"p50":100,"p90":500,"p99":2000,"p999":2900},' +
         '"ok":{"10":150,"13":150},"bad":{},"lost":{"11":2}}',
     ].join('\n');
-    const t = parseTimeline(output);
+    const t = parseTimeline(output, 100);
     assert.equal(t.requests, 300);
     assert.equal(t.errors.read, 3);
     assert.equal(t.percentilesMs.p999, 2.9);

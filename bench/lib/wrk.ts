@@ -163,10 +163,10 @@ function done(summary, latency, requests)
   io.write(string.format('BENCH_JSON {"requests":%d,"bytes":%.0f,"durationUs":%.0f,' ..
     '"errors":{"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d},' ..
     '"latencyUs":{"mean":%.1f,"max":%.0f,"p50":%.0f,"p90":%.0f,"p99":%.0f,"p999":%.0f},' ..
-    '"bucketMs":%d,"ok":%s,"bad":%s,"lost":%s}\\n',
+    '"ok":%s,"bad":%s,"lost":%s}\\n',
     summary.requests, summary.bytes, summary.duration, e.connect, e.read, e.write, e.status, e.timeout,
     latency.mean, latency.max, latency:percentile(50), latency:percentile(90), latency:percentile(99), latency:percentile(99.9),
-    bucket_ms, merged("ok"), merged("bad"), merged("lost")))
+    merged("ok"), merged("bad"), merged("lost")))
 end
 `;
 
@@ -185,21 +185,24 @@ export interface WrkTimeline extends WrkResult {
   percentilesMs: { p50: number; p90: number; p99: number; p999: number; mean: number; max: number };
   bucketMs: number;
   buckets: WrkBucket[];
-  /** Requests the Lua side saw lost (should equal wrk's read + write + timeout errors, give or take one per connection). */
+  /**
+   * Requests the Lua side saw lost. An estimate: wrk sometimes builds a request it never sends
+   * (at the start or the end of a run), so it can be off by one per wrk thread; wrk's own
+   * counters are the authoritative totals.
+   */
   lostSeen: number;
 }
 
 let luaFile: string | undefined;
 
 /** Parses the JSON line the timeline script printed, on top of wrk's own summary. */
-export function parseTimeline(output: string): WrkTimeline {
+export function parseTimeline(output: string, bucketMs: number): WrkTimeline {
   const base = parseWrk(output);
   const line = output.split('\n').find((l) => l.startsWith('BENCH_JSON '));
   if (!line) throw new Error(`wrk printed no timeline (BENCH_JSON line):\n${output}`);
   const j = JSON.parse(line.slice('BENCH_JSON '.length)) as {
     bytes: number;
     latencyUs: Record<'mean' | 'max' | 'p50' | 'p90' | 'p99' | 'p999', number>;
-    bucketMs: number;
     ok: Record<string, number>;
     bad: Record<string, number>;
     lost: Record<string, number>;
@@ -208,7 +211,7 @@ export function parseTimeline(output: string): WrkTimeline {
   const buckets: WrkBucket[] = [];
   // Every bucket from the first to the last, empty ones too: a gap in service is a run of zeros.
   for (let k = keys[0] ?? 0; keys.length && k <= keys.at(-1)!; k++)
-    buckets.push({ at: k * j.bucketMs, ok: j.ok[k] ?? 0, non2xx: j.bad[k] ?? 0, lost: j.lost[k] ?? 0 });
+    buckets.push({ at: k * bucketMs, ok: j.ok[k] ?? 0, non2xx: j.bad[k] ?? 0, lost: j.lost[k] ?? 0 });
   const ms = (us: number) => us / 1000;
   return {
     ...base,
@@ -221,7 +224,7 @@ export function parseTimeline(output: string): WrkTimeline {
       mean: ms(j.latencyUs.mean),
       max: ms(j.latencyUs.max),
     },
-    bucketMs: j.bucketMs,
+    bucketMs,
     buckets,
     lostSeen: buckets.reduce((a, b) => a + b.lost, 0),
   };
@@ -240,5 +243,5 @@ export function startTimelineWrk(url: string, o: WrkOptions, bucketMs = 100): Ru
   }
   const perThread = Math.floor(o.connections / o.threads);
   const running = startWrk(url, { ...o, script: { path: luaFile, args: [String(bucketMs), String(perThread)] } });
-  return Object.assign(running, { timeline: running.done.then((r) => parseTimeline(r.output)) });
+  return Object.assign(running, { timeline: running.done.then((r) => parseTimeline(r.output, bucketMs)) });
 }

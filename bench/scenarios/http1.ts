@@ -77,7 +77,11 @@ export function http1(def: SystemDefinition, s: Settings): Promise<Http1Result> 
           steady: figures(steady),
           underUpgrades: { ...f, failedPerUpgrade: f.failedRequests / upgrades.length, lostSeen: w.lostSeen },
           upgrades,
-          timeline: w.buckets.map((b) => ({ t: b.at - t0, ok: b.ok, non2xx: b.non2xx, lost: b.lost })),
+          // Whole buckets only: the ones cut by wrk's start (before t0) and by its stop would look like dips.
+          timeline: w.buckets
+            .slice(0, -1)
+            .map((b) => ({ t: b.at - t0, ok: b.ok, non2xx: b.non2xx, lost: b.lost }))
+            .filter((b) => b.t >= 0),
           bucketMs: w.bucketMs,
         });
       }

@@ -7,11 +7,9 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { monoMs } from '../lib/processes.js';
-import { alive, childrenOf, processTree } from '../lib/rss.js';
+import { alive, processTree } from '../lib/rss.js';
 import {
   commandVersion,
-  goneWithin,
   haveCommand,
   run,
   until,
@@ -20,7 +18,7 @@ import {
   type SystemContext,
   type SystemDefinition,
 } from '../lib/system.js';
-import { proxySetup, stopProxy } from './proxy.js';
+import { proxySetup, reloadWorkers, stopProxy } from './proxy.js';
 
 const HAPROXY = process.env.BENCH_HAPROXY ?? 'haproxy';
 /** Old workers still holding connections are cut after this (the counterpart of nginx's worker_shutdown_timeout). */
@@ -76,14 +74,8 @@ export const haproxyReload: SystemDefinition = {
       httpPort: port,
       h2cPort,
       pids: () => [...processTree([master]), backend.pid].filter(alive),
-      async upgrade() {
-        const oldWorkers = childrenOf(master);
-        const startedAt = monoMs();
-        process.kill(master, 'SIGUSR2');
-        // The re-executed master forks the new worker once it has parsed the configuration and got the listeners.
-        await until(() => childrenOf(master).some((p) => !oldWorkers.includes(p)), 'haproxy new worker after USR2', 30_000, 1);
-        return { startedAt, readyAt: monoMs(), gone: goneWithin(() => oldWorkers.every((p) => !alive(p))) };
-      },
+      // The re-executed master forks the new worker once it has parsed the configuration and got the listeners.
+      upgrade: () => reloadWorkers(master, 'SIGUSR2', 'haproxy reload'),
       // USR1: soft stop.
       stop: () => stopProxy([master], 'SIGUSR1', backend),
     };

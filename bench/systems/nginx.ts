@@ -22,7 +22,7 @@ import {
   type SystemContext,
   type SystemDefinition,
 } from '../lib/system.js';
-import { proxySetup, stopProxy } from './proxy.js';
+import { proxySetup, reloadWorkers, stopProxy } from './proxy.js';
 
 /** The binary upgrade re-executes argv[0], so nginx is always started by its absolute path. */
 const NGINX = process.env.BENCH_NGINX ?? '/usr/sbin/nginx';
@@ -106,15 +106,11 @@ export function nginxSystem(mode: 'binary' | 'hup'): SystemDefinition {
         h2cPort,
         pids: () => [...processTree([...masters(), master]), backend.pid].filter(alive),
         async upgrade() {
+          // HUP: the same master forks new workers, which inherit the listeners.
+          if (mode === 'hup') return reloadWorkers(master, 'SIGHUP', 'nginx HUP');
           const oldMaster = master;
           const oldWorkers = childrenOf(oldMaster);
           const startedAt = monoMs();
-          if (mode === 'hup') {
-            process.kill(oldMaster, 'SIGHUP');
-            // New workers are forked by the same master; they inherit the listeners.
-            await until(() => childrenOf(oldMaster).some((p) => !oldWorkers.includes(p)), 'nginx new worker after HUP', 30_000, 1);
-            return { startedAt, readyAt: monoMs(), gone: goneWithin(() => oldWorkers.every((p) => !alive(p))) };
-          }
           process.kill(oldMaster, 'SIGUSR2');
           const newMaster = await until(
             () => {

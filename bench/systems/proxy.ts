@@ -2,9 +2,9 @@
  * What nginx and haproxy share as systems: the plain Node app as their
  * backend, the ports they listen on, and stopping their process tree.
  */
-import { killAll } from '../lib/processes.js';
-import { alive, processTree } from '../lib/rss.js';
-import { freePort, until, type SystemContext } from '../lib/system.js';
+import { killAll, monoMs } from '../lib/processes.js';
+import { alive, childrenOf, processTree } from '../lib/rss.js';
+import { freePort, goneWithin, until, type SystemContext, type UpgradeResult } from '../lib/system.js';
 import { plainEnv, startPlainApp, stopPlainApp, type PlainApp } from './plain.js';
 
 /** A proxy's backend (already listening) and the free ports the proxy is to listen on. */
@@ -26,4 +26,19 @@ export async function stopProxy(masters: number[], signal: NodeJS.Signals, backe
   for (const m of masters) if (alive(m)) process.kill(m, signal);
   await until(() => all.every((p) => !alive(p)), 'proxy exit', 15_000).catch(() => killAll(all));
   await stopPlainApp(backend);
+}
+
+/**
+ * A reload in which the same master forks new workers (nginx HUP, haproxy
+ * USR2): sends `signal` to `master`; the new generation serves once a worker
+ * that was not there before exists (workers inherit the listeners, so a
+ * connection arriving earlier waits in the backlog); the old one is gone once
+ * every earlier worker exited.
+ */
+export async function reloadWorkers(master: number, signal: NodeJS.Signals, what: string): Promise<UpgradeResult> {
+  const oldWorkers = childrenOf(master);
+  const startedAt = monoMs();
+  process.kill(master, signal);
+  await until(() => childrenOf(master).some((p) => !oldWorkers.includes(p)), `${what}: a new worker`, 30_000, 1);
+  return { startedAt, readyAt: monoMs(), gone: goneWithin(() => oldWorkers.every((p) => !alive(p))) };
 }
