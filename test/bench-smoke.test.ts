@@ -18,6 +18,7 @@ import { idle } from '../bench/scenarios/idle.js';
 import { websocket } from '../bench/scenarios/websocket.js';
 import { parseTimeline } from '../bench/lib/wrk.js';
 import { batonSupervisorSystem, batonSystem } from '../bench/systems/baton.js';
+import type { SystemDefinition } from '../bench/lib/system.js';
 
 const settings: Settings = {
   ...settingsFromEnv(),
@@ -54,8 +55,17 @@ describe('peer benchmark smoke run (baton exec only)', () => {
     assert.equal(id.freshConnects, 0);
     for (const u of id.upgrades) assert.ok(u.readyMs > 0 && u.goneMs !== null, JSON.stringify(u));
 
-    const skipped = await idle(batonSupervisorSystem('reload'), settings);
+    // A system this machine cannot run is reported as skipped, not failed.
+    const missing: SystemDefinition = { ...exec, id: 'missing-peer', label: 'missing peer', unavailable: () => 'not installed here' };
+    const skipped = await idle(missing, settings);
     assert.equal(skipped.status, 'skipped');
+
+    // The supervisor, running the plain app unmodified, reloaded (HUP): idle connections migrate too.
+    const supervised = await idle(batonSupervisorSystem('reload'), settings);
+    assert.equal(supervised.status, 'ran', JSON.stringify(supervised));
+    if (supervised.status !== 'ran') return;
+    assert.equal(supervised.failed, 0);
+    assert.equal(supervised.freshConnects, 0);
 
     const results: PeersResults = {
       date: new Date().toISOString(),
@@ -64,7 +74,7 @@ describe('peer benchmark smoke run (baton exec only)', () => {
       settings: { ...settings },
       systems: [
         { id: exec.id, label: exec.label, description: exec.description, version: exec.version(), unavailable: null },
-        { id: 'baton-supervisor-reload', label: 'supervisor', description: '', version: null, unavailable: 'not built yet' },
+        { id: 'missing-peer', label: 'missing peer', description: '', version: null, unavailable: 'not installed here' },
       ],
       scenarios: { websocket: [ws], idle: [id, skipped] },
     };
@@ -74,7 +84,7 @@ describe('peer benchmark smoke run (baton exec only)', () => {
       assert.match(md, /## 3\. Long connections/);
       assert.match(md, /✅ baton exec, scenario 3: 100\.0 % of WebSockets survived/);
       assert.match(md, /✅ baton exec, scenario 4: 0 failed uses of 40/);
-      assert.match(md, /baton supervisor reload: \*\*skipped\*\* — not built yet/);
+      assert.match(md, /missing peer: \*\*skipped\*\* — not installed here/);
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }
