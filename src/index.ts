@@ -25,3 +25,4 @@ export { type DrainReport } from './drain/connection-tracker.js';
 export { type ListenAddress, type Listener, type ListenerOrigin } from './listeners/listener-set.js';
 export { defaultSocketDir } from './handover/upgrade-socket.js';
 export { type ExecCommand } from './handover/exec.js';
+export { adoptedReady } from './adopt/adoption.js';
