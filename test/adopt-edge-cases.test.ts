@@ -109,6 +109,18 @@ describe('zero-code adoption: other servers and failures', () => {
     process.kill(newPid, 'SIGTERM');
   });
 
+  test('--ready explicit: the generation is ready when the app says so, not before', async () => {
+    const dir = tempDir('baton-adopt-');
+    const app = apps.run(dir, 'explicit-ready.mjs', { BATON_READY: 'explicit' });
+    const warming = await log.waitFor((e) => e.event === 'app-warming-up' && app.stderr.length > 0, 'the app warming up', 20_000);
+    process.kill(warming.pid, 'SIGHUP');
+    const ready = await app.ready();
+    assert.equal(ready.pid, warming.pid);
+    const order = log.events.filter((e) => e.pid === warming.pid).map((e) => e.event);
+    assert.ok(order.indexOf('app-declares-ready') < order.indexOf('ready'), order.join(', '));
+    process.kill(ready.pid, 'SIGTERM');
+  });
+
   test('broken apps get a clear error and the running generation serves on', async () => {
     const dir = tempDir('baton-adopt-');
     const good = (await run(dir, 'express5.cjs').ready()).pid;

@@ -171,7 +171,11 @@ program
   .argument('[args...]', 'arguments for the app')
   .option('--name <name>', 'generation name (default: the app file name); names the upgrade socket')
   .option('--socket-dir <dir>', 'private directory of upgrade sockets')
-  .addOption(new Option('--ready <mode>', 'when the app is ready').choices(['auto', 'explicit']).default('auto'))
+  .addOption(
+    new Option('--ready <mode>', 'when the app is ready')
+      .choices(['auto', 'explicit'])
+      .default(process.env.BATON_READY === 'explicit' ? 'explicit' : 'auto'),
+  )
   .option('--quiet-ms <ms>', 'auto: ready once no listen() came for this long', '100')
   .action(async (app: string, args: string[], o: { name?: string; socketDir?: string; ready: string; quietMs: string }) => {
     const env: NodeJS.ProcessEnv = { ...process.env, BATON_READY: o.ready, BATON_READY_QUIET_MS: o.quietMs };
