@@ -8,6 +8,7 @@
  */
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
+import fs from 'node:fs';
 import http2 from 'node:http2';
 import net from 'node:net';
 import path from 'node:path';
@@ -94,6 +95,24 @@ describe('zero-code adoption: other servers and failures', () => {
     process.kill(pid, 'SIGTERM');
   });
 
+  test('an HTTPS app: 5 upgrades under keep-alive load (TLS connections drain with Connection: close), 0 failed requests', async (t) => {
+    const dir = tempDir('baton-adopt-');
+    let pid = (await run(dir, 'https.mjs').ready()).pid;
+    const port = portOf(pid);
+    const ca = fs.readFileSync(appFile('tls/cert.pem'));
+    const load = new HttpLoad(`https://127.0.0.1:${port}`, 16, '/', { connect: { ca } });
+    t.after(() => load.stop());
+    await load.waitForMore(50);
+    for (let i = 0; i < 5; i++) {
+      pid = await upgrade(dir, 'https.mjs', pid);
+      await load.waitForMore(50);
+    }
+    const result = await load.stop();
+    assert.equal(result.failed, 0, `failed requests: ${result.errors.join('; ')}`);
+    assert.ok(result.pids.has(pid));
+    process.kill(pid, 'SIGTERM');
+  });
+
   test("an app's own SIGTERM handler runs in the old generation after the drain", async () => {
     const dir = tempDir('baton-adopt-');
     const first = run(dir, 'own-sigterm.mjs');
@@ -146,8 +165,7 @@ describe('zero-code adoption: other servers and failures', () => {
     const dir = tempDir('baton-adopt-');
     const port = await freePort();
     const cfg = path.join(dir, 'baton.yaml');
-    const { writeFileSync } = await import('node:fs');
-    writeFileSync(
+    fs.writeFileSync(
       cfg,
       [
         'name: app',

@@ -55,8 +55,8 @@ export class HttpLoad {
   #stopped: Promise<LoadResult> | undefined;
 
   /** With `reset`, every request closes its connection: each one is a fresh connect (connection churn). */
-  constructor(origin: string, connections = 64, pathName = '/', options: { reset?: boolean } = {}) {
-    this.#pool = new Pool(origin, { connections, pipelining: 1 });
+  constructor(origin: string, connections = 64, pathName = '/', options: { reset?: boolean; connect?: { ca?: Buffer } } = {}) {
+    this.#pool = new Pool(origin, { connections, pipelining: 1, ...(options.connect ? { connect: options.connect } : {}) });
     this.#pool.on('connect', () => this.connects++);
     this.#reset = options.reset ?? false;
     for (let i = 0; i < connections; i++) this.#workers.push(this.#worker(pathName));
