@@ -19,6 +19,7 @@ import { UpgradeSocket } from './handover/upgrade-socket.js';
 import { ListenerSet, type ListenAddress, type Listener } from './listeners/listener-set.js';
 import { UnixChannel, probeUnixSocket } from './native/unix-channel.js';
 import { FramePeer } from './protocol/frame-peer.js';
+import { greetPredecessor } from './handover/greeting.js';
 import { closeQuietly } from './native/socket-info.js';
 import {
   FrameType,
@@ -389,8 +390,51 @@ export class Generation extends EventEmitter<GenerationEvents> {
     );
   }
 
+  /**
+   * Takes over the live connections of another running generation of the same
+   * server — the one whose upgrade socket is at `socketPath` — while this one
+   * goes on serving. The supervisor uses it when an old master's workers
+   * retire (WINCH): their connections move to a new master's worker instead
+   * of being drained. The other generation drains into this one exactly as
+   * into a successor; the listener fds it sends are closed here (this
+   * generation has its own) and its state is ignored. Resolves with the
+   * connections adopted once it is done; rejects when it cannot be reached or
+   * refuses (it then drains by itself as usual).
+   */
+  async absorb(socketPath: string): Promise<{ adopted: number; refused: number }> {
+    if (this.phase !== 'serving') {
+      throw new BatonError('ERR_BATON_INVALID_PHASE', `absorb() needs phase 'serving', not '${this.phase}'`);
+    }
+    const found = probeUnixSocket(socketPath);
+    if (found.kind !== 'running') {
+      throw new BatonError('ERR_BATON_PREDECESSOR_LOST', `nothing answers on ${socketPath} (${found.kind})`);
+    }
+    const peer = new FramePeer(found.channel, { maxFrameBytes: this.settings.maxFrameBytes, label: `generation at ${socketPath}` });
+    const counts = { adopted: 0, refused: 0 };
+    const count = (c: { adopted: number; refused: number }) => {
+      counts.adopted += c.adopted;
+      counts.refused += c.refused;
+    };
+    try {
+      const { reply, timeout } = await greetPredecessor(peer, found.channel, this.settings, this.number);
+      const manifest = await peer.expect(FrameType.Listeners, this.settings.helloTimeoutMs, timeout);
+      for (const fd of manifest.fds) closeQuietly(fd);
+      await peer.expect(FrameType.State, this.settings.helloTimeoutMs, timeout);
+      await peer.send(FrameType.Ready, { listeners: this.#listeners.all.length });
+      await peer.expect(FrameType.Draining, this.settings.helloTimeoutMs, timeout);
+      this.on('connections-in', count);
+      await this.#receiveFromPredecessor(peer, reply.pid);
+      return counts;
+    } catch (err) {
+      peer.close();
+      throw err;
+    } finally {
+      this.off('connections-in', count);
+    }
+  }
+
   /** Successor side, after Draining: migrated connections, then Done. */
-  async #receiveFromPredecessor(peer: FramePeer): Promise<void> {
+  async #receiveFromPredecessor(peer: FramePeer, pid = this.predecessorPid ?? 0): Promise<void> {
     const host = {
       serverOf: (name: string) => this.#listeners.get(name)?.server,
       socketHandlers: (name: string) => this.#socketHandlers.get(name),
@@ -414,7 +458,7 @@ export class Generation extends EventEmitter<GenerationEvents> {
         const done = frame.payload as DonePayload;
         // Release the channel first: when 'predecessor-done' fires, nothing of the predecessor is held.
         peer.close();
-        this.emit('predecessor-done', { ...done, pid: this.predecessorPid ?? 0 });
+        this.emit('predecessor-done', { ...done, pid });
         return;
       }
     } catch (err) {

@@ -1,6 +1,5 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { debuglog } from 'node:util';
 import { BatonError, asError, isBatonError } from './core/errors.js';
 import { Defaults } from './core/options.js';
 import { ConnectionTracker } from './drain/connection-tracker.js';
@@ -10,10 +9,11 @@ import { defaultSocketDir, ensurePrivateDir } from './handover/upgrade-socket.js
 import { Generation, type GenerationSettings, type Origin } from './generation.js';
 import { ListenerSet } from './listeners/listener-set.js';
 import { UnixChannel, probeUnixSocket } from './native/unix-channel.js';
-import { closeQuietly, dupFd, growFdTable } from './native/socket-info.js';
+import { closeQuietly, dupFd } from './native/socket-info.js';
 import { FramePeer } from './protocol/frame-peer.js';
 import { linkToMaster, takeSupervision } from './supervisor/worker-link.js';
-import { FrameType, PROTOCOL_VERSION, type HelloPayload, type ListenersPayload, type StatePayload } from './protocol/frames.js';
+import { FrameType, type ListenersPayload, type StatePayload } from './protocol/frames.js';
+import { greetPredecessor } from './handover/greeting.js';
 
 /** Options of {@link start}. Every timeout is in milliseconds; defaults in {@link Defaults}. */
 export interface StartOptions {
@@ -150,18 +150,7 @@ export async function start(options: StartOptions): Promise<Generation> {
 
   const peer = new FramePeer(channel, { maxFrameBytes: settings.maxFrameBytes, label: `predecessor at ${settings.socketPath}` });
   try {
-    const hello: HelloPayload = { protocol: PROTOCOL_VERSION, pid: process.pid, generation: 0, name: settings.name, node: process.version };
-    await peer.send(FrameType.Hello, hello);
-    const timeout = () => new BatonError('ERR_BATON_HELLO_TIMEOUT', `${peer.label} did not answer within ${settings.helloTimeoutMs} ms`);
-    const reply = (await peer.expect(FrameType.Hello, settings.helloTimeoutMs, timeout)).payload as HelloPayload;
-    if (reply.protocol !== PROTOCOL_VERSION) {
-      throw new BatonError(
-        'ERR_BATON_PROTOCOL_VERSION',
-        `${peer.label} speaks handover protocol ${reply.protocol}; this build speaks ${PROTOCOL_VERSION}`,
-      );
-    }
-    peer.label = `predecessor pid ${reply.pid}`;
-    if (typeof reply.connections === 'number' && reply.connections > 0) makeRoomForConnections(channel, reply.connections);
+    const { reply, timeout } = await greetPredecessor(peer, channel, settings);
     const manifest = await peer.expect(FrameType.Listeners, settings.helloTimeoutMs, timeout);
     const received = adoptManifest(manifest.payload as ListenersPayload, manifest.fds, pool);
     // A supervised worker takes its listeners from the master (the config may
@@ -188,24 +177,6 @@ export async function start(options: StartOptions): Promise<Generation> {
     for (const l of pool) closeQuietly(l.fd);
     if (isBatonError(err)) throw err;
     throw new BatonError('ERR_BATON_PREDECESSOR_LOST', `takeover from ${peer.label} failed: ${asError(err).message}`, { cause: err });
-  }
-}
-
-const debug = debuglog('baton:migrate');
-
-/**
- * Grows the fd table before the predecessor's connections arrive: received fds take the
- * lowest free numbers, so the highest is about the fds open now (the channel is one of the
- * newest) plus the connections, and a margin for what opens meanwhile. Growing it while the
- * fds arrive would stall each doubling for an RCU grace period (see growFdTable). Best
- * effort: if it fails, migration still works, only slower.
- */
-function makeRoomForConnections(channel: UnixChannel, connections: number): void {
-  try {
-    const slots = growFdTable(channel.fd, channel.fd + connections * 1.1 + 256);
-    debug('fd table holds %d fds (%d connections announced)', slots, connections);
-  } catch (err) {
-    debug('could not grow the fd table for %d connections: %s', connections, asError(err).message);
   }
 }
 

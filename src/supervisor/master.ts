@@ -68,7 +68,10 @@ export const PARENT_MASTER_ENV = 'BATON_PARENT_MASTER';
 
 /** Messages between an old master and the new master it started. */
 type MasterLinkMessage =
-  { baton: 'new-master'; type: 'ready'; pid: number } | { baton: 'new-master'; type: 'resume' } | { baton: 'old-master'; type: 'resumed' };
+  | { baton: 'new-master'; type: 'ready'; pid: number }
+  | { baton: 'new-master'; type: 'resume' }
+  | { baton: 'old-master'; type: 'resumed' }
+  | { baton: 'old-master'; type: 'absorb'; workers: { slot: number; socketPath: string }[] };
 
 /** What `baton start` passes to {@link Master.start}. */
 export interface MasterOptions {
@@ -141,6 +144,8 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
   #reloading: Promise<void> | undefined;
   #reloadAgain = false;
   #resumeWaiter: (() => void) | undefined;
+  /** After WINCH: drains the old workers the new master did not take over in time. */
+  #winchFallback: NodeJS.Timeout | undefined;
   readonly #signalHandlers = new Map<NodeJS.Signals, () => void>();
   readonly #exited: Promise<number>;
   #exit!: (code: number) => void;
@@ -423,7 +428,12 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
     this.#notifySystemd({ MAINPID: this.pid, READY: 1, STATUS: 'serving (the new master is gone)' });
   }
 
-  /** WINCH: a superseded master stops its workers gracefully and stays as a fallback. */
+  /**
+   * WINCH: a superseded master retires its workers and stays as a fallback.
+   * Their live connections move to the new master's workers (each new worker
+   * takes an old one over through its upgrade socket, as on reload); a worker
+   * not taken over within `timeouts.readyMs` drains by itself.
+   */
   #winch(): void {
     if (this.phase !== 'superseded') {
       this.#log.warn(
@@ -433,12 +443,28 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
       return;
     }
     this.#phases.transition('standby');
-    this.#log.info('WINCH: stopping the workers gracefully; this master stays as a fallback');
-    void this.#pool.stopAll(this.#config.timeouts.drainMs);
+    const { drainMs, readyMs } = this.#config.timeouts;
+    const retiring = this.#pool.retireAll();
+    if (retiring.length > 0 && this.#child?.connected) {
+      this.#log.info(
+        { event: 'winch', workers: retiring.length },
+        "WINCH: the new master's workers take this master's workers over, with their connections",
+      );
+      this.#sendChild({ baton: 'old-master', type: 'absorb', workers: retiring });
+      this.#winchFallback = setTimeout(() => void this.#pool.stopAll(drainMs), readyMs);
+      this.#winchFallback.unref();
+    } else {
+      this.#log.info(
+        { event: 'winch', workers: retiring.length },
+        'WINCH: stopping the workers gracefully; this master stays as a fallback',
+      );
+      void this.#pool.stopAll(drainMs);
+    }
   }
 
   /** Rollback to this master: restart its workers (if stopped) and wait until they serve. */
   async #resume(): Promise<void> {
+    clearTimeout(this.#winchFallback);
     if (this.phase === 'standby') {
       this.#log.info('restarting the workers (rollback to this master)');
       this.#phases.transition('superseded');
@@ -484,7 +510,12 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
 
   #linkToParent(): void {
     process.on('message', (m: MasterLinkMessage) => {
-      if (m?.baton === 'old-master' && m.type === 'resumed') this.#resumeWaiter?.();
+      if (m?.baton !== 'old-master') return;
+      if (m.type === 'resumed') this.#resumeWaiter?.();
+      else if (m.type === 'absorb') {
+        const n = this.#pool.absorb(m.workers);
+        this.#log.info({ event: 'absorbing', workers: n }, `taking over ${n} retiring worker(s) of the old master and their connections`);
+      }
     });
     process.on('disconnect', () => {
       const parent = this.#parentPid;

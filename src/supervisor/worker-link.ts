@@ -4,7 +4,9 @@
  * over Node's IPC channel.
  *
  * Master → worker: `{ baton: 'master', type: 'stop', drainMs }` (stop
- * accepting and drain for at most `drainMs`), `{ baton: 'master', type: 'status' }`.
+ * accepting and drain for at most `drainMs`), `{ baton: 'master', type: 'status' }`,
+ * `{ baton: 'master', type: 'absorb', socketPath }` (take the live connections of
+ * the generation at that upgrade socket: an old master's retiring worker).
  * Worker → master: `{ baton: 'worker', type: 'phase', phase, generation, origin }` on
  * every phase change, `{ baton: 'worker', type: 'status', phase, connections }`,
  * `{ baton: 'worker', type: 'drained', migrated, drained, forced }` once its drain ended.
@@ -26,12 +28,15 @@ export interface Supervision {
 
 /** A message from a worker to its master. */
 export type WorkerMessage =
-  | { baton: 'worker'; type: 'phase'; phase: Phase; generation: number; origin: string }
+  | { baton: 'worker'; type: 'phase'; phase: Phase; generation: number; origin: string; socketPath: string }
   | { baton: 'worker'; type: 'status'; phase: Phase; connections: number }
   | { baton: 'worker'; type: 'drained'; migrated: number; drained: number; forced: number };
 
 /** A message from the master to a worker. */
-export type MasterMessage = { baton: 'master'; type: 'stop'; drainMs: number } | { baton: 'master'; type: 'status' };
+export type MasterMessage =
+  | { baton: 'master'; type: 'stop'; drainMs: number }
+  | { baton: 'master'; type: 'status' }
+  | { baton: 'master'; type: 'absorb'; socketPath: string };
 
 /** The supervision this process runs under, if any; the variable is removed so the app's children do not see it. */
 export function takeSupervision(env: NodeJS.ProcessEnv): Supervision | undefined {
@@ -58,7 +63,15 @@ export function linkToMaster(generation: Generation): void {
     if (process.connected) process.send?.(m, undefined, {}, () => undefined);
   };
   if (!process.send) return;
-  const phase = (p: Phase) => send({ baton: 'worker', type: 'phase', phase: p, generation: generation.number, origin: generation.origin });
+  const phase = (p: Phase) =>
+    send({
+      baton: 'worker',
+      type: 'phase',
+      phase: p,
+      generation: generation.number,
+      origin: generation.origin,
+      socketPath: generation.settings.socketPath,
+    });
   generation.on('drained', (r) => send({ baton: 'worker', type: 'drained', migrated: r.migrated, drained: r.drained, forced: r.forced }));
   generation.on('phase', phase);
   phase(generation.phase);
@@ -69,6 +82,8 @@ export function linkToMaster(generation: Generation): void {
     if (m?.baton !== 'master') return;
     if (m.type === 'stop') stop(m.drainMs);
     else if (m.type === 'status') send({ baton: 'worker', type: 'status', phase: generation.phase, connections: generation.connections });
+    // A retiring worker of an old master hands its live connections to this one.
+    else if (m.type === 'absorb') generation.absorb(m.socketPath).catch(() => undefined);
   });
   process.on('disconnect', () => {
     if (generation.phase === 'serving') stop();

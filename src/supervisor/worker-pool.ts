@@ -151,6 +151,35 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
     return { failed: failed.sort() };
   }
 
+  /**
+   * Retires every ready worker without stopping it: no more restarts, and their
+   * exits are expected. Returns their upgrade sockets, so another master's
+   * workers can take their connections over ({@link WorkerPool.absorb}).
+   */
+  retireAll(): { slot: number; socketPath: string }[] {
+    this.#active = false;
+    const out: { slot: number; socketPath: string }[] = [];
+    for (const slot of this.#slots) {
+      clearTimeout(slot.restartTimer);
+      slot.restartTimer = undefined;
+      const w = slot.current;
+      if (!w) continue;
+      w.retire();
+      slot.retiring.add(w);
+      slot.current = undefined;
+      if (w.socketPath) out.push({ slot: slot.index, socketPath: w.socketPath });
+    }
+    return out;
+  }
+
+  /** Asks this pool's ready workers to take over the connections of retiring workers elsewhere (slot by slot, wrapping around). */
+  absorb(targets: readonly { slot: number; socketPath: string }[]): number {
+    const ready = this.#slots.map((s) => s.current).filter((w): w is WorkerProcess => w?.state === 'ready');
+    if (ready.length === 0) return 0;
+    for (const t of targets) ready[t.slot % ready.length]!.absorb(t.socketPath);
+    return targets.length;
+  }
+
   /** Stops every worker (draining for at most `drainMs`) and stops restarting them. Resolves when all are gone. */
   async stopAll(drainMs: number): Promise<void> {
     this.#active = false;

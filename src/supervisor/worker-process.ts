@@ -86,6 +86,7 @@ export class WorkerProcess extends EventEmitter<WorkerEvents> {
   #phase: Phase | undefined;
   #generation: number | undefined;
   #origin: string | undefined;
+  #socketPath: string | undefined;
   #expected = false;
   #wasReady = false;
   readonly #child: ChildProcess;
@@ -183,6 +184,16 @@ export class WorkerProcess extends EventEmitter<WorkerEvents> {
     if (this.#state === 'ready') this.#state = 'stopping';
   }
 
+  /** The worker generation's upgrade socket, once it reported one. */
+  get socketPath(): string | undefined {
+    return this.#socketPath;
+  }
+
+  /** Asks the worker to take over the live connections of the generation at `socketPath` (a retiring worker of an old master). */
+  absorb(socketPath: string): void {
+    this.#send({ baton: 'master', type: 'absorb', socketPath });
+  }
+
   /** Sends `signal` to the worker process (ignored when it is gone). A deliberate end: call {@link WorkerProcess.retire} first. */
   kill(signal: NodeJS.Signals): void {
     if (this.#state === 'exited') return;
@@ -245,6 +256,7 @@ export class WorkerProcess extends EventEmitter<WorkerEvents> {
     this.#phase = m.phase;
     this.#generation = m.generation;
     this.#origin = m.origin;
+    this.#socketPath = m.socketPath;
     if (m.phase === 'serving' && this.#state === 'starting') {
       clearTimeout(this.#readyTimer);
       this.#state = 'ready';
