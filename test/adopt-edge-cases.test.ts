@@ -14,10 +14,9 @@ import net from 'node:net';
 import path from 'node:path';
 import { after, describe, test } from 'node:test';
 import { getOnce, HttpLoad } from './helpers/http-load.js';
-import { freePort } from './helpers/socket-activate.js';
 import { AppRunner, appFile } from './helpers/adopt.js';
 import { EventLog, killAll, tempDir } from './helpers/server-process.js';
-import { next, startMaster, statusOf } from './helpers/supervisor.js';
+import { next, startMaster, statusOf, writeAppConfig } from './helpers/supervisor.js';
 
 const log = new EventLog();
 const apps = new AppRunner(log);
@@ -163,21 +162,7 @@ describe('zero-code adoption: other servers and failures', () => {
 
   test('baton start --workers 2 runs an unmodified app; HUP under load: 0 failed requests', async (t) => {
     const dir = tempDir('baton-adopt-');
-    const port = await freePort();
-    const cfg = path.join(dir, 'baton.yaml');
-    fs.writeFileSync(
-      cfg,
-      [
-        'name: app',
-        `app: ${appFile('express5.cjs')}`,
-        `runDir: ${dir}`,
-        'workers: 2',
-        'listeners:',
-        `  http: { host: 127.0.0.1, port: ${port} }`,
-        `env: { PORT: "${port}", BATON_READY_QUIET_MS: "50" }`,
-        'timeouts: { drainMs: 5000 }',
-      ].join('\n'),
-    );
+    const { port, cfg } = await writeAppConfig(dir, appFile('express5.cjs'), 'timeouts: { drainMs: 5000 }');
     const master = await startMaster(log, cfg);
     t.after(() => killAll([master.pid]));
     const load = new HttpLoad(`http://127.0.0.1:${port}`, 64);

@@ -10,8 +10,8 @@
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 import { Client } from 'undici';
-import WebSocket from 'ws';
 import { HttpLoad } from './helpers/http-load.js';
+import { EchoClients } from './helpers/ws-echo-clients.js';
 import { AppRunner } from './helpers/adopt.js';
 import { EventLog, killAll, tempDir } from './helpers/server-process.js';
 
@@ -58,47 +58,11 @@ describe('unmodified apps under baton run', () => {
     const dir = tempDir('baton-adopt-');
     const first = await run(dir, 'ws-echo.mjs');
     const port = portOf(first.pid);
-    const CLIENTS = 50;
-    const clients = await Promise.all(
-      Array.from({ length: CLIENTS }, async (_, id) => {
-        const ws = new WebSocket(`ws://127.0.0.1:${port}/chat?id=${id}`);
-        const c = { ws, id, sent: 0, received: 0, problems: [] as string[], caughtUp: undefined as (() => void) | undefined };
-        ws.on('message', (data) => {
-          const expected = `${id}:${c.received}`;
-          if (data.toString() !== expected) c.problems.push(`got ${data.toString()} expected ${expected}`);
-          c.received++;
-          if (c.received >= c.sent) c.caughtUp?.();
-        });
-        const problem = (p: string) => {
-          c.problems.push(p);
-          c.caughtUp?.();
-        };
-        ws.on('close', (code) => problem(`closed ${code}`));
-        ws.on('error', (err) => problem(`error ${err.message}`));
-        await new Promise((resolve) => ws.once('open', resolve));
-        return c;
-      }),
-    );
-    let running = true;
-    const senders = clients.map(async (c) => {
-      while (running) {
-        c.ws.send(`${c.id}:${c.sent++}`);
-        await new Promise((r) => setTimeout(r, 5));
-      }
-    });
+    const clients = await EchoClients.open(`ws://127.0.0.1:${port}/chat`, 50);
     let pid = first.pid;
     for (let i = 0; i < UPGRADES; i++) pid = await upgrade(dir, 'ws-echo.mjs', pid);
-    running = false;
-    await Promise.all(senders);
-    // Every message sent gets its echo.
-    await Promise.all(
-      clients.map((c) => (c.received >= c.sent || c.problems.length > 0 ? undefined : new Promise<void>((r) => (c.caughtUp = r)))),
-    );
-    for (const c of clients) {
-      assert.deepEqual(c.problems, [], `client ${c.id}`);
-      assert.equal(c.received, c.sent, `client ${c.id}: every echo came back`);
-      c.ws.terminate();
-    }
+    await clients.finish();
+    clients.close();
     process.kill(pid, 'SIGTERM');
   });
 

@@ -5,6 +5,7 @@ import readline from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { controlRequest, controlSocketPath } from '../../src/supervisor/control.js';
 import type { MasterStatus } from '../../src/supervisor/master.js';
+import { freePort } from './socket-activate.js';
 import { fixture, type EventLog, type FixtureEvent } from './server-process.js';
 
 /** The compiled `baton` command. */
@@ -87,4 +88,27 @@ export function next(
   timeoutMs = 30_000,
 ): Promise<FixtureEvent> {
   return log.waitFor(match, what, timeoutMs, since);
+}
+
+/**
+ * A config for an unmodified app (zero-code adoption) in 2 workers: listener
+ * 'http' on a free port, which the app is told to listen on (PORT).
+ */
+export async function writeAppConfig(dir: string, app: string, extra = ''): Promise<{ port: number; cfg: string }> {
+  const port = await freePort();
+  const cfg = path.join(dir, 'baton.yaml');
+  fs.writeFileSync(
+    cfg,
+    [
+      'name: app',
+      `app: ${app}`,
+      `runDir: ${dir}`,
+      'workers: 2',
+      'listeners:',
+      `  http: { host: 127.0.0.1, port: ${port} }`,
+      `env: { PORT: "${port}", BATON_READY_QUIET_MS: "50" }`,
+      extra,
+    ].join('\n'),
+  );
+  return { port, cfg };
 }

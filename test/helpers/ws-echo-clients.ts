@@ -1,0 +1,77 @@
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import WebSocket from 'ws';
+
+/** One client of {@link EchoClients}. */
+interface EchoClient {
+  ws: WebSocket;
+  id: number;
+  sent: number;
+  received: number;
+  problems: string[];
+  caughtUp: (() => void) | undefined;
+}
+
+/**
+ * `n` WebSocket clients of an echo server, each sending numbered messages
+ * every few ms and checking that every echo comes back in order. A close or
+ * an error counts as a problem.
+ */
+export class EchoClients {
+  readonly #clients: EchoClient[];
+  #running = true;
+  #senders: Promise<void>[] = [];
+
+  private constructor(clients: EchoClient[]) {
+    this.#clients = clients;
+    this.#senders = clients.map(async (c) => {
+      while (this.#running) {
+        c.ws.send(`${c.id}:${c.sent++}`);
+        await new Promise((r) => setTimeout(r, 5));
+      }
+    });
+  }
+
+  /** Connects `n` clients to `url` and starts them sending. */
+  static async open(url: string, n: number): Promise<EchoClients> {
+    const clients = await Promise.all(
+      Array.from({ length: n }, async (_, id) => {
+        const ws = new WebSocket(url);
+        const c: EchoClient = { ws, id, sent: 0, received: 0, problems: [], caughtUp: undefined };
+        ws.on('message', (data) => {
+          const expected = `${id}:${c.received}`;
+          if (data.toString() !== expected) c.problems.push(`got ${data.toString()} expected ${expected}`);
+          c.received++;
+          if (c.received >= c.sent) c.caughtUp?.();
+        });
+        const problem = (p: string) => {
+          c.problems.push(p);
+          c.caughtUp?.();
+        };
+        ws.on('close', (code) => problem(`closed ${code}`));
+        ws.on('error', (err) => problem(`error ${err.message}`));
+        await once(ws, 'open');
+        return c;
+      }),
+    );
+    return new EchoClients(clients);
+  }
+
+  /** Stops sending, waits for every echo, asserts none was lost, reordered or closed, and closes the clients. */
+  async finish(): Promise<void> {
+    this.#running = false;
+    await Promise.all(this.#senders);
+    await Promise.all(
+      this.#clients.map((c) => (c.received >= c.sent || c.problems.length > 0 ? undefined : new Promise<void>((r) => (c.caughtUp = r)))),
+    );
+    for (const c of this.#clients) {
+      assert.deepEqual(c.problems, [], `client ${c.id}`);
+      assert.equal(c.received, c.sent, `client ${c.id}: every echo came back`);
+    }
+  }
+
+  /** Drops every connection (after {@link EchoClients.finish}). */
+  close(): void {
+    for (const c of this.#clients) c.ws.terminate();
+  }
+}
