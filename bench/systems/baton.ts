@@ -75,7 +75,7 @@ export function batonSupervisorSystem(command: 'reload' | 'upgrade'): SystemDefi
   const how =
     command === 'reload'
       ? 'HUP: a new worker per slot takes the old one over (live connections migrate)'
-      : 'binary upgrade: USR2, new master ready, WINCH, QUIT (old workers drain)';
+      : 'binary upgrade: USR2, new master ready, WINCH (the new workers take the old ones over: live connections migrate), QUIT';
   return {
     id: `baton-supervisor-${command}`,
     label: `baton supervisor ${command}`,
