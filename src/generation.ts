@@ -1,25 +1,24 @@
 import { once, EventEmitter } from 'node:events';
-import fs from 'node:fs';
 import net from 'node:net';
 import type { ChildProcess } from 'node:child_process';
 import { debuglog } from 'node:util';
 import { BatonError, asError, isBatonError } from './core/errors.js';
-import { writeFileAtomic } from './core/atomic-file.js';
+import { removeOwnPidFile, writePidFile } from './core/atomic-file.js';
 import { PhaseMachine, type Phase } from './core/phase.js';
-import http from 'node:http';
 import { ConnectionTracker, type DrainReport, type Migrator } from './drain/connection-tracker.js';
 import { Emigration, type SocketMigration } from './migrate/emigration.js';
 import { adoptConnections } from './migrate/immigration.js';
-import { offerRawSocket } from './migrate/raw-socket.js';
 import { Parking } from './migrate/parking.js';
-import { offerWebSocket, type WebSocketMigration, type WssLike } from './migrate/websocket.js';
+import type { WebSocketMigration, WssLike } from './migrate/websocket.js';
 import { spawnSuccessor, type ExecCommand } from './handover/exec.js';
 import { LISTEN_FDS_START } from './handover/inherit.js';
 import { UpgradeSocket } from './handover/upgrade-socket.js';
 import { ListenerSet, type ListenAddress, type Listener } from './listeners/listener-set.js';
 import { UnixChannel, probeUnixSocket } from './native/unix-channel.js';
-import { FramePeer } from './protocol/frame-peer.js';
-import { greetPredecessor } from './handover/greeting.js';
+import { FramePeer, isPeerLoss } from './protocol/frame-peer.js';
+import { checkHello, greetPredecessor } from './handover/greeting.js';
+import { childExit, explainSuccessorFailure, stopSuccessorProcess } from './handover/successor-process.js';
+import { createMigrator, offerWebSockets } from './migrate/migrator.js';
 import { closeQuietly } from './native/socket-info.js';
 import {
   FrameType,
@@ -281,7 +280,7 @@ export class Generation extends EventEmitter<GenerationEvents> {
         await peer.send(FrameType.Ready, { listeners: this.#listeners.all.length });
         await this.#predecessorReply;
       } catch (err) {
-        if (!isLoss(err)) {
+        if (!isPeerLoss(err)) {
           socket.close();
           this.#fail(asError(err));
           throw err;
@@ -383,7 +382,7 @@ export class Generation extends EventEmitter<GenerationEvents> {
     reply.then(
       () => void this.#receiveFromPredecessor(peer),
       (err: unknown) => {
-        if (isLoss(err)) return; // handled in ready(): we hold the listeners, serve on
+        if (isPeerLoss(err)) return; // handled in ready(): we hold the listeners, serve on
         peer.close();
         if (this.phase === 'taking-over' || this.phase === 'starting') this.#fail(asError(err));
       },
@@ -463,65 +462,25 @@ export class Generation extends EventEmitter<GenerationEvents> {
       }
     } catch (err) {
       peer.close();
-      if (!isLoss(err)) this.emit('warning', asError(err));
+      if (!isPeerLoss(err)) this.emit('warning', asError(err));
     }
   }
 
   /** Predecessor side: how connections leave for `successor` during the drain. */
   #migrator(successor: FramePeer): { migrator: Migrator; emigration: Emigration } {
-    const emigration = new Emigration(successor, {
-      timeoutMs: this.settings.migrateTimeoutMs,
-      batchSize: this.settings.migrateBatchSize,
-      batchBytes: Math.floor(this.settings.maxFrameBytes / 2),
-      onReturn: (socket) => this.#tracker.keep(socket),
+    return createMigrator(successor, {
+      settings: this.settings,
+      nameOf: (server) => this.#listeners.of(server)?.name,
+      socketHandlers: (name) => this.#socketHandlers.get(name),
+      keep: (socket) => this.#tracker.keep(socket),
       onBatch: (info) => this.emit('connections-out', info),
-      onBroken: (err, { migrated, kept, unacknowledged }) => {
-        const timeout = isBatonError(err, 'ERR_BATON_MIGRATION_TIMEOUT');
-        this.emit(
-          'warning',
-          new BatonError(
-            timeout ? 'ERR_BATON_MIGRATION_TIMEOUT' : 'ERR_BATON_SUCCESSOR_LOST',
-            `connection migration to ${successor.label} stopped (${err.message}): ${migrated} connections had been handed over` +
-              (unacknowledged
-                ? `, ${unacknowledged} more left with it unacknowledged (it holds them; reading them here too could corrupt them)`
-                : '') +
-              `; ${kept} stay here and drain, as does every connection not offered yet`,
-            { cause: err },
-          ),
-        );
-      },
+      onWarning: (err) => this.emit('warning', err),
     });
-    const nameOf = (server: net.Server) => this.#listeners.of(server)?.name;
-    const migrator: Migrator = {
-      get migrated() {
-        return emigration.migrated;
-      },
-      afterResponse: this.settings.migrateAfterResponse,
-      modeOf: (server) => {
-        const name = nameOf(server);
-        if (name === undefined) return undefined;
-        if (this.#socketHandlers.has(name)) return 'socket';
-        // Plain HTTP/1.1 only: TLS and HTTP/2 session state cannot leave the process.
-        return server instanceof http.Server ? 'http1' : undefined;
-      },
-      offer: (socket, server, mode) => {
-        const name = nameOf(server)!;
-        if (mode === 'http1') return emigration.offer(socket, name, 'http1');
-        return offerRawSocket(emigration, socket, name, this.#socketHandlers.get(name)!, this.settings.migrateTimeoutMs, (s) =>
-          this.#tracker.keep(s),
-        );
-      },
-    };
-    return { migrator, emigration };
   }
 
   /** Predecessor side, at the start of a migrating drain: every open WebSocket of the registered servers. */
   #offerWebSockets(emigration: Emigration): void {
-    for (const [name, { wss, handlers }] of this.#websockets) {
-      for (const ws of wss.clients ?? []) {
-        offerWebSocket(ws, emigration, name, handlers, this.settings.migrateTimeoutMs, (s) => this.#tracker.keep(s));
-      }
-    }
+    offerWebSockets(emigration, this.#websockets, this.settings.migrateTimeoutMs, (s) => this.#tracker.keep(s));
   }
 
   #uidAllowed(uid: number): boolean {
@@ -588,9 +547,9 @@ export class Generation extends EventEmitter<GenerationEvents> {
         peer.close();
         throw err;
       }
-      const e = await this.#explain(err, child, exitPromise, pid);
+      const e = await explainSuccessorFailure(err, child, exitPromise, pid, this.settings.killGraceMs);
       await peer.fail(e);
-      this.#killChild(child, exitPromise);
+      stopSuccessorProcess(child, exitPromise, this.settings.killGraceMs);
       if (how.via === 'takeover') this.emit('peer-refused', e);
       else this.emit('upgrade-failed', e);
       throw e;
@@ -601,7 +560,7 @@ export class Generation extends EventEmitter<GenerationEvents> {
         `generation ${this.number} (pid ${process.pid}) is ${this.phase}: another successor is taking over or it is shutting down; successor pid ${hello.pid} refused`,
       );
       await peer.fail(e);
-      this.#killChild(child, exitPromise);
+      stopSuccessorProcess(child, exitPromise, this.settings.killGraceMs);
       this.emit('peer-refused', e);
       throw e;
     }
@@ -633,9 +592,9 @@ export class Generation extends EventEmitter<GenerationEvents> {
         () => new BatonError('ERR_BATON_READY_TIMEOUT', `successor pid ${hello.pid} did not become ready within ${s.readyTimeoutMs} ms`),
       );
     } catch (err) {
-      const e = await this.#explain(err, child, exitPromise, hello.pid);
+      const e = await explainSuccessorFailure(err, child, exitPromise, hello.pid, this.settings.killGraceMs);
       await peer.fail(e);
-      this.#killChild(child, exitPromise);
+      stopSuccessorProcess(child, exitPromise, this.settings.killGraceMs);
       this.#phases.transition('serving');
       this.emit('upgrade-failed', e);
       if (this.#stopRequested) void this.stop();
@@ -671,25 +630,6 @@ export class Generation extends EventEmitter<GenerationEvents> {
       );
     }
     return { present: true, value: JSON.parse(json) as unknown };
-  }
-
-  /** Turns a failure during the handover into the error reported to the user. */
-  async #explain(err: unknown, child: ChildProcess | undefined, exit: Promise<string> | undefined, pid: number): Promise<BatonError> {
-    if (isBatonError(err) && err.code !== 'ERR_BATON_CHANNEL_CLOSED') return err;
-    let how = 'closed the upgrade channel';
-    if (child && exit) {
-      const timeout = new Promise<string>((r) => setTimeout(r, this.settings.killGraceMs, 'closed the upgrade channel').unref());
-      how = await Promise.race([exit, timeout]);
-    }
-    return new BatonError('ERR_BATON_SUCCESSOR_EXITED', `successor pid ${pid} ${how} before it was ready`, { cause: err });
-  }
-
-  #killChild(child: ChildProcess | undefined, exit: Promise<string> | undefined): void {
-    if (!child || child.exitCode !== null || child.signalCode !== null) return;
-    child.kill('SIGTERM');
-    const timer = setTimeout(() => child.kill('SIGKILL'), this.settings.killGraceMs);
-    timer.unref();
-    void exit?.then(() => clearTimeout(timer));
   }
 
   async #drain(
@@ -829,56 +769,10 @@ export class Generation extends EventEmitter<GenerationEvents> {
   }
 
   #writePidFile(): void {
-    const file = this.settings.pidFile;
-    if (!file) return;
-    writeFileAtomic(file, `${process.pid}\n`);
+    if (this.settings.pidFile) writePidFile(this.settings.pidFile);
   }
 
   #removePidFile(): void {
-    const file = this.settings.pidFile;
-    if (!file) return;
-    try {
-      if (fs.readFileSync(file, 'utf8').trim() === String(process.pid)) fs.unlinkSync(file);
-    } catch {
-      // Absent or replaced by the successor's: leave it.
-    }
+    if (this.settings.pidFile) removeOwnPidFile(this.settings.pidFile);
   }
-}
-
-/** True for failures meaning the other side is gone (not that it refused). */
-function isLoss(err: unknown): boolean {
-  if (isBatonError(err)) return err.code === 'ERR_BATON_CHANNEL_CLOSED';
-  return typeof (err as NodeJS.ErrnoException | undefined)?.errno === 'number';
-}
-
-function checkHello(payload: unknown, name: string, pid: number): HelloPayload {
-  const h = payload as Partial<HelloPayload> | null;
-  if (!h || typeof h !== 'object' || typeof h.pid !== 'number' || typeof h.name !== 'string' || typeof h.protocol !== 'number') {
-    throw new BatonError('ERR_BATON_BAD_FRAME', `hello from pid ${pid} is malformed`);
-  }
-  if (h.protocol !== PROTOCOL_VERSION) {
-    throw new BatonError(
-      'ERR_BATON_PROTOCOL_VERSION',
-      `successor pid ${pid} speaks handover protocol ${h.protocol}; this server speaks ${PROTOCOL_VERSION}`,
-    );
-  }
-  if (h.name !== name) {
-    throw new BatonError('ERR_BATON_PEER_REFUSED', `successor pid ${pid} is for server '${h.name}', not '${name}'`);
-  }
-  return h as HelloPayload;
-}
-
-function childExit(child: ChildProcess): Promise<string> {
-  return new Promise((resolve) => {
-    if (child.exitCode !== null || child.signalCode !== null) {
-      resolve(describeExit(child.exitCode, child.signalCode));
-      return;
-    }
-    child.once('exit', (code, signal) => resolve(describeExit(code, signal)));
-    child.once('error', (err) => resolve(`could not be started (${err.message})`));
-  });
-}
-
-function describeExit(code: number | null, signal: NodeJS.Signals | null): string {
-  return signal ? `was killed by ${signal}` : `exited with code ${code}`;
 }

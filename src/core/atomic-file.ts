@@ -56,3 +56,14 @@ export function readPidFile(file: string): number | undefined {
     return undefined;
   }
 }
+
+/** Writes this process's pid to `file`, atomically. */
+export function writePidFile(file: string, pid = process.pid): void {
+  writeFileAtomic(file, `${pid}\n`);
+}
+
+/** Removes `file` if it still names `pid` (a successor may have replaced it already). */
+export function removeOwnPidFile(file: string, pid = process.pid): void {
+  if (readPidFile(file) !== pid) return;
+  fs.rmSync(file, { force: true });
+}

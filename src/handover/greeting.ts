@@ -60,3 +60,25 @@ function makeRoomForConnections(channel: UnixChannel, connections: number): void
     debug('could not grow the fd table for %d connections: %s', connections, asError(err).message);
   }
 }
+
+/**
+ * The predecessor's check of a successor's Hello: well-formed, same protocol
+ * version, same server name. Throws ERR_BATON_BAD_FRAME,
+ * ERR_BATON_PROTOCOL_VERSION or ERR_BATON_PEER_REFUSED.
+ */
+export function checkHello(payload: unknown, name: string, pid: number): HelloPayload {
+  const h = payload as Partial<HelloPayload> | null;
+  if (!h || typeof h !== 'object' || typeof h.pid !== 'number' || typeof h.name !== 'string' || typeof h.protocol !== 'number') {
+    throw new BatonError('ERR_BATON_BAD_FRAME', `hello from pid ${pid} is malformed`);
+  }
+  if (h.protocol !== PROTOCOL_VERSION) {
+    throw new BatonError(
+      'ERR_BATON_PROTOCOL_VERSION',
+      `successor pid ${pid} speaks handover protocol ${h.protocol}; this server speaks ${PROTOCOL_VERSION}`,
+    );
+  }
+  if (h.name !== name) {
+    throw new BatonError('ERR_BATON_PEER_REFUSED', `successor pid ${pid} is for server '${h.name}', not '${name}'`);
+  }
+  return h as HelloPayload;
+}

@@ -1,4 +1,4 @@
-import { BatonError, ErrorCodes, asError, type ErrorCode } from '../core/errors.js';
+import { BatonError, ErrorCodes, asError, isBatonError, type ErrorCode } from '../core/errors.js';
 import { closeQuietly } from '../native/socket-info.js';
 import type { UnixChannel } from '../native/unix-channel.js';
 import { FrameDecoder, FrameType, encodeFrame, frameTypeName, type ErrorPayload, type Frame } from './frames.js';
@@ -141,4 +141,10 @@ async function settleFrame(frame: Frame, label: string): Promise<Frame> {
   const code = typeof p?.code === 'string' && p.code in ErrorCodes ? (p.code as ErrorCode) : 'ERR_BATON_ABORTED';
   const message = typeof p?.message === 'string' ? p.message : 'no reason given';
   throw new BatonError(code, `${label} reported ${p?.code ?? 'an error'}: ${message}`);
+}
+
+/** True for failures meaning the other side is gone (not that it refused): a closed channel, or a syscall error. */
+export function isPeerLoss(err: unknown): boolean {
+  if (isBatonError(err)) return err.code === 'ERR_BATON_CHANNEL_CLOSED';
+  return typeof (err as NodeJS.ErrnoException | undefined)?.errno === 'number';
 }

@@ -9,7 +9,7 @@ import type { ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import fs from 'node:fs';
 import path from 'node:path';
-import { readPidFile, renameDurable, writeFileAtomic } from '../core/atomic-file.js';
+import { readPidFile, removeOwnPidFile, renameDurable, writeFileAtomic, writePidFile } from '../core/atomic-file.js';
 import { BatonError, asError } from '../core/errors.js';
 import { StateMachine } from '../core/phase.js';
 import { spawnWithListeners } from '../handover/exec.js';
@@ -244,7 +244,7 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
     if (this.#pool.allReady) {
       if (this.#parentPid !== undefined) this.#counters.upgrades++;
       this.#phases.transition('running');
-      writeFileAtomic(this.#config.pidFile, `${this.pid}\n`);
+      writePidFile(this.#config.pidFile);
       this.#persist();
       this.#notifySystemd({ READY: 1, MAINPID: this.pid, STATUS: `serving with ${this.#config.workers} worker(s)` });
       this.#sendParent({ baton: 'new-master', type: 'ready', pid: this.pid });
@@ -542,9 +542,7 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
     this.#listeners.close();
     this.#control?.close();
     this.#pool.removeDir();
-    for (const file of [this.#config.pidFile, `${this.#config.pidFile}.oldbin`]) {
-      if (readPidFile(file) === this.pid) fs.rmSync(file, { force: true });
-    }
+    for (const file of [this.#config.pidFile, `${this.#config.pidFile}.oldbin`]) removeOwnPidFile(file);
     for (const [signal, fn] of this.#signalHandlers) process.off(signal, fn);
     this.#log.info({ event: 'master-exited', counters: this.#allCounters() }, 'master exited');
     this.#logger.flush();
@@ -591,7 +589,7 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
     const file = this.#config.pidFile;
     const old = `${file}.oldbin`;
     if (readPidFile(old) === this.pid) renameDurable(old, file);
-    else writeFileAtomic(file, `${this.pid}\n`);
+    else writePidFile(file);
   }
 
   /** Writes the state file (only the master that owns the pid file does). */

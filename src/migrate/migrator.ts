@@ -1,0 +1,83 @@
+/**
+ * The predecessor's migration policy for one drain: which connections can
+ * leave (plain HTTP/1.1, and raw sockets of servers registered with
+ * migrateSockets) and how each is offered to the successor, batched by an
+ * {@link Emigration}.
+ */
+import http from 'node:http';
+import type net from 'node:net';
+import { BatonError, isBatonError } from '../core/errors.js';
+import type { Migrator } from '../drain/connection-tracker.js';
+import type { FramePeer } from '../protocol/frame-peer.js';
+import { Emigration, type SocketMigration } from './emigration.js';
+import { offerRawSocket } from './raw-socket.js';
+import { offerWebSocket, type WebSocketMigration, type WssLike } from './websocket.js';
+
+/** What the migrator needs of its generation. */
+export interface MigratorHost {
+  settings: { migrateTimeoutMs: number; migrateBatchSize: number; maxFrameBytes: number; migrateAfterResponse: boolean };
+  /** The listener name of a tracked server. */
+  nameOf(server: net.Server): string | undefined;
+  socketHandlers(name: string): SocketMigration | undefined;
+  /** A connection that could not leave stays and drains here. */
+  keep(socket: net.Socket): void;
+  onBatch(info: { adopted: number; refused: number; withBytes: number }): void;
+  onWarning(err: BatonError): void;
+}
+
+/** Builds the migrator of a drain into `successor`, and the emigration that carries the connections. */
+export function createMigrator(successor: FramePeer, host: MigratorHost): { migrator: Migrator; emigration: Emigration } {
+  const s = host.settings;
+  const emigration = new Emigration(successor, {
+    timeoutMs: s.migrateTimeoutMs,
+    batchSize: s.migrateBatchSize,
+    batchBytes: Math.floor(s.maxFrameBytes / 2),
+    onReturn: (socket) => host.keep(socket),
+    onBatch: (info) => host.onBatch(info),
+    onBroken: (err, { migrated, kept, unacknowledged }) => {
+      const timeout = isBatonError(err, 'ERR_BATON_MIGRATION_TIMEOUT');
+      host.onWarning(
+        new BatonError(
+          timeout ? 'ERR_BATON_MIGRATION_TIMEOUT' : 'ERR_BATON_SUCCESSOR_LOST',
+          `connection migration to ${successor.label} stopped (${err.message}): ${migrated} connections had been handed over` +
+            (unacknowledged
+              ? `, ${unacknowledged} more left with it unacknowledged (it holds them; reading them here too could corrupt them)`
+              : '') +
+            `; ${kept} stay here and drain, as does every connection not offered yet`,
+          { cause: err },
+        ),
+      );
+    },
+  });
+  const migrator: Migrator = {
+    get migrated() {
+      return emigration.migrated;
+    },
+    afterResponse: s.migrateAfterResponse,
+    modeOf: (server) => {
+      const name = host.nameOf(server);
+      if (name === undefined) return undefined;
+      if (host.socketHandlers(name)) return 'socket';
+      // Plain HTTP/1.1 only: TLS and HTTP/2 session state cannot leave the process.
+      return server instanceof http.Server ? 'http1' : undefined;
+    },
+    offer: (socket, server, mode) => {
+      const name = host.nameOf(server)!;
+      if (mode === 'http1') return emigration.offer(socket, name, 'http1');
+      return offerRawSocket(emigration, socket, name, host.socketHandlers(name)!, s.migrateTimeoutMs, (k) => host.keep(k));
+    },
+  };
+  return { migrator, emigration };
+}
+
+/** Offers every open WebSocket of the registered servers (at the start of a migrating drain). */
+export function offerWebSockets(
+  emigration: Emigration,
+  websockets: ReadonlyMap<string, { wss: WssLike; handlers: WebSocketMigration }>,
+  timeoutMs: number,
+  keep: (socket: net.Socket) => void,
+): void {
+  for (const [name, { wss, handlers }] of websockets) {
+    for (const ws of wss.clients ?? []) offerWebSocket(ws, emigration, name, handlers, timeoutMs, keep);
+  }
+}
