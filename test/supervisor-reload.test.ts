@@ -10,8 +10,11 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import { after, test } from 'node:test';
 import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import net from 'node:net';
 import { Client } from 'undici';
-import { HttpLoad } from './helpers/http-load.js';
+import { HttpLoad, getOnce } from './helpers/http-load.js';
+import { freePort } from './helpers/socket-activate.js';
 import { EventLog, killAll, tempDir, waitGone } from './helpers/server-process.js';
 import { cli, next, startMaster, statusOf, writeApp, writeConfig } from './helpers/supervisor.js';
 
@@ -125,4 +128,45 @@ test('a worker that crashes at start is restarted with backoff and reported as a
   child.kill('SIGTERM');
   await new Promise((r) => child.once('exit', r));
   await waitGone(child.pid!, 5_000);
+});
+
+test('HUP with changed listeners: a new port is bound and served by the new workers, the old one closes; a port in use is refused', async (t) => {
+  const dir = tempDir('baton-sup-');
+  writeApp(dir, 'v1');
+  const cfg = writeConfig(dir, 'workers: 2');
+  const master = await startMaster(log, cfg);
+  t.after(() => killAll([master.pid]));
+  const oldWorkers = (await statusOf(dir, master.pid)).workers.map((w) => w.pid);
+
+  // A port somebody else holds: the reload is refused, nothing changes.
+  const squatter = net.createServer().listen(0, '127.0.0.1');
+  await once(squatter, 'listening');
+  t.after(() => squatter.close());
+  const taken = (squatter.address() as net.AddressInfo).port;
+  fs.writeFileSync(cfg, fs.readFileSync(cfg, 'utf8').replace('port: 0 }', `port: ${taken} }`));
+  let mark = log.events.length;
+  process.kill(master.pid, 'SIGHUP');
+  const refused = await next(log, 'reload refused', (e) => e.event === 'reload-refused' && e.pid === master.pid, mark);
+  assert.match(String(refused.msg), /EADDRINUSE/);
+  assert.deepEqual((await statusOf(dir, master.pid)).workers.map((w) => w.pid).sort(), [...oldWorkers].sort());
+  assert.equal((await getOnce(`http://127.0.0.1:${master.port}`)).status, 200);
+
+  // A free port: bound, the new workers serve it, the old port closes with the old workers.
+  const free = await freePort();
+  fs.writeFileSync(cfg, fs.readFileSync(cfg, 'utf8').replace(`port: ${taken} }`, `port: ${free} }`));
+  mark = log.events.length;
+  process.kill(master.pid, 'SIGHUP');
+  await next(log, 'reload done', (e) => e.event === 'reload-done' && e.pid === master.pid, mark);
+  const s = await statusOf(dir, master.pid);
+  assert.deepEqual(
+    s.listeners.map((l) => [l.name, l.port]),
+    [['http', free]],
+  );
+  const res = await getOnce(`http://127.0.0.1:${free}`);
+  assert.equal(res.status, 200);
+  assert.ok(!oldWorkers.includes(res.pid), 'served by a new worker');
+  for (const w of oldWorkers) await waitGone(w, 15_000);
+  await assert.rejects(getOnce(`http://127.0.0.1:${master.port}`), /ECONNREFUSED/);
+  process.kill(master.pid, 'SIGQUIT');
+  await new Promise((r) => master.child.once('exit', r));
 });

@@ -51,12 +51,13 @@ export class HeldListeners {
     wanted: Readonly<Record<string, ListenerConfig>>,
     inherited: InheritedListener[],
     keepUnconfigured: boolean,
+    { sameAddress: requireSameAddress = false }: { sameAddress?: boolean } = {},
   ): Promise<HeldListeners> {
     const held: HeldListener[] = [];
     const pool = [...inherited];
     try {
       for (const [name, address] of Object.entries(wanted)) {
-        let i = pool.findIndex((l) => l.name === name);
+        let i = pool.findIndex((l) => l.name === name && (!requireSameAddress || sameAddress(l.description, address)));
         if (i < 0) i = pool.findIndex((l) => l.name === undefined && sameAddress(l.description, address));
         if (i >= 0) {
           const [l] = pool.splice(i, 1);
@@ -93,6 +94,22 @@ export class HeldListeners {
         ? { name: h.name, address: d.path ?? '', origin: h.origin }
         : { name: h.name, address: d.address ?? '', port: d.port, origin: h.origin };
     });
+  }
+
+  /**
+   * The listeners of a changed config (HUP): those whose name and address are
+   * unchanged keep their socket (no connection is refused), new ones are
+   * bound. Works on duplicates: on failure this set is untouched and the error
+   * names the listener; on success the caller closes this set and uses the
+   * returned one (the workers keep their own copies of removed listeners until
+   * they retire).
+   */
+  async reopen(wanted: Readonly<Record<string, ListenerConfig>>): Promise<HeldListeners> {
+    const copies: InheritedListener[] = this.#held.map((h) => ({ name: h.name, fd: dupFd(h.fd), description: h.description }));
+    const next = await HeldListeners.open(wanted, copies, false, { sameAddress: true });
+    // Listeners inherited from systemd keep that origin.
+    const origin = new Map(this.#held.map((h) => [h.name, h.origin]));
+    return new HeldListeners(next.#held.map((h) => (h.origin === 'inherited' ? { ...h, origin: origin.get(h.name) ?? 'inherited' } : h)));
   }
 
   /** Closes every fd the master holds (workers keep their own copies). Idempotent. */

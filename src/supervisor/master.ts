@@ -130,7 +130,7 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
   readonly #options: MasterOptions;
   #config: Config;
   readonly #logger: SupervisorLog;
-  readonly #listeners: HeldListeners;
+  #listeners: HeldListeners;
   readonly #pool: WorkerPool;
   readonly #phases = new StateMachine<MasterPhase>('starting', allowed);
   readonly #notify: SdNotify;
@@ -322,9 +322,23 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
       return;
     }
     if (JSON.stringify(next.listeners) !== JSON.stringify(this.#config.listeners)) {
-      this.#log.warn('reload: listener changes take effect with a binary upgrade (USR2); keeping the current listeners');
+      // Unchanged listeners keep their sockets; new ones are bound before any worker changes.
+      try {
+        const listeners = await this.#listeners.reopen(next.listeners);
+        this.#listeners.close();
+        this.#listeners = listeners;
+        this.#pool.setListeners(listeners.all);
+        this.#log.info({ event: 'listeners-changed', listeners: listeners.status() }, 'reload: listeners changed');
+      } catch (err) {
+        this.#lastError = asError(err).message;
+        this.#log.error(
+          { event: 'reload-refused', code: (err as BatonError).code ?? (err as NodeJS.ErrnoException).code },
+          `reload refused: ${asError(err).message}; the running workers serve on`,
+        );
+        return;
+      }
     }
-    this.#config = { ...next, listeners: this.#config.listeners, runDir: this.#config.runDir, pidFile: this.#config.pidFile };
+    this.#config = { ...next, runDir: this.#config.runDir, pidFile: this.#config.pidFile };
     const own = this.phase === 'running';
     if (own) this.#phases.transition('reloading');
     this.#notifySystemd({ RELOADING: 1, MONOTONIC_USEC: (process.hrtime.bigint() / 1000n).toString() });

@@ -55,7 +55,7 @@ type PoolConfig = Pick<Config, 'app' | 'args' | 'env' | 'workers' | 'timeouts' |
  */
 export class WorkerPool extends EventEmitter<PoolEvents> {
   readonly #slots: Slot[] = [];
-  readonly #listeners: readonly HeldListener[];
+  #listeners: readonly HeldListener[];
   readonly #dir: string;
   #config: PoolConfig;
   /** Whether crashed or missing workers are (re)started. */
@@ -69,6 +69,11 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
     this.#listeners = listeners;
     this.#dir = dir;
     ensurePrivateDir(dir);
+  }
+
+  /** The listeners new workers inherit from now on (a reload with changed listeners). */
+  setListeners(listeners: readonly HeldListener[]): void {
+    this.#listeners = listeners;
   }
 
   /** Every worker process, current, starting and draining. */
