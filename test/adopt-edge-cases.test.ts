@@ -7,6 +7,8 @@
  * unmodified app in the supervisor's workers, reloaded under load.
  */
 import assert from 'node:assert/strict';
+import { execFile, spawn } from 'node:child_process';
+import { promisify } from 'node:util';
 import { once } from 'node:events';
 import fs from 'node:fs';
 import http2 from 'node:http2';
@@ -16,7 +18,8 @@ import { after, describe, test } from 'node:test';
 import { getOnce, HttpLoad } from './helpers/http-load.js';
 import { AppRunner, appFile } from './helpers/adopt.js';
 import { EventLog, killAll, tempDir } from './helpers/server-process.js';
-import { next, startMaster, statusOf, writeAppConfig } from './helpers/supervisor.js';
+import { cli, next, startMaster, statusOf, writeAppConfig } from './helpers/supervisor.js';
+import { freePort } from './helpers/socket-activate.js';
 
 const log = new EventLog();
 const apps = new AppRunner(log);
@@ -27,6 +30,7 @@ after(() => {
 const run = (dir: string, app: string, env?: NodeJS.ProcessEnv) => apps.run(dir, app, env);
 const upgrade = (dir: string, app: string, oldPid: number, env?: NodeJS.ProcessEnv) => apps.upgrade(dir, app, oldPid, env);
 const portOf = (pid: number) => apps.portOf(pid);
+const run2 = async (cmd: string, args: string[]) => (await promisify(execFile)(cmd, args)).stdout;
 
 describe('zero-code adoption: other servers and failures', () => {
   test('a raw net echo server on a unix socket path: 20 streaming connections migrate byte-exact across 3 upgrades', async () => {
@@ -158,6 +162,40 @@ describe('zero-code adoption: other servers and failures', () => {
       assert.equal(res.pid, good, `${mode}: the running generation serves on`);
     }
     process.kill(good, 'SIGTERM');
+  });
+
+  test("baton start --workers 2 app.js without a config: the first worker's listener is shared; HUP and upgrade under load, 0 failed", async (t) => {
+    const dir = tempDir('baton-adopt-');
+    const port = await freePort();
+    const child = spawn(process.execPath, [cli, 'start', '--workers', '2', '--name', 'app', '--run-dir', dir, appFile('express5.cjs')], {
+      env: { ...process.env, PORT: String(port), BATON_READY_QUIET_MS: '50' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    t.after(() => killAll([child.pid!]));
+    log.attach(child.stdout!);
+    const adopted = await log.waitFor((e) => e.event === 'listener-adopted' && e.pid === child.pid, 'listener adopted', 20_000);
+    assert.deepEqual(
+      (adopted.listeners as { name: string; port: number; origin: string }[]).map((l) => [l.name, l.port, l.origin]),
+      [[`tcp-127.0.0.1-${port}`, port, 'adopted']],
+    );
+    await log.waitFor((e) => e.event === 'master-ready' && e.pid === child.pid, 'master ready', 20_000);
+    assert.equal((await statusOf(dir, child.pid!)).workers.filter((w) => w.state === 'ready').length, 2);
+    const load = new HttpLoad(`http://127.0.0.1:${port}`, 32);
+    t.after(() => load.stop());
+    await load.waitForMore(100);
+    let mark = log.events.length;
+    process.kill(child.pid!, 'SIGHUP');
+    await next(log, 'reload done', (e) => e.event === 'reload-done' && e.pid === child.pid, mark);
+    await load.waitForMore(100);
+    mark = log.events.length;
+    const upgraded = await run2(process.execPath, [cli, 'upgrade', '--name', 'app', '--run-dir', dir]);
+    assert.match(upgraded, /upgrade done/);
+    await load.waitForMore(100);
+    const result = await load.stop();
+    assert.equal(result.failed, 0, `failed requests: ${result.errors.join('; ')}`);
+    const newPid = (await next(log, 'new master', (e) => e.event === 'master-ready' && e.pid !== child.pid, mark)).pid;
+    assert.equal((await statusOf(dir, newPid)).workers.filter((w) => w.state === 'ready').length, 2);
+    process.kill(newPid, 'SIGQUIT');
   });
 
   test('baton start --workers 2 runs an unmodified app; HUP under load: 0 failed requests', async (t) => {

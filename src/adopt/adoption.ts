@@ -18,6 +18,7 @@ import { BatonError, asError } from '../core/errors.js';
 import type { Generation } from '../generation.js';
 import { librarySessionStarted, start } from '../start.js';
 import { listenerName, parseListenArgs } from './listen-args.js';
+import { SUPERVISED_ENV } from '../supervisor/worker-link.js';
 
 /** Settings of an adoption (from `baton run`'s options or the environment). */
 export interface AdoptionOptions {
@@ -50,6 +51,8 @@ interface State {
   readyCalled: boolean;
   /** WebSocket servers waiting for their http server's listener name. */
   websockets: Map<net.Server, object[]>;
+  /** Started by `baton start` (a worker): new listeners are handed to the master. */
+  supervised: boolean;
 }
 
 let state: State | undefined;
@@ -74,6 +77,7 @@ export function installAdoption(options: AdoptionOptions): void {
     quietTimer: undefined,
     readyCalled: false,
     websockets: new Map(),
+    supervised: process.env[SUPERVISED_ENV] !== undefined,
   };
   state = s;
   net.Server.prototype.listen = function listen(this: net.Server, ...args: unknown[]): net.Server {
@@ -130,6 +134,12 @@ async function adopt(s: State, server: net.Server, name: string, address: Parame
     const g = await generationOf(s);
     const listener = await g.listen(name, address, server);
     s.names.set(server, name);
+    // Under the supervisor, a listener the master did not have is handed to it
+    // (a copy of the listening socket), so the other workers and the next
+    // master accept on the same socket instead of failing with EADDRINUSE.
+    if (s.supervised && listener.origin === 'bound' && process.send && process.connected) {
+      process.send({ baton: 'worker', type: 'listener', name }, server, {}, () => undefined);
+    }
     // A raw net server: its connections migrate alive and reach the next
     // generation's app as new 'connection's (bytes it had not read yet included).
     if (Object.getPrototypeOf(server) === net.Server.prototype) {

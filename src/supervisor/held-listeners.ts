@@ -19,8 +19,8 @@ export interface HeldListener {
   readonly name: string;
   readonly fd: number;
   readonly description: SocketDescription;
-  /** How the master got it. */
-  readonly origin: 'bound' | 'inherited';
+  /** How the master got it: bound from the config, inherited, or adopted from a worker that bound it. */
+  readonly origin: 'bound' | 'inherited' | 'adopted';
 }
 
 /** A listener as shown in status output. */
@@ -28,7 +28,7 @@ export interface ListenerStatus {
   name: string;
   address: string;
   port?: number;
-  origin: 'bound' | 'inherited';
+  origin: HeldListener['origin'];
 }
 
 /** The master's listeners, by name. */
@@ -51,7 +51,7 @@ export class HeldListeners {
     wanted: Readonly<Record<string, ListenerConfig>>,
     inherited: InheritedListener[],
     keepUnconfigured: boolean,
-    { sameAddress: requireSameAddress = false }: { sameAddress?: boolean } = {},
+    { sameAddress: requireSameAddress = false, adopted = [] }: { sameAddress?: boolean; adopted?: readonly string[] } = {},
   ): Promise<HeldListeners> {
     const held: HeldListener[] = [];
     const pool = [...inherited];
@@ -67,6 +67,13 @@ export class HeldListeners {
         const fd = await bindListener(name, address);
         held.push({ name, fd, description: describeSocket(fd), origin: 'bound' });
       }
+      // Listeners an old master had adopted from its workers are not in the config: keep them.
+      for (const name of adopted) {
+        const i = pool.findIndex((l) => l.name === name);
+        if (i < 0 || held.some((h) => h.name === name)) continue;
+        const [l] = pool.splice(i, 1);
+        held.push({ name, fd: l!.fd, description: l!.description, origin: 'adopted' });
+      }
       if (keepUnconfigured) {
         for (const l of pool.splice(0)) {
           held.push({ name: l.name ?? `fd${l.fd}`, fd: l.fd, description: l.description, origin: 'inherited' });
@@ -81,9 +88,31 @@ export class HeldListeners {
     return new HeldListeners(held);
   }
 
+  /**
+   * Takes over the listening socket of `server` (received from a worker that
+   * bound it) as listener `name`: its fd is duplicated and the server closed
+   * before the event loop could accept on it. False when `name` is held already.
+   */
+  adopt(name: string, server: net.Server): boolean {
+    const fd = (server as unknown as { _handle?: { fd?: number } })._handle?.fd;
+    if (this.#held.some((h) => h.name === name) || fd === undefined || fd < 0) {
+      server.close();
+      return false;
+    }
+    const copy = dupFd(fd);
+    server.close();
+    this.#held.push({ name, fd: copy, description: describeSocket(copy), origin: 'adopted' });
+    return true;
+  }
+
   /** Every listener, in config order. */
   get all(): readonly HeldListener[] {
     return this.#held;
+  }
+
+  /** Names of the listeners adopted from workers (a new master keeps them: see {@link HeldListeners.open}). */
+  get adoptedNames(): string[] {
+    return this.#held.filter((h) => h.origin === 'adopted').map((h) => h.name);
   }
 
   /** For status output. */
@@ -106,7 +135,7 @@ export class HeldListeners {
    */
   async reopen(wanted: Readonly<Record<string, ListenerConfig>>): Promise<HeldListeners> {
     const copies: InheritedListener[] = this.#held.map((h) => ({ name: h.name, fd: dupFd(h.fd), description: h.description }));
-    const next = await HeldListeners.open(wanted, copies, false, { sameAddress: true });
+    const next = await HeldListeners.open(wanted, copies, false, { sameAddress: true, adopted: this.adoptedNames });
     // Listeners inherited from systemd keep that origin.
     const origin = new Map(this.#held.map((h) => [h.name, h.origin]));
     return new HeldListeners(next.#held.map((h) => (h.origin === 'inherited' ? { ...h, origin: origin.get(h.name) ?? 'inherited' } : h)));

@@ -65,6 +65,17 @@ const allowed: Readonly<Record<MasterPhase, readonly MasterPhase[]>> = {
 
 /** Set in a new master's environment by the master that started it (USR2). */
 export const PARENT_MASTER_ENV = 'BATON_PARENT_MASTER';
+/** The inherited listeners a new master keeps although its config does not name them (adopted from workers; JSON array). */
+const ADOPTED_LISTENERS_ENV = 'BATON_ADOPTED_LISTENERS';
+
+function parseNames(raw: string | undefined): string[] {
+  try {
+    const v = JSON.parse(raw ?? '[]') as unknown;
+    return Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : [];
+  } catch {
+    return [];
+  }
+}
 
 /** Messages between an old master and the new master it started. */
 type MasterLinkMessage =
@@ -199,7 +210,9 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
     if (parentPid === undefined) await refuseIfRunning(config);
     const inherited = takeListenFds(env);
     const logger = createSupervisorLog(config.log.file, config.log.level, { name: config.name, pid: process.pid, role: 'master' });
-    const listeners = await HeldListeners.open(config.listeners, inherited, parentPid === undefined && inherited.length > 0);
+    const adopted = parseNames(env[ADOPTED_LISTENERS_ENV]);
+    delete env[ADOPTED_LISTENERS_ENV];
+    const listeners = await HeldListeners.open(config.listeners, inherited, parentPid === undefined && inherited.length > 0, { adopted });
     const master = new Master(options, config, logger, listeners, parentPid);
     await master.#begin();
     return master;
@@ -235,6 +248,14 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
       `master starting: ${c.workers} worker(s) of ${c.app}`,
     );
     this.#pool.on('change', () => this.#onPoolChange());
+    this.#pool.on('listener', (name, server) => {
+      if (!this.#listeners.adopt(name, server)) return;
+      this.#pool.setListeners(this.#listeners.all);
+      this.#log.info(
+        { event: 'listener-adopted', listeners: this.#listeners.status() },
+        `listener ${name}, bound by a worker, is now held by the master and shared with every worker`,
+      );
+    });
     this.#pool.start();
   }
 
@@ -383,7 +404,10 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
       child = spawnWithListeners(
         this.#listeners.all.map((l) => ({ name: l.name, fd: l.fd })),
         { command: process.execPath, args: [...process.execArgv, ...process.argv.slice(1)] },
-        { ipc: true, env: { [PARENT_MASTER_ENV]: String(this.pid) } },
+        {
+          ipc: true,
+          env: { [PARENT_MASTER_ENV]: String(this.pid), [ADOPTED_LISTENERS_ENV]: JSON.stringify(this.#listeners.adoptedNames) },
+        },
       );
     } catch (err) {
       this.#restorePidFile();

@@ -30,7 +30,9 @@ export interface Supervision {
 export type WorkerMessage =
   | { baton: 'worker'; type: 'phase'; phase: Phase; generation: number; origin: string; socketPath: string }
   | { baton: 'worker'; type: 'status'; phase: Phase; connections: number }
-  | { baton: 'worker'; type: 'drained'; migrated: number; drained: number; forced: number };
+  | { baton: 'worker'; type: 'drained'; migrated: number; drained: number; forced: number }
+  /** A listener the worker bound itself (zero-code, not configured), sent with its net.Server handle. */
+  | { baton: 'worker'; type: 'listener'; name: string };
 
 /** A message from the master to a worker. */
 export type MasterMessage =

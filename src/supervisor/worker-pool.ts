@@ -5,6 +5,7 @@
  * and stopping them.
  */
 import { EventEmitter } from 'node:events';
+import type net from 'node:net';
 import fs from 'node:fs';
 import path from 'node:path';
 import { BatonError } from '../core/errors.js';
@@ -44,6 +45,8 @@ export interface PoolEvents {
   log: [level: 'info' | 'warn' | 'error', message: string, details: Record<string, unknown>];
   /** A worker started, became ready, failed or exited. */
   change: [];
+  /** A worker bound a listener the master does not have (see WorkerProcess 'listener'). */
+  listener: [name: string, server: net.Server];
 }
 
 /** Settings the pool reads from the config on each start or reload. */
@@ -60,6 +63,8 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
   #config: PoolConfig;
   /** Whether crashed or missing workers are (re)started. */
   #active = false;
+  /** Only the first worker was started (see start()). */
+  #staggered = false;
   readonly counters: PoolCounters = { restarts: 0, migrated: 0, drained: 0, forced: 0 };
 
   /** `dir` is this master's private directory of worker slot sockets. */
@@ -108,10 +113,17 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
     return this.#slots.filter((s) => s.crashLoop).map((s) => s.index);
   }
 
-  /** Starts a worker in every slot that has none, and keeps slots filled from now on. */
+  /**
+   * Starts a worker in every slot that has none, and keeps slots filled from now on.
+   * Without any listener yet (an unmodified app, no listeners configured), the
+   * first worker starts alone: the listeners it binds are handed to the master
+   * and the others inherit them instead of failing with EADDRINUSE.
+   */
   start(): void {
     this.#active = true;
-    for (let i = 0; i < this.#config.workers; i++) {
+    this.#staggered = this.#listeners.length === 0 && this.#config.workers > 1 && !this.#slots.some((s) => s.current);
+    const count = this.#staggered ? 1 : this.#config.workers;
+    for (let i = 0; i < count; i++) {
       const slot = this.#slot(i);
       if (!slot.current && !slot.pending && !slot.restartTimer) this.#spawn(slot);
     }
@@ -276,6 +288,7 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
       this.emit('change');
     });
     worker.on('drained', (report) => this.countDrain(report));
+    worker.on('listener', (name, server) => this.emit('listener', name, server));
     worker.on('exit', (exit) => this.#onExit(slot, worker, exit));
     this.emit('change');
     return worker;
@@ -301,6 +314,7 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
         slot: slot.index,
         workerPid: worker.pid,
       });
+      if (this.#staggered && this.#active) this.start();
     } else if (slot.retiring.has(worker) && !slot.current) {
       // A rolled-back worker (its taker died after ready) serves its slot again.
       slot.retiring.delete(worker);

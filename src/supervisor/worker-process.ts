@@ -5,6 +5,7 @@
  */
 import type { ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
+import net from 'node:net';
 import { BatonError } from '../core/errors.js';
 import type { Phase } from '../core/phase.js';
 import { REGISTER_URL } from '../adopt/register-url.js';
@@ -66,6 +67,8 @@ export interface WorkerEvents {
   failed: [error: BatonError];
   /** Its generation left `serving` by itself: a newer worker took its slot over (the handover drains it). */
   replaced: [];
+  /** It bound a listener the master did not have; `server` holds a copy of the listening socket. */
+  listener: [name: string, server: net.Server];
   /** Its drain ended: how its connections left. */
   drained: [report: { migrated: number; drained: number; forced: number }];
   exit: [exit: WorkerExit];
@@ -118,7 +121,13 @@ export class WorkerProcess extends EventEmitter<WorkerEvents> {
         resolve(exit);
       });
     });
-    child.on('message', (m: WorkerMessage) => this.#onMessage(m));
+    child.on('message', (m: WorkerMessage, handle: unknown) => {
+      if (m?.baton === 'worker' && m.type === 'listener') {
+        if (handle instanceof net.Server) this.emit('listener', m.name, handle);
+        return;
+      }
+      this.#onMessage(m);
+    });
     child.on('error', () => undefined); // IPC write errors after exit; 'exit' reports the end
     this.#readyTimer = setTimeout(() => {
       if (this.#state !== 'starting') return;
@@ -252,6 +261,7 @@ export class WorkerProcess extends EventEmitter<WorkerEvents> {
       this.emit('drained', { migrated: m.migrated, drained: m.drained, forced: m.forced });
       return;
     }
+    if (m.type !== 'phase') return;
     const previous = this.#phase;
     this.#phase = m.phase;
     this.#generation = m.generation;
