@@ -187,14 +187,12 @@ test('socket activation: systemd-socket-activate hands the listener to the maste
   await new Promise((r) => child.once('exit', r));
 });
 
-test('USR1 reopens the log file after logrotate renamed it', async () => {
+test("USR1 reopens the log file after logrotate renamed it; the workers' output goes there too", async () => {
   const dir = tempDir('baton-sup-');
   writeApp(dir, 'v1');
   const logFile = path.join(dir, 'master.log');
   const cfg = writeConfig(dir, `workers: 1\nlog: { file: ${logFile} }`);
   const child = spawn(process.execPath, [cli, 'start', '-c', cfg], { stdio: ['ignore', 'pipe', 'pipe'] });
-  log.attach(child.stdout);
-  await log.waitFor((e) => e.event === 'app-ready' && childrenOf(child.pid!).includes(e.pid), 'the worker ready', 20_000);
   // The log file is the only signal here: watch its directory first, then
   // check, so a write between the check and the watch cannot be missed.
   const waitLine = (file: string, re: RegExp) =>
@@ -210,10 +208,16 @@ test('USR1 reopens the log file after logrotate renamed it', async () => {
       check();
     });
   await waitLine(logFile, /"event":"master-ready"/);
+  // The worker's stdout line, as a record of the master's log.
+  await waitLine(logFile, /"event":"worker-output".*"stream":"stdout".*app-ready/);
   fs.renameSync(logFile, `${logFile}.1`);
   await run(process.execPath, [cli, 'reopen', '-c', cfg]);
   await waitLine(logFile, /"event":"log-reopened"/);
   assert.doesNotMatch(fs.readFileSync(`${logFile}.1`, 'utf8'), /log-reopened/);
+  // After the reopen, a new worker's output lands in the new file.
+  process.kill(child.pid!, 'SIGHUP');
+  await waitLine(logFile, /"event":"worker-output".*app-ready/);
+  assert.equal(fs.readFileSync(`${logFile}.1`, 'utf8').match(/app-ready/g)?.length, 1);
   child.kill('SIGQUIT');
   await new Promise((r) => child.once('exit', r));
   assert.match(fs.readFileSync(logFile, 'utf8'), /"event":"master-exited"/);

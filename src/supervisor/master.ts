@@ -177,7 +177,12 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
     this.#parentPid = parentPid;
     this.#notify = new SdNotify(options.env ?? process.env);
     this.#counters = readCounters(config.stateFile);
-    this.#pool = new WorkerPool(config, listeners.all, path.join(config.runDir, `${config.name}-m${process.pid}`));
+    // With a log file, the workers' output goes there too (one file, reopened on USR1).
+    const output = config.log.file
+      ? (line: string, stream: 'stdout' | 'stderr', w: { slot: number; pid: number }) =>
+          this.#log.info({ event: 'worker-output', slot: w.slot, workerPid: w.pid, stream }, line)
+      : undefined;
+    this.#pool = new WorkerPool(config, listeners.all, path.join(config.runDir, `${config.name}-m${process.pid}`), output);
     this.#exited = new Promise((resolve) => (this.#exit = resolve));
     this.#phases.on('phase', (to, from) => {
       this.#log.info({ event: 'master-phase', phase: to, from }, `master phase ${from} -> ${to}`);

@@ -13,7 +13,7 @@ import type { DrainReport } from '../drain/connection-tracker.js';
 import { ensurePrivateDir } from '../handover/upgrade-socket.js';
 import type { Config } from './config.js';
 import type { HeldListener } from './held-listeners.js';
-import { WorkerProcess, type WorkerExit, type WorkerStatus } from './worker-process.js';
+import { WorkerProcess, type WorkerExit, type WorkerSpec, type WorkerStatus } from './worker-process.js';
 
 interface Slot {
   readonly index: number;
@@ -67,12 +67,15 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
   #staggered = false;
   readonly counters: PoolCounters = { restarts: 0, migrated: 0, drained: 0, forced: 0 };
 
-  /** `dir` is this master's private directory of worker slot sockets. */
-  constructor(config: PoolConfig, listeners: readonly HeldListener[], dir: string) {
+  readonly #output: WorkerSpec['output'];
+
+  /** `dir` is this master's private directory of worker slot sockets; `output` receives the workers' lines (see WorkerSpec). */
+  constructor(config: PoolConfig, listeners: readonly HeldListener[], dir: string, output?: WorkerSpec['output']) {
     super();
     this.#config = config;
     this.#listeners = listeners;
     this.#dir = dir;
+    this.#output = output;
     ensurePrivateDir(dir);
   }
 
@@ -264,6 +267,7 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
         listeners: this.#listeners,
         socketDir,
         readyTimeoutMs: c.timeouts.readyMs,
+        output: this.#output,
       });
     } catch (err) {
       this.emit('log', 'error', `worker ${slot.index}: ${(err as Error).message}`, {

@@ -6,6 +6,7 @@
 import type { ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import net from 'node:net';
+import readline from 'node:readline';
 import { BatonError } from '../core/errors.js';
 import type { Phase } from '../core/phase.js';
 import { REGISTER_URL } from '../adopt/register-url.js';
@@ -44,6 +45,13 @@ export interface WorkerSpec {
   /** The slot's upgrade socket directory. */
   socketDir: string;
   readyTimeoutMs: number;
+  /**
+   * Where the worker's stdout and stderr lines go. Absent: the worker writes
+   * to the master's own stdout and stderr (inherited). Given (the master logs
+   * to a file): each line is handed to it, so it lands in the one log file
+   * that USR1 reopens.
+   */
+  output?: (line: string, stream: 'stdout' | 'stderr', worker: { slot: number; pid: number }) => void;
 }
 
 /** A worker as shown in status output. */
@@ -151,10 +159,20 @@ export class WorkerProcess extends EventEmitter<WorkerEvents> {
       // Zero-code adoption is preloaded: an unmodified app gets its listeners through
       // baton; an app that uses baton's library itself is left alone by it.
       { command: process.execPath, args: ['--import', REGISTER_URL, spec.app, ...spec.args], env: { ...process.env, ...spec.env } },
-      { ipc: true, env: { [SUPERVISED_ENV]: JSON.stringify(supervision) } },
+      {
+        ipc: true,
+        env: { [SUPERVISED_ENV]: JSON.stringify(supervision) },
+        stdio: spec.output ? ['ignore', 'pipe', 'pipe'] : ['inherit', 'inherit', 'inherit'],
+      },
     );
     if (child.pid === undefined) {
       throw new BatonError('ERR_BATON_WORKER_FAILED', `worker ${spec.slot}: could not spawn ${process.execPath} ${spec.app}`);
+    }
+    const output = spec.output;
+    if (output) {
+      const who = { slot: spec.slot, pid: child.pid };
+      readline.createInterface({ input: child.stdout! }).on('line', (line) => output(line, 'stdout', who));
+      readline.createInterface({ input: child.stderr! }).on('line', (line) => output(line, 'stderr', who));
     }
     return new WorkerProcess(child, spec);
   }
