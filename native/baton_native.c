@@ -238,27 +238,48 @@ fail:
   return NULL;
 }
 
+/*
+ * The start of every unix-socket function below: `path` parsed into `addr` (with
+ * `abstract_ok`, a leading '@' names the abstract namespace, as sd_notify allows) and an
+ * AF_UNIX socket of `type` opened (CLOEXEC added). Returns 0 with *fd set, a negative errno
+ * to hand back to JS, or 1 with an exception pending.
+ */
+static int open_unix_socket(napi_env env, napi_value path, int type, bool abstract_ok,
+                            struct sockaddr_un* addr, socklen_t* addrlen, int* fd) {
+  int rc = get_path_arg(env, path, addr, addrlen);
+  if (rc != 0) return rc;
+  if (abstract_ok && addr->sun_path[0] == '@') {
+    addr->sun_path[0] = '\0';
+    *addrlen -= 1; /* abstract names are not NUL-terminated */
+  }
+  *fd = socket(AF_UNIX, type | SOCK_CLOEXEC, 0);
+  return *fd < 0 ? -errno : 0;
+}
+
+/* Closes fd and returns -errno (of the call that failed before) to JS. */
+static napi_value close_and_fail(napi_env env, int fd) {
+  close_quietly(fd);
+  return make_neg_errno(env, errno);
+}
+
 /* unixListen(path, backlog, mode) -> fd | -errno. Does not unlink path on failure. */
 static napi_value baton_unix_listen(napi_env env, napi_callback_info info) {
   napi_value argv[3];
-  if (!get_args(env, info, 3, argv)) return NULL;
+  int32_t backlog, mode;
+  if (!get_args(env, info, 3, argv) || !get_int32_arg(env, argv[1], "backlog", &backlog) ||
+      !get_int32_arg(env, argv[2], "mode", &mode)) {
+    return NULL;
+  }
   struct sockaddr_un addr;
   socklen_t addrlen = 0;
-  int rc = get_path_arg(env, argv[0], &addr, &addrlen);
+  int fd;
+  int rc = open_unix_socket(env, argv[0], SOCK_STREAM | SOCK_NONBLOCK, false, &addr, &addrlen, &fd);
   if (rc > 0) return NULL;
-  int32_t backlog, mode;
-  if (!get_int32_arg(env, argv[1], "backlog", &backlog)) return NULL;
-  if (!get_int32_arg(env, argv[2], "mode", &mode)) return NULL;
   if (rc < 0) return make_int(env, rc);
-
-  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) return make_neg_errno(env, errno);
   if (bind(fd, (struct sockaddr*)&addr, addrlen) != 0 ||
       /* Before listen(): nobody can connect while the mode is still the umask's. */
       chmod(addr.sun_path, (mode_t)mode & 07777) != 0 || listen(fd, backlog) != 0) {
-    int err = errno;
-    close(fd);
-    return make_neg_errno(env, err);
+    return close_and_fail(env, fd);
   }
   return make_int(env, fd);
 }
@@ -269,63 +290,38 @@ static napi_value baton_unix_connect(napi_env env, napi_callback_info info) {
   if (!get_args(env, info, 1, argv)) return NULL;
   struct sockaddr_un addr;
   socklen_t addrlen = 0;
-  int rc = get_path_arg(env, argv[0], &addr, &addrlen);
+  int fd;
+  int rc = open_unix_socket(env, argv[0], SOCK_STREAM, false, &addr, &addrlen, &fd);
   if (rc > 0) return NULL;
   if (rc < 0) return make_int(env, rc);
-
-  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return make_neg_errno(env, errno);
   /* An interrupted AF_UNIX connect has not changed the socket's state: retrying is safe. */
   do {
     rc = connect(fd, (struct sockaddr*)&addr, addrlen);
   } while (rc != 0 && errno == EINTR);
-  if (rc != 0) {
-    int err = errno;
-    close(fd);
-    return make_neg_errno(env, err);
-  }
+  if (rc != 0) return close_and_fail(env, fd);
   int flags = fcntl(fd, F_GETFL);
-  if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0) {
-    int err = errno;
-    close(fd);
-    return make_neg_errno(env, err);
-  }
+  if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0) return close_and_fail(env, fd);
   return make_int(env, fd);
-}
-
-/* A path argument for datagrams: a leading '@' names the abstract namespace (as sd_notify allows). */
-static int get_dgram_path_arg(napi_env env, napi_value value, struct sockaddr_un* addr,
-                              socklen_t* addrlen) {
-  int rc = get_path_arg(env, value, addr, addrlen);
-  if (rc != 0) return rc;
-  if (addr->sun_path[0] == '@') {
-    addr->sun_path[0] = '\0';
-    *addrlen -= 1; /* abstract names are not NUL-terminated */
-  }
-  return 0;
 }
 
 /* datagramSend(path, buffer) -> bytes sent | -errno. One AF_UNIX datagram from a fresh socket. */
 static napi_value baton_datagram_send(napi_env env, napi_callback_info info) {
   napi_value argv[2];
-  if (!get_args(env, info, 2, argv)) return NULL;
-  struct sockaddr_un addr;
-  socklen_t addrlen = 0;
-  int rc = get_dgram_path_arg(env, argv[0], &addr, &addrlen);
-  if (rc > 0) return NULL;
   uint8_t* data = NULL;
   size_t length = 0;
-  if (!get_bytes_arg(env, argv[1], &data, &length)) return NULL;
+  if (!get_args(env, info, 2, argv) || !get_bytes_arg(env, argv[1], &data, &length)) return NULL;
+  struct sockaddr_un addr;
+  socklen_t addrlen = 0;
+  int fd;
+  int rc = open_unix_socket(env, argv[0], SOCK_DGRAM, true, &addr, &addrlen, &fd);
+  if (rc > 0) return NULL;
   if (rc < 0) return make_int(env, rc);
-  int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return make_neg_errno(env, errno);
   ssize_t sent;
   do {
     sent = sendto(fd, data, length, MSG_NOSIGNAL, (struct sockaddr*)&addr, addrlen);
   } while (sent < 0 && errno == EINTR);
-  int err = errno;
+  if (sent < 0) return close_and_fail(env, fd);
   close(fd);
-  if (sent < 0) return make_neg_errno(env, err);
   return make_int(env, sent);
 }
 
@@ -335,16 +331,13 @@ static napi_value baton_datagram_bind(napi_env env, napi_callback_info info) {
   if (!get_args(env, info, 1, argv)) return NULL;
   struct sockaddr_un addr;
   socklen_t addrlen = 0;
-  int rc = get_dgram_path_arg(env, argv[0], &addr, &addrlen);
+  int fd;
+  int rc = open_unix_socket(env, argv[0], SOCK_DGRAM | SOCK_NONBLOCK, true, &addr, &addrlen, &fd);
   if (rc > 0) return NULL;
   if (rc < 0) return make_int(env, rc);
-  int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) return make_neg_errno(env, errno);
   if (bind(fd, (struct sockaddr*)&addr, addrlen) != 0 ||
       (addr.sun_path[0] != '\0' && chmod(addr.sun_path, 0600) != 0)) {
-    int err = errno;
-    close(fd);
-    return make_neg_errno(env, err);
+    return close_and_fail(env, fd);
   }
   return make_int(env, fd);
 }

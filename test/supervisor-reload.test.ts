@@ -13,10 +13,10 @@ import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import net from 'node:net';
 import { Client } from 'undici';
-import { HttpLoad, getOnce } from './helpers/http-load.js';
+import { getOnce } from './helpers/http-load.js';
 import { freePort } from './helpers/socket-activate.js';
 import { EventLog, killAll, tempDir, waitGone } from './helpers/server-process.js';
-import { cli, next, startMaster, statusOf, writeApp, writeConfig } from './helpers/supervisor.js';
+import { cli, masterUnderLoad, next, quit, startMaster, statusOf, writeApp, writeConfig } from './helpers/supervisor.js';
 
 const log = new EventLog();
 after(() => killAll(log.events.map((e) => e.pid)));
@@ -34,14 +34,7 @@ async function bodyOf(port: number): Promise<string> {
 }
 
 test('HUP after the code changed: responses switch to the new code, 0 failed; a broken config is refused and changes nothing', async (t) => {
-  const dir = tempDir('baton-sup-');
-  writeApp(dir, 'v1');
-  const cfg = writeConfig(dir, 'workers: 2');
-  const master = await startMaster(log, cfg);
-  t.after(() => killAll([master.pid]));
-  const load = new HttpLoad(`http://127.0.0.1:${master.port}`, 64, '/');
-  t.after(() => load.stop());
-  await load.waitForMore(200);
+  const { dir, cfg, master, load } = await masterUnderLoad(t, log, 'workers: 2');
   assert.equal(await bodyOf(master.port), 'v1');
 
   writeApp(dir, 'v2');
@@ -76,19 +69,11 @@ test('HUP after the code changed: responses switch to the new code, 0 failed; a 
 
   const result = await load.stop();
   assert.equal(result.failed, 0, `failed requests: ${result.errors.join('; ')}`);
-  process.kill(master.pid, 'SIGQUIT');
-  await new Promise((r) => master.child.once('exit', r));
+  await quit(master);
 });
 
 test('a worker killed with SIGKILL is replaced; only its requests in flight may fail', async (t) => {
-  const dir = tempDir('baton-sup-');
-  writeApp(dir, 'v1');
-  const cfg = writeConfig(dir, 'workers: 2');
-  const master = await startMaster(log, cfg);
-  t.after(() => killAll([master.pid]));
-  const load = new HttpLoad(`http://127.0.0.1:${master.port}`, 64, '/');
-  t.after(() => load.stop());
-  await load.waitForMore(200);
+  const { dir, master, load } = await masterUnderLoad(t, log, 'workers: 2');
   const [victim, survivor] = (await statusOf(dir, master.pid)).workers;
   const mark = log.events.length;
   process.kill(victim!.pid, 'SIGKILL');
@@ -106,8 +91,7 @@ test('a worker killed with SIGKILL is replaced; only its requests in flight may 
   const s = await statusOf(dir, master.pid);
   assert.deepEqual(s.workers.map((w) => w.pid).sort(), [survivor!.pid, replaced.workerPid as number].sort());
   assert.equal(s.counters.restarts, 1);
-  process.kill(master.pid, 'SIGQUIT');
-  await new Promise((r) => master.child.once('exit', r));
+  await quit(master);
 });
 
 test('a worker that crashes at start is restarted with backoff and reported as a crash loop', async (t) => {
@@ -167,6 +151,5 @@ test('HUP with changed listeners: a new port is bound and served by the new work
   assert.ok(!oldWorkers.includes(res.pid), 'served by a new worker');
   for (const w of oldWorkers) await waitGone(w, 15_000);
   await assert.rejects(getOnce(`http://127.0.0.1:${master.port}`), /ECONNREFUSED/);
-  process.kill(master.pid, 'SIGQUIT');
-  await new Promise((r) => master.child.once('exit', r));
+  await quit(master);
 });

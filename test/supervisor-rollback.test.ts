@@ -10,8 +10,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { after, describe, test } from 'node:test';
 import { HttpLoad } from './helpers/http-load.js';
-import { EventLog, killAll, tempDir, waitGone } from './helpers/server-process.js';
-import { next, pidIn, startMaster, statusOf, writeApp, writeConfig, type StartedMaster } from './helpers/supervisor.js';
+import { EventLog, killAll, waitGone } from './helpers/server-process.js';
+import { masterUnderLoad, next, pidIn, quit, statusOf, type StartedMaster } from './helpers/supervisor.js';
 
 const log = new EventLog();
 after(() => killAll(log.events.map((e) => e.pid)));
@@ -24,14 +24,8 @@ async function upgradedAndWinched(t: { after(fn: () => unknown): void }): Promis
   newPid: number;
   load: HttpLoad;
 }> {
-  const dir = tempDir('baton-sup-');
-  writeApp(dir, 'v1');
-  const cfg = writeConfig(dir, 'workers: 2');
+  const { dir, master: old, load } = await masterUnderLoad(t, log, 'workers: 2', 64, 100);
   const pidFile = path.join(dir, 'app.pid');
-  const old = await startMaster(log, cfg);
-  const load = new HttpLoad(`http://127.0.0.1:${old.port}`, 64);
-  t.after(() => load.stop());
-  await load.waitForMore(100);
   let mark = log.events.length;
   process.kill(old.pid, 'SIGUSR2');
   const newPid = (await next(log, 'new master ready', (e) => e.event === 'master-ready' && e.pid !== old.pid, mark)).pid;
@@ -42,6 +36,20 @@ async function upgradedAndWinched(t: { after(fn: () => unknown): void }): Promis
   await load.waitForMore(100);
   assert.equal(pidIn(`${pidFile}.oldbin`), old.pid);
   return { dir, pidFile, old, newPid, load };
+}
+
+/**
+ * The end of every rollback: the load went on without a failed request, the
+ * old master is the current one with both its workers serving; it is retired.
+ */
+async function oldMasterServesAlone(dir: string, old: StartedMaster, load: HttpLoad): Promise<void> {
+  await load.waitForMore(200);
+  const result = await load.stop();
+  assert.equal(result.failed, 0, `failed requests: ${result.errors.join('; ')}`);
+  const s = await statusOf(dir, old.pid);
+  assert.equal(s.role, 'current');
+  assert.equal(s.workers.filter((w) => w.state === 'ready').length, 2);
+  await quit(old);
 }
 
 describe('rollback of a binary upgrade', () => {
@@ -64,14 +72,7 @@ describe('rollback of a binary upgrade', () => {
     await next(log, 'old master current again', (e) => e.event === 'master-phase' && e.pid === old.pid && e.phase === 'running', mark);
     assert.equal(pidIn(pidFile), old.pid);
     assert.equal(fs.existsSync(`${pidFile}.oldbin`), false);
-    await load.waitForMore(200);
-    const result = await load.stop();
-    assert.equal(result.failed, 0, `failed requests: ${result.errors.join('; ')}`);
-    const s = await statusOf(dir, old.pid);
-    assert.equal(s.role, 'current');
-    assert.equal(s.workers.filter((w) => w.state === 'ready').length, 2);
-    process.kill(old.pid, 'SIGQUIT');
-    await new Promise((r) => old.child.once('exit', r));
+    await oldMasterServesAlone(dir, old, load);
   });
 
   test('TERM to the new master: the old master restarts its workers by itself; 0 failed requests', async (t) => {
@@ -81,13 +82,7 @@ describe('rollback of a binary upgrade', () => {
     await waitGone(newPid, 20_000);
     await next(log, 'old master current again', (e) => e.event === 'master-phase' && e.pid === old.pid && e.phase === 'running', mark);
     assert.equal(pidIn(pidFile), old.pid);
-    await load.waitForMore(200);
-    const result = await load.stop();
-    assert.equal(result.failed, 0, `failed requests: ${result.errors.join('; ')}`);
-    const s = await statusOf(dir, old.pid);
-    assert.equal(s.workers.filter((w) => w.state === 'ready').length, 2);
-    process.kill(old.pid, 'SIGQUIT');
-    await new Promise((r) => old.child.once('exit', r));
+    await oldMasterServesAlone(dir, old, load);
   });
 
   test('the new master killed (SIGKILL): the old master restores its pid file and restarts its workers', async (t) => {
@@ -99,13 +94,7 @@ describe('rollback of a binary upgrade', () => {
     assert.equal(pidIn(pidFile), old.pid);
     // The orphaned workers of the killed master drain and exit by themselves.
     for (const w of newWorkers) await waitGone(w, 20_000);
-    await load.waitForMore(200);
-    const result = await load.stop();
-    // Requests in flight on the orphaned workers finish (they drain); the test counts every failure.
-    assert.equal(result.failed, 0, `failed requests: ${result.errors.join('; ')}`);
-    const s = await statusOf(dir, old.pid);
-    assert.equal(s.workers.filter((w) => w.state === 'ready').length, 2);
-    process.kill(old.pid, 'SIGQUIT');
-    await new Promise((r) => old.child.once('exit', r));
+    // Requests in flight on the orphaned workers finish (they drain); every failure is counted.
+    await oldMasterServesAlone(dir, old, load);
   });
 });

@@ -11,6 +11,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { after, test } from 'node:test';
 import { promisify } from 'node:util';
+import { childrenOf } from '../bench/lib/rss.js';
 import { loadBinding } from '../src/native/binding.js';
 import { getOnce } from './helpers/http-load.js';
 import { activate as activateCommand, activateSkip, freePort } from './helpers/socket-activate.js';
@@ -20,27 +21,6 @@ import { cli, next, startMaster, writeApp, writeConfig } from './helpers/supervi
 const run = promisify(execFile);
 const log = new EventLog();
 after(() => killAll(log.events.map((e) => e.pid)));
-
-/** Parent pid of `pid` from /proc. */
-function ppidOf(pid: number): number {
-  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-  return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-}
-
-/** Pids whose parent is `parent` (from /proc). */
-function childrenOf(parent: number): number[] {
-  return fs
-    .readdirSync('/proc')
-    .filter((d) => /^\d+$/.test(d))
-    .map(Number)
-    .filter((p) => {
-      try {
-        return ppidOf(p) === parent;
-      } catch {
-        return false;
-      }
-    });
-}
 
 test('baton status --json matches the processes running (/proc)', async () => {
   const dir = tempDir('baton-sup-');

@@ -10,22 +10,15 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { after, test } from 'node:test';
 import { promisify } from 'node:util';
-import { HttpLoad } from './helpers/http-load.js';
-import { EventLog, killAll, tempDir, waitGone } from './helpers/server-process.js';
-import { cli, pidIn, startMaster, statusOf, writeApp, writeConfig } from './helpers/supervisor.js';
+import { EventLog, killAll, waitGone } from './helpers/server-process.js';
+import { cli, masterUnderLoad, pidIn, quit, statusOf, writeApp } from './helpers/supervisor.js';
 
 const run = promisify(execFile);
 const log = new EventLog();
 after(() => killAll(log.events.map((e) => e.pid)));
 
 test('baton upgrade under keep-alive load: every step shown, a summary, 0 failed requests, one master left', async (t) => {
-  const dir = tempDir('baton-sup-');
-  writeApp(dir, 'v1');
-  const cfg = writeConfig(dir, 'workers: 2\nupgrade: { healthWindowMs: 300 }');
-  const old = await startMaster(log, cfg);
-  const load = new HttpLoad(`http://127.0.0.1:${old.port}`, 64);
-  t.after(() => load.stop());
-  await load.waitForMore(200);
+  const { dir, cfg, master: old, load } = await masterUnderLoad(t, log, 'workers: 2\nupgrade: { healthWindowMs: 300 }');
   writeApp(dir, 'v2');
   const { stdout } = await run(process.execPath, [cli, 'upgrade', '-c', cfg]);
   assert.match(stdout, new RegExp(`upgrading 'app': old master pid ${old.pid}`));
@@ -52,15 +45,9 @@ test('baton upgrade under keep-alive load: every step shown, a summary, 0 failed
 });
 
 test('baton upgrade rolls back when the new generation crashes: the old master serves on', async (t) => {
-  const dir = tempDir('baton-sup-');
-  writeApp(dir, 'v1');
-  const cfg = writeConfig(dir, 'workers: 2\nrestart: { initialDelayMs: 20, maxDelayMs: 100, crashLoopCount: 3 }');
-  const old = await startMaster(log, cfg);
-  t.after(() => killAll([old.pid]));
+  const restart = 'restart: { initialDelayMs: 20, maxDelayMs: 100, crashLoopCount: 3 }';
+  const { dir, cfg, master: old, load } = await masterUnderLoad(t, log, `workers: 2\n${restart}`, 32, 100);
   const oldWorkers = (await statusOf(dir, old.pid)).workers.map((w) => w.pid).sort();
-  const load = new HttpLoad(`http://127.0.0.1:${old.port}`, 32);
-  t.after(() => load.stop());
-  await load.waitForMore(100);
   // The next generation's config makes its app crash at start.
   fs.writeFileSync(cfg, `${fs.readFileSync(cfg, 'utf8')}\nenv: { APP_MODE: crash }\n`);
   const failed = await run(process.execPath, [cli, 'upgrade', '-c', cfg]).then(
@@ -77,19 +64,11 @@ test('baton upgrade rolls back when the new generation crashes: the old master s
   await load.waitForMore(100);
   const result = await load.stop();
   assert.equal(result.failed, 0, `failed requests: ${result.errors.join('; ')}`);
-  process.kill(old.pid, 'SIGQUIT');
-  await new Promise((r) => old.child.once('exit', r));
+  await quit(old);
 });
 
 test('baton upgrade --keep-old, then baton rollback; a failed health check rolls back by itself; state outlives the master', async (t) => {
-  const dir = tempDir('baton-sup-');
-  writeApp(dir, 'v1');
-  const cfg = writeConfig(dir, 'workers: 1\nupgrade: { healthWindowMs: 200 }');
-  const old = await startMaster(log, cfg);
-  t.after(() => killAll([old.pid]));
-  const load = new HttpLoad(`http://127.0.0.1:${old.port}`, 16);
-  t.after(() => load.stop());
-  await load.waitForMore(50);
+  const { dir, cfg, master: old, load } = await masterUnderLoad(t, log, 'workers: 1\nupgrade: { healthWindowMs: 200 }', 16, 50);
   const mark = log.events.length;
   process.kill(old.pid, 'SIGHUP');
   await log.waitFor((e) => e.event === 'reload-done' && e.pid === old.pid, 'reload', 30_000, mark);
@@ -126,6 +105,5 @@ test('baton upgrade --keep-old, then baton rollback; a failed health check rolls
   await load.waitForMore(50);
   const result = await load.stop();
   assert.equal(result.failed, 0, `failed requests: ${result.errors.join('; ')}`);
-  process.kill(old.pid, 'SIGQUIT');
-  await new Promise((r) => old.child.once('exit', r));
+  await quit(old);
 });

@@ -5,7 +5,10 @@
  * so parents are read from /proc/<pid>/stat).
  */
 import fs from 'node:fs';
+import { alive } from '../../src/core/proc.js';
 import { monoMs } from './processes.js';
+
+export { alive };
 
 /** Default sampling interval (ms). */
 export const RSS_INTERVAL_MS = 10;
@@ -22,16 +25,6 @@ export function readStatus(pid: number): { rss: number; hwm: number } | undefine
     return { rss: Number(/VmRSS:\s+(\d+)/.exec(s)?.[1]), hwm: Number(/VmHWM:\s+(\d+)/.exec(s)?.[1]) };
   } catch {
     return undefined;
-  }
-}
-
-/** True while `pid` exists (a zombie counts as gone: it holds no sockets and no memory). */
-export function alive(pid: number): boolean {
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
-  } catch {
-    return false;
   }
 }
 

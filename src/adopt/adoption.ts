@@ -15,6 +15,7 @@ import http from 'node:http';
 import net from 'node:net';
 import { createRequire } from 'node:module';
 import { BatonError, asError } from '../core/errors.js';
+import { Defaults } from '../core/options.js';
 import type { Generation } from '../generation.js';
 import { librarySessionStarted, start } from '../start.js';
 import { listenerName, parseListenArgs } from './listen-args.js';
@@ -40,7 +41,6 @@ type Listen = (this: net.Server, ...args: unknown[]) => net.Server;
 
 interface State {
   options: AdoptionOptions;
-  originalListen: Listen;
   generation: Promise<Generation> | undefined;
   /** Servers whose listen() calls come from baton itself (adopting an fd, binding). */
   internal: WeakSet<net.Server>;
@@ -68,7 +68,6 @@ export function installAdoption(options: AdoptionOptions): void {
   const originalListen = net.Server.prototype.listen as unknown as Listen;
   const s: State = {
     options,
-    originalListen,
     generation: undefined,
     internal: new WeakSet(),
     names: new Map(),
@@ -197,7 +196,8 @@ function watch(s: State, g: Generation): void {
       process.exit();
     };
     if (appHandlers.length === 0) return exit();
-    setTimeout(exit, 2_000); // an app handler that does not exit does not keep the old generation alive
+    // An app handler that does not exit does not keep the old generation alive.
+    setTimeout(exit, Defaults.killGraceMs);
     for (const h of appHandlers) (h as (sig: string) => void)('SIGTERM');
   };
   g.on('phase', (p) => {

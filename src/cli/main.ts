@@ -13,7 +13,8 @@ import { REGISTER_URL } from '../adopt/register-url.js';
 import { isBatonError } from '../core/errors.js';
 import type { ConfigOverrides } from '../supervisor/config.js';
 import { Master } from '../supervisor/master.js';
-import { alive, locate, requireCurrent, rollback, signal, tryStatus, upgrade, waitUntil, type Target } from './operations.js';
+import { alive } from '../core/proc.js';
+import { locate, requireCurrent, rollback, signal, tryStatus, upgrade, waitUntil, type Target } from './operations.js';
 import { formatStatus } from './status-format.js';
 
 const program = new Command();

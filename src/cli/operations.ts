@@ -3,8 +3,8 @@
  * `<pid file>.oldbin`), signal them, ask their status, and run the whole
  * binary upgrade and rollback sequences with checks between the steps.
  */
-import fs from 'node:fs';
 import { readPidFile } from '../core/atomic-file.js';
+import { alive } from '../core/proc.js';
 import { BatonError } from '../core/errors.js';
 import { loadConfig, type Config, type ConfigOverrides } from '../supervisor/config.js';
 import { controlRequest, controlSocketPath } from '../supervisor/control.js';
@@ -61,21 +61,6 @@ export function requireCurrent(l: Located): number {
 /** Sends `signal` to `pid`. */
 export function signal(pid: number, sig: NodeJS.Signals): void {
   process.kill(pid, sig);
-}
-
-/** True while process `pid` exists and has not exited (a zombie waiting for its parent counts as gone). */
-export function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
-  } catch {
-    return false;
-  }
 }
 
 /** Polls `check` until it returns a value other than undefined, or throws ERR_BATON_CONTROL naming `what` after `timeoutMs`. */

@@ -225,11 +225,11 @@ export class ListenerSet {
     // Under a supervisor, an app that names no listener (zero-code adoption) gets
     // the master's listener on the address it asks for.
     if (byName < 0 && this.#byName && ('path' in address || address.port !== 0)) {
-      const byAddress = this.#pool.findIndex((l) => matches(l.description, address, true));
+      const byAddress = this.#pool.findIndex((l) => addressMatches(l.description, address, true));
       if (byAddress >= 0) return byAddress;
     }
-    if (byName >= 0) return matches(this.#pool[byName]!.description, address, true) ? byName : -1;
-    return this.#pool.findIndex((l) => l.name === undefined && matches(l.description, address, false));
+    if (byName >= 0) return addressMatches(this.#pool[byName]!.description, address, true) ? byName : -1;
+    return this.#pool.findIndex((l) => l.name === undefined && addressMatches(l.description, address, false));
   }
 }
 
@@ -239,7 +239,12 @@ export function serverFd(server: net.Server): number | undefined {
   return typeof handle?.fd === 'number' && handle.fd >= 0 ? handle.fd : undefined;
 }
 
-function matches(d: SocketDescription, address: ListenAddress, named: boolean): boolean {
+/**
+ * Whether the socket described by `d` listens where `address` asks. A port-0
+ * request matches any port only for a listener found by name (`named`): the
+ * port a previous generation was given.
+ */
+export function addressMatches(d: SocketDescription, address: ListenAddress, named: boolean): boolean {
   if ('path' in address) return d.family === 'unix' && d.path === address.path;
   if (d.family === 'unix') return false;
   if (address.port !== 0 && d.port !== address.port) return false;

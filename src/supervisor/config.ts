@@ -5,7 +5,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { LineCounter, isMap, isPair, isScalar, parseDocument, type Document } from 'yaml';
+import { LineCounter, isMap, isScalar, parseDocument, type Document } from 'yaml';
 import { z } from 'zod';
 import { BatonError } from '../core/errors.js';
 import { defaultSocketDir } from '../handover/upgrade-socket.js';
@@ -137,8 +137,7 @@ export function loadConfig(
     doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
     const problem = doc.errors[0];
     if (problem) {
-      const pos = lines.linePos(problem.pos[0]);
-      throw new BatonError('ERR_BATON_CONFIG_INVALID', `${where}:${pos.line}:${pos.col}: ${problem.message.split('\n')[0]}`);
+      throw new BatonError('ERR_BATON_CONFIG_INVALID', `${where}${position(lines, problem.pos[0])}: ${problem.message.split('\n')[0]}`);
     }
     raw = doc.toJS() ?? {};
   }
@@ -179,25 +178,23 @@ export function loadConfig(
 
 /** `:line:col` of the deepest node on `keyPath` that exists (the key itself for an unknown key). */
 function lineOf(doc: Document, lines: LineCounter, keyPath: string[], wantKey: boolean): string {
-  for (let n = keyPath.length; n >= 0; n--) {
-    const parentPath = keyPath.slice(0, Math.max(0, n - 1));
-    const parent = n === 0 ? doc.contents : doc.getIn(parentPath, true);
-    let range: readonly number[] | undefined | null;
-    if (n === 0) range = doc.contents?.range;
-    else if (isMap(parent)) {
-      const pair = parent.items.find((p) => isPair(p) && isScalar(p.key) && String(p.key.value) === keyPath[n - 1]);
-      if (pair)
-        range =
-          wantKey && n === keyPath.length
-            ? (pair.key as { range?: number[] }).range
-            : ((pair.value as { range?: number[] } | null)?.range ?? (pair.key as { range?: number[] }).range);
+  type Ranged = { range?: readonly number[] | null } | null | undefined;
+  // From the key itself up to the top: the first node the document has.
+  for (let n = keyPath.length; n > 0; n--) {
+    const parent = doc.getIn(keyPath.slice(0, n - 1), true);
+    let node: Ranged;
+    if (isMap(parent)) {
+      const pair = parent.items.find((p) => isScalar(p.key) && String(p.key.value) === keyPath[n - 1]);
+      node = pair && (((wantKey && n === keyPath.length) || !pair.value ? pair.key : pair.value) as Ranged);
     } else {
-      range = (doc.getIn(keyPath.slice(0, n), true) as { range?: number[] } | undefined)?.range;
+      node = doc.getIn(keyPath.slice(0, n), true) as Ranged;
     }
-    if (range) {
-      const pos = lines.linePos(range[0]!);
-      return `:${pos.line}:${pos.col}`;
-    }
+    if (node?.range) return position(lines, node.range[0]!);
   }
-  return '';
+  return doc.contents?.range ? position(lines, doc.contents.range[0]) : '';
+}
+
+function position(lines: LineCounter, offset: number): string {
+  const pos = lines.linePos(offset);
+  return `:${pos.line}:${pos.col}`;
 }

@@ -12,6 +12,7 @@ import { closeQuietly, describeSocket, dupFd, type SocketDescription } from '../
 import { check } from '../native/system-error.js';
 import { probeUnixSocket } from '../native/unix-channel.js';
 import { DEFAULT_BACKLOG } from '../native/unix-listener.js';
+import { addressMatches, serverFd } from '../listeners/listener-set.js';
 import type { ListenerConfig } from './config.js';
 
 /** A listening socket held by the master. The master owns `fd` (CLOEXEC) and closes it in {@link HeldListeners.close}. */
@@ -57,8 +58,8 @@ export class HeldListeners {
     const pool = [...inherited];
     try {
       for (const [name, address] of Object.entries(wanted)) {
-        let i = pool.findIndex((l) => l.name === name && (!requireSameAddress || sameAddress(l.description, address)));
-        if (i < 0) i = pool.findIndex((l) => l.name === undefined && sameAddress(l.description, address));
+        let i = pool.findIndex((l) => l.name === name && (!requireSameAddress || addressMatches(l.description, address, true)));
+        if (i < 0) i = pool.findIndex((l) => l.name === undefined && addressMatches(l.description, address, false));
         if (i >= 0) {
           const [l] = pool.splice(i, 1);
           held.push({ name, fd: l!.fd, description: l!.description, origin: 'inherited' });
@@ -94,8 +95,8 @@ export class HeldListeners {
    * before the event loop could accept on it. False when `name` is held already.
    */
   adopt(name: string, server: net.Server): boolean {
-    const fd = (server as unknown as { _handle?: { fd?: number } })._handle?.fd;
-    if (this.#held.some((h) => h.name === name) || fd === undefined || fd < 0) {
+    const fd = serverFd(server);
+    if (this.#held.some((h) => h.name === name) || fd === undefined) {
       server.close();
       return false;
     }
@@ -147,11 +148,6 @@ export class HeldListeners {
   }
 }
 
-function sameAddress(d: SocketDescription, a: ListenerConfig): boolean {
-  if ('path' in a) return d.family === 'unix' && d.path === a.path;
-  return d.family !== 'unix' && d.port === a.port && (a.host === d.address || (a.host === 'localhost' && d.address === '127.0.0.1'));
-}
-
 /**
  * Binds a listening socket without ever accepting on it. TCP goes through a
  * net.Server, whose fd is duplicated and whose handle is closed in the
@@ -179,8 +175,7 @@ async function bindListener(name: string, address: ListenerConfig): Promise<numb
   return new Promise<number>((resolve, reject) => {
     server.once('error', (err) => reject(Object.assign(err, { message: `listener '${name}': ${err.message}` })));
     server.listen({ host: address.host, port: address.port, backlog }, () => {
-      const handle = (server as unknown as { _handle?: { fd?: number } })._handle;
-      const fd = dupFd(handle!.fd!);
+      const fd = dupFd(serverFd(server)!);
       server.close();
       resolve(fd);
     });

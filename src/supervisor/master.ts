@@ -276,11 +276,7 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
       this.#sendParent({ baton: 'new-master', type: 'ready', pid: this.pid });
       this.#log.info({ event: 'master-ready', pidFile: this.#config.pidFile }, `master ready: ${this.#config.workers} worker(s) serving`);
     } else if (this.#parentPid !== undefined && this.#pool.crashLooping.length > 0) {
-      this.#lastError = 'workers crash while starting';
-      this.#log.error(
-        { event: 'upgrade-failed', code: 'ERR_BATON_UPGRADE_FAILED' },
-        'new master: workers keep failing; exiting so the old master serves on',
-      );
+      this.#error('upgrade-failed', 'ERR_BATON_UPGRADE_FAILED', 'new master: workers keep failing; exiting so the old master serves on');
       this.#exitCode = 1;
       void this.#shutdown(this.#config.timeouts.fastMs);
     }
@@ -339,13 +335,7 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
     try {
       next = loadConfig(this.#options.configFile, this.#options.overrides);
     } catch (err) {
-      this.#lastError = asError(err).message;
-      this.#log.error(
-        { event: 'reload-refused', code: (err as BatonError).code },
-        `reload refused: ${asError(err).message}; the running workers serve on`,
-      );
-      this.#notifySystemd({ STATUS: `reload refused: ${asError(err).message}` });
-      return;
+      return this.#refuseReload(err);
     }
     if (JSON.stringify(next.listeners) !== JSON.stringify(this.#config.listeners)) {
       // Unchanged listeners keep their sockets; new ones are bound before any worker changes.
@@ -356,12 +346,7 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
         this.#pool.setListeners(listeners.all);
         this.#log.info({ event: 'listeners-changed', listeners: listeners.status() }, 'reload: listeners changed');
       } catch (err) {
-        this.#lastError = asError(err).message;
-        this.#log.error(
-          { event: 'reload-refused', code: (err as BatonError).code ?? (err as NodeJS.ErrnoException).code },
-          `reload refused: ${asError(err).message}; the running workers serve on`,
-        );
-        return;
+        return this.#refuseReload(err);
       }
     }
     this.#config = { ...next, runDir: this.#config.runDir, pidFile: this.#config.pidFile };
@@ -372,12 +357,14 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
     const { failed } = await this.#pool.reload(this.#config);
     this.#counters.reloads++;
     if (failed.length > 0) {
-      const err = new BatonError(
+      this.#error(
+        'reload-failed',
         'ERR_BATON_RELOAD_FAILED',
         `reload: new worker(s) ${failed.join(', ')} failed; the old ones serve on there`,
+        {
+          failed,
+        },
       );
-      this.#lastError = err.message;
-      this.#log.error({ event: 'reload-failed', code: err.code, failed }, err.message);
     } else {
       this.#log.info({ event: 'reload-done' }, 'reload done: every worker runs the new code');
     }
@@ -388,11 +375,7 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
 
   /** USR2: starts a new master from the code on disk with the listeners as inherited fds. */
   #upgrade(): void {
-    const refuse = (why: string) => {
-      const err = new BatonError('ERR_BATON_UPGRADE_IN_PROGRESS', `USR2 refused: ${why}`);
-      this.#lastError = err.message;
-      this.#log.error({ event: 'usr2-refused', code: err.code }, err.message);
-    };
+    const refuse = (why: string) => this.#error('usr2-refused', 'ERR_BATON_UPGRADE_IN_PROGRESS', `USR2 refused: ${why}`);
     if (this.#child) {
       return refuse(`an upgrade is already under way (new master pid ${this.#child.pid}); finish it (WINCH, QUIT) or roll it back first`);
     }
@@ -416,11 +399,7 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
       );
     } catch (err) {
       this.#restorePidFile();
-      this.#log.error(
-        { event: 'upgrade-failed', code: 'ERR_BATON_UPGRADE_FAILED' },
-        `USR2: could not start a new master: ${asError(err).message}`,
-      );
-      return;
+      return this.#error('upgrade-failed', 'ERR_BATON_UPGRADE_FAILED', `USR2: could not start a new master: ${asError(err).message}`);
     }
     this.#child = child;
     this.#phases.transition('upgrading');
@@ -452,12 +431,11 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
     if (p === 'stopping' || p === 'exited') return;
     this.#restorePidFile();
     if (p === 'upgrading') {
-      const err = new BatonError(
+      this.#error(
+        'upgrade-failed',
         'ERR_BATON_UPGRADE_FAILED',
         `new master pid ${child.pid} exited with ${how} before it was ready; this master serves on`,
       );
-      this.#lastError = err.message;
-      this.#log.error({ event: 'upgrade-failed', code: err.code }, err.message);
       this.#phases.transition('running');
     } else {
       this.#log.warn(
@@ -651,6 +629,19 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
     } catch (err) {
       this.#log.warn(`cannot write the state file ${this.#config.stateFile}: ${asError(err).message}`);
     }
+  }
+
+  /** Logs an error as event `event` with its code (a BatonError code, or a syscall code), and keeps it as the status's last error. */
+  #error(event: string, code: string | undefined, message: string, details: Record<string, unknown> = {}): void {
+    this.#lastError = message;
+    this.#log.error({ event, code, ...details }, message);
+  }
+
+  /** A reload that cannot happen (bad config, a listener that cannot be bound): nothing changes. */
+  #refuseReload(err: unknown): void {
+    const message = `reload refused: ${asError(err).message}; the running workers serve on`;
+    this.#error('reload-refused', (err as BatonError).code ?? (err as NodeJS.ErrnoException).code, message);
+    this.#notifySystemd({ STATUS: message });
   }
 
   #notifySystemd(fields: Record<string, string | number>): void {

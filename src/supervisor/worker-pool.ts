@@ -101,16 +101,6 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
     return slots.length === this.#config.workers && slots.every((s) => s.current?.state === 'ready' && !s.pending);
   }
 
-  /** True when no slot has a worker starting. */
-  get settled(): boolean {
-    return this.#slots.every((s) => !s.pending && !s.restartTimer);
-  }
-
-  /** True when no worker process is left. */
-  get empty(): boolean {
-    return this.workers.length === 0;
-  }
-
   /** Slots in a crash loop. */
   get crashLooping(): number[] {
     return this.#slots.filter((s) => s.crashLoop).map((s) => s.index);
@@ -146,10 +136,10 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
     const started: { slot: Slot; worker: WorkerProcess }[] = [];
     for (let i = 0; i < config.workers; i++) {
       const slot = this.#slot(i);
-      clearTimeout(slot.restartTimer);
-      slot.restartTimer = undefined;
-      slot.pending?.retire();
-      slot.pending?.kill('SIGTERM');
+      this.#cancelRestart(slot);
+      // A worker still starting from before is replaced (it never served: nothing to drain).
+      if (slot.pending) this.#retire(slot, slot.pending).stop(0, this.#config.timeouts.killGraceMs);
+      slot.pending = undefined;
       const worker = this.#spawn(slot);
       if (worker) started.push({ slot, worker });
     }
@@ -180,14 +170,11 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
     this.#active = false;
     const out: { slot: number; socketPath: string }[] = [];
     for (const slot of this.#slots) {
-      clearTimeout(slot.restartTimer);
-      slot.restartTimer = undefined;
+      this.#cancelRestart(slot);
       const w = slot.current;
       if (!w) continue;
-      w.retire();
-      slot.retiring.add(w);
       slot.current = undefined;
-      if (w.socketPath) out.push({ slot: slot.index, socketPath: w.socketPath });
+      if (this.#retire(slot, w).socketPath) out.push({ slot: slot.index, socketPath: w.socketPath! });
     }
     return out;
   }
@@ -200,10 +187,17 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
     return targets.length;
   }
 
-  /** Stops every worker (draining for at most `drainMs`) and stops restarting them. Resolves when all are gone. */
+  /**
+   * Stops every worker — serving, starting, and retired ones still draining
+   * (a retired worker nobody took over would otherwise never end) — draining
+   * for at most `drainMs`, and stops restarting them. Resolves when all are gone.
+   */
   async stopAll(drainMs: number): Promise<void> {
     this.#active = false;
-    for (const slot of this.#slots) this.#stopSlot(slot, drainMs);
+    for (const slot of this.#slots) {
+      this.#stopSlot(slot, drainMs);
+      for (const w of slot.retiring) void w.stop(drainMs, this.#config.timeouts.killGraceMs);
+    }
     await Promise.all(this.workers.map((w) => w.exited));
   }
 
@@ -220,22 +214,31 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
   }
 
   /** Adds what a worker's drain report says to the counters. */
-  countDrain(report: Pick<DrainReport, 'migrated' | 'drained' | 'forced'>): void {
+  #countDrain(report: Pick<DrainReport, 'migrated' | 'drained' | 'forced'>): void {
     this.counters.migrated += report.migrated;
     this.counters.drained += report.drained;
     this.counters.forced += report.forced;
   }
 
   #stopSlot(slot: Slot, drainMs: number): void {
-    clearTimeout(slot.restartTimer);
-    slot.restartTimer = undefined;
+    this.#cancelRestart(slot);
     for (const w of [slot.current, slot.pending]) {
-      if (!w) continue;
-      slot.retiring.add(w);
-      void w.stop(drainMs, this.#config.timeouts.killGraceMs);
+      if (w) void this.#retire(slot, w).stop(drainMs, this.#config.timeouts.killGraceMs);
     }
     slot.current = undefined;
     slot.pending = undefined;
+  }
+
+  /** Moves `w` to its slot's retiring set (its end is expected from now on); the caller clears current/pending. */
+  #retire(slot: Slot, w: WorkerProcess): WorkerProcess {
+    w.retire();
+    slot.retiring.add(w);
+    return w;
+  }
+
+  #cancelRestart(slot: Slot): void {
+    clearTimeout(slot.restartTimer);
+    slot.restartTimer = undefined;
   }
 
   #slot(i: number): Slot {
@@ -291,7 +294,7 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
       this.#crashed(slot);
       this.emit('change');
     });
-    worker.on('drained', (report) => this.countDrain(report));
+    worker.on('drained', (report) => this.#countDrain(report));
     worker.on('listener', (name, server) => this.emit('listener', name, server));
     worker.on('exit', (exit) => this.#onExit(slot, worker, exit));
     this.emit('change');
@@ -306,9 +309,7 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
       if (old) {
         // Usually already draining (the new worker took it over); stop() covers an old
         // worker that was not taken over, e.g. one whose upgrade socket was gone.
-        old.retire();
-        slot.retiring.add(old);
-        void old.stop(this.#config.timeouts.drainMs, this.#config.timeouts.killGraceMs);
+        void this.#retire(slot, old).stop(this.#config.timeouts.drainMs, this.#config.timeouts.killGraceMs);
       }
       const now = Date.now();
       slot.crashes = slot.crashes.filter((t) => now - t < this.#config.restart.windowMs);

@@ -29,8 +29,6 @@ export type WorkerState =
 export interface WorkerExit {
   code: number | null;
   signal: NodeJS.Signals | null;
-  /** Whether it was ever ready. */
-  wasReady: boolean;
   /** Whether the master asked it to stop (or a successor replaced it). */
   expected: boolean;
 }
@@ -99,7 +97,6 @@ export class WorkerProcess extends EventEmitter<WorkerEvents> {
   #origin: string | undefined;
   #socketPath: string | undefined;
   #expected = false;
-  #wasReady = false;
   readonly #child: ChildProcess;
   #readyTimer: NodeJS.Timeout | undefined;
   #killTimer: NodeJS.Timeout | undefined;
@@ -124,7 +121,7 @@ export class WorkerProcess extends EventEmitter<WorkerEvents> {
             new BatonError('ERR_BATON_WORKER_FAILED', `worker ${this.slot} (pid ${this.pid}) exited with ${how} before it was ready`),
           );
         }
-        const exit: WorkerExit = { code, signal, wasReady: this.#wasReady, expected: this.#expected };
+        const exit: WorkerExit = { code, signal, expected: this.#expected };
         this.emit('exit', exit);
         resolve(exit);
       });
@@ -179,11 +176,6 @@ export class WorkerProcess extends EventEmitter<WorkerEvents> {
 
   get state(): WorkerState {
     return this.#state;
-  }
-
-  /** The worker's generation phase, as last reported. */
-  get phase(): Phase | undefined {
-    return this.#phase;
   }
 
   /**
@@ -288,7 +280,6 @@ export class WorkerProcess extends EventEmitter<WorkerEvents> {
     if (m.phase === 'serving' && this.#state === 'starting') {
       clearTimeout(this.#readyTimer);
       this.#state = 'ready';
-      this.#wasReady = true;
       this.emit('ready');
     } else if (m.phase === 'draining' && this.#state === 'ready') {
       // Draining without being asked: a newer worker of this slot took over.

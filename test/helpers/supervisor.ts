@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
 import fs from 'node:fs';
 import path from 'node:path';
 import readline from 'node:readline';
@@ -6,7 +7,8 @@ import { fileURLToPath } from 'node:url';
 import { controlRequest, controlSocketPath } from '../../src/supervisor/control.js';
 import type { MasterStatus } from '../../src/supervisor/master.js';
 import { freePort } from './socket-activate.js';
-import { fixture, type EventLog, type FixtureEvent } from './server-process.js';
+import { HttpLoad } from './http-load.js';
+import { fixture, killAll, tempDir, type EventLog, type FixtureEvent } from './server-process.js';
 
 /** The compiled `baton` command. */
 export const cli = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
@@ -111,4 +113,42 @@ export async function writeAppConfig(dir: string, app: string, extra = ''): Prom
     ].join('\n'),
   );
   return { port, cfg };
+}
+
+/** A master of the supervised app (body v1) in a fresh run dir, under keep-alive load once `warmup` requests succeeded. */
+export interface MasterUnderLoad {
+  dir: string;
+  cfg: string;
+  master: StartedMaster;
+  load: HttpLoad;
+}
+
+/**
+ * Starts `baton start` on a config made of `extra` with `connections` keep-alive
+ * clients on its 'http' listener; both are stopped (SIGKILL, load stopped) at
+ * the end of test `t` if the test did not end them itself.
+ */
+export async function masterUnderLoad(
+  t: { after(fn: () => unknown): void },
+  log: EventLog,
+  extra: string,
+  connections = 64,
+  warmup = 200,
+): Promise<MasterUnderLoad> {
+  const dir = tempDir('baton-sup-');
+  writeApp(dir, 'v1');
+  const cfg = writeConfig(dir, extra);
+  const master = await startMaster(log, cfg);
+  t.after(() => killAll([master.pid]));
+  const load = new HttpLoad(`http://127.0.0.1:${master.port}`, connections);
+  t.after(() => load.stop());
+  await load.waitForMore(warmup);
+  return { dir, cfg, master, load };
+}
+
+/** QUIT to a master the test started; resolves once it has exited. */
+export async function quit(master: StartedMaster): Promise<void> {
+  const exited = master.child.exitCode !== null || master.child.signalCode !== null ? undefined : once(master.child, 'exit');
+  master.child.kill('SIGQUIT');
+  await exited;
 }
