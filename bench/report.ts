@@ -383,8 +383,9 @@ export function renderReport(r: PeersResults, outDir: string, linkDir: string): 
       'as failed, including streams refused with REFUSED_STREAM, which were never processed and which RFC 9113 §8.7 lets a client ' +
       'send again; and it does not open a new connection afterwards (that client’s load stops). So with clients that keep ' +
       `${String(r.settings.h2Streams)} streams in flight, up to clients × streams fail per upgrade whenever connections end. ` +
-      'baton drains HTTP/2 by GOAWAY (HTTP/2 connections cannot migrate). Next to h2load, a **compliant client** (bench/lib/h2-clients.ts, ' +
-      `node:http2, 2 connections × ${String(r.settings.h2Streams)} streams) sends a refused stream again and replaces a connection after GOAWAY, as ` +
+      'baton does not end them: each h2c connection moves to the new generation between two streams, alive (src/migrate/http2-session.ts), ' +
+      'so h2load’s clients go on on the same connections. Next to h2load, a **compliant client** (bench/lib/h2-clients.ts, ' +
+      `node:http2 granting a 1 MiB connection window as browsers do, 2 connections × ${String(r.settings.h2Streams)} streams) sends a refused stream again and replaces a connection after GOAWAY, as ` +
       'RFC 9113 allows; its **failed** streams are the ones no client could safely retry (reset otherwise, connection died under them, ' +
       'non-2xx, no answer in 10 s). **completed after** = h2load streams started after the new generation was ready that completed: 0 means h2load’s load stopped.',
     mdTable(

@@ -355,14 +355,20 @@ static napi_value baton_accept(napi_env env, napi_callback_info info) {
   return make_int(env, client);
 }
 
+/* The (fd, buffer, ...) prologue of the socket I/O calls: `argc` arguments, argv[0] an fd, argv[1] bytes. */
+static bool get_fd_bytes_args(napi_env env, napi_callback_info info, size_t argc, napi_value* argv, int* fd,
+                              uint8_t** data, size_t* data_len) {
+  return get_args(env, info, argc, argv) && get_fd_arg(env, argv[0], fd) &&
+         get_bytes_arg(env, argv[1], data, data_len);
+}
+
 /* sendmsg(fd, buffer, offset, length, fds) -> bytes sent | -errno */
 static napi_value baton_sendmsg(napi_env env, napi_callback_info info) {
   napi_value argv[5];
   int fd;
-  if (!get_args(env, info, 5, argv) || !get_fd_arg(env, argv[0], &fd)) return NULL;
   uint8_t* data = NULL;
   size_t data_len = 0;
-  if (!get_bytes_arg(env, argv[1], &data, &data_len)) return NULL;
+  if (!get_fd_bytes_args(env, info, 5, argv, &fd, &data, &data_len)) return NULL;
   int32_t offset, length;
   if (!get_int32_arg(env, argv[2], "offset", &offset)) return NULL;
   if (!get_int32_arg(env, argv[3], "length", &length)) return NULL;
@@ -421,14 +427,34 @@ static napi_value baton_sendmsg(napi_env env, napi_callback_info info) {
   return make_int(env, sent);
 }
 
+/*
+ * peek(fd, buffer) -> bytes copied | -errno (-EAGAIN: nothing queued; 0: EOF)
+ *
+ * recv(MSG_PEEK | MSG_DONTWAIT): copies what the kernel holds for a connected socket without
+ * consuming it, so the bytes stay for whoever reads the socket next (the process it migrates
+ * to). Used to check that an HTTP/2 connection's unread bytes start at a frame boundary.
+ */
+static napi_value baton_peek(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  int fd;
+  uint8_t* data = NULL;
+  size_t data_len = 0;
+  if (!get_fd_bytes_args(env, info, 2, argv, &fd, &data, &data_len)) return NULL;
+  ssize_t n;
+  do {
+    n = recv(fd, data, data_len, MSG_PEEK | MSG_DONTWAIT);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) return make_neg_errno(env, errno);
+  return make_int(env, (int32_t)n);
+}
+
 /* recvmsg(fd, buffer) -> { bytes, fds, ctrunc } | -errno. bytes 0 is EOF. */
 static napi_value baton_recvmsg(napi_env env, napi_callback_info info) {
   napi_value argv[2];
   int fd;
-  if (!get_args(env, info, 2, argv) || !get_fd_arg(env, argv[0], &fd)) return NULL;
   uint8_t* data = NULL;
   size_t data_len = 0;
-  if (!get_bytes_arg(env, argv[1], &data, &data_len)) return NULL;
+  if (!get_fd_bytes_args(env, info, 2, argv, &fd, &data, &data_len)) return NULL;
 
   union {
     char buf[CMSG_SPACE(sizeof(int) * BATON_MAX_FDS)];
@@ -1004,6 +1030,7 @@ NAPI_MODULE_INIT() {
       EXPORT_FN("datagramBind", baton_datagram_bind),
       EXPORT_FN("sendmsg", baton_sendmsg),
       EXPORT_FN("recvmsg", baton_recvmsg),
+      EXPORT_FN("peek", baton_peek),
       EXPORT_FN("close", baton_close),
       EXPORT_FN("dup", baton_dup),
       EXPORT_FN("growFdTable", baton_grow_fd_table),

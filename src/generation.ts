@@ -440,6 +440,12 @@ export class Generation extends EventEmitter<GenerationEvents> {
       websocketHandlers: (name: string) => this.#websockets.get(name),
       track: (socket: net.Socket, server: net.Server) => this.#tracker.add(socket, server),
       park: (fd: number, server: net.Server, listener: string) => this.#parking.park(fd, server, listener),
+      migrateTimeoutMs: this.settings.migrateTimeoutMs,
+      onLost: (listener: string, why: string) =>
+        this.emit(
+          'warning',
+          new BatonError('ERR_BATON_MIGRATION_LOST', `a migrated HTTP/2 connection of listener '${listener}' was closed: ${why}`),
+        ),
     };
     try {
       for (;;) {

@@ -63,8 +63,12 @@ class H2Load {
   #session: http2.ClientHttp2Session | undefined;
   #running = true;
 
-  constructor(origin: string, concurrency: number) {
+  readonly #window: number | undefined;
+
+  /** `window`: the connection receive window each session sets (Node's default is the protocol's 65 535). */
+  constructor(origin: string, concurrency: number, window?: number) {
     this.#origin = origin;
+    this.#window = window;
     for (let i = 0; i < concurrency; i++) this.#workers.push(this.#worker());
   }
 
@@ -77,6 +81,8 @@ class H2Load {
     const s = this.#session;
     if (s && !s.closed && !s.destroyed) return s;
     const session = http2.connect(this.#origin);
+    const window = this.#window;
+    if (window !== undefined) session.once('connect', () => session.setLocalWindowSize(window));
     this.result.sessions++;
     this.#all.add(session);
     session.on('goaway', () => {
@@ -170,7 +176,7 @@ function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
 }
 
 for (const path of ['takeover', 'exec'] as const) {
-  describe(`HTTP/2 ${path} upgrades with streams in flight`, () => {
+  describe(`HTTP/2 ${path} upgrades with streams in flight, drained by GOAWAY (migrate: false)`, () => {
     const log = new EventLog();
     let load: H2Load | undefined;
     after(() => {
@@ -180,7 +186,7 @@ for (const path of ['takeover', 'exec'] as const) {
 
     it(`upgrades ${UPGRADES} times with 0 failed streams and a GOAWAY from each old generation`, async (t) => {
       const dir = tempDir();
-      const env = { BATON_SOCKET_DIR: dir };
+      const env = { BATON_SOCKET_DIR: dir, MIGRATE: '0' };
       const first = spawnFixture(fixture('server'), env, log);
       const listening = await log.waitEvent('listening', first.pid);
       await log.waitEvent('ready', first.pid);
@@ -223,6 +229,74 @@ for (const path of ['takeover', 'exec'] as const) {
       assert.ok(result.sessions > UPGRADES, `${result.sessions} sessions: the client should have reconnected after each GOAWAY`);
       assert.equal(new Set(readyPids).size, UPGRADES + 1, 'every generation has its own pid');
       for (let g = 1; g <= UPGRADES + 1; g++) assert.ok((result.generations.get(g) ?? 0) > 0, `no response from generation ${g}`);
+
+      process.kill(current, 'SIGTERM');
+      await log.waitEvent('exit', current);
+    });
+  });
+}
+
+/**
+ * With migration (the default) an h2c session moves to the successor between
+ * two streams: no GOAWAY, no refused stream, the client's one TCP connection
+ * and session carry on through every upgrade. A client whose receive window
+ * is at least the protocol's initial 65 535 (browsers, curl, Go, h2load) always
+ * qualifies; Node's client keeps its default window between 32 KiB and 64 KiB,
+ * so its sessions sometimes cannot move and get the GOAWAY drain instead — a
+ * second client with that default runs alongside and must lose nothing either.
+ */
+for (const path of ['takeover', 'exec'] as const) {
+  describe(`HTTP/2 ${path} upgrades with streams in flight, sessions migrating`, () => {
+    const log = new EventLog();
+    const loads: H2Load[] = [];
+    after(() => {
+      for (const l of loads) l.destroy();
+      killAll(pidsOf(log));
+    });
+
+    it(`upgrades ${UPGRADES} times: one session throughout, 0 GOAWAY, 0 refused, 0 failed`, async (t) => {
+      const dir = tempDir();
+      const env = { BATON_SOCKET_DIR: dir };
+      const first = spawnFixture(fixture('server'), env, log);
+      const listening = await log.waitEvent('listening', first.pid);
+      await log.waitEvent('ready', first.pid);
+
+      const origin = `http://127.0.0.1:${listening.h2c}`;
+      const wide = new H2Load(origin, CONCURRENCY, 1 << 20);
+      const narrow = new H2Load(origin, CONCURRENCY / 2);
+      loads.push(wide, narrow);
+      for (const l of [wide, narrow])
+        await within(
+          l.waitForGeneration((g) => g === 1),
+          20_000,
+          'a response from generation 1',
+        );
+      let current = first.pid!;
+      for (let i = 2; i <= UPGRADES + 1; i++) {
+        const since = log.events.length;
+        const next = await upgradeFixture(log, env, path, current, i, since);
+        for (const l of [wide, narrow])
+          await within(
+            l.waitForGeneration((g) => g === i),
+            20_000,
+            `a response from generation ${i}`,
+          );
+        await log.waitFor((e) => e.event === 'exit' && e.pid === current, `generation ${i - 1} exiting`, 20_000);
+        current = next.pid;
+      }
+      const [w, n] = await within(Promise.all([wide.stop(), narrow.stop()]), 20_000, 'the outstanding streams');
+      t.diagnostic(`wide window: ${w.ok} streams, ${w.sessions} session(s), ${w.goaways} GOAWAYs, ${w.refused} refused`);
+      t.diagnostic(`default window: ${n.ok} streams, ${n.sessions} session(s), ${n.goaways} GOAWAYs, ${n.refused} refused and sent again`);
+      for (const r of [w, n]) {
+        assert.equal(r.failed, 0, `failed streams: ${r.errors.join('; ')}`);
+        assert.deepEqual(r.sessionErrors, [], 'session errors');
+        assert.equal(r.ok, r.requests, 'every request answered');
+        for (let g = 1; g <= UPGRADES + 1; g++) assert.ok((r.generations.get(g) ?? 0) > 0, `no response from generation ${g}`);
+      }
+      assert.equal(w.sessions, 1, 'the wide-window client should keep its one session through every upgrade');
+      assert.equal(w.goaways, 0, 'a migrating session gets no GOAWAY');
+      assert.equal(w.refused, 0, 'no stream is refused when the session migrates');
+      assert.ok(w.ok > UPGRADES * CONCURRENCY, `only ${w.ok} streams completed`);
 
       process.kill(current, 'SIGTERM');
       await log.waitEvent('exit', current);

@@ -565,3 +565,36 @@ test(
     assert.deepEqual(child.lines, ['ok']);
   },
 );
+
+test('peek copies what a connected socket holds without consuming it', async (t) => {
+  const server = net.createServer();
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  t.after(() => server.close());
+  const accepted = once(server, 'connection');
+  const client = net.connect((server.address() as net.AddressInfo).port, '127.0.0.1');
+  const [socket] = (await accepted) as [net.Socket];
+  t.after(() => {
+    client.destroy();
+    socket.destroy();
+  });
+  // Read by nobody in JS: libuv stops reading, the bytes stay in the kernel.
+  socket.pause();
+  const handle = (socket as unknown as { _handle: { readStop(): number; readStart(): number } })._handle;
+  handle.readStop();
+  const fd = (socket as unknown as { _handle: { fd: number } })._handle.fd;
+  const native = loadBinding();
+  const buffer = Buffer.alloc(64);
+  assert.equal(native.peek(fd, buffer), -os.constants.errno.EAGAIN, 'nothing queued yet');
+  const payload = randomBytes(32);
+  client.write(payload);
+  let n = -1;
+  // Wait for the bytes with the event loop turning (no sleep): each turn lets the loopback deliver.
+  while ((n = native.peek(fd, buffer)) < payload.length) await new Promise<void>((resolve) => setImmediate(resolve));
+  assert.deepEqual(buffer.subarray(0, n), payload);
+  assert.equal(native.peek(fd, buffer), payload.length, 'peeking again sees the same bytes');
+  handle.readStart();
+  socket.resume();
+  const [read] = (await once(socket, 'data')) as [Buffer];
+  assert.deepEqual(read, payload, 'the socket still reads every byte');
+});

@@ -55,6 +55,8 @@ export const ErrorCodes = {
   ERR_BATON_NAPI: 'internal native addon failure',
   /** The successor did not acknowledge a batch of migrated connections in time. */
   ERR_BATON_MIGRATION_TIMEOUT: 'connection migration not acknowledged in time',
+  /** A migrated connection could not be resumed in the successor (its bytes were not what the predecessor announced). */
+  ERR_BATON_MIGRATION_LOST: 'migrated connection lost',
   /** A configuration value is invalid. */
   ERR_BATON_INVALID_OPTION: 'invalid option',
   /** The supervisor's config file is unreadable or invalid (the message names file, key path and line). */

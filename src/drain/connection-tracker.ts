@@ -1,7 +1,12 @@
 import http from 'node:http';
 import type http2 from 'node:http2';
 import type net from 'node:net';
+import tls from 'node:tls';
 import { idleHttp1Sockets } from '../migrate/http1-idle.js';
+import { followHttp2Session } from '../migrate/http2-session.js';
+
+/** How the connections of a server can move to a successor. */
+export type MigrationMode = 'http1' | 'socket' | 'http2';
 
 /**
  * Moves live connections to the successor instead of draining them (the
@@ -10,16 +15,23 @@ import { idleHttp1Sockets } from '../migrate/http1-idle.js';
 export interface Migrator {
   /**
    * How the connections of `server` can move: `'http1'` (plain HTTP/1.1, at a
-   * request boundary), `'socket'` (raw connections the app registered), or
-   * undefined (they drain: TLS, HTTP/2, unregistered).
+   * request boundary), `'socket'` (raw connections the app registered),
+   * `'http2'` (h2c sessions, between streams), or undefined (they drain: TLS,
+   * unregistered).
    */
-  modeOf(server: net.Server): 'http1' | 'socket' | undefined;
+  modeOf(server: net.Server): MigrationMode | undefined;
   /**
    * Takes a connection that is at a boundary. Returns false when it cannot
    * (the connection then drains here); a connection taken but later refused
    * comes back through {@link ConnectionTracker.keep}.
    */
   offer(socket: net.Socket, server: net.Server, mode: 'http1' | 'socket'): boolean;
+  /**
+   * Takes an h2c session (mode `'http2'`). Returns false when it cannot start
+   * leaving; `fallback` runs when it started but stays after all. Either way
+   * the session then drains with GOAWAY.
+   */
+  offerSession(session: http2.ServerHttp2Session, server: net.Server, fallback: () => void): boolean;
   /** Connections the successor adopted so far. */
   readonly migrated: number;
   /**
@@ -74,6 +86,9 @@ export interface DrainReport {
 export class ConnectionTracker {
   readonly #sockets = new Set<net.Socket>();
   readonly #sessions = new Set<http2.ServerHttp2Session>();
+  readonly #sessionServer = new WeakMap<http2.ServerHttp2Session, net.Server>();
+  /** The connection a tracked server is setting a session up on ('session' comes inside its 'connection'). */
+  #arriving: net.Socket | undefined;
   readonly #inflight = new Set<http.ServerResponse>();
   /**
    * Forgets a finished response. One function shared by every response (`this` is the
@@ -91,7 +106,7 @@ export class ConnectionTracker {
   /** HTTP/1.1 connections to look at for a request boundary on the next turn, by server. */
   readonly #idleCheck = new Map<net.Server, Set<net.Socket>>();
   /** How the connections of each server migrate, asked once per server and drain (it is asked per connection). */
-  readonly #modes = new Map<net.Server, 'http1' | 'socket' | undefined>();
+  readonly #modes = new Map<net.Server, MigrationMode | undefined>();
   #draining = false;
   #migrator: Migrator | undefined;
   #onEmpty: (() => void) | undefined;
@@ -111,6 +126,13 @@ export class ConnectionTracker {
   track(server: net.Server): void {
     if (this.#tracked.has(server)) return;
     this.#tracked.add(server);
+    const h2c = isH2cServer(server);
+    if (h2c) {
+      // Clients then never index request headers, so a session has no HPACK
+      // decoding state and can migrate (migrate/http2-session.ts).
+      (server as http2.Http2Server).updateSettings({ headerTableSize: 0 });
+      server.prependListener('connection', (socket: net.Socket) => (this.#arriving = socket));
+    }
     server.on('connection', (socket: net.Socket) => this.add(socket, server));
     // prependListener: decide keep-alive before the app's handler writes headers.
     server.prependListener('request', (_req: unknown, res: unknown) => {
@@ -124,8 +146,11 @@ export class ConnectionTracker {
     });
     server.on('session', (session: http2.ServerHttp2Session) => {
       this.#sessions.add(session);
+      this.#sessionServer.set(session, server);
+      if (h2c && this.#arriving) followHttp2Session(session, this.#arriving);
+      this.#arriving = undefined;
       session.once('close', () => this.#sessions.delete(session));
-      if (this.#draining) goAway(session);
+      if (this.#draining) this.#considerSession(session);
     });
   }
 
@@ -154,12 +179,28 @@ export class ConnectionTracker {
     if (this.#draining) this.#kept.add(socket);
   }
 
-  #migrates(socket: net.Socket): 'http1' | 'socket' | undefined {
+  #migrates(socket: net.Socket): MigrationMode | undefined {
     if (!this.#migrator || this.#kept.has(socket)) return undefined;
     const server = this.#serverOf.get(socket);
-    if (!server) return undefined;
+    return server && this.#modeOf(server);
+  }
+
+  #modeOf(server: net.Server): MigrationMode | undefined {
+    if (!this.#migrator) return undefined;
     if (!this.#modes.has(server)) this.#modes.set(server, this.#migrator.modeOf(server));
     return this.#modes.get(server);
+  }
+
+  /** A session of a draining generation: migrates when it can, else GOAWAY. */
+  #considerSession(session: http2.ServerHttp2Session): void {
+    const server = this.#sessionServer.get(session);
+    const migrator = this.#migrator;
+    if (!migrator || !server || this.#modeOf(server) !== 'http2') return goAway(session);
+    const fallback = () => {
+      // After a cancelled drain (rollback) the session serves on.
+      if (this.#draining) goAway(session);
+    };
+    if (!migrator.offerSession(session, server, fallback)) goAway(session);
   }
 
   /**
@@ -175,7 +216,8 @@ export class ConnectionTracker {
 
   #consider(socket: net.Socket): void {
     const mode = this.#migrates(socket);
-    if (!mode || socket.destroyed) return;
+    // HTTP/2 connections move as sessions (#considerSession).
+    if (!mode || mode === 'http2' || socket.destroyed) return;
     if (mode === 'socket') {
       if (!this.#migrator!.offer(socket, this.#serverOf.get(socket)!, mode)) this.#kept.add(socket);
       return;
@@ -234,7 +276,7 @@ export class ConnectionTracker {
       if (!this.#migrateAfter(res) && !res.headersSent) res.shouldKeepAlive = false;
     }
     this.#inflight.clear();
-    for (const session of this.#sessions) goAway(session);
+    for (const session of this.#sessions) this.#considerSession(session);
     for (const socket of this.#sockets) this.#consider(socket);
     // The first look at once: connections idle now start leaving without waiting for a turn.
     this.#checkIdle();
@@ -269,6 +311,11 @@ export class ConnectionTracker {
       if (this.#sockets.size === 0) finish();
     });
   }
+}
+
+/** A plain-text HTTP/2 server (`http2.createServer`): the only kind whose sessions can migrate. */
+export function isH2cServer(server: net.Server): boolean {
+  return typeof (server as Partial<http2.Http2Server>).updateSettings === 'function' && !(server instanceof tls.Server);
 }
 
 /**

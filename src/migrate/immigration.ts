@@ -2,6 +2,7 @@ import net from 'node:net';
 
 import type { Frame, ConnectionsAckPayload, ConnectionsPayload } from '../protocol/frames.js';
 import type { SocketMigration } from './emigration.js';
+import { adoptHttp2Session, type Http2Travel } from './http2-session.js';
 import { adoptWebSocket, type WebSocketMigration, type WebSocketTravel, type WssLike } from './websocket.js';
 import { closeQuietly } from '../native/socket-info.js';
 
@@ -17,6 +18,10 @@ export interface ImmigrationHost {
   park(fd: number, server: net.Server, listener: string): void;
   /** Tracks a socket the app adopted itself (raw connections), for the next drain. */
   track(socket: net.Socket, server: net.Server): void;
+  /** Bounds the wait for a migrated HTTP/2 connection's fence. */
+  migrateTimeoutMs: number;
+  /** A migrated connection lost after it was acknowledged (its bytes were not what was promised). */
+  onLost(listener: string, why: string): void;
 }
 
 /**
@@ -44,6 +49,14 @@ export function adoptConnections(frame: Frame, host: ImmigrationHost): { ack: Co
     if (!server || (entry.kind === 'socket' && !handlers) || (entry.kind === 'websocket' && !wsHandlers)) {
       closeQuietly(fd);
       ack.refused.push({ id: entry.id, reason: `listener '${entry.listener}' has no ${entry.kind} handler in this generation` });
+      return;
+    }
+    if (entry.kind === 'http2') {
+      // The session starts once the client's bytes up to the fence are read (see http2-session.ts).
+      sockets.push(
+        adoptHttp2Session(fd, server, entry.state as Http2Travel, host.migrateTimeoutMs, (why) => host.onLost(entry.listener, why)),
+      );
+      ack.adopted.push(entry.id);
       return;
     }
     if (entry.kind === 'http1') {

@@ -1,17 +1,21 @@
 /**
  * The predecessor's migration policy for one drain: which connections can
- * leave (plain HTTP/1.1, and raw sockets of servers registered with
- * migrateSockets) and how each is offered to the successor, batched by an
+ * leave (plain HTTP/1.1, h2c sessions, and raw sockets of servers registered
+ * with migrateSockets) and how each is offered to the successor, batched by an
  * {@link Emigration}.
  */
 import http from 'node:http';
 import type net from 'node:net';
 import { BatonError, isBatonError } from '../core/errors.js';
-import type { Migrator } from '../drain/connection-tracker.js';
+import { debuglog } from 'node:util';
+import { isH2cServer, type Migrator } from '../drain/connection-tracker.js';
 import type { FramePeer } from '../protocol/frame-peer.js';
 import { Emigration, type SocketMigration } from './emigration.js';
+import { offerHttp2Session } from './http2-session.js';
 import { offerRawSocket } from './raw-socket.js';
 import { offerWebSocket, type WebSocketMigration, type WssLike } from './websocket.js';
+
+const debug = debuglog('baton:migrate');
 
 /** What the migrator needs of its generation. */
 export interface MigratorHost {
@@ -58,9 +62,15 @@ export function createMigrator(successor: FramePeer, host: MigratorHost): { migr
       const name = host.nameOf(server);
       if (name === undefined) return undefined;
       if (host.socketHandlers(name)) return 'socket';
-      // Plain HTTP/1.1 only: TLS and HTTP/2 session state cannot leave the process.
+      if (isH2cServer(server)) return 'http2';
+      // Plain HTTP/1.1: TLS session state cannot leave the process.
       return server instanceof http.Server ? 'http1' : undefined;
     },
+    offerSession: (session, server, fallback) =>
+      offerHttp2Session(emigration, session, host.nameOf(server)!, s.migrateTimeoutMs, (why) => {
+        debug('an HTTP/2 session stays and gets GOAWAY: %s', why);
+        fallback();
+      }),
     offer: (socket, server, mode) => {
       const name = host.nameOf(server)!;
       if (mode === 'http1') return emigration.offer(socket, name, 'http1');

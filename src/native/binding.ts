@@ -70,6 +70,11 @@ export interface NativeBinding {
   sendmsg(fd: number, buffer: Uint8Array, offset: number, length: number, fds: readonly number[]): number;
   /** One recvmsg(MSG_CMSG_CLOEXEC) into `buffer`; -EAGAIN when nothing is queued. */
   recvmsg(fd: number, buffer: Uint8Array): RawReceived | number;
+  /**
+   * recv(MSG_PEEK | MSG_DONTWAIT) into `buffer`: what the kernel holds for a connected socket,
+   * left in place. Bytes copied, 0 at EOF, -EAGAIN when nothing is queued.
+   */
+  peek(fd: number, buffer: Uint8Array): number;
   /** close(2); 0 or -errno. */
   close(fd: number): number;
   /** fcntl(F_DUPFD_CLOEXEC, 3): a new fd ≥ 3 that the caller owns. */

@@ -111,7 +111,7 @@ export interface DonePayload {
 }
 
 /** What kind of connection is migrated, which decides how the successor adopts it. */
-export type MigratedKind = 'http1' | 'socket' | 'websocket';
+export type MigratedKind = 'http1' | 'socket' | 'websocket' | 'http2';
 
 /** One live connection in a Connections frame; its fd rides on the frame, in entry order. */
 export interface MigratedConnection {
@@ -122,7 +122,7 @@ export interface MigratedConnection {
   kind: MigratedKind;
   /** Bytes read from the socket but not consumed by the app, base64 (kinds 'socket', 'websocket'). */
   head?: string;
-  /** State for this connection (kinds 'socket', 'websocket'), JSON. */
+  /** State for this connection (kinds 'socket', 'websocket', 'http2'), JSON. */
   state?: unknown;
 }
 

@@ -1,0 +1,245 @@
+/**
+ * Moving a live HTTP/2 (h2c) connection to the successor, without the client
+ * seeing anything: no GOAWAY, no refused stream, the same TCP connection.
+ *
+ * A session's state is mostly nghttp2's, which cannot leave the process, so
+ * the connection moves at a point where there is almost none of it:
+ *
+ * - **No HPACK decoding state.** Servers baton tracks advertise
+ *   SETTINGS_HEADER_TABLE_SIZE 0, so clients never index request headers (the
+ *   static table and Huffman coding still apply); a session moves only when its
+ *   decoding table is empty. The encoding table needs nothing: a fresh encoder
+ *   only refers to entries it inserted itself, which are the newest in the
+ *   client's table and the last the client evicts.
+ * - **No stream.** Reading stops (new bytes stay in the kernel and travel with
+ *   the fd); the streams already read finish and their bytes flush.
+ * - **A frame boundary.** Bytes nghttp2 read are gone, so the unread ones must
+ *   start at a frame boundary. The predecessor sends a PING with a random
+ *   payload (the fence) once reading stopped; its acknowledgement lands in the
+ *   unread bytes, and walking frame headers from the first unread byte must
+ *   reach it exactly (checked with MSG_PEEK, nothing consumed).
+ * - **Settings and windows.** The successor's fresh session is fed a
+ *   synthetic client preface: the client's settings and a WINDOW_UPDATE up to
+ *   the send window the client granted. Its SETTINGS acknowledgement is
+ *   dropped on the way out (Http2Bridge); the fence's acknowledgement and
+ *   frames about streams that ended here are dropped on the way in.
+ *
+ * What cannot meet these conditions within the migration timeout (a stream
+ * waiting on the client, a send window below the initial 65 535, a server that
+ * widened its own receive window, pushed streams, TLS) gets the GOAWAY drain.
+ */
+import { randomBytes } from 'node:crypto';
+import net from 'node:net';
+import type http2 from 'node:http2';
+import { loadBinding } from '../native/binding.js';
+import type { Emigration } from './emigration.js';
+import { Http2Bridge } from './http2-bridge.js';
+import {
+  FRAME_HEADER_BYTES,
+  INITIAL_WINDOW,
+  connectionWindowIncrements,
+  isConnectionWindowUpdate,
+  scanToFence,
+  syntheticPreface,
+  type ClientSettings,
+} from './http2-wire.js';
+import { resumeReading, socketFd, stopReading } from './socket-control.js';
+
+/** What travels with a migrating HTTP/2 connection (its entry's state). */
+export interface Http2Travel {
+  settings: ClientSettings;
+  /**
+   * The connection send window the client had granted as this process last
+   * read it; WINDOW_UPDATEs among the unread bytes add to it.
+   */
+  sendWindow: number;
+  /** The fence's PING payload, base64. */
+  fence: string;
+  /** Highest client stream id this process saw: frames about these streams are dropped. */
+  lastStream: number;
+  /** Largest frame the client may send (this server's SETTINGS_MAX_FRAME_SIZE). */
+  maxFrameSize: number;
+}
+
+interface Followed {
+  /** The connection's socket: the native one, or the bridge of a session that migrated here. */
+  conn: net.Socket | Http2Bridge;
+  open: number;
+  last: number;
+}
+
+const followed = new WeakMap<http2.ServerHttp2Session, Followed>();
+
+/**
+ * Starts following a session of a tracked server: its connection, and how many
+ * streams are open (Node does not say). Call from the server's 'session' event.
+ */
+export function followHttp2Session(session: http2.ServerHttp2Session, conn: net.Socket | Http2Bridge): void {
+  const f: Followed = { conn, open: 0, last: 0 };
+  followed.set(session, f);
+  // One function per session (a closed stream no longer knows its session).
+  const closed = () => f.open--;
+  session.on('stream', (stream: http2.ServerHttp2Stream) => {
+    f.open++;
+    if ((stream.id ?? 0) > f.last) f.last = stream.id!;
+    stream.once('close', closed);
+  });
+}
+
+/** Bytes of a session's unread input looked at for the fence (its requests are small: flow control bounds bodies). */
+const PEEK_BYTES = 256 * 1024;
+let peekBuffer: Buffer | undefined;
+/** How often a freezing session's conditions are looked at. */
+const POLL_MS = 1;
+
+type NativeHandle = { writeQueueSize?: number };
+
+/** Why this session cannot start migrating at all, or undefined. */
+function cannotMove(session: http2.ServerHttp2Session, f: Followed | undefined): string | undefined {
+  if (!f) return 'not followed';
+  if (session.closed || session.destroyed) return 'closing';
+  if (session.pendingSettingsAck) return 'its settings are not acknowledged yet';
+  if (session.localSettings.headerTableSize !== 0) return 'the client may index request headers';
+  if (session.state.nextStreamID !== 2) return 'it pushed streams';
+  const socket = f.conn instanceof Http2Bridge ? f.conn.socket : f.conn;
+  if (socketFd(socket) === undefined) return 'no fd';
+  return undefined;
+}
+
+/**
+ * Freezes an HTTP/2 session and, once it meets the conditions above, offers
+ * its connection to the emigration. Returns false when it cannot start (the
+ * caller drains the session with GOAWAY); `fallback` runs when it started but
+ * could not leave (reading has resumed; drain it with GOAWAY).
+ */
+export function offerHttp2Session(
+  emigration: Emigration,
+  session: http2.ServerHttp2Session,
+  name: string,
+  timeoutMs: number,
+  fallback: (why: string) => void,
+): boolean {
+  const f = followed.get(session);
+  if (cannotMove(session, f) !== undefined) return false;
+  const conn = f!.conn;
+  const bridge = conn instanceof Http2Bridge ? conn : undefined;
+  const socket = bridge ? bridge.socket : (conn as net.Socket);
+  const fd = socketFd(socket)!;
+  if (!stopReading(socket)) return false;
+  const fence = randomBytes(8);
+  const resume = () => resumeReading(socket);
+  if (!session.ping(fence, () => {})) {
+    resume();
+    return false;
+  }
+  const started = performance.now();
+  const giveUp = (why: string) => {
+    resume();
+    fallback(why);
+  };
+  const check = () => {
+    if (session.destroyed || socket.destroyed) return; // ended meanwhile: nothing to move
+    if (performance.now() - started > timeoutMs) return giveUp(`no quiet point within ${timeoutMs} ms`);
+    const st = session.state;
+    const handle = (socket as unknown as { _handle?: NativeHandle })._handle;
+    const flushed =
+      f!.open === 0 &&
+      st.outboundQueueSize === 0 &&
+      (handle?.writeQueueSize ?? 0) === 0 &&
+      socket.writableLength === 0 &&
+      (!bridge || (bridge.writableLength === 0 && bridge.readableLength === 0));
+    if (!flushed) return void setTimeout(check, POLL_MS);
+    peekBuffer ??= Buffer.alloc(PEEK_BYTES);
+    const n = loadBinding().peek(fd, peekBuffer);
+    if (n === 0) return resume(); // the client closed: reading again lets the session see it end
+    if (n < 0) return void setTimeout(check, POLL_MS); // -EAGAIN: the fence is on its way
+    const scan = scanToFence(peekBuffer.subarray(0, n), fence, session.localSettings.maxFrameSize ?? 16_384);
+    if (scan.misaligned !== undefined) return giveUp(`its unread bytes do not start at a frame boundary (${scan.misaligned})`);
+    if (!scan.found) {
+      if (n === PEEK_BYTES) return giveUp(`more than ${PEEK_BYTES} bytes arrived before the fence`);
+      return void setTimeout(check, POLL_MS);
+    }
+    if ((st.inflateDynamicTableSize ?? 0) !== 0) return giveUp('its header decoding table is not empty');
+    const sendWindow = st.remoteWindowSize ?? 0;
+    const granted = sendWindow + connectionWindowIncrements(peekBuffer, scan.frames);
+    // A fresh session believes the client grants 65 535 and can only be told more.
+    if (granted < INITIAL_WINDOW) return giveUp(`the client's window (${granted}) is below the initial ${INITIAL_WINDOW}`);
+    const receiveWindow = (st.effectiveLocalWindowSize ?? 0) - (st.effectiveRecvDataLength ?? 0);
+    if (receiveWindow > INITIAL_WINDOW) return giveUp(`this server widened its receive window (${receiveWindow})`);
+    const travel: Http2Travel = {
+      settings: clientSettings(session.remoteSettings),
+      sendWindow,
+      fence: fence.toString('base64'),
+      lastStream: Math.max(f!.last, st.lastProcStreamID ?? 0),
+      maxFrameSize: session.localSettings.maxFrameSize ?? 16_384,
+    };
+    const offered = emigration.offer(socket, name, 'http2', { state: travel, restore: () => fallback('refused by the successor') });
+    if (!offered) giveUp('migration stopped');
+  };
+  setTimeout(check, POLL_MS);
+  return true;
+}
+
+function clientSettings(s: http2.Settings): ClientSettings {
+  return {
+    headerTableSize: s.headerTableSize,
+    enablePush: s.enablePush,
+    maxConcurrentStreams: s.maxConcurrentStreams,
+    initialWindowSize: s.initialWindowSize,
+    maxFrameSize: s.maxFrameSize,
+    maxHeaderListSize: s.maxHeaderListSize,
+  };
+}
+
+/**
+ * The successor's side: reads the connection up to the fence's
+ * acknowledgement (already in the kernel when the fd was sent), then starts a
+ * session of `server` on it behind an {@link Http2Bridge} fed the synthetic
+ * preface. Owns `fd` from the call on. `onLost` is told if the bytes are not
+ * what the predecessor promised (the connection is closed then).
+ */
+export function adoptHttp2Session(
+  fd: number,
+  server: net.Server,
+  travel: Http2Travel,
+  timeoutMs: number,
+  onLost: (why: string) => void,
+): net.Socket {
+  const socket = new net.Socket({ fd, readable: true, writable: true });
+  const fence = Buffer.from(travel.fence, 'base64');
+  let data: Buffer = Buffer.alloc(0);
+  const lose = (why: string) => {
+    clearTimeout(timer);
+    socket.off('data', onData);
+    socket.destroy();
+    onLost(why);
+  };
+  const timer = setTimeout(() => lose(`the fence did not arrive within ${timeoutMs} ms`), timeoutMs);
+  const onData = (chunk: Buffer) => {
+    data = data.length === 0 ? chunk : Buffer.concat([data, chunk]);
+    const scan = scanToFence(data, fence, travel.maxFrameSize);
+    if (scan.misaligned !== undefined) return lose(scan.misaligned);
+    if (!scan.found) return;
+    clearTimeout(timer);
+    socket.off('data', onData);
+    socket.off('end', onEnd);
+    stopReading(socket);
+    socket.pause();
+    // Frames about streams that ended in the predecessor (a late RST_STREAM or
+    // WINDOW_UPDATE) name streams this session never saw: it would call that a
+    // protocol error. Only the client's frames sent before the fence can.
+    // Connection WINDOW_UPDATEs among them are merged into the preface's one.
+    const granted = travel.sendWindow + connectionWindowIncrements(data, scan.frames);
+    const kept = scan.frames
+      .filter((h) => (h.stream === 0 && !isConnectionWindowUpdate(h)) || h.stream > travel.lastStream)
+      .map((h) => data.subarray(h.at, h.at + FRAME_HEADER_BYTES + h.length));
+    const head = Buffer.concat([syntheticPreface(travel.settings, granted), ...kept, data.subarray(scan.fenceAt + 17)]);
+    server.emit('connection', new Http2Bridge(socket, head));
+    socket.resume();
+  };
+  const onEnd = () => lose('the client closed the connection before the fence');
+  socket.on('data', onData);
+  socket.once('end', onEnd);
+  socket.on('error', () => {}); // a reset before the session exists: 'close' follows
+  return socket;
+}
