@@ -1,4 +1,6 @@
+import http from 'node:http';
 import net from 'node:net';
+import { isH2cServer } from '../drain/connection-tracker.js';
 
 import type { Frame, ConnectionsAckPayload, ConnectionsPayload } from '../protocol/frames.js';
 import type { SocketMigration } from './emigration.js';
@@ -49,6 +51,16 @@ export function adoptConnections(frame: Frame, host: ImmigrationHost): { ack: Co
     if (!server || (entry.kind === 'socket' && !handlers) || (entry.kind === 'websocket' && !wsHandlers)) {
       closeQuietly(fd);
       ack.refused.push({ id: entry.id, reason: `listener '${entry.listener}' has no ${entry.kind} handler in this generation` });
+      return;
+    }
+    // A listener whose server changed protocol in this version cannot take the connection: it stays and drains there.
+    const speaks = entry.kind === 'http2' ? isH2cServer(server) : entry.kind === 'http1' ? server instanceof http.Server : true;
+    if (!speaks) {
+      closeQuietly(fd);
+      ack.refused.push({
+        id: entry.id,
+        reason: `listener '${entry.listener}' is not served by ${entry.kind === 'http2' ? 'an h2c' : 'an HTTP/1.1'} server here`,
+      });
       return;
     }
     if (entry.kind === 'http2') {
