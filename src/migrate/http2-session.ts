@@ -29,6 +29,7 @@
  * widened its own receive window, pushed streams, TLS) gets the GOAWAY drain.
  */
 import { randomBytes } from 'node:crypto';
+import { constants } from 'node:os';
 import net from 'node:net';
 import type http2 from 'node:http2';
 import { loadBinding } from '../native/binding.js';
@@ -89,6 +90,7 @@ export function followHttp2Session(session: http2.ServerHttp2Session, conn: net.
 /** Bytes of a session's unread input looked at for the fence (its requests are small: flow control bounds bodies). */
 const PEEK_BYTES = 256 * 1024;
 let peekBuffer: Buffer | undefined;
+const EAGAIN = constants.errno.EAGAIN;
 /** How often a freezing session's conditions are looked at. */
 const POLL_MS = 1;
 
@@ -125,9 +127,9 @@ export function offerHttp2Session(
   const bridge = conn instanceof Http2Bridge ? conn : undefined;
   const socket = bridge ? bridge.socket : (conn as net.Socket);
   const fd = socketFd(socket)!;
-  if (!stopReading(socket)) return false;
+  if (!(bridge ? bridge.freeze() : stopReading(socket))) return false;
   const fence = randomBytes(8);
-  const resume = () => resumeReading(socket);
+  const resume = () => (bridge ? bridge.thaw() : resumeReading(socket));
   if (!session.ping(fence, () => {})) {
     resume();
     return false;
@@ -147,12 +149,15 @@ export function offerHttp2Session(
       st.outboundQueueSize === 0 &&
       (handle?.writeQueueSize ?? 0) === 0 &&
       socket.writableLength === 0 &&
+      // A bridged session's bytes read from the kernel but not yet in nghttp2 must get there first.
+      socket.readableLength === 0 &&
       (!bridge || (bridge.writableLength === 0 && bridge.readableLength === 0));
     if (!flushed) return void setTimeout(check, POLL_MS);
     peekBuffer ??= Buffer.alloc(PEEK_BYTES);
     const n = loadBinding().peek(fd, peekBuffer);
-    if (n === 0) return resume(); // the client closed: reading again lets the session see it end
-    if (n < 0) return void setTimeout(check, POLL_MS); // -EAGAIN: the fence is on its way
+    if (n === -EAGAIN) return void setTimeout(check, POLL_MS); // the fence is on its way
+    // The client closed (0) or reset (-errno): reading again lets the session see it end.
+    if (n <= 0) return resume();
     const scan = scanToFence(peekBuffer.subarray(0, n), fence, session.localSettings.maxFrameSize ?? 16_384);
     if (scan.misaligned !== undefined) return giveUp(`its unread bytes do not start at a frame boundary (${scan.misaligned})`);
     if (!scan.found) {
@@ -173,7 +178,13 @@ export function offerHttp2Session(
       lastStream: Math.max(f!.last, st.lastProcStreamID ?? 0),
       maxFrameSize: session.localSettings.maxFrameSize ?? 16_384,
     };
-    const offered = emigration.offer(socket, name, 'http2', { state: travel, restore: () => fallback('refused by the successor') });
+    const offered = emigration.offer(socket, name, 'http2', {
+      state: travel,
+      restore: () => {
+        if (bridge) bridge.thaw();
+        fallback('refused by the successor');
+      },
+    });
     if (!offered) giveUp('migration stopped');
   };
   setTimeout(check, POLL_MS);
