@@ -24,9 +24,12 @@
  *   dropped on the way out (Http2Bridge); the fence's acknowledgement and
  *   frames about streams that ended here are dropped on the way in.
  *
+ * A client window below the initial 65 535 is kept by the bridge until the
+ * client's WINDOW_UPDATEs cover the difference (see Http2Bridge).
+ *
  * What cannot meet these conditions within the migration timeout (a stream
- * waiting on the client, a send window below the initial 65 535, a server that
- * widened its own receive window, pushed streams, TLS) gets the GOAWAY drain.
+ * waiting on the client, a server that widened its own receive window, pushed
+ * streams, TLS) gets the GOAWAY drain.
  */
 import { randomBytes } from 'node:crypto';
 import { constants } from 'node:os';
@@ -91,6 +94,9 @@ export function followHttp2Session(session: http2.ServerHttp2Session, conn: net.
 const PEEK_BYTES = 256 * 1024;
 let peekBuffer: Buffer | undefined;
 const EAGAIN = constants.errno.EAGAIN;
+/** Longest a session stays frozen waiting for its quiet point, per attempt (and how long it reads between attempts). */
+const QUIET_ATTEMPT_MS = 100;
+const QUIET_ATTEMPTS = 5;
 /** How often a freezing session's conditions are looked at. */
 const POLL_MS = 1;
 
@@ -113,6 +119,13 @@ function cannotMove(session: http2.ServerHttp2Session, f: Followed | undefined):
  * its connection to the emigration. Returns false when it cannot start (the
  * caller drains the session with GOAWAY); `fallback` runs when it started but
  * could not leave (reading has resumed; drain it with GOAWAY).
+ *
+ * A frozen session reads nothing, so a stream that needs its client — a
+ * request body still arriving, a response waiting for a WINDOW_UPDATE — cannot
+ * finish. So a freeze lasts at most QUIET_ATTEMPT_MS: if the session is not
+ * quiet by then it reads again for as long, and tries again, up to
+ * QUIET_ATTEMPTS times (within `timeoutMs`); a session that never quiets (a
+ * client downloading without pause through a small window) gets GOAWAY.
  */
 export function offerHttp2Session(
   emigration: Emigration,
@@ -127,67 +140,81 @@ export function offerHttp2Session(
   const bridge = conn instanceof Http2Bridge ? conn : undefined;
   const socket = bridge ? bridge.socket : (conn as net.Socket);
   const fd = socketFd(socket)!;
-  if (!(bridge ? bridge.freeze() : stopReading(socket))) return false;
-  const fence = randomBytes(8);
-  const resume = () => (bridge ? bridge.thaw() : resumeReading(socket));
-  if (!session.ping(fence, () => {})) {
-    resume();
-    return false;
-  }
   const started = performance.now();
+  const freeze = (): Buffer | undefined => {
+    if (!(bridge ? bridge.freeze() : stopReading(socket))) return undefined;
+    const fence = randomBytes(8);
+    if (session.ping(fence, () => {})) return fence;
+    resume();
+    return undefined;
+  };
+  const resume = () => (bridge ? bridge.thaw() : resumeReading(socket));
   const giveUp = (why: string) => {
     resume();
     fallback(why);
   };
-  const check = () => {
-    if (session.destroyed || socket.destroyed) return; // ended meanwhile: nothing to move
-    if (performance.now() - started > timeoutMs) return giveUp(`no quiet point within ${timeoutMs} ms`);
-    const st = session.state;
-    const handle = (socket as unknown as { _handle?: NativeHandle })._handle;
-    const flushed =
-      f!.open === 0 &&
-      st.outboundQueueSize === 0 &&
-      (handle?.writeQueueSize ?? 0) === 0 &&
-      socket.writableLength === 0 &&
-      // A bridged session's bytes read from the kernel but not yet in nghttp2 must get there first.
-      socket.readableLength === 0 &&
-      (!bridge || (bridge.writableLength === 0 && bridge.readableLength === 0));
-    if (!flushed) return void setTimeout(check, POLL_MS);
-    peekBuffer ??= Buffer.alloc(PEEK_BYTES);
-    const n = loadBinding().peek(fd, peekBuffer);
-    if (n === -EAGAIN) return void setTimeout(check, POLL_MS); // the fence is on its way
-    // The client closed (0) or reset (-errno): reading again lets the session see it end.
-    if (n <= 0) return resume();
-    const scan = scanToFence(peekBuffer.subarray(0, n), fence, session.localSettings.maxFrameSize ?? 16_384);
-    if (scan.misaligned !== undefined) return giveUp(`its unread bytes do not start at a frame boundary (${scan.misaligned})`);
-    if (!scan.found) {
-      if (n === PEEK_BYTES) return giveUp(`more than ${PEEK_BYTES} bytes arrived before the fence`);
-      return void setTimeout(check, POLL_MS);
-    }
-    if ((st.inflateDynamicTableSize ?? 0) !== 0) return giveUp('its header decoding table is not empty');
-    const sendWindow = st.remoteWindowSize ?? 0;
-    const granted = sendWindow + connectionWindowIncrements(peekBuffer, scan.frames);
-    // A fresh session believes the client grants 65 535 and can only be told more.
-    if (granted < INITIAL_WINDOW) return giveUp(`the client's window (${granted}) is below the initial ${INITIAL_WINDOW}`);
-    const receiveWindow = (st.effectiveLocalWindowSize ?? 0) - (st.effectiveRecvDataLength ?? 0);
-    if (receiveWindow > INITIAL_WINDOW) return giveUp(`this server widened its receive window (${receiveWindow})`);
-    const travel: Http2Travel = {
-      settings: clientSettings(session.remoteSettings),
-      sendWindow,
-      fence: fence.toString('base64'),
-      lastStream: Math.max(f!.last, st.lastProcStreamID ?? 0),
-      maxFrameSize: session.localSettings.maxFrameSize ?? 16_384,
+  const attempt = (n: number, fence: Buffer) => {
+    const frozenAt = performance.now();
+    const check = () => {
+      if (session.destroyed || socket.destroyed) return; // ended meanwhile: nothing to move
+      const now = performance.now();
+      if (now - frozenAt > QUIET_ATTEMPT_MS || now - started > timeoutMs) {
+        if (n >= QUIET_ATTEMPTS || now - started > timeoutMs) return giveUp(`no quiet point in ${n} attempts of ${QUIET_ATTEMPT_MS} ms`);
+        // Let the streams that need their client go on (the fence's ack is read as an ordinary one), then try again.
+        resume();
+        return void setTimeout(() => {
+          if (session.destroyed || socket.destroyed || session.closed) return;
+          const next = freeze();
+          if (next) attempt(n + 1, next);
+          else fallback('it could not be frozen again');
+        }, QUIET_ATTEMPT_MS);
+      }
+      const st = session.state;
+      const handle = (socket as unknown as { _handle?: NativeHandle })._handle;
+      const flushed =
+        f!.open === 0 &&
+        st.outboundQueueSize === 0 &&
+        (handle?.writeQueueSize ?? 0) === 0 &&
+        socket.writableLength === 0 &&
+        // A bridged session's bytes read from the kernel but not yet in nghttp2 must get there first.
+        socket.readableLength === 0 &&
+        (!bridge || (bridge.writableLength === 0 && bridge.readableLength === 0));
+      if (!flushed) return void setTimeout(check, POLL_MS);
+      peekBuffer ??= Buffer.alloc(PEEK_BYTES);
+      const peeked = loadBinding().peek(fd, peekBuffer);
+      if (peeked === -EAGAIN) return void setTimeout(check, POLL_MS); // the fence is on its way
+      // The client closed (0) or reset (-errno): reading again lets the session see it end.
+      if (peeked <= 0) return resume();
+      const scan = scanToFence(peekBuffer.subarray(0, peeked), fence, session.localSettings.maxFrameSize ?? 16_384);
+      if (scan.misaligned !== undefined) return giveUp(`its unread bytes do not start at a frame boundary (${scan.misaligned})`);
+      if (!scan.found) {
+        if (peeked === PEEK_BYTES) return giveUp(`more than ${PEEK_BYTES} bytes arrived before the fence`);
+        return void setTimeout(check, POLL_MS);
+      }
+      if ((st.inflateDynamicTableSize ?? 0) !== 0) return giveUp('its header decoding table is not empty');
+      const receiveWindow = (st.effectiveLocalWindowSize ?? 0) - (st.effectiveRecvDataLength ?? 0);
+      if (receiveWindow > INITIAL_WINDOW) return giveUp(`this server widened its receive window (${receiveWindow})`);
+      const travel: Http2Travel = {
+        settings: clientSettings(session.remoteSettings),
+        sendWindow: st.remoteWindowSize ?? 0,
+        fence: fence.toString('base64'),
+        lastStream: Math.max(f!.last, st.lastProcStreamID ?? 0),
+        maxFrameSize: session.localSettings.maxFrameSize ?? 16_384,
+      };
+      const offered = emigration.offer(socket, name, 'http2', {
+        state: travel,
+        restore: () => {
+          if (bridge) bridge.thaw();
+          fallback('refused by the successor');
+        },
+      });
+      if (!offered) giveUp('migration stopped');
     };
-    const offered = emigration.offer(socket, name, 'http2', {
-      state: travel,
-      restore: () => {
-        if (bridge) bridge.thaw();
-        fallback('refused by the successor');
-      },
-    });
-    if (!offered) giveUp('migration stopped');
+    setTimeout(check, POLL_MS);
   };
-  setTimeout(check, POLL_MS);
+  const fence = freeze();
+  if (!fence) return false;
+  attempt(1, fence);
   return true;
 }
 
@@ -244,8 +271,8 @@ export function adoptHttp2Session(
     const kept = scan.frames
       .filter((h) => (h.stream === 0 && !isConnectionWindowUpdate(h)) || h.stream > travel.lastStream)
       .map((h) => data.subarray(h.at, h.at + FRAME_HEADER_BYTES + h.length));
-    const head = Buffer.concat([syntheticPreface(travel.settings, granted), ...kept, data.subarray(scan.fenceAt + 17)]);
-    server.emit('connection', new Http2Bridge(socket, head));
+    const head = Buffer.concat([syntheticPreface(travel.settings, granted), ...kept]);
+    server.emit('connection', new Http2Bridge(socket, head, data.subarray(scan.fenceAt + 17), granted));
     socket.resume();
   };
   const onEnd = () => lose('the client closed the connection before the fence');

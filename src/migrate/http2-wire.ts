@@ -83,7 +83,8 @@ export function scanToFence(data: Buffer, fence: Buffer, maxFrameSize: number): 
   return { found: false };
 }
 
-function frame(type: number, flags: number, stream: number, payload: Buffer): Buffer {
+/** One frame: the 9-byte header (length, type, flags, stream) and `payload`. */
+export function encodeFrame(type: number, flags: number, stream: number, payload: Buffer): Buffer {
   const head = Buffer.alloc(FRAME_HEADER_BYTES);
   head.writeUIntBE(payload.length, 0, 3);
   head[3] = type;
@@ -118,7 +119,7 @@ function settingsFrame(s: ClientSettings): Buffer {
   put(0x4, s.initialWindowSize, INITIAL_WINDOW);
   put(0x5, s.maxFrameSize, 16_384);
   put(0x6, s.maxHeaderListSize, 2 ** 32 - 1);
-  return frame(FrameKind.SETTINGS, 0, 0, Buffer.concat(entries));
+  return encodeFrame(FrameKind.SETTINGS, 0, 0, Buffer.concat(entries));
 }
 
 /**
@@ -133,7 +134,7 @@ export function syntheticPreface(settings: ClientSettings, sendWindow: number): 
   if (sendWindow > INITIAL_WINDOW) {
     const increment = Buffer.alloc(4);
     increment.writeUInt32BE(sendWindow - INITIAL_WINDOW);
-    parts.push(frame(FrameKind.WINDOW_UPDATE, 0, 0, increment));
+    parts.push(encodeFrame(FrameKind.WINDOW_UPDATE, 0, 0, increment));
   }
   return Buffer.concat(parts);
 }
