@@ -19,16 +19,17 @@
  *   unread bytes, and walking frame headers from the first unread byte must
  *   reach it exactly (checked with MSG_PEEK, nothing consumed).
  * - **Settings and windows.** The successor's fresh session is fed a
- *   synthetic client preface: the client's settings and a WINDOW_UPDATE up to
- *   the send window the client granted. Its SETTINGS acknowledgement is
+ *   synthetic client preface: the client's settings and one WINDOW_UPDATE up
+ *   to the send window the client granted (the connection WINDOW_UPDATEs among
+ *   the unread bytes included: it replaces them). Its SETTINGS acknowledgement is
  *   dropped on the way out (Http2Bridge); the fence's acknowledgement and
  *   frames about streams that ended here are dropped on the way in.
  *
  * A client window below the initial 65 535 is kept by the bridge until the
  * client's WINDOW_UPDATEs cover the difference (see Http2Bridge).
  *
- * What cannot meet these conditions within the migration timeout (a stream
- * waiting on the client, a server that widened its own receive window, pushed
+ * What cannot meet these conditions (a session that never quiets within its
+ * freeze attempts, a server that widened its own receive window, pushed
  * streams, TLS) gets the GOAWAY drain.
  */
 import { randomBytes } from 'node:crypto';
