@@ -1,33 +1,24 @@
 import { once, EventEmitter } from 'node:events';
-import net from 'node:net';
+import type net from 'node:net';
 import type { ChildProcess } from 'node:child_process';
 import { debuglog } from 'node:util';
 import { BatonError, asError, isBatonError } from './core/errors.js';
 import { removeOwnPidFile, writePidFile } from './core/atomic-file.js';
 import { PhaseMachine, type Phase } from './core/phase.js';
-import { ConnectionTracker, type DrainReport, type Migrator } from './drain/connection-tracker.js';
-import { Emigration, type SocketMigration } from './migrate/emigration.js';
+import type { ConnectionTracker, DrainReport } from './drain/connection-tracker.js';
+import type { SocketMigration } from './migrate/emigration.js';
 import { adoptConnections } from './migrate/immigration.js';
 import { Parking } from './migrate/parking.js';
 import type { WebSocketMigration, WssLike } from './migrate/websocket.js';
 import { spawnSuccessor, type ExecCommand } from './handover/exec.js';
 import { LISTEN_FDS_START } from './handover/inherit.js';
-import { UpgradeSocket } from './handover/upgrade-socket.js';
-import { ListenerSet, type ListenAddress, type Listener } from './listeners/listener-set.js';
+import { PredecessorSide } from './handover/predecessor.js';
+import type { ListenerSet, ListenAddress, Listener } from './listeners/listener-set.js';
 import { UnixChannel, probeUnixSocket } from './native/unix-channel.js';
 import { FramePeer, isPeerLoss } from './protocol/frame-peer.js';
-import { checkHello, greetPredecessor } from './handover/greeting.js';
-import { childExit, explainSuccessorFailure, stopSuccessorProcess } from './handover/successor-process.js';
-import { createMigrator, offerWebSockets } from './migrate/migrator.js';
+import { greetPredecessor } from './handover/greeting.js';
 import { closeQuietly } from './native/socket-info.js';
-import {
-  FrameType,
-  PROTOCOL_VERSION,
-  type DonePayload,
-  type HelloPayload,
-  type ListenerEntry,
-  type StatePayload,
-} from './protocol/frames.js';
+import { FrameType, type DonePayload, type StatePayload } from './protocol/frames.js';
 
 const debug = debuglog('baton');
 
@@ -133,13 +124,18 @@ export class Generation extends EventEmitter<GenerationEvents> {
   #stateProvider: (() => unknown) | undefined;
   #predecessor: FramePeer | undefined;
   #predecessorReply: Promise<unknown> | undefined;
-  #upgradeSocket: UpgradeSocket | undefined;
   #signalHandler: (() => void) | undefined;
-  #exited: Promise<DrainReport> | undefined;
   readonly #socketHandlers = new Map<string, SocketMigration>();
   readonly #parking = new Parking();
   readonly #websockets = new Map<string, { wss: WssLike; handlers: WebSocketMigration }>();
   #stopRequested = false;
+  /**
+   * This generation as a predecessor: its upgrade socket, the successor it
+   * serves, its drain and rollback (handover/predecessor.ts). Kept apart so
+   * this class reads as the lifecycle: set-up, ready, upgrade, stop, and the
+   * successor's side of a takeover.
+   */
+  readonly #asPredecessor: PredecessorSide;
 
   /** @internal Use {@link start}. */
   constructor(settings: GenerationSettings, beginning: Beginning) {
@@ -152,6 +148,7 @@ export class Generation extends EventEmitter<GenerationEvents> {
     this.#tracker = beginning.tracker;
     this.#state = beginning.state;
     this.#stateProvider = settings.state;
+    this.#asPredecessor = this.#newPredecessorSide();
     this.#phases.on('phase', (to, from) => {
       debug('generation %d (pid %d): %s -> %s', this.number, process.pid, from, to);
       this.emit('phase', to, from);
@@ -271,9 +268,7 @@ export class Generation extends EventEmitter<GenerationEvents> {
     this.#listeners.closeUnclaimed();
     // Start accepting on inherited listeners only now, just before the predecessor stops.
     await this.#listeners.activate();
-    const socket = UpgradeSocket.bind(this.settings.socketPath, (channel) => {
-      void this.#acceptSuccessor(channel);
-    });
+    const socket = this.#asPredecessor.bindUpgradeSocket();
     const peer = this.#predecessor;
     if (peer && !peer.closed) {
       try {
@@ -300,8 +295,7 @@ export class Generation extends EventEmitter<GenerationEvents> {
       throw new BatonError('ERR_BATON_ABORTED', 'the takeover was aborted by the predecessor');
     }
     peer?.channel.unref(); // only the predecessor's Done is still to come
-    socket.publish();
-    this.#upgradeSocket = socket;
+    this.#asPredecessor.publish(socket);
     this.#writePidFile();
     this.#phases.transition('serving');
   }
@@ -336,7 +330,7 @@ export class Generation extends EventEmitter<GenerationEvents> {
       closeQuietly(peerFd);
     }
     const execEntries = entries.map((e, i) => ({ ...e, inheritedFd: LISTEN_FDS_START + i }));
-    return this.#handOver(channel, { via: 'exec', child, entries: execEntries });
+    return this.#asPredecessor.handOverToExec(channel, child, execEntries);
   }
 
   /**
@@ -347,19 +341,21 @@ export class Generation extends EventEmitter<GenerationEvents> {
    */
   stop(options: { drainTimeoutMs?: number } = {}): Promise<DrainReport> {
     this.#stopRequested = true;
-    if (this.#exited) return this.#exited;
+    const draining = this.#asPredecessor.drainRun;
+    if (draining) return draining;
     if (this.phase === 'handing-over') {
       // Wait for the handover's outcome: if it succeeds the drain is already under way.
       return new Promise((resolve, reject) => {
         this.once('phase', () => this.stop(options).then(resolve, reject));
       });
     }
-    return this.#drain(undefined, true, options.drainTimeoutMs);
+    return this.#asPredecessor.drain(undefined, true, options.drainTimeoutMs);
   }
 
   /** Resolves with the drain report once the phase is `'exited'`. */
   async exited(): Promise<DrainReport> {
-    if (this.#exited) return this.#exited;
+    const draining = this.#asPredecessor.drainRun;
+    if (draining) return draining;
     const [report] = (await once(this as EventEmitter, 'drained')) as [DrainReport];
     return report;
   }
@@ -472,287 +468,29 @@ export class Generation extends EventEmitter<GenerationEvents> {
     }
   }
 
-  /** Predecessor side: how connections leave for `successor` during the drain. */
-  #migrator(successor: FramePeer): { migrator: Migrator; emigration: Emigration } {
-    return createMigrator(successor, {
+  /** What the predecessor side may use of this generation (see PredecessorHost). */
+  #newPredecessorSide(): PredecessorSide {
+    return new PredecessorSide({
       settings: this.settings,
-      nameOf: (server) => this.#listeners.of(server)?.name,
-      socketHandlers: (name) => this.#socketHandlers.get(name),
-      keep: (socket) => this.#tracker.keep(socket),
-      onBatch: (info) => this.emit('connections-out', info),
-      onWarning: (err) => this.emit('warning', err),
+      number: this.number,
+      phases: this.#phases,
+      listeners: this.#listeners,
+      tracker: this.#tracker,
+      parking: this.#parking,
+      socketHandlers: this.#socketHandlers,
+      websockets: this.#websockets,
+      stateProvider: () => this.#stateProvider,
+      emit: this.emit.bind(this),
+      writePidFile: () => this.#writePidFile(),
+      retire: () => {
+        this.#removePidFile();
+        this.#removeSignal();
+      },
+      resumeStop: () => {
+        if (this.#stopRequested) void this.stop();
+      },
+      exited: () => this.exited(),
     });
-  }
-
-  /** Predecessor side, at the start of a migrating drain: every open WebSocket of the registered servers. */
-  #offerWebSockets(emigration: Emigration): void {
-    offerWebSockets(emigration, this.#websockets, this.settings.migrateTimeoutMs, (s) => this.#tracker.keep(s));
-  }
-
-  #uidAllowed(uid: number): boolean {
-    const own = process.getuid?.() ?? 0;
-    return uid === own || (uid === 0 && this.settings.allowRoot) || this.settings.allowedUids.includes(uid);
-  }
-
-  async #acceptSuccessor(channel: UnixChannel): Promise<void> {
-    channel.unref();
-    let creds;
-    try {
-      creds = channel.peerCredentials();
-    } catch (err) {
-      channel.close();
-      this.emit('peer-refused', asError(err));
-      return;
-    }
-    const peer = new FramePeer(channel, {
-      maxFrameBytes: this.settings.maxFrameBytes,
-      label: `upgrade peer pid ${creds.pid} uid ${creds.uid}`,
-    });
-    if (!this.#uidAllowed(creds.uid)) {
-      const err = new BatonError(
-        'ERR_BATON_PEER_REFUSED',
-        `upgrade socket ${this.settings.socketPath}: peer pid ${creds.pid} has uid ${creds.uid}, which may not take over a server of uid ${process.getuid?.()}`,
-      );
-      this.emit('peer-refused', err);
-      await peer.fail(err);
-      return;
-    }
-    await this.#handOver(channel, { via: 'takeover', peer, pid: creds.pid }).catch(() => {
-      // Reported through 'upgrade-failed' / 'peer-refused'.
-    });
-  }
-
-  /** Predecessor side of the protocol, for both paths. */
-  async #handOver(
-    channel: UnixChannel,
-    how: { via: 'takeover'; peer: FramePeer; pid: number } | { via: 'exec'; child: ChildProcess; entries: ListenerEntry[] },
-  ): Promise<UpgradeReport> {
-    const s = this.settings;
-    const pid = how.via === 'takeover' ? how.pid : (how.child.pid ?? 0);
-    const peer =
-      how.via === 'takeover' ? how.peer : new FramePeer(channel, { maxFrameBytes: s.maxFrameBytes, label: `successor pid ${pid}` });
-    peer.label = `successor pid ${pid}`;
-    const child = how.via === 'exec' ? how.child : undefined;
-    const exitPromise = child ? childExit(child) : undefined;
-
-    let hello: HelloPayload;
-    try {
-      const frame = await peer.expect(
-        FrameType.Hello,
-        how.via === 'exec' ? s.readyTimeoutMs : s.helloTimeoutMs,
-        () =>
-          new BatonError(
-            how.via === 'exec' ? 'ERR_BATON_READY_TIMEOUT' : 'ERR_BATON_HELLO_TIMEOUT',
-            `successor pid ${pid} sent no hello within ${how.via === 'exec' ? s.readyTimeoutMs : s.helloTimeoutMs} ms`,
-          ),
-      );
-      hello = checkHello(frame.payload, s.name, pid);
-    } catch (err) {
-      if (how.via === 'takeover' && isBatonError(err, 'ERR_BATON_CHANNEL_CLOSED')) {
-        // Connected and left without a byte: a probe (is a generation serving here?), not a successor.
-        peer.close();
-        throw err;
-      }
-      const e = await explainSuccessorFailure(err, child, exitPromise, pid, this.settings.killGraceMs);
-      await peer.fail(e);
-      stopSuccessorProcess(child, exitPromise, this.settings.killGraceMs);
-      if (how.via === 'takeover') this.emit('peer-refused', e);
-      else this.emit('upgrade-failed', e);
-      throw e;
-    }
-    if (this.phase !== 'serving') {
-      const e = new BatonError(
-        'ERR_BATON_UPGRADE_IN_PROGRESS',
-        `generation ${this.number} (pid ${process.pid}) is ${this.phase}: another successor is taking over or it is shutting down; successor pid ${hello.pid} refused`,
-      );
-      await peer.fail(e);
-      stopSuccessorProcess(child, exitPromise, this.settings.killGraceMs);
-      this.emit('peer-refused', e);
-      throw e;
-    }
-    this.#phases.transition('handing-over');
-    const started = performance.now();
-    this.emit('upgrade-start', { via: how.via, pid: hello.pid });
-    try {
-      const state = this.#collectState();
-      const reply: HelloPayload = {
-        protocol: PROTOCOL_VERSION,
-        pid: process.pid,
-        generation: this.number,
-        name: s.name,
-        node: process.version,
-      };
-      // The successor grows its fd table for these before it is ready, not while they arrive.
-      if (s.migrate) reply.connections = this.#tracker.size + this.#parking.size;
-      await peer.send(FrameType.Hello, reply);
-      if (how.via === 'exec') {
-        await peer.send(FrameType.Listeners, { listeners: how.entries });
-      } else {
-        const { entries, fds } = this.#listeners.manifest();
-        await peer.send(FrameType.Listeners, { listeners: entries }, fds);
-      }
-      await peer.send(FrameType.State, state);
-      await peer.expect(
-        FrameType.Ready,
-        s.readyTimeoutMs,
-        () => new BatonError('ERR_BATON_READY_TIMEOUT', `successor pid ${hello.pid} did not become ready within ${s.readyTimeoutMs} ms`),
-      );
-    } catch (err) {
-      const e = await explainSuccessorFailure(err, child, exitPromise, hello.pid, this.settings.killGraceMs);
-      await peer.fail(e);
-      stopSuccessorProcess(child, exitPromise, this.settings.killGraceMs);
-      this.#phases.transition('serving');
-      this.emit('upgrade-failed', e);
-      if (this.#stopRequested) void this.stop();
-      throw e;
-    }
-    const report: UpgradeReport = {
-      via: how.via,
-      successorPid: hello.pid,
-      successorGeneration: this.number + 1,
-      timeToReadyMs: performance.now() - started,
-      connections: this.#tracker.size + this.#parking.size,
-    };
-    void this.#drain(peer, false);
-    this.emit('upgrade', report);
-    return report;
-  }
-
-  #collectState(): StatePayload {
-    const provider = this.#stateProvider;
-    if (!provider) return { present: false };
-    let json: string | undefined;
-    try {
-      json = JSON.stringify(provider());
-    } catch (err) {
-      throw new BatonError('ERR_BATON_STATE_INVALID', `the app state is not JSON-serialisable: ${asError(err).message}`, { cause: err });
-    }
-    if (json === undefined) return { present: false };
-    const bytes = Buffer.byteLength(json);
-    if (bytes > this.settings.maxStateBytes) {
-      throw new BatonError(
-        'ERR_BATON_STATE_INVALID',
-        `the app state is ${bytes} bytes; the limit (maxStateBytes) is ${this.settings.maxStateBytes}`,
-      );
-    }
-    return { present: true, value: JSON.parse(json) as unknown };
-  }
-
-  async #drain(
-    successor: FramePeer | undefined,
-    unlinkSocket: boolean,
-    drainTimeoutMs = this.settings.drainTimeoutMs,
-  ): Promise<DrainReport> {
-    if (this.#exited) return this.#exited;
-    const run = async (): Promise<DrainReport> => {
-      if (this.phase === 'taking-over') {
-        throw new BatonError('ERR_BATON_INVALID_PHASE', 'stop() is not allowed while taking over; the predecessor still serves');
-      }
-      this.#phases.transition('draining');
-      this.#upgradeSocket?.close(unlinkSocket);
-      // With a successor, keep the listening sockets alive (not accepting) until
-      // the drain ends: if the successor dies meanwhile, this generation rolls
-      // back and accepts again — connections wait in the backlog, none refused.
-      const reserve = successor ? this.#listeners.reserve() : [];
-      this.#listeners.stopAccepting();
-      let lost: (() => void) | undefined;
-      if (successor) {
-        lost = () => {
-          // The channel also closes when the successor exits normally, after
-          // handing over to a newer generation: that one answers on the upgrade
-          // socket path. Only when nobody does is the service without a server.
-          let running = false;
-          try {
-            const found = probeUnixSocket(this.settings.socketPath);
-            running = found.kind === 'running';
-            if (found.kind === 'running') found.channel.close();
-          } catch {
-            // Cannot tell: assume nobody serves, and serve.
-          }
-          if (!running) this.#tracker.cancelDrain();
-        };
-        successor.channel.once('end', lost);
-        successor.channel.once('error', lost);
-      }
-      // Draining is queued on the channel before any Connections frame.
-      const told = successor?.send(FrameType.Draining, { connections: this.#tracker.size + this.#parking.size }).catch(() => undefined);
-      const migration = successor && this.settings.migrate ? this.#migrator(successor) : undefined;
-      const parked = this.#parking.size;
-      if (migration) {
-        const { emigration } = migration;
-        this.#parking.takeAll((fd, name, release, giveBack) => emigration.offerFd(fd, name, release, giveBack));
-      } else {
-        this.#parking.wakeAll(); // they drain like any idle connection
-      }
-      const draining = this.#tracker.drain(drainTimeoutMs, migration?.migrator);
-      if (migration) this.#offerWebSockets(migration.emigration);
-      await told;
-      let report = await draining;
-      if (report && migration) {
-        // Parked connections are not tracked sockets: wait until they all left or came back.
-        await migration.emigration.settled();
-        const connections = report.connections + parked;
-        const migrated = migration.emigration.migrated;
-        report = { ...report, connections, migrated, drained: Math.max(0, connections - report.forced - migrated) };
-      }
-      if (lost) {
-        successor!.channel.off('end', lost);
-        successor!.channel.off('error', lost);
-      }
-      if (!report) {
-        // Acknowledgements the successor sent before it went may still be queued on the
-        // channel: read them first (those connections were its own and died with it),
-        // then close the channel.
-        await migration?.emigration.settled();
-        await this.#rollBack(successor!, reserve);
-        this.#exited = undefined;
-        return this.exited();
-      }
-      for (const { fd } of reserve) closeQuietly(fd);
-      for (const l of this.#listeners.all) l.server.close(() => undefined);
-      await successor
-        ?.send(FrameType.Done, {
-          drained: report.drained,
-          forced: report.forced,
-          migrated: report.migrated,
-          durationMs: report.durationMs,
-        } satisfies DonePayload)
-        .catch(() => undefined);
-      successor?.close();
-      this.#removePidFile();
-      this.#removeSignal();
-      // 'drained' first, as documented: a host that exits on phase 'exited' must still get the report.
-      this.emit('drained', report);
-      this.#phases.transition('exited');
-      return report;
-    };
-    this.#exited = run();
-    return this.#exited;
-  }
-
-  /**
-   * The successor died while this generation drained: accept again on the
-   * reserved listening sockets, take the upgrade socket path back, rewrite the
-   * pid file, and serve on as before (`draining` → `serving`). Connections the
-   * successor had adopted died with it (reported by the migration warning).
-   */
-  async #rollBack(successor: FramePeer, reserve: { server: net.Server; fd: number }[]): Promise<void> {
-    successor.close();
-    await this.#listeners.resumeAccepting(reserve);
-    const socket = UpgradeSocket.bind(this.settings.socketPath, (channel) => {
-      void this.#acceptSuccessor(channel);
-    });
-    socket.publish();
-    this.#upgradeSocket = socket;
-    this.#writePidFile();
-    this.#phases.transition('serving');
-    this.emit(
-      'upgrade-failed',
-      new BatonError(
-        'ERR_BATON_SUCCESSOR_LOST',
-        `${successor.label} went away after it was ready; generation ${this.number} (pid ${process.pid}) rolled back and accepts again`,
-      ),
-    );
   }
 
   #installSignal(): void {

@@ -1,0 +1,458 @@
+/**
+ * The predecessor's side of a handover: a serving generation serves one
+ * successor at a time. A successor arrives either on the upgrade socket
+ * (takeover: its peer credentials are checked first) or as the exec child the
+ * generation spawned; both then run the same conversation — the successor's
+ * Hello is checked, this side answers with its Hello, the listener fds and the
+ * app state, and waits for Ready. Until Ready this generation accepts as
+ * before, so a successor that fails costs nothing. After Ready it stops
+ * accepting and drains, handing live connections over when migration is on,
+ * and rolls back to serving if the successor dies before the drain ended.
+ *
+ * The same drain, without a successor, is what Generation#stop runs.
+ */
+import type { ChildProcess } from 'node:child_process';
+import type { EventEmitter } from 'node:events';
+import type net from 'node:net';
+import { BatonError, asError, isBatonError } from '../core/errors.js';
+import type { PhaseMachine } from '../core/phase.js';
+import type { ConnectionTracker, DrainReport, Migrator } from '../drain/connection-tracker.js';
+import type { GenerationEvents, GenerationSettings, UpgradeReport } from '../generation.js';
+import type { ListenerSet } from '../listeners/listener-set.js';
+import type { Emigration, SocketMigration } from '../migrate/emigration.js';
+import { createMigrator, offerWebSockets } from '../migrate/migrator.js';
+import type { Parking } from '../migrate/parking.js';
+import type { WebSocketMigration, WssLike } from '../migrate/websocket.js';
+import { closeQuietly } from '../native/socket-info.js';
+import { probeUnixSocket, type UnixChannel } from '../native/unix-channel.js';
+import { FramePeer } from '../protocol/frame-peer.js';
+import {
+  FrameType,
+  PROTOCOL_VERSION,
+  type DonePayload,
+  type HelloPayload,
+  type ListenerEntry,
+  type StatePayload,
+} from '../protocol/frames.js';
+import { checkHello } from './greeting.js';
+import { childExit, explainSuccessorFailure, stopSuccessorProcess } from './successor-process.js';
+import { UpgradeSocket } from './upgrade-socket.js';
+
+/** The generation's events that the predecessor side emits (documented on {@link GenerationEvents}). */
+export type PredecessorEvents = Pick<
+  GenerationEvents,
+  'upgrade-start' | 'upgrade' | 'upgrade-failed' | 'peer-refused' | 'drained' | 'connections-out' | 'warning'
+>;
+
+/**
+ * What the predecessor side needs of its generation, given once to the
+ * {@link PredecessorSide} constructor. The generation keeps owning all of it:
+ * the listeners (and their fds), the tracked and parked connections, the phase
+ * machine, the pid file and the upgrade signal.
+ */
+export interface PredecessorHost {
+  readonly settings: GenerationSettings;
+  /** The generation's number; its successor becomes number + 1. */
+  readonly number: number;
+  /** The generation's phases: read to refuse a second successor, transitioned through the handover and drain. */
+  readonly phases: PhaseMachine;
+  /** The generation's listeners: their fds go to the successor, they stop accepting for the drain (or resume on rollback). */
+  readonly listeners: ListenerSet;
+  /** The generation's connections, drained (or migrated) when it hands over or stops. */
+  readonly tracker: ConnectionTracker;
+  /** Idle connections adopted from the previous generation that no client woke yet: they leave or drain too. */
+  readonly parking: Parking;
+  /** The app's raw-socket migration handlers, by listener name (Generation#migrateSockets). */
+  readonly socketHandlers: ReadonlyMap<string, SocketMigration>;
+  /** The app's WebSocket servers and migration handlers, by listener name (Generation#migrateWebSockets). */
+  readonly websockets: ReadonlyMap<string, { wss: WssLike; handlers: WebSocketMigration }>;
+  /** The app's state provider now: read at each handover, since Generation#setState may change it at any time. */
+  stateProvider(): (() => unknown) | undefined;
+  /** Emits one of the generation's events (the generation's own emit, bound). */
+  emit: EventEmitter<PredecessorEvents>['emit'];
+  /** Writes the pid file (if configured): called when this generation serves again after a rollback. */
+  writePidFile(): void;
+  /** Removes the pid file and the upgrade signal handler: called once the drain is over, before `'drained'`. */
+  retire(): void;
+  /** The handover failed and the generation serves again: a stop() requested meanwhile goes ahead now. */
+  resumeStop(): void;
+  /** Resolves with the report of the generation's next `'drained'` (Generation#exited). */
+  exited(): Promise<DrainReport>;
+}
+
+/** How a successor came: connected to the upgrade socket, or spawned by the exec path. */
+type SuccessorArrival = { via: 'takeover'; peer: FramePeer; pid: number } | { via: 'exec'; child: ChildProcess; entries: ListenerEntry[] };
+
+/**
+ * The predecessor side of one generation, created by that generation and kept
+ * for its whole life.
+ *
+ * Call order: {@link PredecessorSide.bindUpgradeSocket} then
+ * {@link PredecessorSide.publish} when the generation becomes the serving one
+ * (Generation#ready); from then on successors connecting are served here, one
+ * at a time (a second one is refused with ERR_BATON_UPGRADE_IN_PROGRESS).
+ * {@link PredecessorSide.handOverToExec} serves an exec successor the
+ * generation spawned; {@link PredecessorSide.drain} ends the generation
+ * (Generation#stop), and only one drain runs at a time.
+ *
+ * Fds: the published upgrade socket is this side's; it is closed when a drain
+ * starts and bound afresh on rollback. Each successor's channel is this
+ * side's too (through its FramePeer): closed when the successor is refused or
+ * fails, or when the drain into it ends or rolls back. Listening fds stay
+ * their servers': a takeover successor receives the kernel's copies, an exec
+ * one inherited its own at spawn; for a drain into a successor this side dups
+ * each listening fd as a reserve, and either gives the reserves to the
+ * servers on rollback or closes them when the drain ends. Connection fds that
+ * migrate leave through the drain's Emigration, which closes this process's
+ * copy once the successor acknowledged them.
+ */
+export class PredecessorSide {
+  readonly #host: PredecessorHost;
+  #upgradeSocket: UpgradeSocket | undefined;
+  #drainRun: Promise<DrainReport> | undefined;
+
+  constructor(host: PredecessorHost) {
+    this.#host = host;
+  }
+
+  /**
+   * The drain under way or finished, if one started and did not roll back:
+   * it settles with the drain report once the phase is `'exited'`.
+   */
+  get drainRun(): Promise<DrainReport> | undefined {
+    return this.#drainRun;
+  }
+
+  /**
+   * Binds the upgrade socket at a temporary name (not yet published); every
+   * connection on it is served as a successor. The caller owns the socket
+   * until it passes it to {@link PredecessorSide.publish}, and closes it if it
+   * never does (the generation did not become ready).
+   */
+  bindUpgradeSocket(): UpgradeSocket {
+    return UpgradeSocket.bind(this.#host.settings.socketPath, (channel) => {
+      void this.#acceptSuccessor(channel);
+    });
+  }
+
+  /**
+   * Publishes `socket` (from {@link PredecessorSide.bindUpgradeSocket}) at the
+   * socket path: successors now find this generation. From here this side
+   * owns the socket and closes it when the drain starts.
+   */
+  publish(socket: UpgradeSocket): void {
+    socket.publish();
+    this.#upgradeSocket = socket;
+  }
+
+  /**
+   * Serves the exec path's successor `child`, spawned with the listeners of
+   * `entries` as inherited fds and the other end of `channel`. Takes `channel`
+   * and `child` over: on failure the channel is closed and the child stopped
+   * (SIGTERM, then SIGKILL); after Ready the channel carries the drain and is
+   * closed when it ends. Resolves with the report once the successor is ready
+   * (the drain then runs); rejects with the reason when it is not, and the
+   * generation serves on.
+   */
+  handOverToExec(channel: UnixChannel, child: ChildProcess, entries: ListenerEntry[]): Promise<UpgradeReport> {
+    return this.#handOver(channel, { via: 'exec', child, entries });
+  }
+
+  /**
+   * Stops accepting and drains: into `successor` (a ready one, whose channel
+   * this side then closes when the drain ends) or, without one, by itself
+   * (Generation#stop). `unlinkSocket` removes the upgrade socket path; a
+   * handover keeps it, so the path never disappears before the successor's
+   * publish. Memoised: a second call returns the running drain. Settles with
+   * the report once the phase is `'exited'`, or with the next drain's report
+   * after a rollback.
+   */
+  async drain(
+    successor: FramePeer | undefined,
+    unlinkSocket: boolean,
+    drainTimeoutMs = this.#host.settings.drainTimeoutMs,
+  ): Promise<DrainReport> {
+    if (this.#drainRun) return this.#drainRun;
+    const host = this.#host;
+    const run = async (): Promise<DrainReport> => {
+      if (host.phases.phase === 'taking-over') {
+        throw new BatonError('ERR_BATON_INVALID_PHASE', 'stop() is not allowed while taking over; the predecessor still serves');
+      }
+      host.phases.transition('draining');
+      this.#upgradeSocket?.close(unlinkSocket);
+      // With a successor, keep the listening sockets alive (not accepting) until
+      // the drain ends: if the successor dies meanwhile, this generation rolls
+      // back and accepts again — connections wait in the backlog, none refused.
+      const reserve = successor ? host.listeners.reserve() : [];
+      host.listeners.stopAccepting();
+      let lost: (() => void) | undefined;
+      if (successor) {
+        lost = () => {
+          // The channel also closes when the successor exits normally, after
+          // handing over to a newer generation: that one answers on the upgrade
+          // socket path. Only when nobody does is the service without a server.
+          let running = false;
+          try {
+            const found = probeUnixSocket(host.settings.socketPath);
+            running = found.kind === 'running';
+            if (found.kind === 'running') found.channel.close();
+          } catch {
+            // Cannot tell: assume nobody serves, and serve.
+          }
+          if (!running) host.tracker.cancelDrain();
+        };
+        successor.channel.once('end', lost);
+        successor.channel.once('error', lost);
+      }
+      // Draining is queued on the channel before any Connections frame.
+      const told = successor?.send(FrameType.Draining, { connections: this.#openConnections() }).catch(() => undefined);
+      const migration = successor && host.settings.migrate ? this.#migrator(successor) : undefined;
+      const parked = host.parking.size;
+      if (migration) {
+        const { emigration } = migration;
+        host.parking.takeAll((fd, name, release, giveBack) => emigration.offerFd(fd, name, release, giveBack));
+      } else {
+        host.parking.wakeAll(); // they drain like any idle connection
+      }
+      const draining = host.tracker.drain(drainTimeoutMs, migration?.migrator);
+      if (migration) this.#offerWebSockets(migration.emigration);
+      await told;
+      let report = await draining;
+      if (report && migration) {
+        // Parked connections are not tracked sockets: wait until they all left or came back.
+        await migration.emigration.settled();
+        const connections = report.connections + parked;
+        const migrated = migration.emigration.migrated;
+        report = { ...report, connections, migrated, drained: Math.max(0, connections - report.forced - migrated) };
+      }
+      if (lost) {
+        successor!.channel.off('end', lost);
+        successor!.channel.off('error', lost);
+      }
+      if (!report) {
+        // Acknowledgements the successor sent before it went may still be queued on the
+        // channel: read them first (those connections were its own and died with it),
+        // then close the channel.
+        await migration?.emigration.settled();
+        await this.#rollBack(successor!, reserve);
+        this.#drainRun = undefined;
+        return host.exited();
+      }
+      for (const { fd } of reserve) closeQuietly(fd);
+      for (const l of host.listeners.all) l.server.close(() => undefined);
+      await successor
+        ?.send(FrameType.Done, {
+          drained: report.drained,
+          forced: report.forced,
+          migrated: report.migrated,
+          durationMs: report.durationMs,
+        } satisfies DonePayload)
+        .catch(() => undefined);
+      successor?.close();
+      host.retire();
+      // 'drained' first, as documented: a host that exits on phase 'exited' must still get the report.
+      host.emit('drained', report);
+      host.phases.transition('exited');
+      return report;
+    };
+    this.#drainRun = run();
+    return this.#drainRun;
+  }
+
+  /** Open connections: tracked sockets and parked fds alike leave or drain. */
+  #openConnections(): number {
+    return this.#host.tracker.size + this.#host.parking.size;
+  }
+
+  /** Whether a peer of `uid` may take over: the same uid, root if allowed, or a listed uid. */
+  #uidAllowed(uid: number): boolean {
+    const s = this.#host.settings;
+    const own = process.getuid?.() ?? 0;
+    return uid === own || (uid === 0 && s.allowRoot) || s.allowedUids.includes(uid);
+  }
+
+  /** A connection on the upgrade socket: checks who it is before a single frame is read. */
+  async #acceptSuccessor(channel: UnixChannel): Promise<void> {
+    // Like the upgrade socket itself, a peer's channel does not keep this process alive.
+    channel.unref();
+    let creds;
+    try {
+      creds = channel.peerCredentials();
+    } catch (err) {
+      channel.close();
+      this.#host.emit('peer-refused', asError(err));
+      return;
+    }
+    const peer = new FramePeer(channel, {
+      maxFrameBytes: this.#host.settings.maxFrameBytes,
+      label: `upgrade peer pid ${creds.pid} uid ${creds.uid}`,
+    });
+    if (!this.#uidAllowed(creds.uid)) {
+      const err = new BatonError(
+        'ERR_BATON_PEER_REFUSED',
+        `upgrade socket ${this.#host.settings.socketPath}: peer pid ${creds.pid} has uid ${creds.uid}, which may not take over a server of uid ${process.getuid?.()}`,
+      );
+      this.#host.emit('peer-refused', err);
+      await peer.fail(err);
+      return;
+    }
+    await this.#handOver(channel, { via: 'takeover', peer, pid: creds.pid }).catch(() => {
+      // Reported through 'upgrade-failed' / 'peer-refused'.
+    });
+  }
+
+  /** The conversation with a successor, for both paths: Hello, Listeners, State, then its Ready starts the drain. */
+  async #handOver(channel: UnixChannel, how: SuccessorArrival): Promise<UpgradeReport> {
+    const host = this.#host;
+    const s = host.settings;
+    const pid = how.via === 'takeover' ? how.pid : (how.child.pid ?? 0);
+    const peer =
+      how.via === 'takeover' ? how.peer : new FramePeer(channel, { maxFrameBytes: s.maxFrameBytes, label: `successor pid ${pid}` });
+    peer.label = `successor pid ${pid}`;
+    const child = how.via === 'exec' ? how.child : undefined;
+    const exitPromise = child ? childExit(child) : undefined;
+
+    let hello: HelloPayload;
+    try {
+      const frame = await peer.expect(
+        FrameType.Hello,
+        how.via === 'exec' ? s.readyTimeoutMs : s.helloTimeoutMs,
+        () =>
+          new BatonError(
+            how.via === 'exec' ? 'ERR_BATON_READY_TIMEOUT' : 'ERR_BATON_HELLO_TIMEOUT',
+            `successor pid ${pid} sent no hello within ${how.via === 'exec' ? s.readyTimeoutMs : s.helloTimeoutMs} ms`,
+          ),
+      );
+      hello = checkHello(frame.payload, s.name, pid);
+    } catch (err) {
+      if (how.via === 'takeover' && isBatonError(err, 'ERR_BATON_CHANNEL_CLOSED')) {
+        // Connected and left without a byte: a probe (is a generation serving here?), not a successor.
+        peer.close();
+        throw err;
+      }
+      const e = await explainSuccessorFailure(err, child, exitPromise, pid, s.killGraceMs);
+      await peer.fail(e);
+      stopSuccessorProcess(child, exitPromise, s.killGraceMs);
+      if (how.via === 'takeover') host.emit('peer-refused', e);
+      else host.emit('upgrade-failed', e);
+      throw e;
+    }
+    if (host.phases.phase !== 'serving') {
+      const e = new BatonError(
+        'ERR_BATON_UPGRADE_IN_PROGRESS',
+        `generation ${host.number} (pid ${process.pid}) is ${host.phases.phase}: another successor is taking over or it is shutting down; successor pid ${hello.pid} refused`,
+      );
+      await peer.fail(e);
+      stopSuccessorProcess(child, exitPromise, s.killGraceMs);
+      host.emit('peer-refused', e);
+      throw e;
+    }
+    host.phases.transition('handing-over');
+    const started = performance.now();
+    host.emit('upgrade-start', { via: how.via, pid: hello.pid });
+    try {
+      const state = this.#collectState();
+      const reply: HelloPayload = {
+        protocol: PROTOCOL_VERSION,
+        pid: process.pid,
+        generation: host.number,
+        name: s.name,
+        node: process.version,
+      };
+      // The successor grows its fd table for these before it is ready, not while they arrive.
+      if (s.migrate) reply.connections = this.#openConnections();
+      await peer.send(FrameType.Hello, reply);
+      if (how.via === 'exec') {
+        // The child inherited the listening fds when it was spawned: only their names and numbers travel.
+        await peer.send(FrameType.Listeners, { listeners: how.entries });
+      } else {
+        // The kernel copies the fds into the successor; the servers here keep their own.
+        const { entries, fds } = host.listeners.manifest();
+        await peer.send(FrameType.Listeners, { listeners: entries }, fds);
+      }
+      await peer.send(FrameType.State, state);
+      await peer.expect(
+        FrameType.Ready,
+        s.readyTimeoutMs,
+        () => new BatonError('ERR_BATON_READY_TIMEOUT', `successor pid ${hello.pid} did not become ready within ${s.readyTimeoutMs} ms`),
+      );
+    } catch (err) {
+      const e = await explainSuccessorFailure(err, child, exitPromise, hello.pid, s.killGraceMs);
+      await peer.fail(e);
+      stopSuccessorProcess(child, exitPromise, s.killGraceMs);
+      host.phases.transition('serving');
+      host.emit('upgrade-failed', e);
+      host.resumeStop();
+      throw e;
+    }
+    const report: UpgradeReport = {
+      via: how.via,
+      successorPid: hello.pid,
+      successorGeneration: host.number + 1,
+      timeToReadyMs: performance.now() - started,
+      connections: this.#openConnections(),
+    };
+    void this.drain(peer, false);
+    host.emit('upgrade', report);
+    return report;
+  }
+
+  /** The app state for the State frame, checked here so a bad one fails the handover while this generation still serves. */
+  #collectState(): StatePayload {
+    const provider = this.#host.stateProvider();
+    if (!provider) return { present: false };
+    let json: string | undefined;
+    try {
+      json = JSON.stringify(provider());
+    } catch (err) {
+      throw new BatonError('ERR_BATON_STATE_INVALID', `the app state is not JSON-serialisable: ${asError(err).message}`, { cause: err });
+    }
+    if (json === undefined) return { present: false };
+    const bytes = Buffer.byteLength(json);
+    const limit = this.#host.settings.maxStateBytes;
+    if (bytes > limit) {
+      throw new BatonError('ERR_BATON_STATE_INVALID', `the app state is ${bytes} bytes; the limit (maxStateBytes) is ${limit}`);
+    }
+    return { present: true, value: JSON.parse(json) as unknown };
+  }
+
+  /**
+   * The successor died while this generation drained: accept again on the
+   * reserved listening sockets, take the upgrade socket path back, rewrite the
+   * pid file, and serve on as before (`draining` → `serving`). Connections the
+   * successor had adopted died with it (reported by the migration warning).
+   */
+  async #rollBack(successor: FramePeer, reserve: { server: net.Server; fd: number }[]): Promise<void> {
+    const host = this.#host;
+    successor.close();
+    await host.listeners.resumeAccepting(reserve);
+    this.publish(this.bindUpgradeSocket());
+    host.writePidFile();
+    host.phases.transition('serving');
+    host.emit(
+      'upgrade-failed',
+      new BatonError(
+        'ERR_BATON_SUCCESSOR_LOST',
+        `${successor.label} went away after it was ready; generation ${host.number} (pid ${process.pid}) rolled back and accepts again`,
+      ),
+    );
+  }
+
+  /** How connections leave for `successor` during the drain. */
+  #migrator(successor: FramePeer): { migrator: Migrator; emigration: Emigration } {
+    const host = this.#host;
+    return createMigrator(successor, {
+      settings: host.settings,
+      nameOf: (server) => host.listeners.of(server)?.name,
+      socketHandlers: (name) => host.socketHandlers.get(name),
+      keep: (socket) => host.tracker.keep(socket),
+      onBatch: (info) => host.emit('connections-out', info),
+      onWarning: (err) => host.emit('warning', err),
+    });
+  }
+
+  /** At the start of a migrating drain: every open WebSocket of the registered servers. */
+  #offerWebSockets(emigration: Emigration): void {
+    offerWebSockets(emigration, this.#host.websockets, this.#host.settings.migrateTimeoutMs, (s) => this.#host.tracker.keep(s));
+  }
+}
