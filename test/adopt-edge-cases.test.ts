@@ -116,6 +116,33 @@ describe('zero-code adoption: other servers and failures', () => {
     process.kill(pid, 'SIGTERM');
   });
 
+  test('baton run stays the parent of every generation: SIGUSR2 to it upgrades by takeover, 3 times under load; TERM ends it', async (t) => {
+    const dir = tempDir('baton-adopt-');
+    const wrapper = run(dir, 'express5.cjs');
+    let pid = (await wrapper.ready()).pid;
+    const load = new HttpLoad(`http://127.0.0.1:${portOf(pid)}`, 16);
+    t.after(() => load.stop());
+    await load.waitForMore(50);
+    const parentOf = (p: number) => Number(fs.readFileSync(`/proc/${p}/stat`, 'utf8').split(') ')[1]!.split(' ')[1]);
+    for (let i = 0; i < 3; i++) {
+      const since = log.events.length;
+      wrapper.child.kill('SIGUSR2');
+      const ready = await log.waitFor((e) => e.event === 'ready' && e.pid !== pid, `generation ${i + 2} ready`, 30_000, since);
+      assert.equal(parentOf(ready.pid), wrapper.child.pid, 'the new generation is a child of baton run');
+      await log.waitFor((e) => e.event === 'drained' && e.pid === pid, `pid ${pid} drained`, 30_000, since);
+      pid = ready.pid;
+      await load.waitForMore(50);
+      assert.equal(wrapper.child.exitCode, null, 'baton run outlives the generation it started first');
+    }
+    const result = await load.stop();
+    assert.equal(result.failed, 0, `failed requests: ${result.errors.join('; ')}`);
+    assert.ok(result.pids.has(pid), 'the last generation served');
+    wrapper.child.kill('SIGTERM');
+    const [code] = (await once(wrapper.child, 'exit')) as [number];
+    assert.equal(code, 0, 'baton run exits with its last generation');
+    assert.throws(() => process.kill(pid, 0), 'the last generation has exited');
+  });
+
   test("an app's own SIGTERM handler runs in the old generation after the drain", async () => {
     const dir = tempDir('baton-adopt-');
     const first = run(dir, 'own-sigterm.mjs');

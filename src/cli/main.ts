@@ -4,9 +4,6 @@
  * commands act on a running master as `nginx -s` does, found through the same
  * config file (or --name / --pid-file / --run-dir).
  */
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
-import os from 'node:os';
 import path from 'node:path';
 import { Command, Option } from 'commander';
 import { REGISTER_URL } from '../adopt/register-url.js';
@@ -15,6 +12,7 @@ import type { ConfigOverrides } from '../supervisor/config.js';
 import { Master } from '../supervisor/master.js';
 import { alive } from '../core/proc.js';
 import { locate, requireCurrent, rollback, signal, tryStatus, upgrade, waitUntil, type Target } from './operations.js';
+import { runWrapped } from './run-wrapper.js';
 import { formatStatus } from './status-format.js';
 
 const program = new Command();
@@ -166,7 +164,7 @@ targetOptions(
 program
   .command('run')
   .description(
-    'run an unmodified app (Express, Fastify, Koa, http, http2, ws, net) under baton: its listeners are inherited, taken over or bound; run the same command again to upgrade it',
+    'run an unmodified app (Express, Fastify, Koa, http, http2, ws, net) under baton: its listeners are inherited, taken over or bound; SIGUSR2 to this process, or the same command run again, upgrades it',
   )
   .argument('<app>', "the app's entry module")
   .argument('[args...]', 'arguments for the app')
@@ -182,12 +180,9 @@ program
     const env: NodeJS.ProcessEnv = { ...process.env, BATON_READY: o.ready, BATON_READY_QUIET_MS: o.quietMs };
     if (o.name) env.BATON_NAME = o.name;
     if (o.socketDir) env.BATON_SOCKET_DIR = o.socketDir;
-    const child = spawn(process.execPath, ['--import', REGISTER_URL, path.resolve(app), ...args], { stdio: 'inherit', env });
-    // The app runs in its own Node process (require.main, process.argv as usual); signals sent to this one reach it.
-    for (const sig of ['SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGUSR2', 'SIGUSR1'] as const) process.on(sig, () => child.kill(sig));
-    process.on('SIGINT', () => undefined); // a terminal's Ctrl+C reaches the app directly
-    const [code, signal] = (await once(child, 'exit')) as [number | null, NodeJS.Signals | null];
-    process.exitCode = code ?? (signal ? 128 + (os.constants.signals[signal] ?? 0) : 1);
+    // The app runs in its own Node process (require.main, process.argv as usual); this one stays its parent
+    // across upgrades (SIGUSR2 here: a takeover by a new child), see run-wrapper.ts.
+    process.exitCode = await runWrapped(['--import', REGISTER_URL, path.resolve(app), ...args], env);
     process.exit();
   });
 
