@@ -80,8 +80,8 @@ export interface DrainReport {
  * connections of plain servers and registered raw connections move instead:
  * an idle keep-alive connection at once, one with a request in flight right
  * after its response (which keeps `Connection: keep-alive`), one with a partly
- * received request once that request was answered. What cannot move drains as
- * above.
+ * received request once that request was answered; h2c sessions between two
+ * streams (migrate/http2-session.ts). What cannot move drains as above.
  */
 export class ConnectionTracker {
   readonly #sockets = new Set<net.Socket>();
