@@ -70,3 +70,54 @@ describe('HTTP/2 migration needs a frame boundary', () => {
     );
   });
 });
+
+describe("HTTP/2 migration waits for the app's PINGs", () => {
+  const log = new EventLog();
+  const clients: RawH2Client[] = [];
+  after(() => {
+    for (const c of clients) c.socket.destroy();
+    killAll(pidsOf(log));
+  });
+
+  it('a session whose app awaits a PING ack moves only once the ack was read', async () => {
+    const env = { BATON_SOCKET_DIR: tempDir() };
+    const first = spawnFixture(fixture('server'), env, log);
+    const listening = await log.waitEvent('listening', first.pid);
+    await log.waitEvent('ready', first.pid);
+    const client = new RawH2Client(listening.h2c as number);
+    clients.push(client);
+    await client.waitFor((f) => f.type === SETTINGS && (f.flags & ACK) !== 0, 'the ack of the client settings');
+    await client.roundTrip(Buffer.from('settled!'));
+
+    const appPing = Buffer.from('app-ping');
+    let held: Buffer | undefined;
+    let fences = 0;
+    client.onPing = (f) => {
+      if (f.payload.equals(appPing)) {
+        held = f.payload; // the app's ping stays unanswered until a fence comes
+        return;
+      }
+      fences++;
+      // Its ack after the fence's: both among the bytes a frozen session has not read.
+      client.socket.write(Buffer.concat([frame(PING, ACK, 0, f.payload), ...(held ? [frame(PING, ACK, 0, held)] : [])]));
+      held = undefined;
+    };
+    const ended = (stream: number) => (f: Received) => f.stream === stream && (f.flags & 0x1) !== 0 && (f.type === 0x0 || f.type === 0x1);
+    client.get(1, '/app-ping');
+    await client.waitFor(ended(1), 'the end of stream 1');
+    await client.waitFor((f) => f.type === PING && f.payload.equals(appPing), "the app's PING");
+
+    const next = await upgradeFixture(log, env, 'takeover', first.pid!, 2, log.events.length);
+    await log.waitFor((e) => e.event === 'exit' && e.pid === first.pid, 'generation 1 exiting', 20_000);
+    assert.ok(fences >= 2, `${fences} fence(s): the first freeze found the app's PING pending and let the session read again`);
+
+    // It moved: the connection lives on and the new generation answers on it.
+    client.get(3, '/');
+    await client.waitFor(ended(3), 'the end of stream 3');
+    assert.equal(client.frames.filter((f) => f.type === GOAWAY).length, 0, 'no GOAWAY');
+    assert.equal(client.closed, false);
+    client.socket.destroy();
+    process.kill(next.pid, 'SIGTERM');
+    await log.waitEvent('exit', next.pid);
+  });
+});

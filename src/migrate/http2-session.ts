@@ -71,6 +71,10 @@ interface Followed {
   conn: net.Socket | Http2Bridge;
   open: number;
   last: number;
+  /** The app's PINGs not acknowledged yet: their acks must not reach a successor, which never sent them. */
+  pings: number;
+  /** Node's own session.ping (the app's calls go through a counting wrapper). */
+  ping: http2.ServerHttp2Session['ping'];
 }
 
 const followed = new WeakMap<http2.ServerHttp2Session, Followed>();
@@ -80,8 +84,23 @@ const followed = new WeakMap<http2.ServerHttp2Session, Followed>();
  * streams are open (Node does not say). Call from the server's 'session' event.
  */
 export function followHttp2Session(session: http2.ServerHttp2Session, conn: net.Socket | Http2Bridge): void {
-  const f: Followed = { conn, open: 0, last: 0 };
+  const f: Followed = { conn, open: 0, last: 0, pings: 0, ping: session.ping.bind(session) };
   followed.set(session, f);
+  // Node treats an unsolicited PING ack as a protocol error: a session moves only with none of the app's pending.
+  session.ping = function (this: http2.ServerHttp2Session, ...args: unknown[]): boolean {
+    const callback = args.pop() as (...a: unknown[]) => void;
+    f.pings++;
+    let sent = false;
+    try {
+      sent = (f.ping as (...a: unknown[]) => boolean)(...args, (...a: unknown[]) => {
+        f.pings--;
+        callback(...a);
+      });
+    } finally {
+      if (!sent) f.pings--; // not sent (or threw): no callback will come
+    }
+    return sent;
+  } as http2.ServerHttp2Session['ping'];
   // One function per session (a closed stream no longer knows its session).
   const closed = () => f.open--;
   session.on('stream', (stream: http2.ServerHttp2Stream) => {
@@ -145,7 +164,7 @@ export function offerHttp2Session(
   const freeze = (): Buffer | undefined => {
     if (!(bridge ? bridge.freeze() : stopReading(socket))) return undefined;
     const fence = randomBytes(8);
-    if (session.ping(fence, () => {})) return fence;
+    if (f!.ping(fence, () => {})) return fence;
     resume();
     return undefined;
   };
@@ -174,6 +193,7 @@ export function offerHttp2Session(
       const handle = (socket as unknown as { _handle?: NativeHandle })._handle;
       const flushed =
         f!.open === 0 &&
+        f!.pings === 0 &&
         st.outboundQueueSize === 0 &&
         (handle?.writeQueueSize ?? 0) === 0 &&
         socket.writableLength === 0 &&
