@@ -35,11 +35,7 @@ describe('HTTP/2 migration needs a frame boundary', () => {
     const cut = new RawH2Client(listening.h2c as number);
     const whole = new RawH2Client(listening.h2c as number);
     clients.push(cut, whole);
-    for (const c of [cut, whole]) {
-      await c.waitFor((f) => f.type === SETTINGS && (f.flags & ACK) !== 0, 'the ack of the client settings');
-      // The server's settings acknowledged by the client: the session may migrate.
-      await c.roundTrip(Buffer.from('warm-up!'));
-    }
+    for (const c of [cut, whole]) await c.settled();
 
     // The reserved bit set in what would be read as a stream id: no valid frame header starts there.
     const split = frame(PING, 0, 0, Buffer.from('ffffffff00000001', 'hex'));
@@ -86,8 +82,7 @@ describe("HTTP/2 migration waits for the app's PINGs", () => {
     await log.waitEvent('ready', first.pid);
     const client = new RawH2Client(listening.h2c as number);
     clients.push(client);
-    await client.waitFor((f) => f.type === SETTINGS && (f.flags & ACK) !== 0, 'the ack of the client settings');
-    await client.roundTrip(Buffer.from('settled!'));
+    await client.settled();
 
     const appPing = Buffer.from('app-ping');
     let held: Buffer | undefined;

@@ -114,6 +114,16 @@ export class RawH2Client {
     this.socket.write(frame(WINDOW_UPDATE, 0, stream, p));
   }
 
+  /**
+   * Resolves once the server acknowledged this client's settings and a PING
+   * round trip after that proves it read this client's ack of its own: from
+   * then on the session may migrate.
+   */
+  async settled(): Promise<void> {
+    await this.waitFor((f) => f.type === SETTINGS && (f.flags & ACK) !== 0, 'the ack of the client settings');
+    await this.roundTrip(Buffer.from('settled!'));
+  }
+
   /** A PING round trip: proves the server read everything sent before. */
   async roundTrip(payload: Buffer): Promise<void> {
     this.socket.write(frame(PING, 0, 0, payload));
