@@ -1,3 +1,4 @@
+import { failpoint } from './core/failpoint.js';
 import { once, EventEmitter } from 'node:events';
 import type net from 'node:net';
 import type { ChildProcess } from 'node:child_process';
@@ -273,7 +274,9 @@ export class Generation extends EventEmitter<GenerationEvents> {
     if (peer && !peer.closed) {
       try {
         await peer.send(FrameType.Ready, { listeners: this.#listeners.all.length });
+        failpoint('successor.ready-sent');
         await this.#predecessorReply;
+        failpoint('successor.draining-received');
       } catch (err) {
         if (!isPeerLoss(err)) {
           socket.close();
@@ -447,8 +450,10 @@ export class Generation extends EventEmitter<GenerationEvents> {
       for (;;) {
         const frame = await peer.receive();
         if (frame.type === FrameType.Connections) {
+          failpoint('successor.connections-received');
           const { ack } = adoptConnections(frame, host);
           await peer.send(FrameType.ConnectionsAck, ack);
+          failpoint('successor.connections-acked');
           this.emit('connections-in', { adopted: ack.adopted.length, refused: ack.refused.length });
           continue;
         }
@@ -457,6 +462,7 @@ export class Generation extends EventEmitter<GenerationEvents> {
           throw new BatonError('ERR_BATON_UNEXPECTED_FRAME', `${peer.label} sent frame type ${frame.type} while draining`);
         }
         const done = frame.payload as DonePayload;
+        failpoint('successor.done-received');
         // Release the channel first: when 'predecessor-done' fires, nothing of the predecessor is held.
         peer.close();
         this.emit('predecessor-done', { ...done, pid });

@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { BatonError, asError, isBatonError } from './core/errors.js';
 import { Defaults } from './core/options.js';
+import { failpoint } from './core/failpoint.js';
 import { ConnectionTracker } from './drain/connection-tracker.js';
 import type { ExecCommand } from './handover/exec.js';
 import { CHANNEL_FD_ENV, adoptInheritedFd, takeListenFds, type InheritedListener } from './handover/inherit.js';
@@ -152,11 +153,13 @@ export async function start(options: StartOptions): Promise<Generation> {
   try {
     const { reply, timeout } = await greetPredecessor(peer, channel, settings);
     const manifest = await peer.expect(FrameType.Listeners, settings.helloTimeoutMs, timeout);
+    failpoint('successor.listeners-received');
     const received = adoptManifest(manifest.payload as ListenersPayload, manifest.fds, pool);
     // A supervised worker takes its listeners from the master (the config may
     // have changed them); the predecessor's copies of the same names go unclaimed.
     pool = supervised ? [...pool, ...received] : [...received, ...pool];
     const state = (await peer.expect(FrameType.State, settings.helloTimeoutMs, timeout)).payload as StatePayload;
+    failpoint('successor.state-received');
     const listeners = new ListenerSet(pool, (s) => tracker.track(s), {
       deferInherited: options.acceptBeforeReady !== true,
       byName: supervised,

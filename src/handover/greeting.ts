@@ -4,6 +4,7 @@
  * the predecessor announced. Shared by start() (a successor taking over) and
  * Generation#absorb (a serving generation taking another one's connections).
  */
+import { failpoint } from '../core/failpoint.js';
 import { debuglog } from 'node:util';
 import { BatonError, asError } from '../core/errors.js';
 import type { UnixChannel } from '../native/unix-channel.js';
@@ -31,7 +32,9 @@ export async function greetPredecessor(
   generation = 0,
 ): Promise<{ reply: HelloPayload; timeout: () => BatonError }> {
   const hello: HelloPayload = { protocol: PROTOCOL_VERSION, pid: process.pid, generation, name: settings.name, node: process.version };
+  failpoint('successor.connected');
   await peer.send(FrameType.Hello, hello);
+  failpoint('successor.hello-sent');
   const timeout = () => new BatonError('ERR_BATON_HELLO_TIMEOUT', `${peer.label} did not answer within ${settings.helloTimeoutMs} ms`);
   const reply = (await peer.expect(FrameType.Hello, settings.helloTimeoutMs, timeout)).payload as HelloPayload;
   if (reply.protocol !== PROTOCOL_VERSION) {

@@ -11,6 +11,7 @@
  *
  * The same drain, without a successor, is what Generation#stop runs.
  */
+import { failpoint } from '../core/failpoint.js';
 import type { ChildProcess } from 'node:child_process';
 import type { EventEmitter } from 'node:events';
 import type net from 'node:net';
@@ -217,6 +218,7 @@ export class PredecessorSide {
       const draining = host.tracker.drain(drainTimeoutMs, migration?.migrator);
       if (migration) this.#offerWebSockets(migration.emigration);
       await told;
+      if (successor) failpoint('predecessor.draining-sent');
       let report = await draining;
       if (report && migration) {
         // Parked connections are not tracked sockets: wait until they all left or came back.
@@ -248,6 +250,7 @@ export class PredecessorSide {
           durationMs: report.durationMs,
         } satisfies DonePayload)
         .catch(() => undefined);
+      if (successor) failpoint('predecessor.done-sent');
       successor?.close();
       host.retire();
       // 'drained' first, as documented: a host that exits on phase 'exited' must still get the report.
@@ -324,6 +327,7 @@ export class PredecessorSide {
           ),
       );
       hello = checkHello(frame.payload, s.name, pid);
+      failpoint('predecessor.hello-received');
     } catch (err) {
       if (how.via === 'takeover' && isBatonError(err, 'ERR_BATON_CHANNEL_CLOSED')) {
         // Connected and left without a byte: a probe (is a generation serving here?), not a successor.
@@ -370,12 +374,15 @@ export class PredecessorSide {
         const { entries, fds } = host.listeners.manifest();
         await peer.send(FrameType.Listeners, { listeners: entries }, fds);
       }
+      failpoint('predecessor.listeners-sent');
       await peer.send(FrameType.State, state);
+      failpoint('predecessor.state-sent');
       await peer.expect(
         FrameType.Ready,
         s.readyTimeoutMs,
         () => new BatonError('ERR_BATON_READY_TIMEOUT', `successor pid ${hello.pid} did not become ready within ${s.readyTimeoutMs} ms`),
       );
+      failpoint('predecessor.ready-received');
     } catch (err) {
       const e = await explainSuccessorFailure(err, child, exitPromise, hello.pid, s.killGraceMs);
       await peer.fail(e);

@@ -1,3 +1,4 @@
+import { failpoint } from '../core/failpoint.js';
 import type net from 'node:net';
 import { debuglog } from 'node:util';
 import { BatonError, asError, isBatonError } from '../core/errors.js';
@@ -265,6 +266,7 @@ export class Emigration {
       .then(
         () => {
           f.written = true;
+          failpoint('predecessor.connections-sent');
         },
         // Not a break yet: acknowledgements of earlier batches may be waiting to be
         // read (a successor that dies right after acknowledging owned those

@@ -5,6 +5,7 @@
  * binary upgrade (a new master from the code and Node binary on disk inherits
  * the listeners), WINCH graceful stop of the workers of a superseded master.
  */
+import { failpoint } from '../core/failpoint.js';
 import type { ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import fs from 'node:fs';
@@ -268,6 +269,7 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
   #onPoolChange(): void {
     if (this.phase !== 'starting') return;
     if (this.#pool.allReady) {
+      failpoint('master.workers-serving');
       if (this.#parentPid !== undefined) this.#counters.upgrades++;
       this.#phases.transition('running');
       writePidFile(this.#config.pidFile);
@@ -354,6 +356,7 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
     if (own) this.#phases.transition('reloading');
     this.#notifySystemd({ RELOADING: 1, MONOTONIC_USEC: (process.hrtime.bigint() / 1000n).toString() });
     this.#log.info(`reload: starting ${next.workers} new worker(s)`);
+    failpoint('master.reload-started');
     const { failed } = await this.#pool.reload(this.#config);
     this.#counters.reloads++;
     if (failed.length > 0) {
@@ -403,6 +406,7 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
     }
     this.#child = child;
     this.#phases.transition('upgrading');
+    failpoint('master.new-master-spawned');
     this.#log.info(
       { event: 'upgrade-started', childPid: child.pid },
       `USR2: new master pid ${child.pid} starting; the pid file is now ${pidFile}.oldbin`,
@@ -411,6 +415,7 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
     child.on('message', (m: MasterLinkMessage) => {
       if (m?.baton !== 'new-master') return;
       if (m.type === 'ready' && this.phase === 'upgrading') {
+        failpoint('master.superseded');
         this.#phases.transition('superseded');
         this.#log.info(
           { event: 'superseded', childPid: child.pid },
@@ -463,6 +468,7 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
       );
       return;
     }
+    failpoint('master.winch');
     this.#phases.transition('standby');
     const { drainMs, readyMs } = this.#config.timeouts;
     const retiring = this.#pool.retireAll();
