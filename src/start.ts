@@ -11,9 +11,9 @@ import { Generation, type GenerationSettings, type Origin } from './generation.j
 import { ListenerSet } from './listeners/listener-set.js';
 import { UnixChannel, probeUnixSocket } from './native/unix-channel.js';
 import { closeQuietly, dupFd } from './native/socket-info.js';
-import { FramePeer } from './protocol/frame-peer.js';
+import { FramePeer, isPeerLoss } from './protocol/frame-peer.js';
 import { linkToMaster, takeSupervision } from './supervisor/worker-link.js';
-import { FrameType, type ListenersPayload, type StatePayload } from './protocol/frames.js';
+import { FrameType, type Frame, type HelloPayload, type ListenersPayload, type StatePayload } from './protocol/frames.js';
 import { greetPredecessor } from './handover/greeting.js';
 
 /** Options of {@link start}. Every timeout is in milliseconds; defaults in {@link Defaults}. */
@@ -28,6 +28,7 @@ export interface StartOptions {
   readyTimeoutMs?: number;
   drainTimeoutMs?: number;
   migrateTimeoutMs?: number;
+  livenessTimeoutMs?: number;
   /** Most connections migrated per batch (one frame and one acknowledgement each). */
   migrateBatchSize?: number;
   /**
@@ -150,9 +151,18 @@ export async function start(options: StartOptions): Promise<Generation> {
   }
 
   const peer = new FramePeer(channel, { maxFrameBytes: settings.maxFrameBytes, label: `predecessor at ${settings.socketPath}` });
+  let reply: HelloPayload | undefined;
   try {
-    const { reply, timeout } = await greetPredecessor(peer, channel, settings);
-    const manifest = await peer.expect(FrameType.Listeners, settings.helloTimeoutMs, timeout);
+    const greeting = await greetPredecessor(peer, channel, settings);
+    reply = greeting.reply;
+    const { timeout } = greeting;
+    let manifest: Frame;
+    try {
+      manifest = await peer.expect(FrameType.Listeners, settings.helloTimeoutMs, timeout);
+    } catch (err) {
+      if (!isPeerLoss(err)) throw err;
+      throw new ListenersNeverCame(err);
+    }
     failpoint('successor.listeners-received');
     const received = adoptManifest(manifest.payload as ListenersPayload, manifest.fds, pool);
     // A supervised worker takes its listeners from the master (the config may
@@ -177,9 +187,44 @@ export async function start(options: StartOptions): Promise<Generation> {
     );
   } catch (err) {
     peer.close();
+    const lostEarly = err instanceof ListenersNeverCame || (reply === undefined && isPeerLoss(err));
+    if (lostEarly) {
+      // The predecessor is gone and sent no listeners: nobody serves. Carry on as a generation of
+      // our own — with the fds inherited already (exec), binding the rest (its ports are free
+      // once it is gone, or about to be: a bind retries EADDRINUSE for a while).
+      const cause = err instanceof ListenersNeverCame ? err.cause : err;
+      const warning = new BatonError(
+        'ERR_BATON_PREDECESSOR_LOST',
+        `${peer.label} went away before it sent its listeners (${asError(cause).message}); generation ${(reply?.generation ?? 0) + 1} (pid ${process.pid}) binds them itself`,
+        { cause },
+      );
+      const listeners = new ListenerSet(pool, (s) => tracker.track(s), { byName: supervised, retryAddressInUseMs: BIND_RETRY_MS });
+      return linked(
+        new Generation(settings, {
+          origin,
+          number: (reply?.generation ?? 0) + 1,
+          listeners,
+          tracker,
+          predecessor: undefined,
+          predecessorPid: undefined,
+          state: { present: false },
+          warnings: [warning],
+        }),
+      );
+    }
     for (const l of pool) closeQuietly(l.fd);
     if (isBatonError(err)) throw err;
     throw new BatonError('ERR_BATON_PREDECESSOR_LOST', `takeover from ${peer.label} failed: ${asError(err).message}`, { cause: err });
+  }
+}
+
+/** How long a successor whose predecessor vanished before sending its listeners retries binding a port still in use. */
+export const BIND_RETRY_MS = 2_000;
+
+/** The predecessor went away after its Hello and before its Listeners frame (internal to start()). */
+class ListenersNeverCame extends Error {
+  constructor(cause: unknown) {
+    super('the predecessor went away before its listeners', { cause });
   }
 }
 
@@ -234,6 +279,7 @@ function resolveSettings(o: StartOptions): GenerationSettings {
     readyTimeoutMs: num('readyTimeoutMs'),
     drainTimeoutMs: num('drainTimeoutMs'),
     migrateTimeoutMs: num('migrateTimeoutMs'),
+    livenessTimeoutMs: num('livenessTimeoutMs'),
     migrateBatchSize: Math.floor(num('migrateBatchSize')) || 1,
     migrate: o.migrate ?? true,
     migrateAfterResponse: o.migrateAfterResponse ?? true,
