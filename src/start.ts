@@ -13,7 +13,7 @@ import { UnixChannel, probeUnixSocket } from './native/unix-channel.js';
 import { closeQuietly, dupFd } from './native/socket-info.js';
 import { FramePeer, isPeerLoss } from './protocol/frame-peer.js';
 import { linkToMaster, takeSupervision } from './supervisor/worker-link.js';
-import { FrameType, type Frame, type HelloPayload, type ListenersPayload, type StatePayload } from './protocol/frames.js';
+import { FrameType, type HelloPayload, type ListenersPayload, type StatePayload } from './protocol/frames.js';
 import { greetPredecessor } from './handover/greeting.js';
 
 /** Options of {@link start}. Every timeout is in milliseconds; defaults in {@link Defaults}. */
@@ -156,13 +156,7 @@ export async function start(options: StartOptions): Promise<Generation> {
     const greeting = await greetPredecessor(peer, channel, settings);
     reply = greeting.reply;
     const { timeout } = greeting;
-    let manifest: Frame;
-    try {
-      manifest = await peer.expect(FrameType.Listeners, settings.helloTimeoutMs, timeout);
-    } catch (err) {
-      if (!isPeerLoss(err)) throw err;
-      throw new ListenersNeverCame(err);
-    }
+    const manifest = await peer.expect(FrameType.Listeners, settings.helloTimeoutMs, timeout);
     failpoint('successor.listeners-received');
     const received = adoptManifest(manifest.payload as ListenersPayload, manifest.fds, pool);
     // A supervised worker takes its listeners from the master (the config may
@@ -187,22 +181,22 @@ export async function start(options: StartOptions): Promise<Generation> {
     );
   } catch (err) {
     peer.close();
-    const lostEarly = err instanceof ListenersNeverCame || (reply === undefined && isPeerLoss(err));
-    if (lostEarly) {
-      // The predecessor is gone and sent no listeners: nobody serves. Carry on as a generation of
-      // our own — with the fds inherited already (exec), binding the rest (its ports are free
-      // once it is gone, or about to be: a bind retries EADDRINUSE for a while).
-      const cause = err instanceof ListenersNeverCame ? err.cause : err;
+    if (isPeerLoss(err)) {
+      // The predecessor is gone before start() got all it sends: nobody serves. Carry on as a
+      // generation of our own, with the listeners we hold (inherited on the exec path, or received
+      // already), binding the rest: the predecessor's ports are free once it is gone, or about to
+      // be — a bind retries EADDRINUSE for BIND_RETRY_MS.
+      const number = (reply?.generation ?? 0) + 1;
       const warning = new BatonError(
         'ERR_BATON_PREDECESSOR_LOST',
-        `${peer.label} went away before it sent its listeners (${asError(cause).message}); generation ${(reply?.generation ?? 0) + 1} (pid ${process.pid}) binds them itself`,
-        { cause },
+        `${peer.label} went away before the handover's listeners and state were complete (${asError(err).message}); generation ${number} (pid ${process.pid}) carries on alone with the ${pool.length} listeners it holds and binds the others itself`,
+        { cause: err },
       );
       const listeners = new ListenerSet(pool, (s) => tracker.track(s), { byName: supervised, retryAddressInUseMs: BIND_RETRY_MS });
       return linked(
         new Generation(settings, {
           origin,
-          number: (reply?.generation ?? 0) + 1,
+          number,
           listeners,
           tracker,
           predecessor: undefined,
@@ -220,13 +214,6 @@ export async function start(options: StartOptions): Promise<Generation> {
 
 /** How long a successor whose predecessor vanished before sending its listeners retries binding a port still in use. */
 export const BIND_RETRY_MS = 2_000;
-
-/** The predecessor went away after its Hello and before its Listeners frame (internal to start()). */
-class ListenersNeverCame extends Error {
-  constructor(cause: unknown) {
-    super('the predecessor went away before its listeners', { cause });
-  }
-}
 
 /** Matches the manifest with the fds: riding on the frame (takeover) or inherited by number (exec). */
 function adoptManifest(payload: ListenersPayload, frameFds: number[], inherited: InheritedListener[]): InheritedListener[] {
