@@ -96,8 +96,14 @@ export class FramePeer {
     if (this.closed) return Promise.resolve('closed');
     const seq = this.#nextPing++;
     return new Promise((resolve) => {
-      const timer = setTimeout(() => settle('timeout'), timeoutMs);
+      // The verdict waits for the next check phase: after a long pause of this
+      // process's event loop the timer fires before the poll phase reads a
+      // Pong that arrived in time.
+      const timer = setTimeout(() => setImmediate(() => settle('timeout')), timeoutMs);
+      let settled = false;
       const settle = (outcome: PingOutcome) => {
+        if (settled) return;
+        settled = true;
         clearTimeout(timer);
         this.#pings.delete(seq);
         resolve(outcome);
