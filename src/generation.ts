@@ -381,7 +381,8 @@ export class Generation extends EventEmitter<GenerationEvents> {
   async #awaitDraining(): Promise<boolean> {
     let timer: NodeJS.Timeout | undefined;
     const bound = new Promise<false>((resolve) => {
-      timer = setTimeout(() => resolve(false), this.settings.helloTimeoutMs);
+      // Judged after the poll phase: a Draining that came during a pause of this event loop counts.
+      timer = setTimeout(() => setImmediate(() => resolve(false)), this.settings.helloTimeoutMs);
     });
     try {
       const came = await Promise.race([this.#predecessorReply!.then(() => true as const), bound]);

@@ -64,7 +64,7 @@ describe('out of fds', () => {
           30_000,
           since,
         );
-        assert.match(String(warning.message), new RegExp(`upgrade socket ${socketPath}: .*EMFILE.*accepting again after a back-off`));
+        assert.match(String(warning.message), new RegExp(`upgrade socket ${socketPath}: .*EMFILE.*accepting goes on \\(after a back-off`));
         // The back-off retries meanwhile, failing every time: still the one report.
         await new Promise((r) => setTimeout(r, 500));
         const reports = log.events.slice(since).filter((e) => e.event === 'warning' && e.pid === first.pid);

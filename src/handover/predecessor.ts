@@ -152,7 +152,7 @@ export class PredecessorSide {
       return UpgradeSocket.bind(
         socketPath,
         (channel) => void this.#acceptSuccessor(channel),
-        (err) => this.#host.emit('warning', acceptFailed(socketPath, err)),
+        (err, closed) => this.#host.emit('warning', acceptFailed(socketPath, err, closed)),
       );
     } catch (err) {
       // A full disk, a vanished directory: best effort, the generation serves without it.
@@ -246,6 +246,8 @@ export class PredecessorSide {
         successor.channel.once('end', lost);
         successor.channel.once('error', lost);
       }
+      // Draining is queued on the channel before any Connections frame (and any Ping).
+      const told = successor?.send(FrameType.Draining, { connections: this.#openConnections() }).catch(() => undefined);
       const liveness =
         target?.pings === true
           ? new Liveness(target.peer, host.settings.livenessTimeoutMs, () => {
@@ -253,8 +255,6 @@ export class PredecessorSide {
               return this.#killHung(target, () => lost?.());
             })
           : undefined;
-      // Draining is queued on the channel before any Connections frame.
-      const told = successor?.send(FrameType.Draining, { connections: this.#openConnections() }).catch(() => undefined);
       const migration = successor && host.settings.migrate ? this.#migrator(successor) : undefined;
       const parked = host.parking.size;
       if (migration) {
@@ -576,12 +576,10 @@ function killSuccessor(child: ChildProcess | undefined, pid: number): string {
 }
 
 /** The warning for an accept error of the upgrade socket. */
-function acceptFailed(socketPath: string, err: Error): BatonError {
-  const code = (err as NodeJS.ErrnoException).code;
-  const transient = code === 'EMFILE' || code === 'ENFILE' || code === 'ENOBUFS' || code === 'ENOMEM';
+function acceptFailed(socketPath: string, err: Error, closed: boolean): BatonError {
   return new BatonError(
     'ERR_BATON_ACCEPT_FAILED',
-    `upgrade socket ${socketPath}: ${err.message}; ${transient ? 'accepting again after a back-off, serving on' : 'the socket is closed: no takeover can reach this generation; serving on'}`,
+    `upgrade socket ${socketPath}: ${err.message}; ${closed ? 'the socket is closed: no takeover can reach this generation; serving on' : 'accepting goes on (after a back-off when out of fds or memory), serving on'}`,
     { cause: err },
   );
 }

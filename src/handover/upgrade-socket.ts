@@ -73,13 +73,14 @@ export class UpgradeSocket {
    * handed to `onConnection`. Accept errors never throw nor crash: out of fds
    * or memory the listener backs off and accepts again (see UnixListener);
    * `onAcceptError` is told the first error of each streak (until an accept
-   * succeeds again), and any other error, after which the socket is closed.
+   * succeeds again), and any other error, after which the socket is closed
+   * (`closed` true).
    * Throws the bind's system error (ENOSPC, EACCES, …).
    */
   static bind(
     publicPath: string,
     onConnection: (channel: UnixChannel) => void,
-    onAcceptError: (err: Error) => void = () => undefined,
+    onAcceptError: (err: Error, closed: boolean) => void = () => undefined,
   ): UpgradeSocket {
     ensurePrivateDir(path.dirname(publicPath));
     const tmp = `${publicPath}.${process.pid}.tmp`;
@@ -98,7 +99,7 @@ export class UpgradeSocket {
     listener.on('error', (err) => {
       if (failing && !listener.closed) return;
       failing = true;
-      onAcceptError(err);
+      onAcceptError(err, listener.closed);
     });
     return new UpgradeSocket(publicPath, tmp, listener);
   }
