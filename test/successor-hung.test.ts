@@ -136,6 +136,7 @@ describe('successor hung after Ready', () => {
       const result = await load.stop();
       await prober.stop();
       assert.equal(result.failed, 0, `keep-alive load: ${result.errors.join('; ')}`);
+      t.diagnostic(`rolled back ${rollbackMs.toFixed(0)} ms after Ready; prober ${prober.ok} ok, ${prober.failed} failed`);
       assert.ok(prober.failed <= PROBER_LOSS_BOUND, `prober: ${prober.failed} failed: ${prober.errors.join('; ')}`);
       assert.ok(prober.ok > 0);
       process.kill(second, 'SIGTERM');
