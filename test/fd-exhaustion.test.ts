@@ -8,6 +8,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -27,6 +28,33 @@ function connect(options: net.NetConnectOpts): Promise<net.Socket> {
   });
 }
 
+/**
+ * Sends a request on `socket` and resolves once the server answered it or
+ * dropped the connection (no fd left for it): either way the server has
+ * accepted it, so it uses an fd for as long as it is open (keep-alive).
+ */
+function served(socket: net.Socket): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      socket.off('data', done).off('close', done);
+      resolve();
+    };
+    socket.on('data', done).on('close', done);
+    socket.write('GET / HTTP/1.1\r\nHost: localhost\r\n\r\n');
+  });
+}
+
+/** Resolves once process `pid` has fewer than `n` fds open (polled every 20 ms, for up to 30 s). */
+async function fdsBelow(pid: number, n: number): Promise<void> {
+  const deadline = performance.now() + 30_000;
+  for (;;) {
+    const open = fs.readdirSync(`/proc/${pid}/fd`).length;
+    if (open < n) return;
+    if (performance.now() > deadline) throw new Error(`pid ${pid} still has ${open} fds open (waiting for fewer than ${n})`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
 describe('out of fds', () => {
   const log = new EventLog();
   after(() => killAll(pidsOf(log)));
@@ -34,7 +62,8 @@ describe('out of fds', () => {
   for (const by of ['TCP clients', 'idle upgrade-socket peers'] as const) {
     it(`exhausted by ${by}: the accept error is reported once, it serves on, a takeover works afterwards`, async () => {
       const dir = tempDir();
-      const env = { BATON_SOCKET_DIR: dir };
+      // Kept-alive connections keep their fds while the test runs.
+      const env = { BATON_SOCKET_DIR: dir, KEEP_ALIVE_TIMEOUT_MS: '300000' };
       const socketPath = path.join(dir, 'fixture.sock');
       const first = spawnFixture(fixture('server'), env, log);
       const listening = await log.waitEvent('listening', first.pid);
@@ -51,6 +80,7 @@ describe('out of fds', () => {
           // The server may have no fd for it and drop it: that is what running out looks like.
           socket.on('error', () => undefined);
           held.push(socket);
+          if (by === 'TCP clients') await served(socket);
         }
         // Knocking on the upgrade socket while no fd is left.
         for (let i = 0; i < 4; i++) {
@@ -73,7 +103,9 @@ describe('out of fds', () => {
         for (const s of held) s.destroy();
       }
 
-      // Fds free again: it serves, and its upgrade socket leads to a working takeover.
+      // Fds free again (once it has read the clients' close: no event says so, its fd table does)
+      // it serves, and its upgrade socket leads to a working takeover.
+      await fdsBelow(first.pid!, limit - HEADROOM / 2);
       assert.deepEqual(new Set(await freshRequests(origin, 5)), new Set([1]));
       const next = await upgradeFixture(log, env, 'takeover', first.pid!, 2, log.events.length);
       await log.waitEvent('exit', first.pid);

@@ -264,6 +264,9 @@ export class PredecessorSide {
         host.parking.wakeAll(); // they drain like any idle connection
       }
       const draining = host.tracker.drain(drainTimeoutMs, migration?.migrator);
+      // A successor that died right after Ready may have closed the channel already, its end
+      // read with the Ready itself, before `lost` listened: roll back now.
+      if (successor?.closed) lost?.();
       if (migration) this.#offerWebSockets(migration.emigration);
       await told;
       if (successor) failpoint('predecessor.draining-sent');
