@@ -1,5 +1,6 @@
 import http from 'node:http';
 import type http2 from 'node:http2';
+import https from 'node:https';
 import type net from 'node:net';
 import tls from 'node:tls';
 import { idleHttp1Sockets } from '../migrate/http1-idle.js';
@@ -39,6 +40,22 @@ export interface Migrator {
    * after their response, false answers with `Connection: close` instead.
    */
   readonly afterResponse: boolean;
+}
+
+/**
+ * What happens to upgraded connections (WebSocket, any protocol after an HTTP
+ * `Upgrade`) that do not migrate, during a drain into a ready successor.
+ */
+export interface UpgradedPolicy {
+  /** True for an upgraded connection that migrates (a WebSocket of a registered server). */
+  claims(socket: net.Socket): boolean;
+  /**
+   * True: close the others gracefully at once — a `ws` WebSocket with 1012
+   * (Service Restart), anything else with a FIN once its writes flushed — so
+   * their clients reconnect to the successor. False: they stay until
+   * `drainTimeoutMs`, then are destroyed.
+   */
+  close: boolean;
 }
 
 /** What a drain did, for reports and the Done frame. */
@@ -111,6 +128,7 @@ export class ConnectionTracker {
   #migrator: Migrator | undefined;
   #onEmpty: (() => void) | undefined;
   #cancel: (() => void) | undefined;
+  #upgraded: UpgradedPolicy | undefined;
 
   /** Open connections across all tracked servers. */
   get size(): number {
@@ -120,6 +138,11 @@ export class ConnectionTracker {
   /** True once {@link ConnectionTracker.drain} was called. */
   get draining(): boolean {
     return this.#draining;
+  }
+
+  /** Sets what a drain into a successor does with upgraded connections (default: they wait for the drain timeout). */
+  setUpgradedPolicy(policy: UpgradedPolicy): void {
+    this.#upgraded = policy;
   }
 
   /** Starts following `server`'s connections. Must be called before it accepts. Idempotent. */
@@ -176,7 +199,26 @@ export class ConnectionTracker {
    */
   keep(socket: net.Socket): void {
     // After a cancelled drain (rollback) a late give-back must not pin it for the next one.
-    if (this.#draining) this.#kept.add(socket);
+    if (!this.#draining) return;
+    this.#kept.add(socket);
+    // An upgraded connection that came back (refused by the successor) is closed like one that never could move.
+    if (this.#migrator && this.#upgraded?.close && this.#isUpgraded(socket)) closeUpgraded(socket);
+  }
+
+  /** A connection of an HTTP/1.x server that left HTTP (Node freed its parser at the upgrade), or a WebSocket adopted from a predecessor. */
+  #isUpgraded(socket: net.Socket): boolean {
+    const server = this.#serverOf.get(socket);
+    if (!(server instanceof http.Server || server instanceof https.Server)) return false;
+    return !socket.destroyed && !(socket as { parser?: unknown }).parser;
+  }
+
+  /** Drain into a successor: upgraded connections that will not migrate are closed gracefully at once (see {@link UpgradedPolicy}). */
+  #closeUnmigratable(): void {
+    const policy = this.#upgraded;
+    if (!policy?.close) return;
+    for (const socket of this.#sockets) {
+      if (this.#isUpgraded(socket) && !policy.claims(socket)) closeUpgraded(socket);
+    }
   }
 
   #migrates(socket: net.Socket): MigrationMode | undefined {
@@ -278,6 +320,7 @@ export class ConnectionTracker {
     this.#inflight.clear();
     for (const session of this.#sessions) this.#considerSession(session);
     for (const socket of this.#sockets) this.#consider(socket);
+    if (migrator) this.#closeUnmigratable();
     // The first look at once: connections idle now start leaving without waiting for a turn.
     this.#checkIdle();
     return new Promise<DrainReport | undefined>((resolve) => {
@@ -311,6 +354,29 @@ export class ConnectionTracker {
       if (this.#sockets.size === 0) finish();
     });
   }
+}
+
+/**
+ * Closes an upgraded connection gracefully: a `ws` WebSocket (ws 8 keeps it on
+ * the socket under its private `websocket` symbol) gets a close frame 1012
+ * (Service Restart) and ends once its client answered, as a WebSocket close
+ * should; any other protocol gets a FIN after what was written has flushed
+ * (`end()`). Bytes the client sends meanwhile are still read by the app.
+ */
+export function closeUpgraded(socket: net.Socket): void {
+  const ws = webSocketOn(socket);
+  if (ws) {
+    if (ws.readyState === 1) ws.close(1012, 'Service Restart');
+    return;
+  }
+  if (!socket.writableEnded) socket.end();
+}
+
+function webSocketOn(socket: net.Socket): { readyState: number; close(code: number, reason: string): void } | undefined {
+  const key = Object.getOwnPropertySymbols(socket).find((k) => k.description === 'websocket');
+  const ws = key ? (socket as unknown as Record<symbol, unknown>)[key] : undefined;
+  if (typeof ws !== 'object' || ws === null || typeof (ws as { close?: unknown }).close !== 'function') return undefined;
+  return ws as { readyState: number; close(code: number, reason: string): void };
 }
 
 /** A plain-text HTTP/2 server (`http2.createServer`): the only kind whose sessions can migrate. */
