@@ -150,7 +150,11 @@ export class Generation extends EventEmitter<GenerationEvents> {
     this.#tracker = beginning.tracker;
     this.#state = beginning.state;
     this.#stateProvider = settings.state;
-    this.#tracker.setUpgradedPolicy({ claims: (socket) => this.#websockets.claims(socket), close: settings.closeUpgraded });
+    this.#tracker.setUpgradedPolicy({
+      claims: (socket) => this.#websockets.claims(socket),
+      close: settings.closeUpgraded,
+      timeoutMs: settings.migrateTimeoutMs,
+    });
     this.#asPredecessor = this.#newPredecessorSide();
     this.#phases.on('phase', (to, from) => {
       debug('generation %d (pid %d): %s -> %s', this.number, process.pid, from, to);

@@ -5,6 +5,7 @@ import type net from 'node:net';
 import tls from 'node:tls';
 import { idleHttp1Sockets } from '../migrate/http1-idle.js';
 import { followHttp2Session } from '../migrate/http2-session.js';
+import { closeWebSocket, type WsLike } from '../migrate/websocket.js';
 
 /** How the connections of a server can move to a successor. */
 export type MigrationMode = 'http1' | 'socket' | 'http2';
@@ -56,6 +57,8 @@ export interface UpgradedPolicy {
    * `drainTimeoutMs`, then are destroyed.
    */
   close: boolean;
+  /** Bounds the wait for a closing WebSocket's pending answers (migrateTimeoutMs). */
+  timeoutMs: number;
 }
 
 /** What a drain did, for reports and the Done frame. */
@@ -202,7 +205,7 @@ export class ConnectionTracker {
     if (!this.#draining) return;
     this.#kept.add(socket);
     // An upgraded connection that came back (refused by the successor) is closed like one that never could move.
-    if (this.#migrator && this.#upgraded?.close && this.#isUpgraded(socket)) closeUpgraded(socket);
+    if (this.#migrator && this.#upgraded?.close && this.#isUpgraded(socket)) closeUpgraded(socket, this.#upgraded.timeoutMs);
   }
 
   /** A connection of an HTTP/1.x server that left HTTP (Node freed its parser at the upgrade), or a WebSocket adopted from a predecessor. */
@@ -217,7 +220,7 @@ export class ConnectionTracker {
     const policy = this.#upgraded;
     if (!policy?.close) return;
     for (const socket of this.#sockets) {
-      if (this.#isUpgraded(socket) && !policy.claims(socket)) closeUpgraded(socket);
+      if (this.#isUpgraded(socket) && !policy.claims(socket)) closeUpgraded(socket, policy.timeoutMs);
     }
   }
 
@@ -359,24 +362,23 @@ export class ConnectionTracker {
 /**
  * Closes an upgraded connection gracefully: a `ws` WebSocket (ws 8 keeps it on
  * the socket under its private `websocket` symbol) gets a close frame 1012
- * (Service Restart) and ends once its client answered, as a WebSocket close
+ * (Service Restart) after the answers to what it received (see
+ * closeWebSocket) and ends once its client answered, as a WebSocket close
  * should; any other protocol gets a FIN after what was written has flushed
  * (`end()`). Bytes the client sends meanwhile are still read by the app.
  */
-export function closeUpgraded(socket: net.Socket): void {
+export function closeUpgraded(socket: net.Socket, timeoutMs: number): void {
   const ws = webSocketOn(socket);
-  if (ws) {
-    if (ws.readyState === 1) ws.close(1012, 'Service Restart');
-    return;
-  }
+  if (ws) return closeWebSocket(ws, timeoutMs);
   if (!socket.writableEnded) socket.end();
 }
 
-function webSocketOn(socket: net.Socket): { readyState: number; close(code: number, reason: string): void } | undefined {
+function webSocketOn(socket: net.Socket): WsLike | undefined {
   const key = Object.getOwnPropertySymbols(socket).find((k) => k.description === 'websocket');
   const ws = key ? (socket as unknown as Record<symbol, unknown>)[key] : undefined;
   if (typeof ws !== 'object' || ws === null || typeof (ws as { close?: unknown }).close !== 'function') return undefined;
-  return ws as { readyState: number; close(code: number, reason: string): void };
+  if ((ws as WsLike)._socket !== socket) return undefined;
+  return ws as WsLike;
 }
 
 /** A plain-text HTTP/2 server (`http2.createServer`): the only kind whose sessions can migrate. */

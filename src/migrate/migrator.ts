@@ -13,7 +13,7 @@ import type { FramePeer } from '../protocol/frame-peer.js';
 import { Emigration, type SocketMigration } from './emigration.js';
 import { offerHttp2Session } from './http2-session.js';
 import { offerRawSocket } from './raw-socket.js';
-import { offerWebSocket, type WebSocketRegistry } from './websocket.js';
+import { closeWebSocket, offerWebSocket, type WebSocketRegistry } from './websocket.js';
 
 const debug = debuglog('baton:migrate');
 
@@ -97,6 +97,6 @@ export function offerWebSockets(
       continue;
     }
     if (ws._socket) keep(ws._socket);
-    ws.close(1012, 'Service Restart');
+    closeWebSocket(ws, timeoutMs);
   }
 }

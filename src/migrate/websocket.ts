@@ -20,8 +20,10 @@ export interface WsLike {
     _buffers: Buffer[];
     writableLength: number;
   } | null;
+  bufferedAmount?: number;
   setSocket(socket: net.Socket, head: Buffer, options: Record<string, unknown>): void;
   on(event: 'close', listener: () => void): unknown;
+  emit(event: string | symbol, ...args: unknown[]): boolean;
   close(code?: number, reason?: string): void;
 }
 
@@ -210,7 +212,7 @@ export function offerWebSocket(
   if (!socket || ws.readyState !== OPEN) return;
   if (ws._extensions['permessage-deflate'] || !ws._receiver) {
     keep(socket);
-    ws.close(1012, 'Service Restart');
+    closeWebSocket(ws, timeoutMs);
     return;
   }
   const deadline = performance.now() + timeoutMs;
@@ -223,7 +225,7 @@ export function offerWebSocket(
       if (performance.now() > deadline) {
         resumeReading(socket);
         keep(socket);
-        ws.close(1012, 'Service Restart');
+        closeWebSocket(ws, timeoutMs);
         return;
       }
       // Let one more chunk in (or the pending write flush), then look again.
@@ -255,10 +257,47 @@ export function offerWebSocket(
       restore();
       resumeReading(socket);
       keep(socket);
-      ws.close(1012, 'Service Restart');
+      closeWebSocket(ws, timeoutMs);
     }
   };
   attempt();
+}
+
+/**
+ * Closes a WebSocket that cannot migrate, so that nothing its client sent is
+ * half-handled: reading stops; once the app's answers to the messages it had
+ * already received have gone out (nothing left to write for two event-loop
+ * turns in a row, or `timeoutMs`), the close frame 1012 (Service Restart)
+ * follows them, and reading resumes only to complete the closing handshake —
+ * messages that arrive after the close frame are not given to the app (it
+ * could not answer them anyway). So every message is either answered here or
+ * never seen here: a client that sends again what was not answered (socket.io
+ * with its `retries` option) sends it to the successor, exactly once.
+ */
+export function closeWebSocket(ws: WsLike, timeoutMs: number): void {
+  const socket = ws._socket;
+  if (!socket || ws.readyState !== OPEN) return;
+  stopReading(socket);
+  const deadline = performance.now() + timeoutMs;
+  let written = -1;
+  let quiet = 0;
+  const check = () => {
+    if (socket.destroyed || ws.readyState !== OPEN) return;
+    const flushed = socket.writableLength === 0 && !ws.bufferedAmount;
+    quiet = flushed && socket.bytesWritten === written ? quiet + 1 : 0;
+    written = socket.bytesWritten;
+    if (quiet < 2 && performance.now() < deadline) {
+      setImmediate(check);
+      return;
+    }
+    const emit = ws.emit;
+    ws.emit = function (this: WsLike, event: string | symbol, ...args: unknown[]): boolean {
+      return event === 'message' ? false : emit.call(this, event, ...args);
+    };
+    ws.close(1012, 'Service Restart');
+    resumeReading(socket);
+  };
+  setImmediate(check);
 }
 
 /**
