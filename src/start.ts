@@ -50,7 +50,7 @@ export interface StartOptions {
    * gracefully as soon as the successor is ready — a `ws` WebSocket with 1012
    * (Service Restart), anything else with a FIN once its writes flushed — so
    * their clients reconnect to the successor at once; false holds them until
-   * `drainTimeoutMs` and then destroys them.
+   * `drainTimeoutMs` and then destroys them. Applies to a migrating drain (`migrate`, the default).
    */
   closeUpgraded?: boolean;
   killGraceMs?: number;

@@ -2,8 +2,8 @@
  * WebSockets of every `ws` mode migrate: two `noServer` WebSocketServers on
  * one http server, routed by path from its 'upgrade' event (ws's README
  * pattern), one of them with `clientTracking: false` — with the library
- * (test/fixtures/server.ts, WS_NOSERVER=1) and zero-code (an unmodified app
- * under `baton run`, test/apps/ws-noserver.mjs). Every client sends a numbered
+ * (test/fixtures/server.ts, WS_NOSERVER=1) and zero-code (an unmodified app,
+ * test/apps/ws-noserver.mjs, under `baton run` and in `baton start`'s workers). Every client sends a numbered
  * message every 40 ms and checks each reply ("<path>:<message>": the server
  * that had it answers), across 10 upgrades: every reply in order, no close, no
  * error, no connection cut by a drain.
@@ -21,7 +21,8 @@ import { once } from 'node:events';
 import net from 'node:net';
 import { after, describe, it } from 'node:test';
 import WebSocket from 'ws';
-import { AppRunner } from './helpers/adopt.js';
+import { AppRunner, appFile } from './helpers/adopt.js';
+import { startMaster, writeAppConfig } from './helpers/supervisor.js';
 import { EventLog, fixture, killAll, pidsOf, spawnFixture, tempDir, upgradeFixture } from './helpers/server-process.js';
 import { EchoClients } from './helpers/ws-echo-clients.js';
 
@@ -39,7 +40,9 @@ async function openBothPaths(base: string): Promise<EchoClients[]> {
 describe('WebSocket migration in every ws mode', () => {
   const log = new EventLog();
   const apps = new AppRunner(log);
+  const masters: number[] = [];
   after(() => {
+    killAll(masters);
     killAll(pidsOf(log));
     apps.killAll();
   });
@@ -88,6 +91,22 @@ describe('WebSocket migration in every ws mode', () => {
     for (const c of clients) await c.finish();
     for (const c of clients) c.close();
     process.kill(pid, 'SIGTERM');
+  });
+
+  it(`zero-code under baton start (2 workers): the same app, ${CLIENTS} clients, ${UPGRADES} reloads`, async () => {
+    const dir = tempDir('baton-sup-');
+    const { port, cfg } = await writeAppConfig(dir, appFile('ws-noserver.mjs'));
+    const master = await startMaster(log, cfg);
+    masters.push(master.pid);
+    const clients = await openBothPaths(`ws://127.0.0.1:${port}`);
+    for (let i = 0; i < UPGRADES; i++) {
+      const since = log.events.length;
+      process.kill(master.pid, 'SIGHUP');
+      await log.waitFor((e) => e.event === 'reload-done' && e.pid === master.pid, `reload ${i + 1} done`, 60_000, since);
+    }
+    for (const c of clients) await c.finish();
+    for (const c of clients) c.close();
+    process.kill(master.pid, 'SIGTERM');
   });
 
   /** A client of the fixture's `/raw` protocol (every byte echoed). */
