@@ -23,7 +23,7 @@ import { after, describe, it } from 'node:test';
 import WebSocket from 'ws';
 import { AppRunner, appFile } from './helpers/adopt.js';
 import { startMaster, writeAppConfig } from './helpers/supervisor.js';
-import { EventLog, fixture, killAll, pidsOf, spawnFixture, tempDir, upgradeFixture } from './helpers/server-process.js';
+import { EventLog, fixture, killAll, pidsOf, spawnFixture, tempDir, upgradeFixture, waitGone } from './helpers/server-process.js';
 import { EchoClients } from './helpers/ws-echo-clients.js';
 
 const CLIENTS = process.env.BATON_TEST_FULL === '1' ? 1000 : 200;
@@ -104,6 +104,10 @@ describe('WebSocket migration in every ws mode', () => {
       process.kill(master.pid, 'SIGHUP');
       await log.waitFor((e) => e.event === 'reload-done' && e.pid === master.pid, `reload ${i + 1} done`, 60_000, since);
     }
+    // The old workers are gone well before their drain timeout (30 s): they held no WebSocket.
+    const workers = log.events.filter((e) => e.event === 'worker-ready').map((e) => e.workerPid as number);
+    assert.equal(workers.length, 2 * (UPGRADES + 1));
+    for (const pid of workers.slice(0, -2)) await waitGone(pid, 20_000);
     for (const c of clients) await c.finish();
     for (const c of clients) c.close();
     process.kill(master.pid, 'SIGTERM');
