@@ -19,14 +19,14 @@
  * Size: CI runs 50 clients per test and 10 upgrades; BATON_TEST_FULL=1 runs 200.
  *
  * Clients keep socket.io-client's defaults but for `retries` (with the
- * `ackTimeout` it needs) and, with the default transports, a shorter
- * `reconnectionDelay` (200 ms instead of 1 s): socket.io-client waits 0.5–1.5 s
- * (randomised) before its first reconnection attempt, and a reconnection over
- * the default transports (a polling handshake, then the WebSocket upgrade)
- * then took up to ~1 s more on a loaded 2-core machine, up to 3 s of stall
- * in all; with `transports: ['websocket']` the defaults stay under 2 s. Even
- * with the shorter delay the default transports stall up to ~3 s (see
- * DEFAULT_TRANSPORTS_STALL_MS).
+ * `ackTimeout` it needs) and a shorter `reconnectionDelay` (200 ms instead of
+ * 1 s): socket.io-client waits 0.5–1.5 s (randomised) before its first
+ * reconnection attempt, and with that default a few clients of 50 stalled
+ * 2.1–2.3 s on this loaded 2-core machine even with `transports:
+ * ['websocket']` — the client's own wait, not baton's (baton closes the old
+ * session as soon as the successor is ready). With the default transports a
+ * reconnection is a polling handshake and then the WebSocket upgrade, which
+ * still stalls up to ~3 s (see DEFAULT_TRANSPORTS_STALL_MS).
  */
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
@@ -72,7 +72,7 @@ const everyClient: Socket[] = [];
 
 function open(url: string, id: string, transports: string[] | undefined): Promise<Client> {
   // retries needs ackTimeout (it makes acks error-first); long enough never to resend to a live server.
-  const socket = io(url, { retries: 10, ackTimeout: 20_000, ...(transports ? { transports } : { reconnectionDelay: 200 }) });
+  const socket = io(url, { retries: 10, ackTimeout: 20_000, reconnectionDelay: 200, ...(transports ? { transports } : {}) });
   everyClient.push(socket);
   const c: Client = {
     id,
