@@ -1,6 +1,5 @@
 import http from 'node:http';
 import type http2 from 'node:http2';
-import https from 'node:https';
 import type net from 'node:net';
 import tls from 'node:tls';
 import { idleHttp1Sockets } from '../migrate/http1-idle.js';
@@ -208,10 +207,16 @@ export class ConnectionTracker {
     if (this.#migrator && this.#upgraded?.close && this.#isUpgraded(socket)) closeUpgraded(socket, this.#upgraded.timeoutMs);
   }
 
-  /** A connection of an HTTP/1.x server that left HTTP (Node freed its parser at the upgrade), or a WebSocket adopted from a predecessor. */
+  /**
+   * A connection of a plain HTTP/1.x server that left HTTP (Node freed its
+   * parser at the upgrade), or a WebSocket adopted from a predecessor. Not
+   * HTTPS: a TLS server's tracked socket is the TCP one under the TLS socket
+   * (which holds the parser), and TLS connections cannot migrate anyway; they
+   * wait for the drain timeout as before.
+   */
   #isUpgraded(socket: net.Socket): boolean {
     const server = this.#serverOf.get(socket);
-    if (!(server instanceof http.Server || server instanceof https.Server)) return false;
+    if (!(server instanceof http.Server)) return false;
     return !socket.destroyed && !(socket as { parser?: unknown }).parser;
   }
 
