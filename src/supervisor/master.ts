@@ -159,6 +159,14 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
   /** After WINCH: drains the old workers the new master did not take over in time. */
   #winchFallback: NodeJS.Timeout | undefined;
   readonly #signalHandlers = new Map<NodeJS.Signals, () => void>();
+  /**
+   * Holds the event loop open until the master has exited. A master in
+   * standby with no workers has nothing else that keeps it alive, and Node
+   * would end it silently (code 13, unsettled top-level await in the CLI).
+   */
+  #keepAlive: NodeJS.Timeout | undefined;
+  /** The process 'exit' and crash hooks, removed once the master has exited. */
+  readonly #processHooks = new Map<'exit' | 'uncaughtException' | 'unhandledRejection', (arg: unknown) => void>();
   readonly #exited: Promise<number>;
   #exit!: (code: number) => void;
   #exitCode = 0;
@@ -280,7 +288,7 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
     } else if (this.#parentPid !== undefined && this.#pool.crashLooping.length > 0) {
       this.#error('upgrade-failed', 'ERR_BATON_UPGRADE_FAILED', 'new master: workers keep failing; exiting so the old master serves on');
       this.#exitCode = 1;
-      void this.#shutdown(this.#config.timeouts.fastMs);
+      void this.#shutdown(this.#config.timeouts.fastMs, 'its workers keep failing while the old master serves');
     }
   }
 
@@ -293,7 +301,7 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
     on('SIGINT', () => this.#fastStop('SIGINT'));
     on('SIGQUIT', () => {
       this.#log.info('QUIT: graceful exit');
-      void this.#shutdown(this.#config.timeouts.drainMs);
+      void this.#shutdown(this.#config.timeouts.drainMs, 'QUIT');
     });
     on('SIGHUP', () => void this.reload());
     on('SIGUSR1', () => {
@@ -302,6 +310,32 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
     });
     on('SIGUSR2', () => this.#upgrade());
     on('SIGWINCH', () => this.#winch());
+    this.#keepAlive = setInterval(() => undefined, 2 ** 30);
+    // No exit without a record of its reason: a bug in the master is logged, then the master stops its workers.
+    const hook = (event: 'exit' | 'uncaughtException' | 'unhandledRejection', fn: (arg: unknown) => void) => {
+      this.#processHooks.set(event, fn);
+      process.on(event, fn);
+    };
+    const crashed = (err: unknown) => {
+      const e = asError(err);
+      this.#error('master-crashed', (e as BatonError).code ?? (e as NodeJS.ErrnoException).code, `master crashed: ${e.stack ?? e.message}`);
+      this.#exitCode = 1;
+      if (this.phase === 'stopping') {
+        // The crash is in the shutdown itself: let the process end (the 'exit' hook logs it).
+        clearInterval(this.#keepAlive);
+        process.exitCode = 1;
+      } else void this.#shutdown(this.#config.timeouts.fastMs, `crashed: ${e.message}`);
+    };
+    hook('uncaughtException', crashed);
+    hook('unhandledRejection', crashed);
+    hook('exit', (code) => {
+      if (this.phase === 'exited') return;
+      this.#log.fatal(
+        { event: 'master-exit-unexpected', exitCode: code, phase: this.phase },
+        `master exiting in phase ${this.phase} with code ${String(code)} without a shutdown`,
+      );
+      this.#logger.flush();
+    });
   }
 
   /**
@@ -447,6 +481,8 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
         { event: 'child-master-exited', childPid: child.pid },
         `new master pid ${child.pid} exited with ${how}; this master (pid ${this.pid}) is the current one again`,
       );
+      // Whatever WINCH left to do is moot: this master serves again.
+      this.#clearWinchFallback();
       if (p === 'standby') this.#pool.start();
       this.#phases.transition('running');
     }
@@ -478,7 +514,11 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
         "WINCH: the new master's workers take this master's workers over, with their connections",
       );
       this.#sendChild({ baton: 'old-master', type: 'absorb', workers: retiring });
-      this.#winchFallback = setTimeout(() => void this.#pool.stopAll(drainMs), readyMs);
+      // Only the retired workers: workers started since (the new master died, a rollback) are not its business.
+      this.#winchFallback = setTimeout(() => {
+        this.#winchFallback = undefined;
+        this.#pool.stopRetired(drainMs);
+      }, readyMs);
       this.#winchFallback.unref();
     } else {
       this.#log.info(
@@ -489,9 +529,14 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
     }
   }
 
+  #clearWinchFallback(): void {
+    clearTimeout(this.#winchFallback);
+    this.#winchFallback = undefined;
+  }
+
   /** Rollback to this master: restart its workers (if stopped) and wait until they serve. */
   async #resume(): Promise<void> {
-    clearTimeout(this.#winchFallback);
+    this.#clearWinchFallback();
     if (this.phase === 'standby') {
       this.#log.info('restarting the workers (rollback to this master)');
       this.#phases.transition('superseded');
@@ -526,13 +571,13 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
       this.#resumeWaiter = () => {
         clearTimeout(timer);
         this.#resumeWaiter = undefined;
-        void this.#shutdown(this.#config.timeouts.drainMs);
+        void this.#shutdown(this.#config.timeouts.drainMs, `${signal} (rolled back to the old master)`);
       };
       this.#sendParent({ baton: 'new-master', type: 'resume' });
       return;
     }
     this.#log.info(`${signal}: fast exit`);
-    void this.#shutdown(this.#config.timeouts.fastMs);
+    void this.#shutdown(this.#config.timeouts.fastMs, signal);
   }
 
   #linkToParent(): void {
@@ -554,7 +599,8 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
     process.channel?.unref();
   }
 
-  async #shutdown(drainMs: number): Promise<void> {
+  /** Stops the workers (draining for at most `drainMs`), closes everything and resolves {@link Master.exited}; `reason` is logged. */
+  async #shutdown(drainMs: number, reason: string): Promise<void> {
     if (this.phase === 'stopping' || this.phase === 'exited') return;
     this.#phases.transition('stopping');
     this.#notifySystemd({ STOPPING: 1 });
@@ -571,9 +617,14 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
     this.#pool.removeDir();
     for (const file of [this.#config.pidFile, `${this.#config.pidFile}.oldbin`]) removeOwnPidFile(file);
     for (const [signal, fn] of this.#signalHandlers) process.off(signal, fn);
-    this.#log.info({ event: 'master-exited', counters: this.#allCounters() }, 'master exited');
+    this.#log.info(
+      { event: 'master-exited', reason, exitCode: this.#exitCode, counters: this.#allCounters() },
+      `master exited (${reason}), code ${this.#exitCode}`,
+    );
     this.#logger.flush();
     this.#phases.transition('exited');
+    clearInterval(this.#keepAlive);
+    for (const [event, fn] of this.#processHooks) process.off(event, fn);
     this.#exit(this.#exitCode);
   }
 

@@ -171,6 +171,9 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
     const out: { slot: number; socketPath: string }[] = [];
     for (const slot of this.#slots) {
       this.#cancelRestart(slot);
+      // A worker still starting never served: nothing for another master to take over.
+      if (slot.pending) void this.#retire(slot, slot.pending).stop(0, this.#config.timeouts.killGraceMs);
+      slot.pending = undefined;
       const w = slot.current;
       if (!w) continue;
       slot.current = undefined;
@@ -199,6 +202,11 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
       for (const w of slot.retiring) void w.stop(drainMs, this.#config.timeouts.killGraceMs);
     }
     await Promise.all(this.workers.map((w) => w.exited));
+  }
+
+  /** Stops the retired workers still draining (nobody took them over); serving and starting workers are untouched. */
+  stopRetired(drainMs: number): void {
+    for (const slot of this.#slots) for (const w of slot.retiring) void w.stop(drainMs, this.#config.timeouts.killGraceMs);
   }
 
   /** Status of every worker, with its open connections (asked over IPC). */
