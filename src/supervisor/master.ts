@@ -113,6 +113,26 @@ export interface MasterStatus {
   crashLoop: number[];
   counters: MasterCounters;
   lastError: string | undefined;
+  /** Reload requests (HUP) received, and the outcome of the last reload: what `baton reload` waits for. */
+  reload: ReloadStatus;
+}
+
+/** Reload bookkeeping in a master's status. */
+export interface ReloadStatus {
+  /** Reload requests (HUP) received by this master so far. */
+  requests: number;
+  /** The last finished reload, if any. */
+  last: ReloadOutcome | undefined;
+}
+
+/** How a reload ended. */
+export interface ReloadOutcome {
+  /** The reload covered every request up to this number (later HUPs during a reload get one more reload). */
+  request: number;
+  /** `done`: every worker runs the new code; `failed`: some new workers failed (their old ones serve on); `refused`: nothing changed; `resumed`: a standby master restarted its workers. */
+  result: 'done' | 'failed' | 'refused' | 'resumed';
+  message: string;
+  at: string;
 }
 
 /** Counters that outlive a master (persisted in the state file). */
@@ -155,6 +175,8 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
   #lastError: string | undefined;
   #reloading: Promise<void> | undefined;
   #reloadAgain = false;
+  #reloadRequests = 0;
+  #lastReload: ReloadOutcome | undefined;
   #resumeWaiter: (() => void) | undefined;
   /** After WINCH: drains the old workers the new master did not take over in time. */
   #winchFallback: NodeJS.Timeout | undefined;
@@ -346,32 +368,44 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
    * workers (rollback to this master).
    */
   async reload(): Promise<void> {
+    const request = ++this.#reloadRequests;
     const p = this.phase;
-    if (p === 'standby') return this.#resume();
+    if (p === 'standby') {
+      await this.#resume();
+      return this.#reloaded(request, 'resumed', 'rollback to this master: its workers serve again');
+    }
     if (p !== 'running' && p !== 'superseded' && p !== 'reloading') {
       this.#log.warn(`HUP ignored in phase ${p}`);
-      return;
+      return this.#reloaded(request, 'refused', `reload refused: the master is ${p}`);
     }
     if (this.#reloading) {
       this.#reloadAgain = true;
       return this.#reloading;
     }
+    return this.#runReload();
+  }
+
+  #runReload(): Promise<void> {
     this.#reloading = this.#reloadOnce().finally(() => {
       this.#reloading = undefined;
       if (this.#reloadAgain) {
         this.#reloadAgain = false;
-        void this.reload();
+        // The requests that came during that reload get one more.
+        if (this.phase === 'running' || this.phase === 'superseded') void this.#runReload();
+        else this.#reloaded(this.#reloadRequests, 'refused', `reload refused: the master is ${this.phase}`);
       }
     });
     return this.#reloading;
   }
 
   async #reloadOnce(): Promise<void> {
+    // Every request received so far is covered by this reload (it reads the config from now on).
+    const request = this.#reloadRequests;
     let next: Config;
     try {
       next = loadConfig(this.#options.configFile, this.#options.overrides);
     } catch (err) {
-      return this.#refuseReload(err);
+      return this.#refuseReload(request, err);
     }
     if (JSON.stringify(next.listeners) !== JSON.stringify(this.#config.listeners)) {
       // Unchanged listeners keep their sockets; new ones are bound before any worker changes.
@@ -382,7 +416,7 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
         this.#pool.setListeners(listeners.all);
         this.#log.info({ event: 'listeners-changed', listeners: listeners.status() }, 'reload: listeners changed');
       } catch (err) {
-        return this.#refuseReload(err);
+        return this.#refuseReload(request, err);
       }
     }
     this.#config = { ...next, runDir: this.#config.runDir, pidFile: this.#config.pidFile };
@@ -394,16 +428,13 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
     const { failed } = await this.#pool.reload(this.#config);
     this.#counters.reloads++;
     if (failed.length > 0) {
-      this.#error(
-        'reload-failed',
-        'ERR_BATON_RELOAD_FAILED',
-        `reload: new worker(s) ${failed.join(', ')} failed; the old ones serve on there`,
-        {
-          failed,
-        },
-      );
+      const message = `reload: new worker(s) ${failed.join(', ')} failed; the old ones serve on there`;
+      this.#error('reload-failed', 'ERR_BATON_RELOAD_FAILED', message, { failed });
+      this.#reloaded(request, 'failed', message);
     } else {
-      this.#log.info({ event: 'reload-done' }, 'reload done: every worker runs the new code');
+      const message = 'reload done: every worker runs the new code';
+      this.#log.info({ event: 'reload-done' }, message);
+      this.#reloaded(request, 'done', message);
     }
     if (own && (this.phase as MasterPhase) === 'reloading') this.#phases.transition('running');
     this.#persist();
@@ -585,6 +616,7 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
       if (m?.baton !== 'old-master') return;
       if (m.type === 'resumed') this.#resumeWaiter?.();
       else if (m.type === 'absorb') {
+        failpoint('master.absorbing');
         const n = this.#pool.absorb(m.workers);
         this.#log.info({ event: 'absorbing', workers: n }, `taking over ${n} retiring worker(s) of the old master and their connections`);
       }
@@ -647,6 +679,7 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
       crashLoop: this.#pool.crashLooping,
       counters: this.#allCounters(),
       lastError: this.#lastError,
+      reload: { requests: this.#reloadRequests, last: this.#lastReload },
     };
   }
 
@@ -695,10 +728,16 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
   }
 
   /** A reload that cannot happen (bad config, a listener that cannot be bound): nothing changes. */
-  #refuseReload(err: unknown): void {
+  #refuseReload(request: number, err: unknown): void {
     const message = `reload refused: ${asError(err).message}; the running workers serve on`;
     this.#error('reload-refused', (err as BatonError).code ?? (err as NodeJS.ErrnoException).code, message);
+    this.#reloaded(request, 'refused', message);
     this.#notifySystemd({ STATUS: message });
+  }
+
+  /** Records how the reload covering requests up to `request` ended (status `reload.last`). */
+  #reloaded(request: number, result: ReloadOutcome['result'], message: string): void {
+    this.#lastReload = { request, result, message, at: new Date().toISOString() };
   }
 
   #notifySystemd(fields: Record<string, string | number>): void {
