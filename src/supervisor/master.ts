@@ -302,7 +302,7 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
       failpoint('master.workers-serving');
       if (this.#parentPid !== undefined) this.#counters.upgrades++;
       this.#phases.transition('running');
-      writePidFile(this.#config.pidFile);
+      this.#fileOp('pid file', this.#config.pidFile, () => writePidFile(this.#config.pidFile));
       this.#persist();
       this.#notifySystemd({ READY: 1, MAINPID: this.pid, STATUS: `serving with ${this.#config.workers} worker(s)` });
       this.#sendParent({ baton: 'new-master', type: 'ready', pid: this.pid });
@@ -454,7 +454,7 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
     }
     if (this.phase !== 'running') return refuse(`this master is ${this.phase}; an upgrade needs phase 'running'`);
     const pidFile = this.#config.pidFile;
-    if (readPidFile(pidFile) === this.pid) renameDurable(pidFile, `${pidFile}.oldbin`);
+    if (readPidFile(pidFile) === this.pid) this.#fileOp('pid file', pidFile, () => renameDurable(pidFile, `${pidFile}.oldbin`));
     let child: ChildProcess;
     try {
       child = spawnWithListeners(
@@ -625,6 +625,9 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
       const parent = this.#parentPid;
       this.#parentPid = undefined;
       this.#log.info(`the old master (pid ${parent}) is gone; this master is the only one`);
+      // The pid file this master could not write (a full disk) is tried again now that it alone runs.
+      const pidFile = this.#config.pidFile;
+      if (this.phase === 'running' && readPidFile(pidFile) !== this.pid) this.#fileOp('pid file', pidFile, () => writePidFile(pidFile));
       this.#resumeWaiter?.();
       if (this.phase === 'running') this.#notifySystemd({ MAINPID: this.pid, STATUS: 'serving' });
     });
@@ -699,8 +702,27 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
   #restorePidFile(): void {
     const file = this.#config.pidFile;
     const old = `${file}.oldbin`;
-    if (readPidFile(old) === this.pid) renameDurable(old, file);
-    else writePidFile(file);
+    if (readPidFile(old) === this.pid) this.#fileOp('pid file', old, () => renameDurable(old, file));
+    else this.#fileOp('pid file', file, () => writePidFile(file));
+  }
+
+  /**
+   * Runs a write of a pid or state file. Those files are best-effort: a
+   * failure (a full disk, a read-only run dir) is logged as
+   * `file-write-failed` naming the file and the errno, and serving goes on.
+   */
+  #fileOp(what: string, file: string, op: () => void): boolean {
+    try {
+      op();
+      return true;
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException;
+      this.#log.warn(
+        { event: 'file-write-failed', code: e.code, file, syscall: e.syscall },
+        `cannot write the ${what} ${file}: ${e.message}; serving goes on without it`,
+      );
+      return false;
+    }
   }
 
   /** Writes the state file (only the master that owns the pid file does). */
@@ -714,11 +736,9 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
       config: this.#config,
       counters: this.#allCounters(),
     };
-    try {
-      writeFileAtomic(this.#config.stateFile, `${JSON.stringify(state, null, 2)}\n`, 0o600);
-    } catch (err) {
-      this.#log.warn(`cannot write the state file ${this.#config.stateFile}: ${asError(err).message}`);
-    }
+    this.#fileOp('state file', this.#config.stateFile, () =>
+      writeFileAtomic(this.#config.stateFile, `${JSON.stringify(state, null, 2)}\n`, 0o600),
+    );
   }
 
   /** Logs an error as event `event` with its code (a BatonError code, or a syscall code), and keeps it as the status's last error. */
