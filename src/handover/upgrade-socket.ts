@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { removeStaleTemps } from '../core/atomic-file.js';
 import { BatonError } from '../core/errors.js';
 import type { UnixChannel } from '../native/unix-channel.js';
 import { UnixListener } from '../native/unix-listener.js';
@@ -71,6 +72,8 @@ export class UpgradeSocket {
   /** Binds (not yet published) a socket for `publicPath`; connections are handed to `onConnection`. */
   static bind(publicPath: string, onConnection: (channel: UnixChannel) => void): UpgradeSocket {
     ensurePrivateDir(path.dirname(publicPath));
+    // Temporary sockets of generations killed before they published theirs.
+    removeStaleTemps(publicPath);
     const tmp = `${publicPath}.${process.pid}.tmp`;
     try {
       fs.unlinkSync(tmp);

@@ -13,6 +13,7 @@ import path from 'node:path';
 import { readPidFile, removeOwnPidFile, renameDurable, writeFileAtomic, writePidFile } from '../core/atomic-file.js';
 import { BatonError, asError } from '../core/errors.js';
 import { StateMachine } from '../core/phase.js';
+import { alive } from '../core/proc.js';
 import { spawnWithListeners } from '../handover/exec.js';
 import { takeListenFds } from '../handover/inherit.js';
 import { ensurePrivateDir } from '../handover/upgrade-socket.js';
@@ -213,7 +214,7 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
       ? (line: string, stream: 'stdout' | 'stderr', w: { slot: number; pid: number }) =>
           this.#log.info({ event: 'worker-output', slot: w.slot, workerPid: w.pid, stream }, line)
       : undefined;
-    this.#pool = new WorkerPool(config, listeners.all, path.join(config.runDir, `${config.name}-m${process.pid}`), output);
+    this.#pool = new WorkerPool(config, listeners.all, slotDirPath(config.runDir, config.name, process.pid), output);
     this.#exited = new Promise((resolve) => (this.#exit = resolve));
     this.#phases.on('phase', (to, from) => {
       this.#log.info({ event: 'master-phase', phase: to, from }, `master phase ${from} -> ${to}`);
@@ -269,6 +270,7 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
 
   async #begin(): Promise<void> {
     const c = this.#config;
+    this.#removeDeadMastersFiles();
     this.#control = await ControlServer.listen(controlSocketPath(c.runDir, c.name, this.pid), () => this.status());
     this.#installSignals();
     if (this.#parentPid !== undefined) this.#linkToParent();
@@ -498,6 +500,7 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
     this.#child = undefined;
     const how = signal ? `signal ${signal}` : `code ${code}`;
     const p = this.phase;
+    this.#removeMasterFiles(child.pid);
     if (p === 'stopping' || p === 'exited') return;
     this.#restorePidFile();
     if (p === 'upgrading') {
@@ -624,6 +627,8 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
     process.on('disconnect', () => {
       const parent = this.#parentPid;
       this.#parentPid = undefined;
+      // Killed rather than retired: nobody else removes what it left.
+      if (parent !== undefined && !alive(parent)) this.#removeMasterFiles(parent);
       this.#log.info(`the old master (pid ${parent}) is gone; this master is the only one`);
       // The pid file this master could not write (a full disk) is tried again now that it alone runs.
       const pidFile = this.#config.pidFile;
@@ -725,6 +730,47 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
     }
   }
 
+  /** Removes the control socket and worker slot directory of master `pid`, which is gone (never this master's own). */
+  #removeMasterFiles(pid: number | undefined): void {
+    if (pid === undefined || pid === this.pid) return;
+    const { runDir, name } = this.#config;
+    for (const file of [controlSocketPath(runDir, name, pid), slotDirPath(runDir, name, pid)]) {
+      try {
+        fs.rmSync(file, { recursive: true, force: true });
+      } catch (err) {
+        this.#log.warn(
+          { event: 'cleanup-failed', file, code: (err as NodeJS.ErrnoException).code },
+          `cannot remove ${file}: ${asError(err).message}`,
+        );
+      }
+    }
+  }
+
+  /** At start: removes what masters of this name that were killed (not stopped) left in the run dir. */
+  #removeDeadMastersFiles(): void {
+    const { runDir, name } = this.#config;
+    let entries: string[];
+    try {
+      entries = fs.readdirSync(runDir);
+    } catch {
+      return;
+    }
+    const prefix = `${name}-`;
+    const dead = new Set<number>();
+    for (const entry of entries) {
+      const m = entry.startsWith(prefix) ? /^(?:master-(\d+)\.sock|m(\d+))$/.exec(entry.slice(prefix.length)) : null;
+      const pid = Number(m?.[1] ?? m?.[2]);
+      if (Number.isInteger(pid) && pid > 0 && pid !== this.pid && !alive(pid)) dead.add(pid);
+    }
+    for (const pid of dead) {
+      this.#removeMasterFiles(pid);
+      this.#log.info(
+        { event: 'stale-files-removed', deadPid: pid },
+        `removed the control socket and worker slots of dead master pid ${pid}`,
+      );
+    }
+  }
+
   /** Writes the state file (only the master that owns the pid file does). */
   #persist(): void {
     if (readPidFile(this.#config.pidFile) !== this.pid) return;
@@ -775,6 +821,11 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
   #sendChild(m: MasterLinkMessage): void {
     if (this.#child?.connected) this.#child.send(m, undefined, {}, () => undefined);
   }
+}
+
+/** The private directory of master `pid`'s worker slots (their upgrade sockets). */
+function slotDirPath(runDir: string, name: string, pid: number): string {
+  return path.join(runDir, `${name}-m${pid}`);
 }
 
 /** Counters persisted by the previous master, or zeros. */

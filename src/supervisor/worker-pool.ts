@@ -8,6 +8,7 @@ import { EventEmitter } from 'node:events';
 import type net from 'node:net';
 import fs from 'node:fs';
 import path from 'node:path';
+import { removeDeadTemps } from '../core/atomic-file.js';
 import { BatonError } from '../core/errors.js';
 import type { DrainReport } from '../drain/connection-tracker.js';
 import { ensurePrivateDir } from '../handover/upgrade-socket.js';
@@ -337,6 +338,8 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
   }
 
   #onExit(slot: Slot, worker: WorkerProcess, exit: WorkerExit): void {
+    // A worker killed before it published its upgrade socket leaves the socket's temporary name behind.
+    removeDeadTemps(path.join(this.#dir, `w${slot.index}`));
     slot.retiring.delete(worker);
     if (slot.pending === worker) slot.pending = undefined;
     if (slot.current === worker) {
