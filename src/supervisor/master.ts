@@ -309,6 +309,10 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
       this.#notifySystemd({ READY: 1, MAINPID: this.pid, STATUS: `serving with ${this.#config.workers} worker(s)` });
       this.#sendParent({ baton: 'new-master', type: 'ready', pid: this.pid });
       this.#log.info({ event: 'master-ready', pidFile: this.#config.pidFile }, `master ready: ${this.#config.workers} worker(s) serving`);
+    } else if (this.#pool.unconfiguredListeners.length > 0) {
+      // Reported by the pool with what to do; a start that cannot work fails instead of looping.
+      this.#exitCode = 1;
+      void this.#shutdown(this.#config.timeouts.fastMs, `listener(s) ${this.#pool.unconfiguredListeners.join(', ')} not configured`);
     } else if (this.#parentPid !== undefined && this.#pool.crashLooping.length > 0) {
       this.#error('upgrade-failed', 'ERR_BATON_UPGRADE_FAILED', 'new master: workers keep failing; exiting so the old master serves on');
       this.#exitCode = 1;
