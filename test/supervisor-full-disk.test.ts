@@ -1,7 +1,8 @@
 /**
  * A full disk under the run dir (a small tmpfs, filled): pid and state files
- * are best-effort. `baton start`, a reload (HUP) and a binary upgrade (USR2,
- * WINCH, QUIT) all go through with a generation serving throughout under
+ * are best-effort. `baton start`, `baton reload` and `baton upgrade` (USR2,
+ * WINCH, QUIT) all go through — the commands find the masters by their control
+ * sockets — with a generation serving throughout under
  * keep-alive load and a fresh-connection prober; each failed write is a log
  * record naming the file and the errno. Needs root (mount).
  */
@@ -9,10 +10,14 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
+import { execFile } from 'node:child_process';
 import { after, test } from 'node:test';
+import { promisify } from 'node:util';
 import { FreshProber, HttpLoad } from './helpers/http-load.js';
 import { EventLog, killAll, tempDir, waitGone } from './helpers/server-process.js';
-import { next, startMaster, statusOf, writeApp } from './helpers/supervisor.js';
+import { cli, next, startMaster, statusOf, writeApp } from './helpers/supervisor.js';
+
+const run = promisify(execFile);
 
 const log = new EventLog();
 after(() => killAll(log.events.map((e) => e.pid)));
@@ -79,23 +84,26 @@ test(
     t.after(() => prober.stop());
     await load.waitForMore(100);
 
-    // HUP: new workers; the state file cannot be written.
+    // The commands find the master by its control socket.
+    const status = await run(process.execPath, [cli, 'status', '-c', cfg]);
+    assert.match(status.stdout, new RegExp(`master pid ${old.pid} \\(current\\) running`));
+    assert.match(status.stderr, new RegExp(`master pid ${old.pid} found by its control socket: the pid file .*app\\.pid does not name it`));
+
+    // baton reload: new workers; the state file cannot be written.
     let mark = log.events.length;
-    process.kill(old.pid, 'SIGHUP');
-    await next(log, 'reload done', (e) => e.event === 'reload-done' && e.pid === old.pid, mark);
+    const reloaded = await run(process.execPath, [cli, 'reload', '-c', cfg]);
+    assert.match(reloaded.stdout, /reload done: every worker runs the new code/);
+    const noState = await next(log, 'state file failure', (e) => e.event === 'file-write-failed' && e.pid === old.pid, mark);
+    assert.equal(noState.code, 'ENOSPC');
     await load.waitForMore(100);
 
-    // USR2 → WINCH → QUIT: the new master serves without a pid file.
+    // baton upgrade (USR2 → WINCH → QUIT): the new master serves without a pid file.
     mark = log.events.length;
-    process.kill(old.pid, 'SIGUSR2');
-    const newPid = (await next(log, 'new master ready', (e) => e.event === 'master-ready' && e.pid !== old.pid, mark)).pid;
+    const upgraded = await run(process.execPath, [cli, 'upgrade', '-c', cfg, '--window', '200']);
+    const newPid = Number(/master pid \d+ → (\d+)/.exec(upgraded.stdout)?.[1]);
+    assert.ok(newPid > 0, upgraded.stdout);
     const newNoPid = await next(log, 'new pid file failure', (e) => e.event === 'file-write-failed' && e.pid === newPid, mark);
     assert.equal(newNoPid.code, 'ENOSPC');
-    await load.waitForMore(100);
-    process.kill(old.pid, 'SIGWINCH');
-    await next(log, 'old master standby', (e) => e.event === 'master-phase' && e.pid === old.pid && e.phase === 'standby', mark);
-    await load.waitForMore(100);
-    process.kill(old.pid, 'SIGQUIT');
     await waitGone(old.pid, 20_000);
     await load.waitForMore(200);
 

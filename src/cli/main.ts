@@ -157,8 +157,11 @@ targetOptions(
     // A pid file that names no master (stale) or a master that cannot be asked (unreachable, with the errno).
     const problems: { pidFile: string; state: string; pid?: number; code?: string; why: string }[] = [];
     for (const p of [l.probes.current, l.probes.old]) {
-      if (p.state === 'running') masters.push(p.status);
-      else if (p.state !== 'absent')
+      if (p.state === 'running') {
+        masters.push(p.status);
+        if (p.foundBy)
+          process.stderr.write(`baton: master pid ${p.pid} found by its control socket: the pid file ${p.pidFile} does not name it\n`);
+      } else if (p.state !== 'absent')
         problems.push({ pidFile: p.pidFile, state: p.state, pid: p.pid, code: p.state === 'unreachable' ? p.code : undefined, why: p.why });
     }
     if (o.json) process.stdout.write(`${JSON.stringify({ name: l.config.name, pidFile: l.config.pidFile, masters, problems }, null, 2)}\n`);

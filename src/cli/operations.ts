@@ -27,7 +27,7 @@ export type MasterProbe =
   | { state: 'absent'; pidFile: string }
   | { state: 'stale'; pidFile: string; pid: number; why: string }
   | { state: 'unreachable'; pidFile: string; pid: number | undefined; code: string | undefined; why: string }
-  | { state: 'running'; pidFile: string; pid: number; status: MasterStatus };
+  | { state: 'running'; pidFile: string; pid: number; status: MasterStatus; foundBy?: 'control-socket' };
 
 /** Where the masters of a target are. */
 export interface Located {
@@ -48,10 +48,37 @@ const POLL_MS = 50;
 /** Reads the config (no app needed) and finds the masters that answer. */
 export async function locate(target: Target): Promise<Located> {
   const config = loadConfig(target.configFile, target.overrides, process.cwd(), { requireApp: false });
-  const current = await probeMaster(config, config.pidFile);
-  const old = await probeMaster(config, `${config.pidFile}.oldbin`);
+  let current = await probeMaster(config, config.pidFile);
+  let old = await probeMaster(config, `${config.pidFile}.oldbin`);
+  if (current.state === 'absent' || current.state === 'stale' || old.state === 'absent' || old.state === 'stale') {
+    // Pid files are best-effort (a full disk): the masters' control sockets in the run dir find them too.
+    const found = await discoverMasters(config);
+    const pick = (p: MasterProbe, roles: MasterStatus['role'][]): MasterProbe => {
+      if (p.state !== 'absent' && p.state !== 'stale') return p;
+      const s = found.find((m) => roles.includes(m.role) && m.pid !== (current.state === 'running' ? current.pid : undefined));
+      return s ? { state: 'running', pidFile: p.pidFile, pid: s.pid, status: s, foundBy: 'control-socket' } : p;
+    };
+    current = pick(current, ['new', 'current']);
+    old = pick(old, ['old']);
+  }
   const pidOf = (p: MasterProbe) => (p.state === 'running' ? p.pid : undefined);
   return { config, current: pidOf(current), old: pidOf(old), probes: { current, old } };
+}
+
+/** The masters of `config`'s name that answer on a control socket in its run dir (newest first). */
+async function discoverMasters(config: Config): Promise<MasterStatus[]> {
+  let entries: string[];
+  try {
+    entries = fs.readdirSync(config.runDir);
+  } catch {
+    return [];
+  }
+  const prefix = `${config.name}-master-`;
+  const pids = entries
+    .filter((e) => e.startsWith(prefix) && /^\d+\.sock$/.test(e.slice(prefix.length)))
+    .map((e) => Number(e.slice(prefix.length, -'.sock'.length)));
+  const statuses = await Promise.all(pids.map((pid) => tryStatus(config, pid)));
+  return statuses.filter((s): s is MasterStatus => s !== undefined).sort((a, b) => a.uptimeMs - b.uptimeMs);
 }
 
 /** Reads `pidFile` and asks the master it names for its status; never throws (see {@link MasterProbe}). */

@@ -775,9 +775,11 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
     }
   }
 
-  /** Writes the state file (only the master that owns the pid file does). */
+  /** Writes the state file (only the master that owns the pid file does, or the newest one when there is none). */
   #persist(): void {
-    if (readPidFile(this.#config.pidFile) !== this.pid) return;
+    // Without a pid file (it could not be written: a full disk) the newest master writes it.
+    const owner = readPidFile(this.#config.pidFile);
+    if (owner !== this.pid && (owner !== undefined || this.#child !== undefined)) return;
     const state: PersistedState = {
       version: 1,
       name: this.#config.name,
