@@ -100,68 +100,72 @@ test('baton upgrade notices a new master that died after ready (killed at WINCH)
   await quit(old);
 });
 
-test('absent, stale and unreachable (fds exhausted, EACCES) masters are told apart', async (t) => {
-  const dir = tempDir('baton-sup-');
-  writeApp(dir, 'v1');
-  const cfg = writeConfig(dir, 'workers: 1');
-  const pidFile = path.join(dir, 'app.pid');
+test(
+  'absent, stale and unreachable (fds exhausted, EACCES) masters are told apart',
+  { skip: process.getuid?.() !== 0 ? 'needs root (prlimit of another process, a second uid)' : false },
+  async (t) => {
+    const dir = tempDir('baton-sup-');
+    writeApp(dir, 'v1');
+    const cfg = writeConfig(dir, 'workers: 1');
+    const pidFile = path.join(dir, 'app.pid');
 
-  const absent = await fails(run(process.execPath, [cli, 'status', '-c', cfg]));
-  assert.equal(absent.code, 3);
-  assert.match(absent.stdout, /app: no master running/);
-  const absentReload = await fails(run(process.execPath, [cli, 'reload', '-c', cfg]));
-  assert.match(absentReload.stderr, /no master runs 'app' \(no pid file .*app\.pid\) \[ERR_BATON_NO_MASTER\]/);
+    const absent = await fails(run(process.execPath, [cli, 'status', '-c', cfg]));
+    assert.equal(absent.code, 3);
+    assert.match(absent.stdout, /app: no master running/);
+    const absentReload = await fails(run(process.execPath, [cli, 'reload', '-c', cfg]));
+    assert.match(absentReload.stderr, /no master runs 'app' \(no pid file .*app\.pid\) \[ERR_BATON_NO_MASTER\]/);
 
-  // A pid file naming a process that is gone.
-  const gone = spawnSync(process.execPath, ['-e', 'console.log(process.pid)'], { encoding: 'utf8' });
-  fs.writeFileSync(pidFile, gone.stdout);
-  const stale = await fails(run(process.execPath, [cli, 'status', '-c', cfg]));
-  assert.equal(stale.code, 3);
-  assert.match(stale.stderr, /stale: the pid file .*app\.pid names pid \d+, which is not running \(stale pid file\)/);
-  fs.rmSync(pidFile);
+    // A pid file naming a process that is gone.
+    const gone = spawnSync(process.execPath, ['-e', 'console.log(process.pid)'], { encoding: 'utf8' });
+    fs.writeFileSync(pidFile, gone.stdout);
+    const stale = await fails(run(process.execPath, [cli, 'status', '-c', cfg]));
+    assert.equal(stale.code, 3);
+    assert.match(stale.stderr, /stale: the pid file .*app\.pid names pid \d+, which is not running \(stale pid file\)/);
+    fs.rmSync(pidFile);
 
-  const master = await startMaster(log, cfg);
-  t.after(() => killAll([master.pid]));
+    const master = await startMaster(log, cfg);
+    t.after(() => killAll([master.pid]));
 
-  // The master's fds exhausted: its RLIMIT_NOFILE lowered to its lowest free fd number (a new fd must be below the limit).
-  const used = new Set(fs.readdirSync(`/proc/${master.pid}/fd`).map(Number));
-  let open = 0;
-  while (used.has(open)) open++;
-  const limit = /(\d+)\s+(\d+)\s+files/.exec(fs.readFileSync(`/proc/${master.pid}/limits`, 'utf8'));
-  assert.ok(limit, 'the master has an fd limit');
-  spawnSync('prlimit', [`--pid=${master.pid}`, `--nofile=${open}:${limit[2]}`], { stdio: 'inherit' });
-  const exhausted = await fails(run(process.execPath, [cli, 'status', '-c', cfg]));
-  assert.equal(exhausted.code, 1);
-  assert.doesNotMatch(exhausted.stdout, /no master running/);
-  assert.match(
-    exhausted.stderr,
-    new RegExp(`unreachable: master pid ${master.pid} cannot be reached at .*app-master-${master.pid}\\.sock`),
-  );
-  const exhaustedReload = await fails(run(process.execPath, [cli, 'reload', '-c', cfg]));
-  assert.match(exhaustedReload.stderr, /may be running but cannot be reached: .*\[ERR_BATON_CONTROL\]/);
-  spawnSync('prlimit', [`--pid=${master.pid}`, `--nofile=${limit[1]}:${limit[2]}`], { stdio: 'inherit' });
-  assert.match(
-    (await run(process.execPath, [cli, 'status', '-c', cfg])).stdout,
-    new RegExp(`master pid ${master.pid} \\(current\\) running`),
-  );
+    // The master's fds exhausted: its RLIMIT_NOFILE lowered to its lowest free fd number (a new fd must be below the limit).
+    const used = new Set(fs.readdirSync(`/proc/${master.pid}/fd`).map(Number));
+    let open = 0;
+    while (used.has(open)) open++;
+    const limit = /(\d+)\s+(\d+)\s+files/.exec(fs.readFileSync(`/proc/${master.pid}/limits`, 'utf8'));
+    assert.ok(limit, 'the master has an fd limit');
+    spawnSync('prlimit', [`--pid=${master.pid}`, `--nofile=${open}:${limit[2]}`], { stdio: 'inherit' });
+    const exhausted = await fails(run(process.execPath, [cli, 'status', '-c', cfg]));
+    assert.equal(exhausted.code, 1);
+    assert.doesNotMatch(exhausted.stdout, /no master running/);
+    assert.match(
+      exhausted.stderr,
+      new RegExp(`unreachable: master pid ${master.pid} cannot be reached at .*app-master-${master.pid}\\.sock`),
+    );
+    const exhaustedReload = await fails(run(process.execPath, [cli, 'reload', '-c', cfg]));
+    assert.match(exhaustedReload.stderr, /may be running but cannot be reached: .*\[ERR_BATON_CONTROL\]/);
+    spawnSync('prlimit', [`--pid=${master.pid}`, `--nofile=${limit[1]}:${limit[2]}`], { stdio: 'inherit' });
+    assert.match(
+      (await run(process.execPath, [cli, 'status', '-c', cfg])).stdout,
+      new RegExp(`master pid ${master.pid} \\(current\\) running`),
+    );
 
-  // Another user: the 0700 run dir keeps it from the socket (EACCES), with a pid file it may read.
-  const shared = tempDir('baton-pub-');
-  fs.chmodSync(shared, 0o755);
-  fs.copyFileSync(pidFile, path.join(shared, 'app.pid'));
-  fs.chmodSync(path.join(shared, 'app.pid'), 0o644);
-  const denied = spawnSync(
-    process.execPath,
-    [cli, 'status', '--name', 'app', '--run-dir', dir, '--pid-file', path.join(shared, 'app.pid')],
-    {
-      encoding: 'utf8',
-      uid: 65534,
-      gid: 65534,
-      cwd: shared,
-    },
-  );
-  assert.equal(denied.status, 1, denied.stderr);
-  assert.match(denied.stderr, new RegExp(`unreachable: master pid ${master.pid} cannot be reached at .*: connect EACCES`));
-  assert.doesNotMatch(denied.stdout, /no master running/);
-  await quit(master);
-});
+    // Another user: the 0700 run dir keeps it from the socket (EACCES), with a pid file it may read.
+    const shared = tempDir('baton-pub-');
+    fs.chmodSync(shared, 0o755);
+    fs.copyFileSync(pidFile, path.join(shared, 'app.pid'));
+    fs.chmodSync(path.join(shared, 'app.pid'), 0o644);
+    const denied = spawnSync(
+      process.execPath,
+      [cli, 'status', '--name', 'app', '--run-dir', dir, '--pid-file', path.join(shared, 'app.pid')],
+      {
+        encoding: 'utf8',
+        uid: 65534,
+        gid: 65534,
+        cwd: shared,
+      },
+    );
+    assert.equal(denied.status, 1, denied.stderr);
+    assert.match(denied.stderr, new RegExp(`unreachable: master pid ${master.pid} cannot be reached at .*: connect EACCES`));
+    assert.doesNotMatch(denied.stdout, /no master running/);
+    await quit(master);
+  },
+);
