@@ -74,6 +74,8 @@ export async function runExample(opts: ExampleOptions): Promise<number> {
   // WebSocket echo at /ws: each echo names the generation that sent it. Open
   // connections move to the next generation alive, with their message count.
   const wss = new WebSocketServer({ server: h1, path: '/ws' });
+  // The WebSocketServer re-emits the HTTP server's errors; a listen error is reported by listen() below.
+  wss.on('error', () => undefined);
   const echoed = new WeakMap<WebSocket, number>();
   const echo = (ws: WebSocket, count = 0) => {
     echoed.set(ws, count);
@@ -111,9 +113,22 @@ export async function runExample(opts: ExampleOptions): Promise<number> {
   );
   generation.on('warning', (err) => log(`warning: ${err.message}`));
 
+  for (const [name, port, server] of [
+    ['http', opts.port, h1],
+    ['h2c', opts.h2cPort, h2],
+  ] as const) {
+    try {
+      await generation.listen(name, { host: opts.host, port }, server);
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException;
+      // One line naming the address, on stderr; the generation gives the address back.
+      process.stderr.write(`baton example: cannot listen on ${name}://${opts.host}:${port}: ${e.message}\n`);
+      generation.removeAllListeners('drained');
+      await generation.stop().catch(() => undefined);
+      return 1;
+    }
+  }
   try {
-    await generation.listen('http', { host: opts.host, port: opts.port }, h1);
-    await generation.listen('h2c', { host: opts.host, port: opts.h2cPort }, h2);
     await generation.ready();
   } catch (err) {
     log(`not ready: ${(err as Error).message}`);

@@ -87,6 +87,8 @@ export interface GenerationEvents {
   failed: [error: Error];
   /** Something went wrong that did not stop serving (e.g. the predecessor vanished mid-handover). */
   warning: [error: Error];
+  /** A listen() failed (its promise rejects with the same error): the supervisor's worker link reports it to the master. */
+  'listen-failed': [info: { name: string; address: ListenAddress; error: Error }];
 }
 
 /** Internal: what start() found out, given to the Generation. */
@@ -232,7 +234,12 @@ export class Generation extends EventEmitter<GenerationEvents> {
     if (p !== 'starting' && p !== 'taking-over' && p !== 'serving') {
       throw new BatonError('ERR_BATON_INVALID_PHASE', `listen('${name}') is not allowed in phase '${p}'`);
     }
-    return this.#listeners.listen(name, address, server);
+    try {
+      return await this.#listeners.listen(name, address, server);
+    } catch (err) {
+      this.emit('listen-failed', { name, address, error: err as Error });
+      throw err;
+    }
   }
 
   /**

@@ -11,7 +11,7 @@ import { isBatonError } from '../core/errors.js';
 import type { ConfigOverrides } from '../supervisor/config.js';
 import { Master } from '../supervisor/master.js';
 import { alive } from '../core/proc.js';
-import { locate, requireCurrent, rollback, signal, tryStatus, upgrade, waitUntil, type Target } from './operations.js';
+import { locate, reload, requireCurrent, rollback, signal, upgrade, waitUntil, type Target } from './operations.js';
 import { runWrapped } from './run-wrapper.js';
 import { formatStatus } from './status-format.js';
 
@@ -79,12 +79,16 @@ targetOptions(
 );
 
 targetOptions(
-  program.command('reload').description('HUP: re-read the config and the app, replace the workers without losing a request'),
+  program
+    .command('reload')
+    .description(
+      'HUP: re-read the config and the app, replace the workers without losing a request; waits for the outcome (exit 1 when refused or failed)',
+    ),
 ).action(
   action(async (o: TargetOptions) => {
-    const pid = requireCurrent(await locate(targetOf(o)));
-    signal(pid, 'SIGHUP');
-    process.stdout.write(`sent HUP to master pid ${pid}\n`);
+    const out = (line: string) => process.stdout.write(`${line}\n`);
+    const outcome = await reload(targetOf(o), out);
+    if (outcome) out(outcome.message);
   }),
 );
 
@@ -150,14 +154,25 @@ targetOptions(
   action(async (o: TargetOptions & { json?: boolean }) => {
     const l = await locate(targetOf(o));
     const masters = [];
-    for (const pid of [l.current, l.old]) {
-      if (pid === undefined) continue;
-      const s = await tryStatus(l.config, pid);
-      if (s) masters.push(s);
+    // A pid file that names no master (stale) or a master that cannot be asked (unreachable, with the errno).
+    const problems: { pidFile: string; state: string; pid?: number; code?: string; why: string }[] = [];
+    for (const p of [l.probes.current, l.probes.old]) {
+      if (p.state === 'running') {
+        masters.push(p.status);
+        if (p.foundBy)
+          process.stderr.write(`baton: master pid ${p.pid} found by its control socket: the pid file ${p.pidFile} does not name it\n`);
+      } else if (p.state !== 'absent')
+        problems.push({ pidFile: p.pidFile, state: p.state, pid: p.pid, code: p.state === 'unreachable' ? p.code : undefined, why: p.why });
     }
-    if (o.json) process.stdout.write(`${JSON.stringify({ name: l.config.name, pidFile: l.config.pidFile, masters }, null, 2)}\n`);
-    else process.stdout.write(formatStatus(l.config.name, masters));
-    if (masters.length === 0) process.exitCode = 3; // as `systemctl status` does for a stopped unit
+    if (o.json) process.stdout.write(`${JSON.stringify({ name: l.config.name, pidFile: l.config.pidFile, masters, problems }, null, 2)}\n`);
+    else {
+      // "no master running" only when that is what the pid files say.
+      if (masters.length > 0 || problems.length === 0) process.stdout.write(formatStatus(l.config.name, masters));
+      for (const p of problems) process.stderr.write(`baton: ${p.state === 'stale' ? 'stale' : 'unreachable'}: ${p.why}\n`);
+    }
+    // 3 as `systemctl status` does for a stopped unit; 1 when a master may run but cannot be asked.
+    if (problems.some((p) => p.state === 'unreachable')) process.exitCode = 1;
+    else if (masters.length === 0) process.exitCode = 3;
   }),
 );
 

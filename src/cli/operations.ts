@@ -3,18 +3,31 @@
  * `<pid file>.oldbin`), signal them, ask their status, and run the whole
  * binary upgrade and rollback sequences with checks between the steps.
  */
+import fs from 'node:fs';
 import { readPidFile } from '../core/atomic-file.js';
 import { alive } from '../core/proc.js';
-import { BatonError } from '../core/errors.js';
+import { BatonError, isBatonError } from '../core/errors.js';
 import { loadConfig, type Config, type ConfigOverrides } from '../supervisor/config.js';
 import { controlRequest, controlSocketPath } from '../supervisor/control.js';
-import type { MasterStatus } from '../supervisor/master.js';
+import type { MasterStatus, ReloadOutcome } from '../supervisor/master.js';
 
 /** How to find the masters: the same config file and overrides as `baton start`. */
 export interface Target {
   configFile: string | undefined;
   overrides: ConfigOverrides;
 }
+
+/**
+ * What a pid file says about its master: `absent` (no pid file), `stale` (it
+ * names a process that is gone, or one without a control socket), `unreachable`
+ * (the master may run but cannot be asked: a syscall error with its errno, or
+ * no answer), `running` (it answered).
+ */
+export type MasterProbe =
+  | { state: 'absent'; pidFile: string }
+  | { state: 'stale'; pidFile: string; pid: number; why: string }
+  | { state: 'unreachable'; pidFile: string; pid: number | undefined; code: string | undefined; why: string }
+  | { state: 'running'; pidFile: string; pid: number; status: MasterStatus; foundBy?: 'control-socket' };
 
 /** Where the masters of a target are. */
 export interface Located {
@@ -23,6 +36,8 @@ export interface Located {
   current: number | undefined;
   /** The pid in `<pid file>.oldbin` (an old master during an upgrade), if it answers. */
   old: number | undefined;
+  /** What the pid file and `<pid file>.oldbin` say, in full. */
+  probes: { current: MasterProbe; old: MasterProbe };
 }
 
 /** Output of the long-running commands. */
@@ -33,12 +48,65 @@ const POLL_MS = 50;
 /** Reads the config (no app needed) and finds the masters that answer. */
 export async function locate(target: Target): Promise<Located> {
   const config = loadConfig(target.configFile, target.overrides, process.cwd(), { requireApp: false });
-  const answers = async (pid: number | undefined) => (pid !== undefined && (await tryStatus(config, pid)) ? pid : undefined);
-  return {
-    config,
-    current: await answers(readPidFile(config.pidFile)),
-    old: await answers(readPidFile(`${config.pidFile}.oldbin`)),
-  };
+  let current = await probeMaster(config, config.pidFile);
+  let old = await probeMaster(config, `${config.pidFile}.oldbin`);
+  if (current.state === 'absent' || current.state === 'stale' || old.state === 'absent' || old.state === 'stale') {
+    // Pid files are best-effort (a full disk): the masters' control sockets in the run dir find them too.
+    const found = await discoverMasters(config);
+    const pick = (p: MasterProbe, roles: MasterStatus['role'][]): MasterProbe => {
+      if (p.state !== 'absent' && p.state !== 'stale') return p;
+      const s = found.find((m) => roles.includes(m.role) && m.pid !== (current.state === 'running' ? current.pid : undefined));
+      return s ? { state: 'running', pidFile: p.pidFile, pid: s.pid, status: s, foundBy: 'control-socket' } : p;
+    };
+    current = pick(current, ['new', 'current']);
+    old = pick(old, ['old']);
+  }
+  const pidOf = (p: MasterProbe) => (p.state === 'running' ? p.pid : undefined);
+  return { config, current: pidOf(current), old: pidOf(old), probes: { current, old } };
+}
+
+/** The masters of `config`'s name that answer on a control socket in its run dir (newest first). */
+async function discoverMasters(config: Config): Promise<MasterStatus[]> {
+  let entries: string[];
+  try {
+    entries = fs.readdirSync(config.runDir);
+  } catch {
+    return [];
+  }
+  const prefix = `${config.name}-master-`;
+  const pids = entries
+    .filter((e) => e.startsWith(prefix) && /^\d+\.sock$/.test(e.slice(prefix.length)))
+    .map((e) => Number(e.slice(prefix.length, -'.sock'.length)));
+  const statuses = await Promise.all(pids.map((pid) => tryStatus(config, pid)));
+  return statuses.filter((s): s is MasterStatus => s !== undefined).sort((a, b) => a.uptimeMs - b.uptimeMs);
+}
+
+/** Reads `pidFile` and asks the master it names for its status; never throws (see {@link MasterProbe}). */
+export async function probeMaster(config: Config, pidFile: string): Promise<MasterProbe> {
+  let pid: number;
+  try {
+    pid = Number(fs.readFileSync(pidFile, 'utf8').trim());
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return { state: 'absent', pidFile };
+    return { state: 'unreachable', pidFile, pid: undefined, code, why: `cannot read the pid file ${pidFile}: ${(err as Error).message}` };
+  }
+  if (!Number.isInteger(pid) || pid <= 0) return { state: 'stale', pidFile, pid: 0, why: `the pid file ${pidFile} holds no pid` };
+  const socket = controlSocketPath(config.runDir, config.name, pid);
+  try {
+    const status = (await controlRequest(socket, { cmd: 'status' }, 3_000)) as MasterStatus;
+    return { state: 'running', pidFile, pid, status };
+  } catch (err) {
+    if (isBatonError(err) && err.code === 'ERR_BATON_NO_MASTER') {
+      const code = (err.cause as NodeJS.ErrnoException | undefined)?.code;
+      const why = alive(pid)
+        ? `pid ${pid} (pid file ${pidFile}) runs but no master listens at ${socket} (${code}): a stale pid file naming a reused pid`
+        : `the pid file ${pidFile} names pid ${pid}, which is not running (stale pid file)`;
+      return { state: 'stale', pidFile, pid, why };
+    }
+    const code = isBatonError(err) ? err.code : (err as NodeJS.ErrnoException).code;
+    return { state: 'unreachable', pidFile, pid, code, why: `master pid ${pid} cannot be reached at ${socket}: ${(err as Error).message}` };
+  }
 }
 
 /** The status of master `pid`, or undefined when it does not answer. */
@@ -50,12 +118,18 @@ export async function tryStatus(config: Config, pid: number): Promise<MasterStat
   }
 }
 
-/** The current master's pid, or ERR_BATON_NO_MASTER. */
+/** The current master's pid; ERR_BATON_NO_MASTER when none runs (absent or stale pid file), ERR_BATON_CONTROL when it cannot be reached. */
 export function requireCurrent(l: Located): number {
-  if (l.current === undefined) {
-    throw new BatonError('ERR_BATON_NO_MASTER', `no master runs '${l.config.name}' (pid file ${l.config.pidFile})`);
-  }
-  return l.current;
+  const p = l.probes.current;
+  if (p.state === 'running') return p.pid;
+  throw probeError(l.config.name, p);
+}
+
+/** The error for a master that is not `running`: ERR_BATON_NO_MASTER (absent, stale) or ERR_BATON_CONTROL (unreachable). */
+export function probeError(name: string, p: Exclude<MasterProbe, { state: 'running' }>): BatonError {
+  if (p.state === 'absent') return new BatonError('ERR_BATON_NO_MASTER', `no master runs '${name}' (no pid file ${p.pidFile})`);
+  if (p.state === 'stale') return new BatonError('ERR_BATON_NO_MASTER', `no master runs '${name}': ${p.why}`);
+  return new BatonError('ERR_BATON_CONTROL', `the master of '${name}' may be running but cannot be reached: ${p.why}`);
 }
 
 /** Sends `signal` to `pid`. */
@@ -137,21 +211,28 @@ export async function upgrade(target: Target, options: UpgradeOptions, progress:
   progress(`upgrading '${config.name}': old master pid ${oldPid}`);
   const before = await tryStatus(config, oldPid);
   signal(oldPid, 'SIGUSR2');
-  // The new master writes the pid file once its workers serve; the old one
+  // The old master names its new master (childPid) from the spawn on; the
+  // pid file is a fallback (it may be unwritable: a full disk). The old one
   // goes back to `running` if the new one died first.
+  let child: number | undefined;
   const newPid = await waitUntil('the new master', stepTimeout, async () => {
-    const pid = readPidFile(config.pidFile);
-    if (pid !== undefined && pid !== oldPid) {
+    const old = await tryStatus(config, oldPid);
+    child = old?.childPid ?? child;
+    const fromFile = readPidFile(config.pidFile);
+    const pid = child ?? (fromFile !== oldPid ? fromFile : undefined);
+    if (pid !== undefined) {
       const s = await tryStatus(config, pid);
       if (s && s.phase === 'running' && serving(s)) return pid;
     }
     // A failed or refused upgrade leaves the old master running with a new lastError.
-    const old = await tryStatus(config, oldPid);
     if (old && old.phase === 'running' && old.lastError !== before?.lastError) {
       throw new BatonError(
         'ERR_BATON_UPGRADE_FAILED',
         `the new master did not come up: ${old.lastError ?? 'unknown reason'}; the old master serves on`,
       );
+    }
+    if (old && old.phase === 'running' && child !== undefined && !alive(child)) {
+      throw new BatonError('ERR_BATON_UPGRADE_FAILED', `the new master (pid ${child}) exited; the old master serves on`);
     }
     return undefined;
   });
@@ -173,6 +254,7 @@ export async function upgrade(target: Target, options: UpgradeOptions, progress:
   const drained = await waitUntil("the old master's workers to stop", stepTimeout, async () => {
     const s = await tryStatus(config, oldPid);
     if (!s) throw new BatonError('ERR_BATON_UPGRADE_FAILED', `the old master (pid ${oldPid}) went away during the upgrade`);
+    if (!alive(newPid)) await newMasterDied(config, oldPid, newPid, stepTimeout, progress);
     return s.phase === 'standby' && s.workers.length === 0 ? s : undefined;
   });
   step('old workers drained');
@@ -191,6 +273,25 @@ export async function upgrade(target: Target, options: UpgradeOptions, progress:
     forced: drained.counters.forced - (before?.counters.forced ?? 0),
     oldMasterKept: options.keepOld === true,
   };
+}
+
+/**
+ * The new master died after it was ready: waits until the old master serves
+ * again (it restarts its workers when it sees the death), then throws
+ * ERR_BATON_UPGRADE_FAILED saying so.
+ */
+async function newMasterDied(config: Config, oldPid: number, newPid: number, timeoutMs: number, progress: Progress): Promise<never> {
+  progress(`  ✗ the new master (pid ${newPid}) died; waiting for the old master (pid ${oldPid}) to serve again`);
+  await waitUntil('the old master to serve again', timeoutMs, async () => {
+    const s = await tryStatus(config, oldPid);
+    if (!s && !alive(oldPid))
+      throw new BatonError('ERR_BATON_UPGRADE_FAILED', `the new master (pid ${newPid}) and the old master (pid ${oldPid}) are both gone`);
+    return s && s.phase === 'running' && serving(s) ? true : undefined;
+  });
+  throw new BatonError(
+    'ERR_BATON_UPGRADE_FAILED',
+    `the new master (pid ${newPid}) died after it was ready; the old master (pid ${oldPid}) serves again`,
+  );
 }
 
 /** Watches the new master for `windowMs`: it must keep serving, restart no worker, and answer `url` with 2xx. */
@@ -241,4 +342,34 @@ export async function rollback(target: Target, progress: Progress): Promise<{ ol
   progress(`  ✓ new master pid ${newPid} retired`);
   await waitUntil('the pid file', timeout, () => (readPidFile(config.pidFile) === oldPid ? true : undefined));
   return { oldPid, newPid };
+}
+
+/**
+ * `baton reload`: HUP to the current master, then waits for the outcome of a
+ * reload that covers this request (one already under way does not) and
+ * resolves with it when every worker runs the new code; throws
+ * ERR_BATON_RELOAD_FAILED when the reload was refused (nothing changed) or
+ * some new workers failed (their old ones serve on), ERR_BATON_CONTROL when
+ * the master died or did not finish in time.
+ */
+export async function reload(target: Target, progress: Progress): Promise<ReloadOutcome | undefined> {
+  const l = await locate(target);
+  const pid = requireCurrent(l);
+  const before = (l.probes.current as Extract<MasterProbe, { state: 'running' }>).status;
+  signal(pid, 'SIGHUP');
+  progress(`sent HUP to master pid ${pid}`);
+  // A master of an older baton does not report reloads: the signal is all we can do.
+  if (before.reload === undefined) return undefined;
+  const t = l.config.timeouts;
+  const outcome = await waitUntil(`the reload of master pid ${pid}`, t.readyMs + t.drainMs + 5_000, async () => {
+    const s = await tryStatus(l.config, pid);
+    if (!s) {
+      if (!alive(pid)) throw new BatonError('ERR_BATON_CONTROL', `master pid ${pid} exited during the reload`);
+      return undefined;
+    }
+    const last = s.reload.last;
+    return last && last.request > before.reload.requests ? last : undefined;
+  });
+  if (outcome.result === 'refused' || outcome.result === 'failed') throw new BatonError('ERR_BATON_RELOAD_FAILED', outcome.message);
+  return outcome;
 }

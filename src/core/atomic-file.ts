@@ -1,5 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
+import { alive } from './proc.js';
 
 /**
  * Replaces `file` with `content` atomically and durably: a reader sees the old
@@ -8,6 +9,7 @@ import path from 'node:path';
  * renamed over `file`; the directory is fsynced so the rename itself lasts.
  */
 export function writeFileAtomic(file: string, content: string | Uint8Array, mode = 0o644): void {
+  removeStaleTemps(file);
   const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.tmp`);
   const fd = fs.openSync(tmp, 'w', mode);
   try {
@@ -66,4 +68,41 @@ export function writePidFile(file: string, pid = process.pid): void {
 export function removeOwnPidFile(file: string, pid = process.pid): void {
   if (readPidFile(file) !== pid) return;
   fs.rmSync(file, { force: true });
+}
+
+/**
+ * Removes the temporary files of `file` that a dead process left behind: its
+ * siblings `.<name>.<pid>.tmp` ({@link writeFileAtomic}) and `<name>.<pid>.tmp`
+ * (an upgrade socket bound but never published) whose pid no longer runs. A
+ * process killed between creating such a file and renaming it leaves one;
+ * the next writer of the same file cleans up. Never throws.
+ */
+export function removeStaleTemps(file: string): void {
+  removeDeadTemps(path.dirname(file), path.basename(file));
+}
+
+/**
+ * Removes every `[.]<name>.<pid>.tmp` in `dir` (only those of `name` when
+ * given) whose pid no longer runs. For a private directory whose temporary
+ * files are all baton's (a worker slot), and for {@link removeStaleTemps}.
+ * Never throws.
+ */
+export function removeDeadTemps(dir: string, name?: string): void {
+  let entries: string[];
+  try {
+    entries = fs.readdirSync(dir);
+  } catch {
+    return;
+  }
+  for (const entry of entries) {
+    const m = /^\.?(.+)\.(\d+)\.tmp$/.exec(entry);
+    if (!m || (name !== undefined && m[1] !== name)) continue;
+    const pid = Number(m[2]);
+    if (pid <= 0 || pid === process.pid || alive(pid)) continue;
+    try {
+      fs.rmSync(path.join(dir, entry), { force: true });
+    } catch {
+      // Not ours to remove, or gone already.
+    }
+  }
 }

@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { removeStaleTemps } from '../core/atomic-file.js';
 import { BatonError } from '../core/errors.js';
 import type { UnixChannel } from '../native/unix-channel.js';
 import { UnixListener } from '../native/unix-listener.js';
@@ -83,6 +84,8 @@ export class UpgradeSocket {
     onAcceptError: (err: Error, closed: boolean) => void = () => undefined,
   ): UpgradeSocket {
     ensurePrivateDir(path.dirname(publicPath));
+    // Temporary sockets of generations killed before they published theirs.
+    removeStaleTemps(publicPath);
     const tmp = `${publicPath}.${process.pid}.tmp`;
     try {
       fs.unlinkSync(tmp);

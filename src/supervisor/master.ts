@@ -13,6 +13,7 @@ import path from 'node:path';
 import { readPidFile, removeOwnPidFile, renameDurable, writeFileAtomic, writePidFile } from '../core/atomic-file.js';
 import { BatonError, asError } from '../core/errors.js';
 import { StateMachine } from '../core/phase.js';
+import { alive } from '../core/proc.js';
 import { spawnWithListeners } from '../handover/exec.js';
 import { takeListenFds } from '../handover/inherit.js';
 import { ensurePrivateDir } from '../handover/upgrade-socket.js';
@@ -113,6 +114,26 @@ export interface MasterStatus {
   crashLoop: number[];
   counters: MasterCounters;
   lastError: string | undefined;
+  /** Reload requests (HUP) received, and the outcome of the last reload: what `baton reload` waits for. */
+  reload: ReloadStatus;
+}
+
+/** Reload bookkeeping in a master's status. */
+export interface ReloadStatus {
+  /** Reload requests (HUP) received by this master so far. */
+  requests: number;
+  /** The last finished reload, if any. */
+  last: ReloadOutcome | undefined;
+}
+
+/** How a reload ended. */
+export interface ReloadOutcome {
+  /** The reload covered every request up to this number (later HUPs during a reload get one more reload). */
+  request: number;
+  /** `done`: every worker runs the new code; `failed`: some new workers failed (their old ones serve on); `refused`: nothing changed; `resumed`: a standby master restarted its workers. */
+  result: 'done' | 'failed' | 'refused' | 'resumed';
+  message: string;
+  at: string;
 }
 
 /** Counters that outlive a master (persisted in the state file). */
@@ -155,10 +176,20 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
   #lastError: string | undefined;
   #reloading: Promise<void> | undefined;
   #reloadAgain = false;
+  #reloadRequests = 0;
+  #lastReload: ReloadOutcome | undefined;
   #resumeWaiter: (() => void) | undefined;
   /** After WINCH: drains the old workers the new master did not take over in time. */
   #winchFallback: NodeJS.Timeout | undefined;
   readonly #signalHandlers = new Map<NodeJS.Signals, () => void>();
+  /**
+   * Holds the event loop open until the master has exited. A master in
+   * standby with no workers has nothing else that keeps it alive, and Node
+   * would end it silently (code 13, unsettled top-level await in the CLI).
+   */
+  #keepAlive: NodeJS.Timeout | undefined;
+  /** The process 'exit' and crash hooks, removed once the master has exited. */
+  readonly #processHooks = new Map<'exit' | 'uncaughtException' | 'unhandledRejection', (arg: unknown) => void>();
   readonly #exited: Promise<number>;
   #exit!: (code: number) => void;
   #exitCode = 0;
@@ -183,7 +214,7 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
       ? (line: string, stream: 'stdout' | 'stderr', w: { slot: number; pid: number }) =>
           this.#log.info({ event: 'worker-output', slot: w.slot, workerPid: w.pid, stream }, line)
       : undefined;
-    this.#pool = new WorkerPool(config, listeners.all, path.join(config.runDir, `${config.name}-m${process.pid}`), output);
+    this.#pool = new WorkerPool(config, listeners.all, slotDirPath(config.runDir, config.name, process.pid), output);
     this.#exited = new Promise((resolve) => (this.#exit = resolve));
     this.#phases.on('phase', (to, from) => {
       this.#log.info({ event: 'master-phase', phase: to, from }, `master phase ${from} -> ${to}`);
@@ -239,6 +270,7 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
 
   async #begin(): Promise<void> {
     const c = this.#config;
+    this.#removeDeadMastersFiles();
     this.#control = await ControlServer.listen(controlSocketPath(c.runDir, c.name, this.pid), () => this.status());
     this.#installSignals();
     if (this.#parentPid !== undefined) this.#linkToParent();
@@ -272,15 +304,19 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
       failpoint('master.workers-serving');
       if (this.#parentPid !== undefined) this.#counters.upgrades++;
       this.#phases.transition('running');
-      writePidFile(this.#config.pidFile);
+      this.#fileOp('pid file', this.#config.pidFile, () => writePidFile(this.#config.pidFile));
       this.#persist();
       this.#notifySystemd({ READY: 1, MAINPID: this.pid, STATUS: `serving with ${this.#config.workers} worker(s)` });
       this.#sendParent({ baton: 'new-master', type: 'ready', pid: this.pid });
       this.#log.info({ event: 'master-ready', pidFile: this.#config.pidFile }, `master ready: ${this.#config.workers} worker(s) serving`);
+    } else if (this.#pool.unconfiguredListeners.length > 0) {
+      // Reported by the pool with what to do; a start that cannot work fails instead of looping.
+      this.#exitCode = 1;
+      void this.#shutdown(this.#config.timeouts.fastMs, `listener(s) ${this.#pool.unconfiguredListeners.join(', ')} not configured`);
     } else if (this.#parentPid !== undefined && this.#pool.crashLooping.length > 0) {
       this.#error('upgrade-failed', 'ERR_BATON_UPGRADE_FAILED', 'new master: workers keep failing; exiting so the old master serves on');
       this.#exitCode = 1;
-      void this.#shutdown(this.#config.timeouts.fastMs);
+      void this.#shutdown(this.#config.timeouts.fastMs, 'its workers keep failing while the old master serves');
     }
   }
 
@@ -293,7 +329,7 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
     on('SIGINT', () => this.#fastStop('SIGINT'));
     on('SIGQUIT', () => {
       this.#log.info('QUIT: graceful exit');
-      void this.#shutdown(this.#config.timeouts.drainMs);
+      void this.#shutdown(this.#config.timeouts.drainMs, 'QUIT');
     });
     on('SIGHUP', () => void this.reload());
     on('SIGUSR1', () => {
@@ -302,6 +338,32 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
     });
     on('SIGUSR2', () => this.#upgrade());
     on('SIGWINCH', () => this.#winch());
+    this.#keepAlive = setInterval(() => undefined, 2 ** 30);
+    // No exit without a record of its reason: a bug in the master is logged, then the master stops its workers.
+    const hook = (event: 'exit' | 'uncaughtException' | 'unhandledRejection', fn: (arg: unknown) => void) => {
+      this.#processHooks.set(event, fn);
+      process.on(event, fn);
+    };
+    const crashed = (err: unknown) => {
+      const e = asError(err);
+      this.#error('master-crashed', (e as BatonError).code ?? (e as NodeJS.ErrnoException).code, `master crashed: ${e.stack ?? e.message}`);
+      this.#exitCode = 1;
+      if (this.phase === 'stopping') {
+        // The crash is in the shutdown itself: let the process end (the 'exit' hook logs it).
+        clearInterval(this.#keepAlive);
+        process.exitCode = 1;
+      } else void this.#shutdown(this.#config.timeouts.fastMs, `crashed: ${e.message}`);
+    };
+    hook('uncaughtException', crashed);
+    hook('unhandledRejection', crashed);
+    hook('exit', (code) => {
+      if (this.phase === 'exited') return;
+      this.#log.fatal(
+        { event: 'master-exit-unexpected', exitCode: code, phase: this.phase },
+        `master exiting in phase ${this.phase} with code ${String(code)} without a shutdown`,
+      );
+      this.#logger.flush();
+    });
   }
 
   /**
@@ -312,32 +374,44 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
    * workers (rollback to this master).
    */
   async reload(): Promise<void> {
+    const request = ++this.#reloadRequests;
     const p = this.phase;
-    if (p === 'standby') return this.#resume();
+    if (p === 'standby') {
+      await this.#resume();
+      return this.#reloaded(request, 'resumed', 'rollback to this master: its workers serve again');
+    }
     if (p !== 'running' && p !== 'superseded' && p !== 'reloading') {
       this.#log.warn(`HUP ignored in phase ${p}`);
-      return;
+      return this.#reloaded(request, 'refused', `reload refused: the master is ${p}`);
     }
     if (this.#reloading) {
       this.#reloadAgain = true;
       return this.#reloading;
     }
+    return this.#runReload();
+  }
+
+  #runReload(): Promise<void> {
     this.#reloading = this.#reloadOnce().finally(() => {
       this.#reloading = undefined;
       if (this.#reloadAgain) {
         this.#reloadAgain = false;
-        void this.reload();
+        // The requests that came during that reload get one more.
+        if (this.phase === 'running' || this.phase === 'superseded') void this.#runReload();
+        else this.#reloaded(this.#reloadRequests, 'refused', `reload refused: the master is ${this.phase}`);
       }
     });
     return this.#reloading;
   }
 
   async #reloadOnce(): Promise<void> {
+    // Every request received so far is covered by this reload (it reads the config from now on).
+    const request = this.#reloadRequests;
     let next: Config;
     try {
       next = loadConfig(this.#options.configFile, this.#options.overrides);
     } catch (err) {
-      return this.#refuseReload(err);
+      return this.#refuseReload(request, err);
     }
     if (JSON.stringify(next.listeners) !== JSON.stringify(this.#config.listeners)) {
       // Unchanged listeners keep their sockets; new ones are bound before any worker changes.
@@ -348,7 +422,7 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
         this.#pool.setListeners(listeners.all);
         this.#log.info({ event: 'listeners-changed', listeners: listeners.status() }, 'reload: listeners changed');
       } catch (err) {
-        return this.#refuseReload(err);
+        return this.#refuseReload(request, err);
       }
     }
     this.#config = { ...next, runDir: this.#config.runDir, pidFile: this.#config.pidFile };
@@ -360,16 +434,13 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
     const { failed } = await this.#pool.reload(this.#config);
     this.#counters.reloads++;
     if (failed.length > 0) {
-      this.#error(
-        'reload-failed',
-        'ERR_BATON_RELOAD_FAILED',
-        `reload: new worker(s) ${failed.join(', ')} failed; the old ones serve on there`,
-        {
-          failed,
-        },
-      );
+      const message = `reload: new worker(s) ${failed.join(', ')} failed; the old ones serve on there`;
+      this.#error('reload-failed', 'ERR_BATON_RELOAD_FAILED', message, { failed });
+      this.#reloaded(request, 'failed', message);
     } else {
-      this.#log.info({ event: 'reload-done' }, 'reload done: every worker runs the new code');
+      const message = 'reload done: every worker runs the new code';
+      this.#log.info({ event: 'reload-done' }, message);
+      this.#reloaded(request, 'done', message);
     }
     if (own && (this.phase as MasterPhase) === 'reloading') this.#phases.transition('running');
     this.#persist();
@@ -389,7 +460,7 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
     }
     if (this.phase !== 'running') return refuse(`this master is ${this.phase}; an upgrade needs phase 'running'`);
     const pidFile = this.#config.pidFile;
-    if (readPidFile(pidFile) === this.pid) renameDurable(pidFile, `${pidFile}.oldbin`);
+    if (readPidFile(pidFile) === this.pid) this.#fileOp('pid file', pidFile, () => renameDurable(pidFile, `${pidFile}.oldbin`));
     let child: ChildProcess;
     try {
       child = spawnWithListeners(
@@ -433,6 +504,7 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
     this.#child = undefined;
     const how = signal ? `signal ${signal}` : `code ${code}`;
     const p = this.phase;
+    this.#removeMasterFiles(child.pid);
     if (p === 'stopping' || p === 'exited') return;
     this.#restorePidFile();
     if (p === 'upgrading') {
@@ -447,6 +519,8 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
         { event: 'child-master-exited', childPid: child.pid },
         `new master pid ${child.pid} exited with ${how}; this master (pid ${this.pid}) is the current one again`,
       );
+      // Whatever WINCH left to do is moot: this master serves again.
+      this.#clearWinchFallback();
       if (p === 'standby') this.#pool.start();
       this.#phases.transition('running');
     }
@@ -478,7 +552,11 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
         "WINCH: the new master's workers take this master's workers over, with their connections",
       );
       this.#sendChild({ baton: 'old-master', type: 'absorb', workers: retiring });
-      this.#winchFallback = setTimeout(() => void this.#pool.stopAll(drainMs), readyMs);
+      // Only the retired workers: workers started since (the new master died, a rollback) are not its business.
+      this.#winchFallback = setTimeout(() => {
+        this.#winchFallback = undefined;
+        this.#pool.stopRetired(drainMs);
+      }, readyMs);
       this.#winchFallback.unref();
     } else {
       this.#log.info(
@@ -489,9 +567,14 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
     }
   }
 
+  #clearWinchFallback(): void {
+    clearTimeout(this.#winchFallback);
+    this.#winchFallback = undefined;
+  }
+
   /** Rollback to this master: restart its workers (if stopped) and wait until they serve. */
   async #resume(): Promise<void> {
-    clearTimeout(this.#winchFallback);
+    this.#clearWinchFallback();
     if (this.phase === 'standby') {
       this.#log.info('restarting the workers (rollback to this master)');
       this.#phases.transition('superseded');
@@ -526,13 +609,13 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
       this.#resumeWaiter = () => {
         clearTimeout(timer);
         this.#resumeWaiter = undefined;
-        void this.#shutdown(this.#config.timeouts.drainMs);
+        void this.#shutdown(this.#config.timeouts.drainMs, `${signal} (rolled back to the old master)`);
       };
       this.#sendParent({ baton: 'new-master', type: 'resume' });
       return;
     }
     this.#log.info(`${signal}: fast exit`);
-    void this.#shutdown(this.#config.timeouts.fastMs);
+    void this.#shutdown(this.#config.timeouts.fastMs, signal);
   }
 
   #linkToParent(): void {
@@ -540,6 +623,7 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
       if (m?.baton !== 'old-master') return;
       if (m.type === 'resumed') this.#resumeWaiter?.();
       else if (m.type === 'absorb') {
+        failpoint('master.absorbing');
         const n = this.#pool.absorb(m.workers);
         this.#log.info({ event: 'absorbing', workers: n }, `taking over ${n} retiring worker(s) of the old master and their connections`);
       }
@@ -547,14 +631,20 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
     process.on('disconnect', () => {
       const parent = this.#parentPid;
       this.#parentPid = undefined;
+      // Killed rather than retired: nobody else removes what it left.
+      if (parent !== undefined && !alive(parent)) this.#removeMasterFiles(parent);
       this.#log.info(`the old master (pid ${parent}) is gone; this master is the only one`);
+      // The pid file this master could not write (a full disk) is tried again now that it alone runs.
+      const pidFile = this.#config.pidFile;
+      if (this.phase === 'running' && readPidFile(pidFile) !== this.pid) this.#fileOp('pid file', pidFile, () => writePidFile(pidFile));
       this.#resumeWaiter?.();
       if (this.phase === 'running') this.#notifySystemd({ MAINPID: this.pid, STATUS: 'serving' });
     });
     process.channel?.unref();
   }
 
-  async #shutdown(drainMs: number): Promise<void> {
+  /** Stops the workers (draining for at most `drainMs`), closes everything and resolves {@link Master.exited}; `reason` is logged. */
+  async #shutdown(drainMs: number, reason: string): Promise<void> {
     if (this.phase === 'stopping' || this.phase === 'exited') return;
     this.#phases.transition('stopping');
     this.#notifySystemd({ STOPPING: 1 });
@@ -571,9 +661,14 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
     this.#pool.removeDir();
     for (const file of [this.#config.pidFile, `${this.#config.pidFile}.oldbin`]) removeOwnPidFile(file);
     for (const [signal, fn] of this.#signalHandlers) process.off(signal, fn);
-    this.#log.info({ event: 'master-exited', counters: this.#allCounters() }, 'master exited');
+    this.#log.info(
+      { event: 'master-exited', reason, exitCode: this.#exitCode, counters: this.#allCounters() },
+      `master exited (${reason}), code ${this.#exitCode}`,
+    );
     this.#logger.flush();
     this.#phases.transition('exited');
+    clearInterval(this.#keepAlive);
+    for (const [event, fn] of this.#processHooks) process.off(event, fn);
     this.#exit(this.#exitCode);
   }
 
@@ -596,6 +691,7 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
       crashLoop: this.#pool.crashLooping,
       counters: this.#allCounters(),
       lastError: this.#lastError,
+      reload: { requests: this.#reloadRequests, last: this.#lastReload },
     };
   }
 
@@ -615,13 +711,75 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
   #restorePidFile(): void {
     const file = this.#config.pidFile;
     const old = `${file}.oldbin`;
-    if (readPidFile(old) === this.pid) renameDurable(old, file);
-    else writePidFile(file);
+    if (readPidFile(old) === this.pid) this.#fileOp('pid file', old, () => renameDurable(old, file));
+    else this.#fileOp('pid file', file, () => writePidFile(file));
   }
 
-  /** Writes the state file (only the master that owns the pid file does). */
+  /**
+   * Runs a write of a pid or state file. Those files are best-effort: a
+   * failure (a full disk, a read-only run dir) is logged as
+   * `file-write-failed` naming the file and the errno, and serving goes on.
+   */
+  #fileOp(what: string, file: string, op: () => void): boolean {
+    try {
+      op();
+      return true;
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException;
+      this.#log.warn(
+        { event: 'file-write-failed', code: e.code, file, syscall: e.syscall },
+        `cannot write the ${what} ${file}: ${e.message}; serving goes on without it`,
+      );
+      return false;
+    }
+  }
+
+  /** Removes the control socket and worker slot directory of master `pid`, which is gone (never this master's own). */
+  #removeMasterFiles(pid: number | undefined): void {
+    if (pid === undefined || pid === this.pid) return;
+    const { runDir, name } = this.#config;
+    for (const file of [controlSocketPath(runDir, name, pid), slotDirPath(runDir, name, pid)]) {
+      try {
+        fs.rmSync(file, { recursive: true, force: true });
+      } catch (err) {
+        this.#log.warn(
+          { event: 'cleanup-failed', file, code: (err as NodeJS.ErrnoException).code },
+          `cannot remove ${file}: ${asError(err).message}`,
+        );
+      }
+    }
+  }
+
+  /** At start: removes what masters of this name that were killed (not stopped) left in the run dir. */
+  #removeDeadMastersFiles(): void {
+    const { runDir, name } = this.#config;
+    let entries: string[];
+    try {
+      entries = fs.readdirSync(runDir);
+    } catch {
+      return;
+    }
+    const prefix = `${name}-`;
+    const dead = new Set<number>();
+    for (const entry of entries) {
+      const m = entry.startsWith(prefix) ? /^(?:master-(\d+)\.sock|m(\d+))$/.exec(entry.slice(prefix.length)) : null;
+      const pid = Number(m?.[1] ?? m?.[2]);
+      if (Number.isInteger(pid) && pid > 0 && pid !== this.pid && !alive(pid)) dead.add(pid);
+    }
+    for (const pid of dead) {
+      this.#removeMasterFiles(pid);
+      this.#log.info(
+        { event: 'stale-files-removed', deadPid: pid },
+        `removed the control socket and worker slots of dead master pid ${pid}`,
+      );
+    }
+  }
+
+  /** Writes the state file (only the master that owns the pid file does, or the newest one when there is none). */
   #persist(): void {
-    if (readPidFile(this.#config.pidFile) !== this.pid) return;
+    // Without a pid file (it could not be written: a full disk) the newest master writes it.
+    const owner = readPidFile(this.#config.pidFile);
+    if (owner !== this.pid && (owner !== undefined || this.#child !== undefined)) return;
     const state: PersistedState = {
       version: 1,
       name: this.#config.name,
@@ -630,11 +788,9 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
       config: this.#config,
       counters: this.#allCounters(),
     };
-    try {
-      writeFileAtomic(this.#config.stateFile, `${JSON.stringify(state, null, 2)}\n`, 0o600);
-    } catch (err) {
-      this.#log.warn(`cannot write the state file ${this.#config.stateFile}: ${asError(err).message}`);
-    }
+    this.#fileOp('state file', this.#config.stateFile, () =>
+      writeFileAtomic(this.#config.stateFile, `${JSON.stringify(state, null, 2)}\n`, 0o600),
+    );
   }
 
   /** Logs an error as event `event` with its code (a BatonError code, or a syscall code), and keeps it as the status's last error. */
@@ -644,10 +800,16 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
   }
 
   /** A reload that cannot happen (bad config, a listener that cannot be bound): nothing changes. */
-  #refuseReload(err: unknown): void {
+  #refuseReload(request: number, err: unknown): void {
     const message = `reload refused: ${asError(err).message}; the running workers serve on`;
     this.#error('reload-refused', (err as BatonError).code ?? (err as NodeJS.ErrnoException).code, message);
+    this.#reloaded(request, 'refused', message);
     this.#notifySystemd({ STATUS: message });
+  }
+
+  /** Records how the reload covering requests up to `request` ended (status `reload.last`). */
+  #reloaded(request: number, result: ReloadOutcome['result'], message: string): void {
+    this.#lastReload = { request, result, message, at: new Date().toISOString() };
   }
 
   #notifySystemd(fields: Record<string, string | number>): void {
@@ -665,6 +827,11 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
   #sendChild(m: MasterLinkMessage): void {
     if (this.#child?.connected) this.#child.send(m, undefined, {}, () => undefined);
   }
+}
+
+/** The private directory of master `pid`'s worker slots (their upgrade sockets). */
+function slotDirPath(runDir: string, name: string, pid: number): string {
+  return path.join(runDir, `${name}-m${pid}`);
 }
 
 /** Counters persisted by the previous master, or zeros. */

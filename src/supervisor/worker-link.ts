@@ -32,7 +32,9 @@ export type WorkerMessage =
   | { baton: 'worker'; type: 'status'; phase: Phase; connections: number }
   | { baton: 'worker'; type: 'drained'; migrated: number; drained: number; forced: number }
   /** A listener the worker bound itself (zero-code, not configured), sent with its net.Server handle. */
-  | { baton: 'worker'; type: 'listener'; name: string };
+  | { baton: 'worker'; type: 'listener'; name: string }
+  /** A listen() of the app failed (e.g. EADDRINUSE for a listener the master does not hold); `address` is printable. */
+  | { baton: 'worker'; type: 'listen-failed'; name: string; address: string; code: string | undefined; message: string };
 
 /** A message from the master to a worker. */
 export type MasterMessage =
@@ -76,6 +78,16 @@ export function linkToMaster(generation: Generation): void {
     });
   generation.on('drained', (r) => send({ baton: 'worker', type: 'drained', migrated: r.migrated, drained: r.drained, forced: r.forced }));
   generation.on('phase', phase);
+  generation.on('listen-failed', ({ name, address, error }) =>
+    send({
+      baton: 'worker',
+      type: 'listen-failed',
+      name,
+      address: 'path' in address ? address.path : `${address.host ?? '0.0.0.0'}:${address.port}`,
+      code: (error as NodeJS.ErrnoException).code,
+      message: error.message,
+    }),
+  );
   phase(generation.phase);
   const stop = (drainMs?: number) => {
     generation.stop(drainMs === undefined ? {} : { drainTimeoutMs: drainMs }).catch(() => undefined);

@@ -8,6 +8,7 @@ import { EventEmitter } from 'node:events';
 import type net from 'node:net';
 import fs from 'node:fs';
 import path from 'node:path';
+import { removeDeadTemps } from '../core/atomic-file.js';
 import { BatonError } from '../core/errors.js';
 import type { DrainReport } from '../drain/connection-tracker.js';
 import { ensurePrivateDir } from '../handover/upgrade-socket.js';
@@ -27,6 +28,8 @@ interface Slot {
   crashes: number[];
   crashLoop: boolean;
   restartTimer: NodeJS.Timeout | undefined;
+  /** Its app binds a listener the master does not hold and finds it in use: restarting cannot help (until a reload). */
+  unconfigured: boolean;
 }
 
 /** Counters of the pool's life. */
@@ -68,6 +71,8 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
   readonly counters: PoolCounters = { restarts: 0, migrated: 0, drained: 0, forced: 0 };
 
   readonly #output: WorkerSpec['output'];
+  /** Listener names reported as unconfigured (reported once each). */
+  readonly #unconfigured = new Set<string>();
 
   /** `dir` is this master's private directory of worker slot sockets; `output` receives the workers' lines (see WorkerSpec). */
   constructor(config: PoolConfig, listeners: readonly HeldListener[], dir: string, output?: WorkerSpec['output']) {
@@ -99,6 +104,11 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
   get allReady(): boolean {
     const slots = this.#slots.slice(0, this.#config.workers);
     return slots.length === this.#config.workers && slots.every((s) => s.current?.state === 'ready' && !s.pending);
+  }
+
+  /** Listeners the app binds itself that the master does not hold, found in use by a second worker (see #onListenFailed). */
+  get unconfiguredListeners(): string[] {
+    return [...this.#unconfigured];
   }
 
   /** Slots in a crash loop. */
@@ -137,6 +147,7 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
     for (let i = 0; i < config.workers; i++) {
       const slot = this.#slot(i);
       this.#cancelRestart(slot);
+      slot.unconfigured = false; // the new code or config may have fixed it
       // A worker still starting from before is replaced (it never served: nothing to drain).
       if (slot.pending) this.#retire(slot, slot.pending).stop(0, this.#config.timeouts.killGraceMs);
       slot.pending = undefined;
@@ -171,6 +182,9 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
     const out: { slot: number; socketPath: string }[] = [];
     for (const slot of this.#slots) {
       this.#cancelRestart(slot);
+      // A worker still starting never served: nothing for another master to take over.
+      if (slot.pending) void this.#retire(slot, slot.pending).stop(0, this.#config.timeouts.killGraceMs);
+      slot.pending = undefined;
       const w = slot.current;
       if (!w) continue;
       slot.current = undefined;
@@ -199,6 +213,11 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
       for (const w of slot.retiring) void w.stop(drainMs, this.#config.timeouts.killGraceMs);
     }
     await Promise.all(this.workers.map((w) => w.exited));
+  }
+
+  /** Stops the retired workers still draining (nobody took them over); serving and starting workers are untouched. */
+  stopRetired(drainMs: number): void {
+    for (const slot of this.#slots) for (const w of slot.retiring) void w.stop(drainMs, this.#config.timeouts.killGraceMs);
   }
 
   /** Status of every worker, with its open connections (asked over IPC). */
@@ -251,6 +270,7 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
         crashes: [],
         crashLoop: false,
         restartTimer: undefined,
+        unconfigured: false,
       });
     }
     return this.#slots[i]!;
@@ -295,6 +315,7 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
       this.emit('change');
     });
     worker.on('drained', (report) => this.#countDrain(report));
+    worker.on('listen-failed', (info) => this.#onListenFailed(slot, info));
     worker.on('listener', (name, server) => this.emit('listener', name, server));
     worker.on('exit', (exit) => this.#onExit(slot, worker, exit));
     this.emit('change');
@@ -329,6 +350,8 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
   }
 
   #onExit(slot: Slot, worker: WorkerProcess, exit: WorkerExit): void {
+    // A worker killed before it published its upgrade socket leaves the socket's temporary name behind.
+    removeDeadTemps(path.join(this.#dir, `w${slot.index}`));
     slot.retiring.delete(worker);
     if (slot.pending === worker) slot.pending = undefined;
     if (slot.current === worker) {
@@ -349,8 +372,39 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
     this.emit('change');
   }
 
+  /**
+   * A worker's app bound a listener itself (the master holds none of that
+   * name) and found it in use: with several workers only the first one can
+   * bind it, so restarting would only loop. Reported once per listener, with
+   * what to do; the slot is not restarted.
+   */
+  #onListenFailed(slot: Slot, info: { name: string; address: string; code: string | undefined }): void {
+    if (info.code !== 'EADDRINUSE' || this.#listeners.some((l) => l.name === info.name)) return;
+    slot.unconfigured = true;
+    this.#cancelRestart(slot);
+    if (!this.#unconfigured.has(info.name)) {
+      this.#unconfigured.add(info.name);
+      const err = new BatonError(
+        'ERR_BATON_CONFIG_INVALID',
+        `worker ${slot.index}: the app binds listener '${info.name}' (${info.address}) itself and it is in use (EADDRINUSE): ` +
+          `the master holds no listener '${info.name}', so only one worker can bind it. Configure it ` +
+          `(listeners: { ${info.name}: { host, port } } in the config) so the master binds it once and shares it with every worker, ` +
+          `or run the app unmodified (without baton's library: zero-code adoption shares what it binds)`,
+      );
+      this.emit('log', 'error', err.message, {
+        event: 'listener-unconfigured',
+        code: err.code,
+        slot: slot.index,
+        listener: info.name,
+        address: info.address,
+      });
+    }
+    this.emit('change');
+  }
+
   /** Schedules a restart of `slot` with backoff; reports a crash loop once. */
   #crashed(slot: Slot): void {
+    if (slot.unconfigured) return;
     if (!this.#active || slot.index >= this.#config.workers || slot.restartTimer || slot.pending || slot.current) return;
     const r = this.#config.restart;
     const now = Date.now();

@@ -75,6 +75,8 @@ export interface WorkerEvents {
   replaced: [];
   /** It bound a listener the master did not have; `server` holds a copy of the listening socket. */
   listener: [name: string, server: net.Server];
+  /** A listen() of its app failed (the app usually exits next). */
+  'listen-failed': [info: { name: string; address: string; code: string | undefined; message: string }];
   /** Its drain ended: how its connections left. */
   drained: [report: { migrated: number; drained: number; forced: number }];
   exit: [exit: WorkerExit];
@@ -129,6 +131,10 @@ export class WorkerProcess extends EventEmitter<WorkerEvents> {
     child.on('message', (m: WorkerMessage, handle: unknown) => {
       if (m?.baton === 'worker' && m.type === 'listener') {
         if (handle instanceof net.Server) this.emit('listener', m.name, handle);
+        return;
+      }
+      if (m?.baton === 'worker' && m.type === 'listen-failed') {
+        this.emit('listen-failed', { name: String(m.name), address: String(m.address), code: m.code, message: String(m.message) });
         return;
       }
       this.#onMessage(m);

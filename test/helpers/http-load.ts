@@ -125,6 +125,41 @@ export async function freshRequests(origin: string, n: number): Promise<number[]
 }
 
 /**
+ * A fresh-connection prober: one GET at a time, each on a new connection,
+ * until stop(); proves the listener keeps accepting (a keep-alive load alone
+ * would not notice a listener nobody accepts on). Failures are counted, not retried.
+ */
+export class FreshProber {
+  ok = 0;
+  failed = 0;
+  readonly errors: string[] = [];
+  #running = true;
+  readonly #done: Promise<void>;
+
+  constructor(origin: string) {
+    this.#done = (async () => {
+      while (this.#running) {
+        try {
+          const res = await getOnce(origin);
+          if (res.status !== 200) throw new Error(`status ${res.status}`);
+          this.ok++;
+        } catch (err) {
+          this.failed++;
+          if (this.errors.length < 20) this.errors.push(`${(err as { code?: string }).code ?? ''} ${(err as Error).message}`);
+        }
+      }
+    })();
+  }
+
+  /** Stops probing once the request in flight ended. */
+  async stop(): Promise<{ ok: number; failed: number; errors: string[] }> {
+    this.#running = false;
+    await this.#done;
+    return { ok: this.ok, failed: this.failed, errors: this.errors };
+  }
+}
+
+/**
  * Keep-alive load on `origin` that stops by itself at the end of test `t`;
  * resolves once generation 1 answered, so the load is known to flow.
  */

@@ -32,7 +32,7 @@ export function writeConfig(dir: string, extra: string, file = 'baton.yaml'): st
       `runDir: ${dir}`,
       'listeners:',
       '  http: { host: 127.0.0.1, port: 0 }',
-      'timeouts: { drainMs: 5000, readyMs: 15000, killGraceMs: 1000 }',
+      extra.includes('timeouts:') ? '' : 'timeouts: { drainMs: 5000, readyMs: 15000, killGraceMs: 1000 }',
       extra.includes('restart:') ? '' : 'restart: { initialDelayMs: 50 }',
       extra,
     ].join('\n'),
