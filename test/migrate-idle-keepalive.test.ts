@@ -17,7 +17,10 @@ describe('idle keep-alive migration', () => {
 
   for (const path of ['takeover', 'exec'] as const) {
     it(`${CONNECTIONS} idle connections survive ${UPGRADES} ${path} upgrades without a reconnect`, async () => {
-      const env = { BATON_SOCKET_DIR: tempDir() };
+      // The server's own keepAliveTimeout (Node's 5 s) is not under test: on a loaded machine a
+      // round and an upgrade can take longer, and a connection the server closed meanwhile
+      // would reconnect instead of migrating.
+      const env = { BATON_SOCKET_DIR: tempDir(), KEEP_ALIVE_TIMEOUT_MS: '600000' };
       const first = spawnFixture(fixture('server'), env, log);
       const listening = await log.waitEvent('listening', first.pid);
       await log.waitEvent('ready', first.pid);
