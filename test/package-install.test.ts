@@ -3,7 +3,7 @@
  * supported line): `npm pack` (its prepack builds the JS and the prebuilds) holds the built JS,
  * types, prebuilds and the sources of a from-source build, nothing else; installed from the tarball
  * into an empty directory whose PATH has no compiler, make or python, nothing is compiled, every
- * export resolves with types, and `baton run app.cjs` goes through a takeover upgrade under load
+ * export resolves with types, and `baton run server.js` (examples/Dockerfile's CMD) goes through a takeover upgrade under load
  * with 0 failed requests, then one by SIGUSR2 and a stop by SIGTERM as examples/Dockerfile does. Without a prebuild for the platform (musl, as on Alpine) the install
  * still succeeds with one warning, and `baton run` fails with one line naming the platform and
  * what to install, no stack trace.
@@ -83,6 +83,14 @@ function asUser(command: string, args: string[], env: NodeJS.ProcessEnv = {}): S
   });
 }
 
+/** The exec-form CMD of examples/Dockerfile. */
+function dockerfileCmd(): string[] {
+  const dockerfile = fs.readFileSync(path.join(REPO_ROOT, 'examples', 'Dockerfile'), 'utf8');
+  const line = /^CMD (\[.*\])$/m.exec(dockerfile);
+  assert.ok(line, 'examples/Dockerfile has an exec-form CMD');
+  return JSON.parse(line[1]!) as string[];
+}
+
 before(() => {
   const npm = which('npm')!;
   // A real `npm pack`: prepack builds the JS and the prebuilds this machine can build.
@@ -94,7 +102,7 @@ before(() => {
   fs.mkdirSync(appDir);
   fs.writeFileSync(path.join(appDir, 'package.json'), JSON.stringify({ name: 'user-app', private: true, version: '1.0.0' }));
   fs.writeFileSync(
-    path.join(appDir, 'app.cjs'),
+    path.join(appDir, 'server.js'),
     [
       "const http = require('node:http');",
       'const server = http.createServer((req, res) => {',
@@ -178,10 +186,12 @@ test('installed from the tarball with no toolchain on PATH: nothing compiled, ev
   assert.equal(tsc.status, 0, `types of the exports:\n${tsc.stdout}${tsc.stderr}`);
 });
 
-test('baton run app.cjs from the installed package: takeover upgrades under load, 0 failed requests', async (t) => {
-  const baton = path.join(appDir, 'node_modules', '.bin', 'baton');
-  runner = new AppRunner(log, { command: [baton], env: { PATH: bareBin } });
-  const app = path.join(appDir, 'app.cjs');
+test('baton run server.js from the installed package, as examples/Dockerfile runs it: takeover upgrades under load, 0 failed requests', async (t) => {
+  // The command examples/Dockerfile runs (its CMD), in the app's directory as there.
+  const cmd = dockerfileCmd();
+  assert.deepEqual(cmd.slice(1), ['run', 'server.js'], 'the Dockerfile runs `baton run server.js`');
+  runner = new AppRunner(log, { command: [path.join(appDir, cmd[0]!)], env: { PATH: bareBin, NODE_ENV: 'production' } });
+  const app = path.join(appDir, 'server.js');
   const dir = tempDir('baton-package-run-');
   const first = await runner.run(dir, app).ready();
   const load = new HttpLoad(`http://127.0.0.1:${runner.portOf(first.pid)}`, 16);
@@ -217,7 +227,7 @@ test('no prebuild for the platform and no toolchain: install warns once, baton r
   );
 
   const baton = path.join(appDir, 'node_modules', '.bin', 'baton');
-  const child = spawn(baton, ['run', 'app.cjs'], {
+  const child = spawn(baton, ['run', 'server.js'], {
     cwd: appDir,
     env: { HOME: process.env.HOME, PATH: bareBin, LIBC: 'musl', PORT: '0' },
     stdio: ['ignore', 'pipe', 'pipe'],
