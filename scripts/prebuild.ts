@@ -62,8 +62,10 @@ function build(target: PrebuildTarget, root: string): string {
     const tool = (name: string) => `${target.triple}-${name}`;
     const prebuildify = path.join(root, 'node_modules', 'prebuildify', 'bin.js');
     const args = [prebuildify, '--napi', '--strip', '--tag-libc', `--arch=${target.arch}`, `--out=${scratch}`, scratch];
+    // node-gyp's log is long: shown only when the build fails.
     const result = spawnSync(process.execPath, args, {
-      stdio: 'inherit',
+      encoding: 'utf8',
+      maxBuffer: 64 * 1024 * 1024,
       env: {
         ...process.env,
         npm_config_nodedir: nodeDir(),
@@ -75,7 +77,10 @@ function build(target: PrebuildTarget, root: string): string {
         PREBUILD_NODE_GYP: path.join(root, 'node_modules', '.bin', 'node-gyp'),
       },
     });
-    if (result.status !== 0) throw new Error(`prebuildify for linux-${target.arch} failed (exit ${result.status})`);
+    if (result.status !== 0) {
+      process.stderr.write(`${result.stdout ?? ''}${result.stderr ?? ''}`);
+      throw new Error(`prebuildify for linux-${target.arch} failed (exit ${result.status ?? result.signal})`);
+    }
     const dir = path.join(scratch, 'prebuilds', `linux-${target.arch}`);
     const built = fs.readdirSync(dir).filter((name) => name.endsWith('.node'));
     if (built.length !== 1) throw new Error(`prebuildify left ${built.length} binaries in ${dir}`);
