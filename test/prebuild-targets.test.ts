@@ -101,7 +101,7 @@ test('linux-arm64 prebuild loads in an arm64 Node under qemu and passes the nati
   // One process (no child per file): qemu-user cannot exec the arm64 node again by itself.
   const run = arm64([
     '--test',
-    '--test-isolation=none',
+    Number(major) >= 23 ? '--test-isolation=none' : '--experimental-test-isolation=none', // renamed in Node 23
     '--test-reporter=tap',
     `--test-skip-pattern=${SPAWNING_TESTS}`,
     path.join('dist', 'test', 'native.test.js'),
