@@ -8,6 +8,7 @@ import path from 'node:path';
 import { Command, Option } from 'commander';
 import { REGISTER_URL } from '../adopt/register-url.js';
 import { isBatonError } from '../core/errors.js';
+import { loadBinding } from '../native/binding.js';
 import type { ConfigOverrides } from '../supervisor/config.js';
 import { Master } from '../supervisor/master.js';
 import { alive } from '../core/proc.js';
@@ -191,15 +192,19 @@ program
       .default(process.env.BATON_READY === 'explicit' ? 'explicit' : 'auto'),
   )
   .option('--quiet-ms <ms>', 'auto: ready once no listen() came for this long', '100')
-  .action(async (app: string, args: string[], o: { name?: string; socketDir?: string; ready: string; quietMs: string }) => {
-    const env: NodeJS.ProcessEnv = { ...process.env, BATON_READY: o.ready, BATON_READY_QUIET_MS: o.quietMs };
-    if (o.name) env.BATON_NAME = o.name;
-    if (o.socketDir) env.BATON_SOCKET_DIR = o.socketDir;
-    // The app runs in its own Node process (require.main, process.argv as usual); this one stays its parent
-    // across upgrades (SIGUSR2 here: a takeover by a new child), see run-wrapper.ts.
-    process.exitCode = await runWrapped(['--import', REGISTER_URL, path.resolve(app), ...args], env);
-    process.exit();
-  });
+  .action(
+    action(async (app: string, args: string[], o: { name?: string; socketDir?: string; ready: string; quietMs: string }) => {
+      // Without a usable native addon the app's process would fail in its preload with a stack trace: say it here, once.
+      loadBinding();
+      const env: NodeJS.ProcessEnv = { ...process.env, BATON_READY: o.ready, BATON_READY_QUIET_MS: o.quietMs };
+      if (o.name) env.BATON_NAME = o.name;
+      if (o.socketDir) env.BATON_SOCKET_DIR = o.socketDir;
+      // The app runs in its own Node process (require.main, process.argv as usual); this one stays its parent
+      // across upgrades (SIGUSR2 here: a takeover by a new child), see run-wrapper.ts.
+      process.exitCode = await runWrapped(['--import', REGISTER_URL, path.resolve(app), ...args], env);
+      process.exit();
+    }),
+  );
 
 program
   .command('example')

@@ -120,9 +120,6 @@ export interface NativeBinding {
   pollClose(handle: PollHandle): number;
 }
 
-/** Name of the compiled addon relative to the package root. */
-const ADDON_RELATIVE_PATH = join('build', 'Release', 'baton_native.node');
-
 /**
  * The package root: the nearest ancestor of this module's directory that holds both a
  * package.json and binding.gyp (works from `src/native/` and from `dist/src/native/`).
@@ -137,6 +134,25 @@ export function findPackageRoot(startDir: string = dirname(fileURLToPath(import.
   }
 }
 
+/** node-gyp-build's resolver: the addon file for this process (`build/Release` first, then `prebuilds/`). */
+interface AddonResolver {
+  path(dir: string): string;
+}
+
+/**
+ * This process's platform as the prebuilds name it: `linux-x64 (glibc)`, `linux-arm64 (musl)`.
+ * Alpine is musl, as node-gyp-build decides; `LIBC` overrides it there too.
+ */
+export function platformLabel(): string {
+  const libc = process.env.LIBC ?? (existsSync('/etc/alpine-release') ? 'musl' : 'glibc');
+  return `${process.platform}-${process.arch} (${libc})`;
+}
+
+/** What to install so that `npm install` builds the addon from source (one sentence for the error). */
+const TOOLCHAIN_HINT =
+  'install a C toolchain and python3 (Debian/Ubuntu: apt-get install build-essential python3; ' +
+  'Alpine: apk add build-base python3; RHEL/Fedora: dnf install gcc make python3), then run `npm rebuild baton`';
+
 function unavailable(message: string, cause?: unknown): BatonError {
   return new BatonError('ERR_BATON_NATIVE_UNAVAILABLE', message, cause === undefined ? undefined : { cause });
 }
@@ -144,11 +160,13 @@ function unavailable(message: string, cause?: unknown): BatonError {
 let cached: NativeBinding | undefined;
 
 /**
- * Load the addon (once; later calls return the same object).
+ * Load the addon (once; later calls return the same object). The file is found by node-gyp-build
+ * in the package root: `build/Release/baton_native.node` when it was built from source, else the
+ * prebuild for this platform in `prebuilds/<platform>-<arch>/` (`PREBUILDS_ONLY=1` skips `build/`).
  *
- * @throws Error with code `ERR_BATON_NATIVE_UNAVAILABLE` on a platform other than Linux, or
- *   when `build/Release/baton_native.node` is missing or cannot be loaded (run
- *   `npx node-gyp rebuild`).
+ * @throws BatonError `ERR_BATON_NATIVE_UNAVAILABLE` with one line naming the platform and what to
+ *   do: on a platform other than Linux, when there is neither a prebuild for this platform nor a
+ *   build from source, or when the file cannot be loaded (e.g. a glibc older than the prebuild's).
  */
 export function loadBinding(): NativeBinding {
   if (cached !== undefined) return cached;
@@ -159,15 +177,26 @@ export function loadBinding(): NativeBinding {
   if (root === undefined) {
     throw unavailable('baton native addon: cannot find the package root (package.json + binding.gyp)');
   }
-  const file = join(root, ADDON_RELATIVE_PATH);
-  if (!existsSync(file)) {
-    throw unavailable(`baton native addon is not built: ${file} is missing (run \`npx node-gyp rebuild\`)`);
+  const require = createRequire(import.meta.url);
+  const resolver = require('node-gyp-build') as AddonResolver; // a dependency: missing means a broken install
+  let file: string;
+  try {
+    file = resolver.path(root);
+  } catch (error) {
+    throw unavailable(
+      `baton's native addon is not available for ${platformLabel()}, Node ${process.version}: ` +
+        `no prebuilt binary ships for this platform and none was built from source at install; ${TOOLCHAIN_HINT}`,
+      error,
+    );
   }
   try {
-    const require = createRequire(import.meta.url);
     cached = require(file) as NativeBinding;
   } catch (error) {
-    throw unavailable(`baton native addon failed to load from ${file}: ${(error as Error).message}`, error);
+    const reason = (error as Error).message.split('\n')[0];
+    throw unavailable(
+      `baton's native addon ${file} does not load on ${platformLabel()}, Node ${process.version} (${reason}); ${TOOLCHAIN_HINT}`,
+      error,
+    );
   }
   return cached;
 }

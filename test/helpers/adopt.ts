@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { EventLog, FixtureEvent } from './server-process.js';
 import { cli } from './supervisor.js';
@@ -14,17 +15,31 @@ export interface RunningApp {
   stderr: string[];
 }
 
-/** Runs unmodified apps under `baton run` (JSON events on stderr feed `log`) and upgrades them by running them again. */
+/** How `baton` is started (the command before `run`), and environment added to the test's own. */
+export interface BatonLauncher {
+  command: readonly [string, ...string[]];
+  env?: NodeJS.ProcessEnv;
+}
+
+/**
+ * Runs unmodified apps under `baton run` (JSON events on stderr feed `log`) and upgrades them by running them again.
+ * `app` is a file of test/apps/ or an absolute path; the launcher defaults to this Node running the repository's CLI.
+ */
 export class AppRunner {
   readonly children: ChildProcess[] = [];
-  constructor(readonly log: EventLog) {}
+  constructor(
+    readonly log: EventLog,
+    readonly launcher: BatonLauncher = { command: [process.execPath, cli] },
+  ) {}
 
   run(dir: string, app: string, env: NodeJS.ProcessEnv = {}): RunningApp {
     const log = this.log;
     const since = log.events.length;
     const readyBefore = new Set(log.events.filter((e) => e.event === 'ready').map((e) => e.pid));
-    const child = spawn(process.execPath, [cli, 'run', '--name', 'app', '--socket-dir', dir, '--quiet-ms', '50', appFile(app)], {
-      env: { ...process.env, BATON_LOG: 'json', PORT: '0', ...env },
+    const file = path.isAbsolute(app) ? app : appFile(app);
+    const [command, ...args] = this.launcher.command;
+    const child = spawn(command, [...args, 'run', '--name', 'app', '--socket-dir', dir, '--quiet-ms', '50', file], {
+      env: { ...process.env, ...this.launcher.env, BATON_LOG: 'json', PORT: '0', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     this.children.push(child);
