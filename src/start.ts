@@ -45,6 +45,8 @@ export interface StartOptions {
   migrateAfterResponse?: boolean;
   killGraceMs?: number;
   maxFrameBytes?: number;
+  /** Largest frame a peer may send before its Hello (see Defaults.preAuthFrameBytes). */
+  preAuthFrameBytes?: number;
   maxStateBytes?: number;
   /** Signal that triggers the exec upgrade path; `null` installs no handler. Default SIGUSR2. */
   upgradeSignal?: NodeJS.Signals | null;
@@ -149,7 +151,10 @@ export async function start(options: StartOptions): Promise<Generation> {
     );
   }
 
-  const peer = new FramePeer(channel, { maxFrameBytes: settings.maxFrameBytes, label: `predecessor at ${settings.socketPath}` });
+  const peer = new FramePeer(channel, {
+    maxFrameBytes: settings.maxFrameBytes,
+    preAuthFrameBytes: settings.preAuthFrameBytes,
+    label: `predecessor at ${settings.socketPath}` });
   try {
     const { reply, timeout } = await greetPredecessor(peer, channel, settings);
     const manifest = await peer.expect(FrameType.Listeners, settings.helloTimeoutMs, timeout);
@@ -239,6 +244,7 @@ function resolveSettings(o: StartOptions): GenerationSettings {
     migrateAfterResponse: o.migrateAfterResponse ?? true,
     killGraceMs: num('killGraceMs'),
     maxFrameBytes: num('maxFrameBytes'),
+    preAuthFrameBytes: num('preAuthFrameBytes'),
     maxStateBytes: num('maxStateBytes'),
     upgradeSignal: o.upgradeSignal === undefined ? 'SIGUSR2' : o.upgradeSignal,
     allowRoot: o.allowRoot ?? true,
