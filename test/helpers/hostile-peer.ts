@@ -87,3 +87,74 @@ function closeFdQuietly(fd: number): void {
     // Already closed.
   }
 }
+
+/**
+ * A conversation with a server on a unix socket, frame by frame: `send`
+ * writes bytes with fds (ours stay open); `until` waits for a frame the
+ * server sent (or its close); fds the server sends are closed as they come.
+ */
+export class Conversation {
+  readonly channel: UnixChannel;
+  readonly frames: Frame[] = [];
+  #decoder = new FrameDecoder({ maxBytes: 64 * 1024 * 1024, closeFd: closeFdQuietly });
+  #broken = false;
+  #closed = false;
+  #wake: (() => void) | undefined;
+
+  constructor(channel: UnixChannel) {
+    this.channel = channel;
+    channel.on('data', (chunk, fds) => {
+      if (this.#broken) {
+        for (const fd of fds) closeFdQuietly(fd);
+        return;
+      }
+      try {
+        for (const f of this.#decoder.push(chunk, fds)) {
+          for (const fd of f.fds) closeFdQuietly(fd);
+          this.frames.push(f);
+        }
+      } catch {
+        this.#broken = true;
+      }
+      this.#wake?.();
+    });
+    const gone = () => {
+      this.#closed = true;
+      this.#wake?.();
+    };
+    channel.on('end', gone);
+    channel.on('error', gone);
+  }
+
+  static connect(socketPath: string): Conversation {
+    return new Conversation(UnixChannel.connect(socketPath));
+  }
+
+  send(bytes: Buffer, fds: number[] = []): void {
+    this.channel.write(bytes, fds).catch(() => undefined);
+  }
+
+  /** Resolves true once a frame of `type` arrived, false when the server closed first; rejects after `timeoutMs`. */
+  async until(type: number | undefined, timeoutMs = 10_000): Promise<boolean> {
+    const deadline = performance.now() + timeoutMs;
+    for (;;) {
+      if (type !== undefined && this.frames.some((f) => f.type === type)) return true;
+      if (this.#closed) return false;
+      const left = deadline - performance.now();
+      if (left <= 0) throw new Error(`no ${type === undefined ? 'close' : `frame of type ${type}`} within ${timeoutMs} ms`);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, left);
+        this.#wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      this.#wake = undefined;
+    }
+  }
+
+  close(): void {
+    this.channel.close();
+    this.#decoder.dispose();
+  }
+}
