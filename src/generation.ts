@@ -411,7 +411,8 @@ export class Generation extends EventEmitter<GenerationEvents> {
     const peer = new FramePeer(found.channel, {
       maxFrameBytes: this.settings.maxFrameBytes,
       preAuthFrameBytes: this.settings.preAuthFrameBytes,
-      label: `generation at ${socketPath}` });
+      label: `generation at ${socketPath}`,
+    });
     const counts = { adopted: 0, refused: 0 };
     const count = (c: { adopted: number; refused: number }) => {
       counts.adopted += c.adopted;

@@ -154,7 +154,8 @@ export async function start(options: StartOptions): Promise<Generation> {
   const peer = new FramePeer(channel, {
     maxFrameBytes: settings.maxFrameBytes,
     preAuthFrameBytes: settings.preAuthFrameBytes,
-    label: `predecessor at ${settings.socketPath}` });
+    label: `predecessor at ${settings.socketPath}`,
+  });
   try {
     const { reply, timeout } = await greetPredecessor(peer, channel, settings);
     const manifest = await peer.expect(FrameType.Listeners, settings.helloTimeoutMs, timeout);

@@ -42,7 +42,15 @@ async function server(t: TestContext) {
   await log.waitEvent('ready', child.pid);
   const file = fs.openSync(path.join(socketDir, '..', 'an-fd'), 'w');
   t.after(() => fs.closeSync(file));
-  return { log, env, child, pid: child.pid!, socketPath: path.join(socketDir, 'fixture.sock'), origin: `http://127.0.0.1:${listening.http}`, file };
+  return {
+    log,
+    env,
+    child,
+    pid: child.pid!,
+    socketPath: path.join(socketDir, 'fixture.sock'),
+    origin: `http://127.0.0.1:${listening.http}`,
+    file,
+  };
 }
 
 /** Never a frame: whatever state the fuzzed frame left the conversation in, this ends it. */
@@ -55,7 +63,10 @@ const TERMINATOR = Buffer.from('XXXX');
  * A truncated frame is followed by our close.
  */
 async function deliver(c: Conversation, frame: FuzzFrame, file: number): Promise<void> {
-  c.send(frame.bytes, Array.from({ length: frame.fds }, () => file));
+  c.send(
+    frame.bytes,
+    Array.from({ length: frame.fds }, () => file),
+  );
   if (frame.truncated) return;
   c.send(TERMINATOR);
   await c.until(undefined);
@@ -140,7 +151,12 @@ describe(`fuzzing the upgrade socket (seed ${SEED}, FUZZ_SEED to replay)`, () =>
     // Stage 2: after a good Hello, while the server waits for Ready.
     const rng2 = new Rng(SEED + 1);
     started = performance.now();
-    const hello = encodeFrame(FrameType.Hello, { protocol: PROTOCOL_VERSION, pid: 4242, generation: 0, name: 'fixture', node: 'v20' }, 0, MAX);
+    const hello = encodeFrame(
+      FrameType.Hello,
+      { protocol: PROTOCOL_VERSION, pid: 4242, generation: 0, name: 'fixture', node: 'v20' },
+      0,
+      MAX,
+    );
     for (let i = 0; i < FRAMES; i++) {
       let frame = fuzzFrame(rng2, [FrameType.Ready, FrameType.ConnectionsAck]);
       // A good Ready makes us the successor, and the server rightly drains into us and exits.
@@ -157,7 +173,12 @@ describe(`fuzzing the upgrade socket (seed ${SEED}, FUZZ_SEED to replay)`, () =>
       }
     }
     t.diagnostic(`stage 2: ${FRAMES} frames in ${(performance.now() - started).toFixed(0)} ms`);
-    await s.log.waitFor((e) => e.event === 'phase' && e.pid === s.pid && (e.args as string[])[0] === 'serving', 'serving', 10_000, s.log.events.length - 5);
+    await s.log.waitFor(
+      (e) => e.event === 'phase' && e.pid === s.pid && (e.args as string[])[0] === 'serving',
+      'serving',
+      10_000,
+      s.log.events.length - 5,
+    );
     await assertIntact(s, fdsBefore, 'stage 2');
 
     // Stage 3: the server as a successor (absorb) of our fake predecessor.

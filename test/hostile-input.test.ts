@@ -50,7 +50,13 @@ async function serving(t: { after(fn: () => unknown): void }, env: NodeJS.Proces
   const child = spawnFixture(fixture('server'), { BATON_SOCKET_DIR: socketDir, ...env }, log);
   const listening = await log.waitEvent('listening', child.pid);
   await log.waitEvent('ready', child.pid);
-  return { log, pid: child.pid!, socketDir, socketPath: path.join(socketDir, 'fixture.sock'), origin: `http://127.0.0.1:${listening.http}` };
+  return {
+    log,
+    pid: child.pid!,
+    socketDir,
+    socketPath: path.join(socketDir, 'fixture.sock'),
+    origin: `http://127.0.0.1:${listening.http}`,
+  };
 }
 
 describe('hostile input: fds where none belong', () => {
@@ -222,7 +228,14 @@ describe('hostile input: the predecessor is checked too', () => {
     t.after(() => killAll(pidsOf(log)));
     const fake = spawn(
       'setpriv',
-      ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, fixture('fake-predecessor'), path.join(theirs, 'fixture.sock')],
+      [
+        '--reuid=65534',
+        '--regid=65534',
+        '--clear-groups',
+        process.execPath,
+        fixture('fake-predecessor'),
+        path.join(theirs, 'fixture.sock'),
+      ],
       { stdio: ['ignore', 'pipe', 'pipe'] },
     );
     log.attach(fake.stdout!);
@@ -287,4 +300,3 @@ describe('hostile input: the default socket directory', () => {
     assert.deepEqual(fs.readdirSync(taken), [], 'nothing was put in the taken directory');
   });
 });
-

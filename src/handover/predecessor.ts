@@ -309,7 +309,9 @@ export class PredecessorSide {
     const s = host.settings;
     const pid = how.via === 'takeover' ? how.pid : (how.child.pid ?? 0);
     const peer =
-      how.via === 'takeover' ? how.peer : new FramePeer(channel, { maxFrameBytes: s.maxFrameBytes, preAuthFrameBytes: s.preAuthFrameBytes, label: `successor pid ${pid}` });
+      how.via === 'takeover'
+        ? how.peer
+        : new FramePeer(channel, { maxFrameBytes: s.maxFrameBytes, preAuthFrameBytes: s.preAuthFrameBytes, label: `successor pid ${pid}` });
     peer.label = `successor pid ${pid}`;
     const child = how.via === 'exec' ? how.child : undefined;
     const exitPromise = child ? childExit(child) : undefined;

@@ -31,7 +31,12 @@ export const helloSchema = z.object({
   name: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'a server name is 1–64 letters, digits, ".", "_" or "-"'),
   node: z.string().max(64),
   // More than any fd table can hold: a predecessor announcing it lies.
-  connections: z.number().int().min(0).max(1 << 30).optional(),
+  connections: z
+    .number()
+    .int()
+    .min(0)
+    .max(1 << 30)
+    .optional(),
 });
 
 const listenerEntry = z.object({

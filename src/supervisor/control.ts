@@ -69,7 +69,8 @@ export class ControlServer {
     limits: { requestTimeoutMs: number; maxConnections: number; maxRequestBytes: number } = ControlLimits,
   ): Promise<ControlServer> {
     fs.rmSync(file, { force: true });
-    const server = net.createServer((socket) => serve(socket, handler, limits));
+    // Half-open allowed: a client may end its side after the request and still read the answer.
+    const server = net.createServer({ allowHalfOpen: true }, (socket) => serve(socket, handler, limits));
     server.maxConnections = limits.maxConnections;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -128,6 +129,10 @@ function serve(
     socket.destroy();
     return;
   }
+  socket.on('end', () => {
+    if (!requested) answer({ ok: false, error: 'the request line ended without a newline' });
+    else if (answered) socket.end();
+  });
   const chunks: Buffer[] = [];
   let size = 0;
   socket.on('data', (chunk: Buffer) => {

@@ -69,7 +69,8 @@ function wildValue(rng: Rng, depth = 0): unknown {
       return Array.from({ length: rng.int(4) }, () => wildValue(rng, depth + 1));
     default: {
       const o: Record<string, unknown> = {};
-      for (let i = rng.int(4); i > 0; i--) o[rng.pick(['id', 'name', 'kind', 'code', '__proto__', 'x', 'listener'])] = wildValue(rng, depth + 1);
+      for (let i = rng.int(4); i > 0; i--)
+        o[rng.pick(['id', 'name', 'kind', 'code', '__proto__', 'x', 'listener'])] = wildValue(rng, depth + 1);
       return o;
     }
   }
