@@ -120,7 +120,10 @@ export function checkPayload(frame: Frame, from: string): Frame {
   if (!result.success) {
     const issue = result.error.issues[0]!;
     const field = issue.path.length > 0 ? issue.path.join('.') : '(payload)';
-    throw new BatonError('ERR_BATON_BAD_FRAME', `${from} sent a ${type} frame with a bad payload: ${field}: ${issue.message}`);
+    throw new BatonError(
+      'ERR_BATON_BAD_FRAME',
+      `${from} sent ${article(type)} ${type} frame with a bad payload: ${field}: ${issue.message}`,
+    );
   }
   const payload = result.data as Record<string, unknown[]>;
   const carried =
@@ -129,8 +132,12 @@ export function checkPayload(frame: Frame, from: string): Frame {
   if (!allowed.includes(frame.fds.length)) {
     throw new BatonError(
       'ERR_BATON_BAD_FRAME',
-      `${from} sent a ${type} frame naming ${carried} ${frame.type === FrameType.Listeners ? 'listeners' : 'connections'} with ${frame.fds.length} fds`,
+      `${from} sent ${article(type)} ${type} frame naming ${carried} ${frame.type === FrameType.Listeners ? 'listeners' : 'connections'} with ${frame.fds.length} fds`,
     );
   }
   return { ...frame, payload: result.data };
+}
+
+function article(word: string): string {
+  return /^[AEIOU]/.test(word) ? 'an' : 'a';
 }
