@@ -10,7 +10,8 @@
  * bounded. An Error frame's code has the shape of a baton code, so nothing
  * like `__proto__` or `constructor` ever becomes an error code.
  */
-import { z } from 'zod';
+import { createRequire } from 'node:module';
+import type { ZodType } from 'zod';
 import { BatonError } from '../core/errors.js';
 import { FrameType, PROTOCOL_VERSION, frameTypeName, type Frame } from './frames.js';
 
@@ -20,80 +21,94 @@ const PID_MAX = 4_194_304;
 const NAME_MAX = 256;
 const TEXT_MAX = 16 * 1024;
 
-const count = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
-const id = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
+/**
+ * The schema of each frame type's payload. zod is loaded (synchronously) on
+ * the first check rather than with this module: a generation that starts
+ * fresh never pays for it, and a successor sends its Hello before it does.
+ */
+export function payloadSchemas(): Record<FrameType, ZodType> {
+  schemas ??= buildSchemas(createRequire(import.meta.url)('zod') as typeof import('zod'));
+  return schemas;
+}
 
-/** Hello, both ways. `connections` only from a predecessor. */
-export const helloSchema = z.object({
-  protocol: z.number().int(),
-  pid: z.number().int().min(1).max(PID_MAX),
-  generation: count,
-  name: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'a server name is 1–64 letters, digits, ".", "_" or "-"'),
-  node: z.string().max(64),
-  // More than any fd table can hold: a predecessor announcing it lies.
-  connections: z
-    .number()
-    .int()
-    .min(0)
-    .max(1 << 30)
-    .optional(),
-});
+let schemas: Record<FrameType, ZodType> | undefined;
 
-const listenerEntry = z.object({
-  name: z.string().min(1).max(NAME_MAX),
-  kind: z.enum(['tcp', 'unix']),
-  address: z.string().max(4096),
-  port: z.number().int().min(0).max(65535).optional(),
-  inheritedFd: z.number().int().min(0).max(0x7fffffff).optional(),
-});
+function buildSchemas({ z }: typeof import('zod')): Record<FrameType, ZodType> {
+  const count = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
+  const id = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
 
-export const listenersSchema = z.object({ listeners: z.array(listenerEntry).max(4096) });
+  /** Hello, both ways. `connections` only from a predecessor. */
+  const helloSchema = z.object({
+    protocol: z.number().int(),
+    pid: z.number().int().min(1).max(PID_MAX),
+    generation: count,
+    name: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'a server name is 1–64 letters, digits, ".", "_" or "-"'),
+    node: z.string().max(64),
+    // More than any fd table can hold: a predecessor announcing it lies.
+    connections: z
+      .number()
+      .int()
+      .min(0)
+      .max(1 << 30)
+      .optional(),
+  });
 
-export const stateSchema = z.object({ present: z.boolean(), value: z.unknown().optional() });
+  const listenerEntry = z.object({
+    name: z.string().min(1).max(NAME_MAX),
+    kind: z.enum(['tcp', 'unix']),
+    address: z.string().max(4096),
+    port: z.number().int().min(0).max(65535).optional(),
+    inheritedFd: z.number().int().min(0).max(0x7fffffff).optional(),
+  });
 
-export const readySchema = z.object({ listeners: count });
+  const listenersSchema = z.object({ listeners: z.array(listenerEntry).max(4096) });
 
-export const drainingSchema = z.object({ connections: count });
+  const stateSchema = z.object({ present: z.boolean(), value: z.unknown().optional() });
 
-export const doneSchema = z.object({
-  drained: count,
-  migrated: count,
-  forced: count,
-  durationMs: z.number().min(0).max(Number.MAX_SAFE_INTEGER),
-});
+  const readySchema = z.object({ listeners: count });
 
-export const errorSchema = z.object({
-  code: z.string().regex(/^ERR_[A-Z0-9_]{1,60}$/, 'an error code is ERR_ followed by capitals, digits or "_"'),
-  message: z.string().max(TEXT_MAX),
-});
+  const drainingSchema = z.object({ connections: count });
 
-const migratedConnection = z.object({
-  id,
-  listener: z.string().min(1).max(NAME_MAX),
-  kind: z.enum(['http1', 'socket', 'websocket', 'http2']),
-  head: z.base64().optional(),
-  state: z.unknown().optional(),
-});
+  const doneSchema = z.object({
+    drained: count,
+    migrated: count,
+    forced: count,
+    durationMs: z.number().min(0).max(Number.MAX_SAFE_INTEGER),
+  });
 
-export const connectionsSchema = z.object({ batch: count, connections: z.array(migratedConnection).max(1 << 20) });
+  const errorSchema = z.object({
+    code: z.string().regex(/^ERR_[A-Z0-9_]{1,60}$/, 'an error code is ERR_ followed by capitals, digits or "_"'),
+    message: z.string().max(TEXT_MAX),
+  });
 
-export const connectionsAckSchema = z.object({
-  batch: count,
-  adopted: z.array(id),
-  refused: z.array(z.object({ id, reason: z.string().max(TEXT_MAX) })),
-});
+  const migratedConnection = z.object({
+    id,
+    listener: z.string().min(1).max(NAME_MAX),
+    kind: z.enum(['http1', 'socket', 'websocket', 'http2']),
+    head: z.base64().optional(),
+    state: z.unknown().optional(),
+  });
 
-const schemas: Record<FrameType, z.ZodType> = {
-  [FrameType.Hello]: helloSchema,
-  [FrameType.Listeners]: listenersSchema,
-  [FrameType.State]: stateSchema,
-  [FrameType.Ready]: readySchema,
-  [FrameType.Draining]: drainingSchema,
-  [FrameType.Done]: doneSchema,
-  [FrameType.Error]: errorSchema,
-  [FrameType.Connections]: connectionsSchema,
-  [FrameType.ConnectionsAck]: connectionsAckSchema,
-};
+  const connectionsSchema = z.object({ batch: count, connections: z.array(migratedConnection).max(1 << 20) });
+
+  const connectionsAckSchema = z.object({
+    batch: count,
+    adopted: z.array(id),
+    refused: z.array(z.object({ id, reason: z.string().max(TEXT_MAX) })),
+  });
+
+  return {
+    [FrameType.Hello]: helloSchema,
+    [FrameType.Listeners]: listenersSchema,
+    [FrameType.State]: stateSchema,
+    [FrameType.Ready]: readySchema,
+    [FrameType.Draining]: drainingSchema,
+    [FrameType.Done]: doneSchema,
+    [FrameType.Error]: errorSchema,
+    [FrameType.Connections]: connectionsSchema,
+    [FrameType.ConnectionsAck]: connectionsAckSchema,
+  };
+}
 
 /**
  * Checks `frame`'s payload against its type's schema and the fds it carries
@@ -116,7 +131,7 @@ export function checkPayload(frame: Frame, from: string): Frame {
       );
     }
   }
-  const result = schemas[frame.type].safeParse(frame.payload);
+  const result = payloadSchemas()[frame.type].safeParse(frame.payload);
   if (!result.success) {
     const issue = result.error.issues[0]!;
     const field = issue.path.length > 0 ? issue.path.join('.') : '(payload)';
