@@ -180,7 +180,8 @@ export function fuzzFrame(rng: Rng, types: readonly FrameType[], name = 'fixture
   let bytes: Buffer = Buffer.concat([header, body]);
   const truncated = length !== body.length ? length < body.length : rng.chance(0.08);
   if (truncated || length > body.length) {
-    bytes = bytes.subarray(0, rng.int(bytes.length) + 1);
+    // Cut short for real: never all of a frame whose length field is right.
+    bytes = bytes.subarray(0, 1 + rng.int(Math.max(1, length > body.length ? bytes.length : bytes.length - 1)));
     what += ' (truncated)';
   }
   return { bytes, fds, truncated: truncated || length > body.length, what };
