@@ -45,6 +45,8 @@ function buildSchemas({ z }: typeof import('zod')): Record<FrameType, ZodType> {
     name: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'a server name is 1–64 letters, digits, ".", "_" or "-"'),
     node: z.string().max(64),
     // More than any fd table can hold: a predecessor announcing it lies.
+    // Optional protocol features (frames.ts): a few short names.
+    features: z.array(z.string().max(64)).max(64).optional(),
     connections: z
       .number()
       .int()
@@ -97,6 +99,9 @@ function buildSchemas({ z }: typeof import('zod')): Record<FrameType, ZodType> {
     refused: z.array(z.object({ id, reason: z.string().max(TEXT_MAX) })),
   });
 
+  /** Ping and Pong: the Pong echoes its Ping's number. */
+  const pingSchema = z.object({ seq: count });
+
   return {
     [FrameType.Hello]: helloSchema,
     [FrameType.Listeners]: listenersSchema,
@@ -107,6 +112,8 @@ function buildSchemas({ z }: typeof import('zod')): Record<FrameType, ZodType> {
     [FrameType.Error]: errorSchema,
     [FrameType.Connections]: connectionsSchema,
     [FrameType.ConnectionsAck]: connectionsAckSchema,
+    [FrameType.Ping]: pingSchema,
+    [FrameType.Pong]: pingSchema,
   };
 }
 
