@@ -41,6 +41,7 @@ export interface GenerationSettings {
   closeUpgraded: boolean;
   killGraceMs: number;
   maxFrameBytes: number;
+  preAuthFrameBytes: number;
   maxStateBytes: number;
   upgradeSignal: NodeJS.Signals | null;
   allowRoot: boolean;
@@ -471,7 +472,11 @@ export class Generation extends EventEmitter<GenerationEvents> {
     if (found.kind !== 'running') {
       throw new BatonError('ERR_BATON_PREDECESSOR_LOST', `nothing answers on ${socketPath} (${found.kind})`);
     }
-    const peer = new FramePeer(found.channel, { maxFrameBytes: this.settings.maxFrameBytes, label: `generation at ${socketPath}` });
+    const peer = new FramePeer(found.channel, {
+      maxFrameBytes: this.settings.maxFrameBytes,
+      preAuthFrameBytes: this.settings.preAuthFrameBytes,
+      label: `generation at ${socketPath}`,
+    });
     const counts = { adopted: 0, refused: 0 };
     const count = (c: { adopted: number; refused: number }) => {
       counts.adopted += c.adopted;

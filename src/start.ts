@@ -56,6 +56,8 @@ export interface StartOptions {
   closeUpgraded?: boolean;
   killGraceMs?: number;
   maxFrameBytes?: number;
+  /** Largest frame a peer may send before its Hello (see Defaults.preAuthFrameBytes). */
+  preAuthFrameBytes?: number;
   maxStateBytes?: number;
   /** Signal that triggers the exec upgrade path; `null` installs no handler. Default SIGUSR2. */
   upgradeSignal?: NodeJS.Signals | null;
@@ -160,7 +162,11 @@ export async function start(options: StartOptions): Promise<Generation> {
     );
   }
 
-  const peer = new FramePeer(channel, { maxFrameBytes: settings.maxFrameBytes, label: `predecessor at ${settings.socketPath}` });
+  const peer = new FramePeer(channel, {
+    maxFrameBytes: settings.maxFrameBytes,
+    preAuthFrameBytes: settings.preAuthFrameBytes,
+    label: `predecessor at ${settings.socketPath}`,
+  });
   let reply: HelloPayload | undefined;
   try {
     const greeting = await greetPredecessor(peer, channel, settings);
@@ -283,6 +289,7 @@ function resolveSettings(o: StartOptions): GenerationSettings {
     closeUpgraded: o.closeUpgraded ?? true,
     killGraceMs: num('killGraceMs'),
     maxFrameBytes: num('maxFrameBytes'),
+    preAuthFrameBytes: num('preAuthFrameBytes'),
     maxStateBytes: num('maxStateBytes'),
     upgradeSignal: o.upgradeSignal === undefined ? 'SIGUSR2' : o.upgradeSignal,
     allowRoot: o.allowRoot ?? true,

@@ -35,8 +35,28 @@ export const Defaults = {
   migrateBatchSize: 1024,
   /** An exec successor that was aborted gets SIGTERM, then SIGKILL after this many ms. */
   killGraceMs: 2_000,
+  /**
+   * Largest frame accepted on the upgrade channel before the peer's Hello (a
+   * Hello is ~150 bytes; an Error frame a few hundred): a peer that has not
+   * introduced itself cannot make this process buffer more. Frames after the
+   * Hello may be up to maxFrameBytes.
+   */
+  preAuthFrameBytes: 8 * 1024,
   /** Largest frame accepted on the upgrade channel. */
   maxFrameBytes: 16 * 1024 * 1024,
   /** Largest app state (JSON, UTF-8 bytes) handed over. */
   maxStateBytes: 8 * 1024 * 1024,
+} as const;
+
+/**
+ * Bounds of the supervisor's control socket (src/supervisor/control.ts): one
+ * request line per connection, answered or cut off within these.
+ */
+export const ControlLimits = {
+  /** From accept to a complete request line; then the peer gets an error line and is closed. */
+  requestTimeoutMs: 5_000,
+  /** Connections served at once; further ones are closed as soon as they are accepted. */
+  maxConnections: 32,
+  /** Largest request line (bytes). */
+  maxRequestBytes: 64 * 1024,
 } as const;

@@ -18,12 +18,35 @@ const debug = debuglog('baton:migrate');
 export interface GreetingSettings {
   name: string;
   helloTimeoutMs: number;
+  /** Whether root may be the other side (see {@link uidAllowed}). */
+  allowRoot: boolean;
+  /** Further uids that may be the other side. */
+  allowedUids: readonly number[];
 }
 
 /**
- * Sends this process's Hello, waits for the predecessor's, and checks its
- * protocol version (ERR_BATON_PROTOCOL_VERSION); renames `peer` after the
- * predecessor's pid. `timeout` builds the error for the later steps' waits.
+ * Whether a peer of `uid` may be the other side of a handover, either way: the
+ * same uid as this process, root when `allowRoot`, or one of `allowedUids`.
+ * A predecessor checks its successor with it (who may take my listeners?), a
+ * successor its predecessor (whose listeners, state and connections do I
+ * accept?): the same trust, since the two hand the same things to each other.
+ */
+export function uidAllowed(uid: number, settings: Pick<GreetingSettings, 'allowRoot' | 'allowedUids'>): boolean {
+  const own = process.getuid?.() ?? 0;
+  return uid === own || (uid === 0 && settings.allowRoot) || settings.allowedUids.includes(uid);
+}
+
+/**
+ * Sends this process's Hello, waits for the predecessor's (checked against its
+ * schema and protocol version by the FramePeer: ERR_BATON_PROTOCOL_VERSION,
+ * ERR_BATON_BAD_FRAME); renames `peer` after the predecessor's pid.
+ * `timeout` builds the error for the later steps' waits.
+ *
+ * Before a byte is sent, the predecessor's credentials (SO_PEERCRED of
+ * `channel`) are checked with {@link uidAllowed}: the directory's checks
+ * cannot exclude a socket of another user swapped in between them and the
+ * connect. A predecessor of another uid is refused with ERR_BATON_PEER_REFUSED
+ * before anything of it is read, so no fd of it is ever received.
  */
 export async function greetPredecessor(
   peer: FramePeer,
@@ -31,6 +54,13 @@ export async function greetPredecessor(
   settings: GreetingSettings,
   generation = 0,
 ): Promise<{ reply: HelloPayload; timeout: () => BatonError }> {
+  const creds = channel.peerCredentials();
+  if (!uidAllowed(creds.uid, settings)) {
+    throw new BatonError(
+      'ERR_BATON_PEER_REFUSED',
+      `${peer.label}: the predecessor (pid ${creds.pid}) runs as uid ${creds.uid}, which may not hand over to a server of uid ${process.getuid?.()}; nothing was read from it`,
+    );
+  }
   const hello: HelloPayload = {
     protocol: PROTOCOL_VERSION,
     pid: process.pid,
@@ -45,12 +75,6 @@ export async function greetPredecessor(
   failpoint('successor.hello-sent');
   const timeout = () => new BatonError('ERR_BATON_HELLO_TIMEOUT', `${peer.label} did not answer within ${settings.helloTimeoutMs} ms`);
   const reply = (await peer.expect(FrameType.Hello, settings.helloTimeoutMs, timeout)).payload as HelloPayload;
-  if (reply.protocol !== PROTOCOL_VERSION) {
-    throw new BatonError(
-      'ERR_BATON_PROTOCOL_VERSION',
-      `${peer.label} speaks handover protocol ${reply.protocol}; this build speaks ${PROTOCOL_VERSION}`,
-    );
-  }
   peer.label = `predecessor pid ${reply.pid}`;
   if (typeof reply.connections === 'number' && reply.connections > 0) makeRoomForConnections(channel, reply.connections);
   return { reply, timeout };
@@ -73,23 +97,14 @@ function makeRoomForConnections(channel: UnixChannel, connections: number): void
 }
 
 /**
- * The predecessor's check of a successor's Hello: well-formed, same protocol
- * version, same server name. Throws ERR_BATON_BAD_FRAME,
- * ERR_BATON_PROTOCOL_VERSION or ERR_BATON_PEER_REFUSED.
+ * The predecessor's check of a successor's Hello, whose payload the FramePeer
+ * already checked against its schema and protocol version: the same server
+ * name. Throws ERR_BATON_PEER_REFUSED.
  */
 export function checkHello(payload: unknown, name: string, pid: number): HelloPayload {
-  const h = payload as Partial<HelloPayload> | null;
-  if (!h || typeof h !== 'object' || typeof h.pid !== 'number' || typeof h.name !== 'string' || typeof h.protocol !== 'number') {
-    throw new BatonError('ERR_BATON_BAD_FRAME', `hello from pid ${pid} is malformed`);
-  }
-  if (h.protocol !== PROTOCOL_VERSION) {
-    throw new BatonError(
-      'ERR_BATON_PROTOCOL_VERSION',
-      `successor pid ${pid} speaks handover protocol ${h.protocol}; this server speaks ${PROTOCOL_VERSION}`,
-    );
-  }
+  const h = payload as HelloPayload;
   if (h.name !== name) {
     throw new BatonError('ERR_BATON_PEER_REFUSED', `successor pid ${pid} is for server '${h.name}', not '${name}'`);
   }
-  return h as HelloPayload;
+  return h;
 }

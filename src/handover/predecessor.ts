@@ -36,7 +36,7 @@ import {
   type ListenerEntry,
   type StatePayload,
 } from '../protocol/frames.js';
-import { checkHello } from './greeting.js';
+import { checkHello, uidAllowed } from './greeting.js';
 import { Liveness } from './liveness.js';
 import { childExit, explainSuccessorFailure, stopSuccessorProcess } from './successor-process.js';
 import { UpgradeSocket } from './upgrade-socket.js';
@@ -364,9 +364,7 @@ export class PredecessorSide {
 
   /** Whether a peer of `uid` may take over: the same uid, root if allowed, or a listed uid. */
   #uidAllowed(uid: number): boolean {
-    const s = this.#host.settings;
-    const own = process.getuid?.() ?? 0;
-    return uid === own || (uid === 0 && s.allowRoot) || s.allowedUids.includes(uid);
+    return uidAllowed(uid, this.#host.settings);
   }
 
   /** A connection on the upgrade socket: checks who it is before a single frame is read. */
@@ -383,6 +381,7 @@ export class PredecessorSide {
     }
     const peer = new FramePeer(channel, {
       maxFrameBytes: this.#host.settings.maxFrameBytes,
+      preAuthFrameBytes: this.#host.settings.preAuthFrameBytes,
       label: `upgrade peer pid ${creds.pid} uid ${creds.uid}`,
     });
     if (!this.#uidAllowed(creds.uid)) {
@@ -405,7 +404,9 @@ export class PredecessorSide {
     const s = host.settings;
     const pid = how.via === 'takeover' ? how.pid : (how.child.pid ?? 0);
     const peer =
-      how.via === 'takeover' ? how.peer : new FramePeer(channel, { maxFrameBytes: s.maxFrameBytes, label: `successor pid ${pid}` });
+      how.via === 'takeover'
+        ? how.peer
+        : new FramePeer(channel, { maxFrameBytes: s.maxFrameBytes, preAuthFrameBytes: s.preAuthFrameBytes, label: `successor pid ${pid}` });
     peer.label = `successor pid ${pid}`;
     const child = how.via === 'exec' ? how.child : undefined;
     const exitPromise = child ? childExit(child) : undefined;

@@ -7,19 +7,31 @@ import type { UnixChannel } from '../native/unix-channel.js';
 import { UnixListener } from '../native/unix-listener.js';
 
 /**
- * The default directory of upgrade sockets: `$XDG_RUNTIME_DIR/baton`, else
- * `<tmpdir>/baton-<uid>`.
+ * The default directory of upgrade sockets: `$XDG_RUNTIME_DIR/baton` when
+ * XDG_RUNTIME_DIR is set to an absolute path (the per-user runtime directory
+ * systemd-logind creates 0700 for each user), else `<tmpdir>/baton-<uid>`.
+ *
+ * It must be deterministic, not unique: a successor started later, by
+ * another shell or service, finds its predecessor at the same path. So there
+ * is no random fallback when the `<tmpdir>` one was taken by another user
+ * (anyone may create `/tmp/baton-<uid>` first): {@link ensurePrivateDir}
+ * refuses it and its error says how to recover.
  */
-export function defaultSocketDir(): string {
-  const runtime = process.env.XDG_RUNTIME_DIR;
-  return runtime ? path.join(runtime, 'baton') : path.join(os.tmpdir(), `baton-${process.getuid?.() ?? 0}`);
+export function defaultSocketDir(env: NodeJS.ProcessEnv = process.env): string {
+  const runtime = env.XDG_RUNTIME_DIR;
+  return runtime && path.isAbsolute(runtime) ? path.join(runtime, 'baton') : path.join(os.tmpdir(), `baton-${process.getuid?.() ?? 0}`);
 }
+
+const recovery = (dir: string) =>
+  `; if another user created it, remove it (rm -r ${dir}, as root or its owner), ` +
+  `or use another directory: set XDG_RUNTIME_DIR, or pass socketDir (baton start: runDir)`;
 
 /**
  * Creates `dir` with mode 0700 if missing, and checks that it is a real
  * directory (not a symlink), owned by this uid, with no group or other bits.
- * Throws ERR_BATON_SOCKET_DIR_INSECURE naming the directory otherwise: a
- * socket in a directory others can enter could be replaced by theirs.
+ * Throws ERR_BATON_SOCKET_DIR_INSECURE naming the directory and how to
+ * recover otherwise: a socket in a directory others can enter could be
+ * replaced by theirs.
  */
 export function ensurePrivateDir(dir: string): void {
   try {
@@ -30,12 +42,12 @@ export function ensurePrivateDir(dir: string): void {
   const st = fs.lstatSync(dir);
   const uid = process.getuid?.() ?? 0;
   if (!st.isDirectory()) {
-    throw new BatonError('ERR_BATON_SOCKET_DIR_INSECURE', `upgrade socket directory ${dir} is not a directory`);
+    throw new BatonError('ERR_BATON_SOCKET_DIR_INSECURE', `upgrade socket directory ${dir} is not a directory${recovery(dir)}`);
   }
   if (st.uid !== uid) {
     throw new BatonError(
       'ERR_BATON_SOCKET_DIR_INSECURE',
-      `upgrade socket directory ${dir} is owned by uid ${st.uid}, not by this process's uid ${uid}`,
+      `upgrade socket directory ${dir} is owned by uid ${st.uid}, not by this process's uid ${uid}${recovery(dir)}`,
     );
   }
   if ((st.mode & 0o077) !== 0) {

@@ -1,13 +1,23 @@
 import { BatonError, ErrorCodes, asError, isBatonError, type ErrorCode } from '../core/errors.js';
+import { Defaults } from '../core/options.js';
 import { closeQuietly } from '../native/socket-info.js';
 import type { UnixChannel } from '../native/unix-channel.js';
 import { FrameDecoder, FrameType, encodeFrame, frameTypeName, type ErrorPayload, type Frame, type PingPayload } from './frames.js';
+import { checkPayload } from './payloads.js';
 
 /** How a {@link FramePeer.ping} ended. */
 export type PingOutcome = 'pong' | 'timeout' | 'closed';
 
 /**
  * One end of the handover protocol: frames over a {@link UnixChannel}.
+ *
+ * Every received frame is checked as it is decoded: its payload against the
+ * schema of its type (src/protocol/payloads.ts), its fds against what it
+ * declares; a frame that fails fails the peer (receive rejects with
+ * ERR_BATON_BAD_FRAME) and its fds are closed at once. Until the first Hello
+ * frame arrived, frames larger than `preAuthFrameBytes` are refused from their
+ * header: a peer that has not introduced itself cannot make this process
+ * buffer megabytes.
  *
  * The peer owns the channel and closes it in {@link FramePeer.close}. Fds of
  * received frames belong to whoever takes the frame from {@link FramePeer.receive};
@@ -30,11 +40,12 @@ export class FramePeer {
   #nextPing = 1;
   readonly #pings = new Map<number, (outcome: PingOutcome) => void>();
 
-  constructor(channel: UnixChannel, options: { maxFrameBytes: number; label: string }) {
+  constructor(channel: UnixChannel, options: { maxFrameBytes: number; label: string; preAuthFrameBytes?: number }) {
     this.channel = channel;
     this.label = options.label;
     this.#maxFrameBytes = options.maxFrameBytes;
-    this.#decoder = new FrameDecoder({ maxBytes: options.maxFrameBytes, closeFd: closeQuietly });
+    const preAuth = Math.min(options.preAuthFrameBytes ?? Defaults.preAuthFrameBytes, options.maxFrameBytes);
+    this.#decoder = new FrameDecoder({ maxBytes: options.maxFrameBytes, preAuthBytes: preAuth, closeFd: closeQuietly });
     channel.on('data', (chunk: Buffer, fds: number[]) => this.#onData(chunk, fds));
     channel.on('end', () => this.#fail(new BatonError('ERR_BATON_CHANNEL_CLOSED', `${this.label} closed the upgrade channel`)));
     channel.on('error', (err: Error) => this.#fail(err));
@@ -168,6 +179,11 @@ export class FramePeer {
   }
 
   #onData(chunk: Buffer, fds: number[]): void {
+    if (this.#failure || this.#closed) {
+      // Nothing more is read from a failed peer; fds that still arrive are closed at once.
+      for (const fd of fds) closeQuietly(fd);
+      return;
+    }
     let frames: Frame[];
     try {
       frames = this.#decoder.push(chunk, fds);
@@ -175,7 +191,16 @@ export class FramePeer {
       this.#fail(asError(err));
       return;
     }
-    for (const f of frames) {
+    for (let i = 0; i < frames.length; i++) {
+      let f: Frame;
+      try {
+        f = checkPayload(frames[i]!, this.label);
+      } catch (err) {
+        for (const rest of frames.slice(i)) for (const fd of rest.fds) closeQuietly(fd);
+        this.#decoder.dispose();
+        this.#fail(asError(err));
+        return;
+      }
       if (this.#liveness(f)) continue;
       if (this.#waiter) this.#waiter.resolve(f);
       else this.#queue.push(f);
@@ -193,10 +218,10 @@ export class FramePeer {
 async function settleFrame(frame: Frame, label: string): Promise<Frame> {
   if (frame.type !== FrameType.Error) return frame;
   for (const fd of frame.fds) closeQuietly(fd);
-  const p = frame.payload as Partial<ErrorPayload> | null;
-  const code = typeof p?.code === 'string' && p.code in ErrorCodes ? (p.code as ErrorCode) : 'ERR_BATON_ABORTED';
-  const message = typeof p?.message === 'string' ? p.message : 'no reason given';
-  throw new BatonError(code, `${label} reported ${p?.code ?? 'an error'}: ${message}`);
+  // Checked against its schema already (payloads.ts); a code this build does not know becomes ERR_BATON_ABORTED.
+  const p = frame.payload as ErrorPayload;
+  const code = Object.hasOwn(ErrorCodes, p.code) ? (p.code as ErrorCode) : 'ERR_BATON_ABORTED';
+  throw new BatonError(code, `${label} reported ${p.code}: ${p.message}`);
 }
 
 /** True for failures meaning the other side is gone (not that it refused): a closed channel, or a syscall error. */

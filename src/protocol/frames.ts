@@ -199,24 +199,48 @@ export function encodeFrame(type: FrameType, payload: unknown, fdCount: number, 
   return frame;
 }
 
+/** Frame types whose bytes may carry fds; every other frame must declare and carry none. */
+const FD_CARRYING: ReadonlySet<number> = new Set([FrameType.Listeners, FrameType.Connections]);
+
+/** True when a frame of `type` may carry fds (Listeners, Connections). */
+export function carriesFds(type: number): boolean {
+  return FD_CARRYING.has(type);
+}
+
 /**
  * Incremental decoder: feed it bytes and the fds that arrived with them; it
  * yields whole frames with their fds. Any violation throws a BatonError, after
  * which the decoder is poisoned and the connection must be closed; fds it still
  * held are closed through `closeFd`.
+ *
+ * Fds are refused as soon as they cannot belong where they arrived: on a frame
+ * type that carries none (Hello, State, …), or beyond the count the frame's
+ * header declared. Received bytes are kept as the chunks they came in and
+ * copied once, when a frame is complete, so a large frame costs its size and
+ * not its size times the number of reads.
  */
 export class FrameDecoder {
   readonly #maxBytes: number;
+  /** Until a Hello frame was decoded: the smaller limit of a peer that has not said hello. */
+  #preAuthBytes: number | undefined;
   readonly #closeFd: (fd: number) => void;
-  #buffer: Buffer = Buffer.alloc(0);
-  /** Stream offset of the first byte in #buffer. */
+  /** Bytes received and not yet decoded, as received. */
+  #chunks: Buffer[] = [];
+  #length = 0;
+  /** Stream offset of the first byte in #chunks. */
   #base = 0;
   /** Received fds with the stream offset of the byte they arrived with. */
   #fds: { offset: number; fd: number }[] = [];
   #failed = false;
 
-  constructor(options: { maxBytes: number; closeFd: (fd: number) => void }) {
+  /**
+   * `maxBytes`: largest payload accepted. `preAuthBytes`: a smaller limit that
+   * applies to the frames before the first Hello (frames after it in the same
+   * read already get `maxBytes`).
+   */
+  constructor(options: { maxBytes: number; preAuthBytes?: number; closeFd: (fd: number) => void }) {
     this.#maxBytes = options.maxBytes;
+    this.#preAuthBytes = options.preAuthBytes;
     this.#closeFd = options.closeFd;
   }
 
@@ -232,9 +256,12 @@ export class FrameDecoder {
     // The kernel ends a read right after the segment that carried fds, and may
     // have glued fd-less segments before it: the fds belong to the segment that
     // ends this chunk, so the chunk's last byte is one of theirs.
-    const offset = this.#base + this.#buffer.length + chunk.length - 1;
+    const offset = this.#base + this.#length + chunk.length - 1;
     for (const fd of fds) this.#fds.push({ offset, fd });
-    this.#buffer = this.#buffer.length === 0 ? chunk : Buffer.concat([this.#buffer, chunk]);
+    if (chunk.length > 0) {
+      this.#chunks.push(chunk);
+      this.#length += chunk.length;
+    }
     const frames: Frame[] = [];
     try {
       for (;;) {
@@ -255,49 +282,94 @@ export class FrameDecoder {
   dispose(): void {
     for (const { fd } of this.#fds) this.#closeFd(fd);
     this.#fds = [];
-    this.#buffer = Buffer.alloc(0);
+    this.#chunks = [];
+    this.#length = 0;
+  }
+
+  /** The first `n` (≤ #length) undecoded bytes as one buffer, joining only the chunks needed. */
+  #head(n: number): Buffer {
+    const first = this.#chunks[0]!;
+    if (first.length >= n) return first;
+    let joined = 0;
+    let count = 0;
+    while (joined < n) joined += this.#chunks[count++]!.length;
+    const merged = Buffer.concat(this.#chunks.slice(0, count), joined);
+    this.#chunks.splice(0, count, merged);
+    return merged;
+  }
+
+  /** Drops the first `n` undecoded bytes. */
+  #consume(n: number): void {
+    this.#base += n;
+    this.#length -= n;
+    while (n > 0) {
+      const first = this.#chunks[0]!;
+      if (first.length <= n) {
+        this.#chunks.shift();
+        n -= first.length;
+      } else {
+        this.#chunks[0] = first.subarray(n);
+        n = 0;
+      }
+    }
   }
 
   #next(): Frame | undefined {
-    const buf = this.#buffer;
-    if (buf.length < 4) {
+    const available = this.#length;
+    if (available < 4) {
       // Judge the magic as soon as its bytes are here, so garbage is refused early.
-      if (buf.length > 0 && !Buffer.from([0x42, 0x54, 0x4f, 0x4e]).subarray(0, buf.length).equals(buf)) {
+      const buf = available > 0 ? this.#head(available) : undefined;
+      if (buf && !Buffer.from([0x42, 0x54, 0x4f, 0x4e]).subarray(0, buf.length).equals(buf.subarray(0, available))) {
         throw badMagic(buf);
       }
       return undefined;
     }
-    if (buf.readUInt32BE(0) !== MAGIC) throw badMagic(buf);
-    if (buf.length < 5) return undefined;
-    const version = buf.readUInt8(4);
+    const start = this.#head(Math.min(available, HEADER_BYTES));
+    if (start.readUInt32BE(0) !== MAGIC) throw badMagic(start);
+    if (available < 5) return undefined;
+    const version = start.readUInt8(4);
     if (version !== PROTOCOL_VERSION) {
       throw new BatonError(
         'ERR_BATON_PROTOCOL_VERSION',
         `peer speaks handover protocol version ${version}; this build speaks version ${PROTOCOL_VERSION} only`,
       );
     }
-    if (buf.length < HEADER_BYTES) return undefined;
-    const type = buf.readUInt8(5);
+    if (available < HEADER_BYTES) return undefined;
+    const type = start.readUInt8(5);
     if (!typeNames.has(type)) {
       throw new BatonError('ERR_BATON_BAD_FRAME', `unknown frame type ${type}`);
     }
-    const fdCount = buf.readUInt32BE(8);
-    const length = buf.readUInt32BE(12);
+    const fdCount = start.readUInt32BE(8);
+    const length = start.readUInt32BE(12);
     if (length > this.#maxBytes) {
       throw new BatonError(
         'ERR_BATON_FRAME_TOO_LARGE',
         `${frameTypeName(type)} frame announces ${length} bytes; the limit is ${this.#maxBytes} bytes`,
       );
     }
-    if (buf.length < HEADER_BYTES + length) return undefined;
+    if (this.#preAuthBytes !== undefined && length > this.#preAuthBytes) {
+      throw new BatonError(
+        'ERR_BATON_FRAME_TOO_LARGE',
+        `${frameTypeName(type)} frame announces ${length} bytes; before the Hello exchange the limit is ${this.#preAuthBytes} bytes (preAuthFrameBytes)`,
+      );
+    }
+    if (fdCount !== 0 && !FD_CARRYING.has(type)) {
+      throw new BatonError('ERR_BATON_BAD_FRAME', `${frameTypeName(type)} frame declares ${fdCount} fds; it carries none`);
+    }
     const end = this.#base + HEADER_BYTES + length;
     let taken = 0;
     while (taken < this.#fds.length && this.#fds[taken]!.offset < end) taken++;
+    if (taken > fdCount) {
+      // More fds than declared already arrived: refuse now, not when the frame is complete.
+      throw new BatonError('ERR_BATON_BAD_FRAME', `${frameTypeName(type)} frame declares ${fdCount} fds but ${taken} arrived with it`);
+    }
+    if (available < HEADER_BYTES + length) return undefined;
     const fds = this.#fds.splice(0, taken).map((e) => e.fd);
     if (fds.length !== fdCount) {
       for (const fd of fds) this.#closeFd(fd);
       throw new BatonError('ERR_BATON_BAD_FRAME', `${frameTypeName(type)} frame declares ${fdCount} fds but ${fds.length} arrived with it`);
     }
+    const buf = this.#head(HEADER_BYTES + length);
     let payload: unknown;
     try {
       payload = JSON.parse(buf.toString('utf8', HEADER_BYTES, HEADER_BYTES + length));
@@ -307,8 +379,9 @@ export class FrameDecoder {
         cause: err,
       });
     }
-    this.#buffer = buf.subarray(HEADER_BYTES + length);
-    this.#base = end;
+    this.#consume(HEADER_BYTES + length);
+    // The peer introduced itself (the FramePeer checks what it said): larger frames may follow.
+    if (type === FrameType.Hello) this.#preAuthBytes = undefined;
     return { version, type: type as FrameType, payload, fds };
   }
 }

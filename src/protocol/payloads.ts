@@ -1,0 +1,165 @@
+/**
+ * The schemas of every frame's payload, in one place: a frame whose payload
+ * does not fit is refused with ERR_BATON_BAD_FRAME naming the frame type and
+ * the field, before any code acts on it. The JSON fields are the wire format
+ * of protocol version 1 (see frames.ts); unknown fields are dropped, so a
+ * later minor addition does not break an older peer.
+ *
+ * Ranges are those a real peer can produce: a pid is a positive int below
+ * Linux's largest pid_max, counts are non-negative safe integers, strings are
+ * bounded. An Error frame's code has the shape of a baton code, so nothing
+ * like `__proto__` or `constructor` ever becomes an error code.
+ */
+import { createRequire } from 'node:module';
+import type { ZodType } from 'zod';
+import { BatonError } from '../core/errors.js';
+import { FrameType, PROTOCOL_VERSION, frameTypeName, type Frame } from './frames.js';
+
+/** Linux's largest possible pid_max (PID_MAX_LIMIT, 2^22). */
+const PID_MAX = 4_194_304;
+/** Longest server or listener name, address, or refusal reason carried. */
+const NAME_MAX = 256;
+const TEXT_MAX = 16 * 1024;
+
+/**
+ * The schema of each frame type's payload. zod is loaded (synchronously) on
+ * the first check rather than with this module: a generation that starts
+ * fresh never pays for it, and a successor sends its Hello before it does.
+ */
+export function payloadSchemas(): Record<FrameType, ZodType> {
+  schemas ??= buildSchemas(createRequire(import.meta.url)('zod') as typeof import('zod'));
+  return schemas;
+}
+
+let schemas: Record<FrameType, ZodType> | undefined;
+
+function buildSchemas({ z }: typeof import('zod')): Record<FrameType, ZodType> {
+  const count = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
+  const id = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
+
+  /** Hello, both ways. `connections` only from a predecessor. */
+  const helloSchema = z.object({
+    protocol: z.number().int(),
+    pid: z.number().int().min(1).max(PID_MAX),
+    generation: count,
+    name: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'a server name is 1–64 letters, digits, ".", "_" or "-"'),
+    node: z.string().max(64),
+    // More than any fd table can hold: a predecessor announcing it lies.
+    // Optional protocol features (frames.ts): a few short names.
+    features: z.array(z.string().max(64)).max(64).optional(),
+    connections: z
+      .number()
+      .int()
+      .min(0)
+      .max(1 << 30)
+      .optional(),
+  });
+
+  const listenerEntry = z.object({
+    name: z.string().min(1).max(NAME_MAX),
+    kind: z.enum(['tcp', 'unix']),
+    address: z.string().max(4096),
+    port: z.number().int().min(0).max(65535).optional(),
+    inheritedFd: z.number().int().min(0).max(0x7fffffff).optional(),
+  });
+
+  const listenersSchema = z.object({ listeners: z.array(listenerEntry).max(4096) });
+
+  const stateSchema = z.object({ present: z.boolean(), value: z.unknown().optional() });
+
+  const readySchema = z.object({ listeners: count });
+
+  const drainingSchema = z.object({ connections: count });
+
+  const doneSchema = z.object({
+    drained: count,
+    migrated: count,
+    forced: count,
+    durationMs: z.number().min(0).max(Number.MAX_SAFE_INTEGER),
+  });
+
+  const errorSchema = z.object({
+    code: z.string().regex(/^ERR_[A-Z0-9_]{1,60}$/, 'an error code is ERR_ followed by capitals, digits or "_"'),
+    message: z.string().max(TEXT_MAX),
+  });
+
+  const migratedConnection = z.object({
+    id,
+    listener: z.string().min(1).max(NAME_MAX),
+    kind: z.enum(['http1', 'socket', 'websocket', 'http2']),
+    head: z.base64().optional(),
+    state: z.unknown().optional(),
+  });
+
+  const connectionsSchema = z.object({ batch: count, connections: z.array(migratedConnection).max(1 << 20) });
+
+  const connectionsAckSchema = z.object({
+    batch: count,
+    adopted: z.array(id),
+    refused: z.array(z.object({ id, reason: z.string().max(TEXT_MAX) })),
+  });
+
+  /** Ping and Pong: the Pong echoes its Ping's number. */
+  const pingSchema = z.object({ seq: count });
+
+  return {
+    [FrameType.Hello]: helloSchema,
+    [FrameType.Listeners]: listenersSchema,
+    [FrameType.State]: stateSchema,
+    [FrameType.Ready]: readySchema,
+    [FrameType.Draining]: drainingSchema,
+    [FrameType.Done]: doneSchema,
+    [FrameType.Error]: errorSchema,
+    [FrameType.Connections]: connectionsSchema,
+    [FrameType.ConnectionsAck]: connectionsAckSchema,
+    [FrameType.Ping]: pingSchema,
+    [FrameType.Pong]: pingSchema,
+  };
+}
+
+/**
+ * Checks `frame`'s payload against its type's schema and the fds it carries
+ * against what the payload names: a Listeners frame carries one fd per
+ * listener (takeover) or none (exec: the fds were inherited), a Connections
+ * frame one per connection. Returns the frame with the parsed payload.
+ * Throws ERR_BATON_BAD_FRAME naming `from`, the frame type and the field, or
+ * ERR_BATON_PROTOCOL_VERSION for a Hello of another protocol version; the
+ * caller then owns (and closes) the frame's fds.
+ */
+export function checkPayload(frame: Frame, from: string): Frame {
+  const type = frameTypeName(frame.type);
+  if (frame.type === FrameType.Hello) {
+    // The version first: a peer of another version may send other fields.
+    const protocol = (frame.payload as { protocol?: unknown } | null)?.protocol;
+    if (typeof protocol === 'number' && protocol !== PROTOCOL_VERSION) {
+      throw new BatonError(
+        'ERR_BATON_PROTOCOL_VERSION',
+        `${from} speaks handover protocol ${protocol}; this build speaks ${PROTOCOL_VERSION}`,
+      );
+    }
+  }
+  const result = payloadSchemas()[frame.type].safeParse(frame.payload);
+  if (!result.success) {
+    const issue = result.error.issues[0]!;
+    const field = issue.path.length > 0 ? issue.path.join('.') : '(payload)';
+    throw new BatonError(
+      'ERR_BATON_BAD_FRAME',
+      `${from} sent ${article(type)} ${type} frame with a bad payload: ${field}: ${issue.message}`,
+    );
+  }
+  const payload = result.data as Record<string, unknown[]>;
+  const carried =
+    frame.type === FrameType.Listeners ? payload.listeners!.length : frame.type === FrameType.Connections ? payload.connections!.length : 0;
+  const allowed = frame.type === FrameType.Listeners ? [0, carried] : [carried];
+  if (!allowed.includes(frame.fds.length)) {
+    throw new BatonError(
+      'ERR_BATON_BAD_FRAME',
+      `${from} sent ${article(type)} ${type} frame naming ${carried} ${frame.type === FrameType.Listeners ? 'listeners' : 'connections'} with ${frame.fds.length} fds`,
+    );
+  }
+  return { ...frame, payload: result.data };
+}
+
+function article(word: string): string {
+  return /^[AEIOU]/.test(word) ? 'an' : 'a';
+}
