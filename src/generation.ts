@@ -214,10 +214,12 @@ export class Generation extends EventEmitter<GenerationEvents> {
    * predecessor is reserved here but accepts only from ready() on, while the
    * predecessor goes on accepting: a successor that crashes before ready never
    * held a client's connection. The returned Listener already has its address.
+   * Also allowed while `handing-over`, for an app that closed a server and
+   * listens again (its socket, held meanwhile, already went to the successor).
    */
   async listen(name: string, address: ListenAddress, server: net.Server): Promise<Listener> {
     const p = this.phase;
-    if (p !== 'starting' && p !== 'taking-over' && p !== 'serving') {
+    if (p !== 'starting' && p !== 'taking-over' && p !== 'serving' && p !== 'handing-over') {
       throw new BatonError('ERR_BATON_INVALID_PHASE', `listen('${name}') is not allowed in phase '${p}'`);
     }
     return this.#listeners.listen(name, address, server);

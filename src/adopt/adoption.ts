@@ -85,7 +85,13 @@ export function installAdoption(options: AdoptionOptions): void {
     const call = parseListenArgs(args);
     if (!call.address) return originalListen.apply(this, args);
     const address = call.address;
-    const name = listenerName(address, 'port' in address && address.port === 0 ? s.portZeroCalls++ : 0);
+    // A server listening again (after its close()) on port 0 keeps its name, hence its port.
+    const previous = s.names.get(this);
+    const portZero = 'port' in address && address.port === 0;
+    const name =
+      previous !== undefined && portZero && previous === listenerName(address, Number(previous.split('#')[1]))
+        ? previous
+        : listenerName(address, portZero ? s.portZeroCalls++ : 0);
     if (call.callback) this.once('listening', call.callback);
     s.pending++;
     clearTimeout(s.quietTimer);
@@ -131,12 +137,18 @@ function generationOf(s: State): Promise<Generation> {
 async function adopt(s: State, server: net.Server, name: string, address: Parameters<Generation['listen']>[1]): Promise<void> {
   try {
     const g = await generationOf(s);
+    if (g.phase === 'draining' || g.phase === 'exited' || g.phase === 'failed') {
+      // A re-listen in a generation that hands over: the successor accepts on this address now.
+      s.options.report('listen-ignored', { listener: name, phase: g.phase }, `listen() on ${name} ignored: generation is ${g.phase}`);
+      return;
+    }
     const listener = await g.listen(name, address, server);
+    const again = s.names.has(server);
     s.names.set(server, name);
     // Under the supervisor, a listener the master did not have is handed to it
     // (a copy of the listening socket), so the other workers and the next
     // master accept on the same socket instead of failing with EADDRINUSE.
-    if (s.supervised && listener.origin === 'bound' && process.send && process.connected) {
+    if (s.supervised && !again && listener.origin === 'bound' && process.send && process.connected) {
       process.send({ baton: 'worker', type: 'listener', name }, server, {}, () => undefined);
     }
     // A raw net server: its connections migrate alive and reach the next
@@ -152,10 +164,11 @@ async function adopt(s: State, server: net.Server, name: string, address: Parame
       `listener ${name} (${listener.origin}${listener.port ? `, port ${listener.port}` : ''})`,
     );
   } catch (err) {
-    s.internal.delete(server);
     // As Node reports EADDRINUSE: an 'error' event on the server.
     process.nextTick(() => server.emit('error', asError(err)));
   } finally {
+    // Later listen() calls of the app on this server (after its close()) are the app's again.
+    s.internal.delete(server);
     s.pending--;
     if (s.options.ready === 'auto' && s.pending === 0 && !s.readyCalled) {
       clearTimeout(s.quietTimer);
