@@ -46,6 +46,11 @@ export interface GenerationSettings {
   pidFile: string | undefined;
   exec: ExecCommand;
   state: (() => unknown) | undefined;
+  /** Data consistency mode (StartOptions.consistency). */
+  consistency: boolean;
+  /** What app this generation runs (StartOptions.app). */
+  app: string | undefined;
+  namedOnPurpose: boolean;
 }
 
 /** Reported on `'upgrade'` once a successor is ready and this generation drains. */

@@ -31,8 +31,12 @@ export interface AdoptionOptions {
   quietMs: number;
   /** An app that never listens within this many ms is reported and the process exits with code 1. */
   readyTimeoutMs: number;
-  /** The app's entry module: `ws` is looked up from there. */
+  /** The app's entry module: `ws` is looked up from there; it is also the app's identity in the handover (StartOptions.app). */
   appEntry: string;
+  /** The name was given by the user (`--name`, BATON_NAME), not derived from the entry. */
+  namedOnPurpose?: boolean;
+  /** Data consistency mode (StartOptions.consistency): see {@link startBeforeApp}. */
+  consistency?: boolean;
   /** Where baton's own lines go. */
   report: (event: string, data: Record<string, unknown>, text: string) => void;
 }
@@ -113,6 +117,33 @@ export function installAdoption(options: AdoptionOptions): void {
 }
 
 /**
+ * Data consistency mode: runs the handover conversation up to the state now,
+ * before the app's main module is evaluated (the preload awaits it), so the
+ * predecessor has stopped taking requests and finished those in flight before
+ * the app loads its data. Resolves with false (after reporting why) when this
+ * generation cannot start; the predecessor then serves on.
+ */
+export async function startBeforeApp(): Promise<boolean> {
+  const s = state;
+  if (!s) throw new BatonError('ERR_BATON_INVALID_PHASE', 'startBeforeApp(): zero-code adoption is not installed');
+  try {
+    const g = await generationOf(s);
+    if (g.predecessorPid !== undefined) {
+      s.options.report(
+        'quiesced',
+        { predecessorPid: g.predecessorPid },
+        `predecessor pid ${g.predecessorPid} quiesced: no request in flight; loading the app`,
+      );
+    }
+    return true;
+  } catch (err) {
+    const e = asError(err);
+    s.options.report('failed', { code: (e as BatonError).code, message: e.message }, `not started: ${e.message}`);
+    return false;
+  }
+}
+
+/**
  * Declares the adopted generation ready (for `ready: 'explicit'`; harmless in
  * `auto`). Resolves once the predecessor, if any, has stopped accepting.
  */
@@ -127,6 +158,9 @@ function generationOf(s: State): Promise<Generation> {
     name: s.options.name,
     socketDir: s.options.socketDir,
     acceptBeforeReady: true,
+    consistency: s.options.consistency,
+    app: s.options.appEntry,
+    namedOnPurpose: s.options.namedOnPurpose,
   }).then((g) => {
     watch(s, g);
     return g;

@@ -168,7 +168,7 @@ program
   )
   .argument('<app>', "the app's entry module")
   .argument('[args...]', 'arguments for the app')
-  .option('--name <name>', 'generation name (default: the app file name); names the upgrade socket')
+  .option('--name <name>', 'generation name (default: the app file name and a hash of its path); names the upgrade socket')
   .option('--socket-dir <dir>', 'private directory of upgrade sockets')
   .addOption(
     new Option('--ready <mode>', 'when the app is ready')
@@ -176,15 +176,22 @@ program
       .default(process.env.BATON_READY === 'explicit' ? 'explicit' : 'auto'),
   )
   .option('--quiet-ms <ms>', 'auto: ready once no listen() came for this long', '100')
-  .action(async (app: string, args: string[], o: { name?: string; socketDir?: string; ready: string; quietMs: string }) => {
-    const env: NodeJS.ProcessEnv = { ...process.env, BATON_READY: o.ready, BATON_READY_QUIET_MS: o.quietMs };
-    if (o.name) env.BATON_NAME = o.name;
-    if (o.socketDir) env.BATON_SOCKET_DIR = o.socketDir;
-    // The app runs in its own Node process (require.main, process.argv as usual); this one stays its parent
-    // across upgrades (SIGUSR2 here: a takeover by a new child), see run-wrapper.ts.
-    process.exitCode = await runWrapped(['--import', REGISTER_URL, path.resolve(app), ...args], env);
-    process.exit();
-  });
+  .option(
+    '--consistent',
+    'data consistency mode: the app loads only once the running generation has stopped taking requests and finished those in flight (requests wait, none fails)',
+  )
+  .action(
+    async (app: string, args: string[], o: { name?: string; socketDir?: string; ready: string; quietMs: string; consistent?: boolean }) => {
+      const env: NodeJS.ProcessEnv = { ...process.env, BATON_READY: o.ready, BATON_READY_QUIET_MS: o.quietMs };
+      if (o.consistent) env.BATON_CONSISTENCY = '1';
+      if (o.name) env.BATON_NAME = o.name;
+      if (o.socketDir) env.BATON_SOCKET_DIR = o.socketDir;
+      // The app runs in its own Node process (require.main, process.argv as usual); this one stays its parent
+      // across upgrades (SIGUSR2 here: a takeover by a new child), see run-wrapper.ts.
+      process.exitCode = await runWrapped(['--import', REGISTER_URL, path.resolve(app), ...args], env);
+      process.exit();
+    },
+  );
 
 program
   .command('example')

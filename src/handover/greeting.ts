@@ -18,6 +18,11 @@ const debug = debuglog('baton:migrate');
 export interface GreetingSettings {
   name: string;
   helloTimeoutMs: number;
+  /** Ask the predecessor to quiesce before it sends the state (data consistency mode). */
+  consistency?: boolean;
+  /** The app this process runs, and whether its name was given on purpose (see HelloPayload). */
+  app?: string;
+  namedOnPurpose?: boolean;
 }
 
 /**
@@ -32,6 +37,9 @@ export async function greetPredecessor(
   generation = 0,
 ): Promise<{ reply: HelloPayload; timeout: () => BatonError }> {
   const hello: HelloPayload = { protocol: PROTOCOL_VERSION, pid: process.pid, generation, name: settings.name, node: process.version };
+  if (settings.consistency && generation === 0) hello.consistency = true;
+  if (settings.app !== undefined) hello.app = settings.app;
+  if (settings.namedOnPurpose) hello.namedOnPurpose = true;
   failpoint('successor.connected');
   await peer.send(FrameType.Hello, hello);
   failpoint('successor.hello-sent');
@@ -66,10 +74,12 @@ function makeRoomForConnections(channel: UnixChannel, connections: number): void
 
 /**
  * The predecessor's check of a successor's Hello: well-formed, same protocol
- * version, same server name. Throws ERR_BATON_BAD_FRAME,
- * ERR_BATON_PROTOCOL_VERSION or ERR_BATON_PEER_REFUSED.
+ * version, same server name, and — when both sides name their app and the
+ * successor's name was not given on purpose — the same app. Throws
+ * ERR_BATON_BAD_FRAME, ERR_BATON_PROTOCOL_VERSION, ERR_BATON_PEER_REFUSED or
+ * ERR_BATON_APP_MISMATCH.
  */
-export function checkHello(payload: unknown, name: string, pid: number): HelloPayload {
+export function checkHello(payload: unknown, name: string, pid: number, app?: string): HelloPayload {
   const h = payload as Partial<HelloPayload> | null;
   if (!h || typeof h !== 'object' || typeof h.pid !== 'number' || typeof h.name !== 'string' || typeof h.protocol !== 'number') {
     throw new BatonError('ERR_BATON_BAD_FRAME', `hello from pid ${pid} is malformed`);
@@ -82,6 +92,12 @@ export function checkHello(payload: unknown, name: string, pid: number): HelloPa
   }
   if (h.name !== name) {
     throw new BatonError('ERR_BATON_PEER_REFUSED', `successor pid ${pid} is for server '${h.name}', not '${name}'`);
+  }
+  if (app !== undefined && typeof h.app === 'string' && h.app !== app && h.namedOnPurpose !== true) {
+    throw new BatonError(
+      'ERR_BATON_APP_MISMATCH',
+      `successor pid ${pid} runs ${h.app}, but server '${name}' runs ${app}; give both the same --name (BATON_NAME) to replace one app by the other on purpose`,
+    );
   }
   return h as HelloPayload;
 }

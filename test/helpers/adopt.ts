@@ -19,11 +19,13 @@ export class AppRunner {
   readonly children: ChildProcess[] = [];
   constructor(readonly log: EventLog) {}
 
-  run(dir: string, app: string, env: NodeJS.ProcessEnv = {}): RunningApp {
+  /** `flags`: more `baton run` options (before the app). */
+  run(dir: string, app: string, env: NodeJS.ProcessEnv = {}, flags: string[] = []): RunningApp {
     const log = this.log;
     const since = log.events.length;
     const readyBefore = new Set(log.events.filter((e) => e.event === 'ready').map((e) => e.pid));
-    const child = spawn(process.execPath, [cli, 'run', '--name', 'app', '--socket-dir', dir, '--quiet-ms', '50', appFile(app)], {
+    const argv = [cli, 'run', '--name', 'app', '--socket-dir', dir, '--quiet-ms', '50', ...flags, appFile(app)];
+    const child = spawn(process.execPath, argv, {
       env: { ...process.env, BATON_LOG: 'json', PORT: '0', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -37,9 +39,9 @@ export class AppRunner {
   }
 
   /** Upgrades by running `app` again; resolves with the new app pid once `oldPid` has drained. */
-  async upgrade(dir: string, app: string, oldPid: number, env: NodeJS.ProcessEnv = {}): Promise<number> {
+  async upgrade(dir: string, app: string, oldPid: number, env: NodeJS.ProcessEnv = {}, flags: string[] = []): Promise<number> {
     const since = this.log.events.length;
-    const pid = (await this.run(dir, app, env).ready()).pid;
+    const pid = (await this.run(dir, app, env, flags).ready()).pid;
     await this.log.waitFor((e) => e.event === 'drained' && e.pid === oldPid, `pid ${oldPid} drained`, 30_000, since);
     return pid;
   }
