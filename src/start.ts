@@ -113,7 +113,15 @@ export async function start(options: StartOptions): Promise<Generation> {
   // upgrade signal; the worker's upgrade socket lives in its slot's directory.
   const supervision = takeSupervision(env);
   const settings = resolveSettings(
-    supervision ? { ...options, socketDir: supervision.socketDir, pidFile: undefined, upgradeSignal: null } : options,
+    supervision
+      ? {
+          ...options,
+          socketDir: supervision.socketDir,
+          pidFile: undefined,
+          upgradeSignal: null,
+          drainTimeoutMs: supervision.drainMs ?? options.drainTimeoutMs,
+        }
+      : options,
   );
   ensurePrivateDir(path.dirname(settings.socketPath));
 

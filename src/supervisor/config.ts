@@ -45,6 +45,11 @@ export const configSchema = z.strictObject({
   runDir: z.string().min(1).optional(),
   /** State that outlives a generation (effective config, counters), written atomically. */
   stateFile: z.string().min(1).optional(),
+  /**
+   * Data consistency mode for zero-code workers: a new worker's app loads only once the
+   * worker it replaces has stopped taking requests and finished those in flight.
+   */
+  consistency: z.boolean().default(false),
   /** Extra environment of the workers. */
   env: z.record(z.string(), z.string()).default({}),
   log: z
@@ -103,6 +108,8 @@ export type ListenerConfig = Config['listeners'][string];
 /** What the command line adds to (and overrides in) the file. */
 export interface ConfigOverrides {
   app?: string;
+  /** The app's arguments (`baton start app.js -- args`): replace the file's `args`. */
+  args?: string[];
   workers?: number;
   name?: string;
   pidFile?: string;
@@ -167,6 +174,7 @@ export function loadConfig(
     name,
     app: app ?? '',
     workers: overrides.workers ?? c.workers,
+    args: overrides.args ?? c.args,
     listeners,
     runDir,
     pidFile: path.resolve(base, overrides.pidFile ?? c.pidFile ?? path.join(runDir, `${name}.pid`)),

@@ -50,7 +50,7 @@ export interface PoolEvents {
 }
 
 /** Settings the pool reads from the config on each start or reload. */
-type PoolConfig = Pick<Config, 'app' | 'args' | 'env' | 'workers' | 'timeouts' | 'restart' | 'name'>;
+type PoolConfig = Pick<Config, 'app' | 'args' | 'env' | 'workers' | 'timeouts' | 'restart' | 'name' | 'consistency'>;
 
 /**
  * The worker slots of one master. Workers get the master's listeners as
@@ -266,10 +266,11 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
         slot: slot.index,
         app: c.app,
         args: c.args,
-        env: c.env,
+        env: c.consistency ? { ...c.env, BATON_CONSISTENCY: '1' } : c.env,
         listeners: this.#listeners,
         socketDir,
         readyTimeoutMs: c.timeouts.readyMs,
+        drainMs: c.timeouts.drainMs,
         output: this.#output,
       });
     } catch (err) {
