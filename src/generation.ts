@@ -24,7 +24,7 @@ import { FrameType, type DonePayload, type StatePayload } from './protocol/frame
 const debug = debuglog('baton');
 
 /** How this generation came to be. */
-export type Origin = 'fresh' | 'takeover' | 'exec' | 'systemd';
+export type Origin = 'fresh' | 'takeover' | 'exec' | 'systemd' | 'supervisor';
 
 /** The resolved settings of a generation (see {@link Defaults} for each default). */
 export interface GenerationSettings {

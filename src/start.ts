@@ -150,7 +150,8 @@ export async function start(options: StartOptions): Promise<Generation> {
       origin = 'takeover';
     } else {
       if (found.kind === 'stale') fs.rmSync(settings.socketPath, { force: true });
-      origin = pool.length > 0 ? 'systemd' : 'fresh';
+      // A worker's LISTEN_FDS come from its master, not from systemd.
+      origin = pool.length > 0 ? (supervision ? 'supervisor' : 'systemd') : 'fresh';
     }
   }
 

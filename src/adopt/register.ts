@@ -11,7 +11,8 @@
  * - BATON_READY: `auto` (default: ready once no listen() came for
  *   BATON_READY_QUIET_MS, default 100) or `explicit` (the app calls adoptedReady());
  * - BATON_READY_TIMEOUT_MS: an app that never listens is reported (default 30000);
- * - BATON_LOG: `text` (default, lines on stderr) or `json` (JSON lines on stderr).
+ * - BATON_LOG: `text` (lines on stderr) or `json` (JSON lines on stderr); default
+ *   text when stderr is a terminal, JSON otherwise.
  */
 import path from 'node:path';
 import { installAdoption, startBeforeApp } from './adoption.js';
@@ -20,7 +21,7 @@ import { defaultAppName } from './app-name.js';
 const env = process.env;
 const entry = process.argv[1] ? path.resolve(process.argv[1]) : path.resolve('index.js');
 const name = env.BATON_NAME || defaultAppName(entry);
-const json = env.BATON_LOG === 'json';
+const json = env.BATON_LOG === 'json' || (env.BATON_LOG !== 'text' && !process.stderr.isTTY);
 const consistency = env.BATON_CONSISTENCY === '1';
 const positive = (v: string | undefined, d: number) => (v !== undefined && Number(v) > 0 ? Number(v) : d);
 

@@ -4,6 +4,7 @@
  * commands act on a running master as `nginx -s` does, found through the same
  * config file (or --name / --pid-file / --run-dir).
  */
+import fs from 'node:fs';
 import path from 'node:path';
 import { Command, Option } from 'commander';
 import { REGISTER_URL } from '../adopt/register-url.js';
@@ -14,9 +15,25 @@ import { alive } from '../core/proc.js';
 import { locate, requireCurrent, rollback, signal, tryStatus, upgrade, waitUntil, type Target } from './operations.js';
 import { runWrapped } from './run-wrapper.js';
 import { formatStatus } from './status-format.js';
+import { findRunGenerations, formatRunGenerations } from './run-generations.js';
+import { defaultSocketDir } from '../handover/upgrade-socket.js';
 
+const version = (JSON.parse(fs.readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 const program = new Command();
-program.name('baton').description('lossless upgrades for Node.js servers');
+program
+  .name('baton')
+  .description('lossless upgrades for Node.js servers')
+  .version(version, '-V, --version', "print baton's version")
+  // `baton run app.js --port 3000`: what follows the app path is the app's, without `--`.
+  .enablePositionalOptions()
+  .configureOutput({
+    outputError: (text, write) =>
+      write(
+        /unknown option/.test(text)
+          ? `${text.trimEnd()}\n(options for the app go after the app path, e.g. baton run app.js --port 3000, or after --)\n`
+          : text,
+      ),
+  });
 
 interface TargetOptions {
   config?: string;
@@ -44,6 +61,13 @@ function overridesOf(o: TargetOptions): ConfigOverrides {
 
 const targetOf = (o: TargetOptions): Target => ({ configFile: o.config, overrides: overridesOf(o) });
 
+/** `--log-format`: one format per output; without it, text on a terminal and JSON lines otherwise. */
+const logFormatOption = () =>
+  new Option('--log-format <format>', "baton's log lines: text or json (default: text on a terminal, else json)").choices(['text', 'json']);
+
+/** The app's arguments: what follows the app path, a `--` right after it dropped (`baton run app.js -- --port 1`). */
+const appArgs = (args: string[]): string[] => (args[0] === '--' ? args.slice(1) : args);
+
 /** Runs a command body, printing a BatonError as one line and setting the exit code. */
 function action<A extends unknown[]>(fn: (...args: A) => Promise<void>): (...args: A) => Promise<void> {
   return async (...args: A) => {
@@ -64,14 +88,19 @@ targetOptions(
       'run a master process and its workers (foreground); signals: TERM/INT fast exit, QUIT graceful, HUP reload, USR1 reopen logs, USR2 binary upgrade, WINCH stop workers',
     )
     .argument('[app]', "the app's entry module (overrides the config's app)")
-    .argument('[args...]', 'arguments for the app')
-    .addOption(new Option('-w, --workers <n>', 'worker processes').argParser((v) => Number.parseInt(v, 10))),
+    .argument('[args...]', "arguments for the app (everything after the app path is the app's)")
+    .passThroughOptions()
+    .addOption(new Option('-w, --workers <n>', 'worker processes').argParser((v) => Number.parseInt(v, 10)))
+    .addOption(logFormatOption()),
 ).action(
-  action(async (app: string | undefined, args: string[], o: TargetOptions & { workers?: number }) => {
+  action(async (app: string | undefined, args: string[], o: TargetOptions & { workers?: number; logFormat?: 'text' | 'json' }) => {
     const overrides = overridesOf(o);
+    if (o.logFormat) overrides.logFormat = o.logFormat;
     if (app) overrides.app = app;
     if (o.workers !== undefined) overrides.workers = o.workers;
-    const master = await Master.start({ configFile: o.config, overrides: { ...overrides, ...(args.length ? { args } : {}) } });
+    const appArguments = appArgs(args);
+    if (appArguments.length > 0) overrides.args = appArguments;
+    const master = await Master.start({ configFile: o.config, overrides });
     process.exitCode = await master.exited();
     // Workers and the new master are separate processes; nothing of this one must linger.
     process.exit();
@@ -145,9 +174,13 @@ targetOptions(program.command('rollback').description('back to the old master of
 );
 
 targetOptions(
-  program.command('status').description('masters, workers, listeners and connections').option('--json', 'machine-readable'),
+  program
+    .command('status')
+    .description('masters, workers, listeners and connections; and the generations started by baton run')
+    .option('--json', 'machine-readable')
+    .option('--socket-dir <dir>', "baton run's upgrade socket directory (default: the default one)"),
 ).action(
-  action(async (o: TargetOptions & { json?: boolean }) => {
+  action(async (o: TargetOptions & { json?: boolean; socketDir?: string }) => {
     const l = await locate(targetOf(o));
     const masters = [];
     for (const pid of [l.current, l.old]) {
@@ -155,9 +188,11 @@ targetOptions(
       const s = await tryStatus(l.config, pid);
       if (s) masters.push(s);
     }
-    if (o.json) process.stdout.write(`${JSON.stringify({ name: l.config.name, pidFile: l.config.pidFile, masters }, null, 2)}\n`);
-    else process.stdout.write(formatStatus(l.config.name, masters));
-    if (masters.length === 0) process.exitCode = 3; // as `systemctl status` does for a stopped unit
+    const generations = findRunGenerations([o.socketDir ?? defaultSocketDir(), l.config.runDir]);
+    if (o.json)
+      process.stdout.write(`${JSON.stringify({ name: l.config.name, pidFile: l.config.pidFile, masters, generations }, null, 2)}\n`);
+    else process.stdout.write(formatStatus(l.config.name, masters) + formatRunGenerations(generations));
+    if (masters.length === 0 && generations.length === 0) process.exitCode = 3; // as `systemctl status` does for a stopped unit
   }),
 );
 
@@ -167,7 +202,8 @@ program
     'run an unmodified app (Express, Fastify, Koa, http, http2, ws, net) under baton: its listeners are inherited, taken over or bound; SIGUSR2 to this process, or the same command run again, upgrades it',
   )
   .argument('<app>', "the app's entry module")
-  .argument('[args...]', 'arguments for the app')
+  .argument('[args...]', "arguments for the app (everything after the app path is the app's)")
+  .passThroughOptions()
   .option('--name <name>', 'generation name (default: the app file name and a hash of its path); names the upgrade socket')
   .option('--socket-dir <dir>', 'private directory of upgrade sockets')
   .addOption(
@@ -180,15 +216,21 @@ program
     '--consistent',
     'data consistency mode: the app loads only once the running generation has stopped taking requests and finished those in flight (requests wait, none fails)',
   )
+  .addOption(logFormatOption())
   .action(
-    async (app: string, args: string[], o: { name?: string; socketDir?: string; ready: string; quietMs: string; consistent?: boolean }) => {
+    async (
+      app: string,
+      args: string[],
+      o: { name?: string; socketDir?: string; ready: string; quietMs: string; consistent?: boolean; logFormat?: string },
+    ) => {
       const env: NodeJS.ProcessEnv = { ...process.env, BATON_READY: o.ready, BATON_READY_QUIET_MS: o.quietMs };
+      if (o.logFormat) env.BATON_LOG = o.logFormat;
       if (o.consistent) env.BATON_CONSISTENCY = '1';
       if (o.name) env.BATON_NAME = o.name;
       if (o.socketDir) env.BATON_SOCKET_DIR = o.socketDir;
       // The app runs in its own Node process (require.main, process.argv as usual); this one stays its parent
       // across upgrades (SIGUSR2 here: a takeover by a new child), see run-wrapper.ts.
-      process.exitCode = await runWrapped(['--import', REGISTER_URL, path.resolve(app), ...args], env);
+      process.exitCode = await runWrapped(['--import', REGISTER_URL, path.resolve(app), ...appArgs(args)], env);
       process.exit();
     },
   );
