@@ -160,7 +160,8 @@ function generationOf(s: State): Promise<Generation> {
     acceptBeforeReady: true,
     consistency: s.options.consistency,
     app: s.options.appEntry,
-    namedOnPurpose: s.options.namedOnPurpose,
+    // Under the supervisor the master names the slot: a reload may run another app on purpose (a new `app:`).
+    namedOnPurpose: s.options.namedOnPurpose === true || s.supervised,
   }).then((g) => {
     watch(s, g);
     return g;

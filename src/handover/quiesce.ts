@@ -95,15 +95,27 @@ export class Quiesced {
   }
 
   #pause(socket: net.Socket): void {
-    if (socket.destroyed) return;
+    if (socket.destroyed || this.#paused.has(socket)) return;
     stopReading(socket);
+    // A held connection is not idle: the server's keep-alive timeout must not close it
+    // while the successor starts (a request may wait in the kernel for it).
+    socket.setTimeout(0);
     this.#paused.add(socket);
+  }
+
+  /** Paused connections read again, with the keep-alive timeout of their server. */
+  #unpause(): void {
+    for (const socket of this.#paused) {
+      resumeReading(socket);
+      const server = (socket as { server?: { keepAliveTimeout?: number } }).server;
+      if (!socket.destroyed && server?.keepAliveTimeout) socket.setTimeout(server.keepAliveTimeout);
+    }
+    this.#paused.clear();
   }
 
   /** The successor failed: accept and read again, as before the quiesce. */
   async resume(): Promise<void> {
-    for (const socket of this.#paused) resumeReading(socket);
-    this.#paused.clear();
+    this.#unpause();
     const reserve = this.#reserve;
     this.#reserve = [];
     await this.#listeners.resumeAccepting(reserve);
@@ -122,7 +134,6 @@ export class Quiesced {
 
   /** Paused connections read again (a drain that does not migrate them: they answer with `Connection: close`). */
   release(): void {
-    for (const socket of this.#paused) resumeReading(socket);
-    this.#paused.clear();
+    this.#unpause();
   }
 }
