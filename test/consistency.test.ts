@@ -13,8 +13,10 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { after, describe, test } from 'node:test';
 import { Pool } from 'undici';
-import { AppRunner } from './helpers/adopt.js';
+import { AppRunner, appFile } from './helpers/adopt.js';
 import { EventLog, killAll, tempDir } from './helpers/server-process.js';
+import { freePort } from './helpers/socket-activate.js';
+import { next, quit, startMaster } from './helpers/supervisor.js';
 
 const UPGRADES = 10;
 const log = new EventLog();
@@ -139,6 +141,46 @@ describe('data consistency mode', () => {
     );
     process.kill(pid, 'SIGTERM');
     await log.waitFor((e) => e.event === 'drained' && e.pid === pid, 'stopped', 30_000);
+  });
+
+  test('baton start with consistency: true in the config: 5 HUP reloads under the POST stream, every acknowledged write kept', async () => {
+    const dir = tempDir('baton-consistency-');
+    const port = await freePort();
+    const dataFile = path.join(dir, 'data.json');
+    const cfg = path.join(dir, 'baton.yaml');
+    fs.writeFileSync(
+      cfg,
+      [
+        'name: app',
+        `app: ${appFile('file-store.mjs')}`,
+        `runDir: ${dir}`,
+        'workers: 1',
+        'consistency: true',
+        'listeners:',
+        `  http: { host: 127.0.0.1, port: ${port} }`,
+        `env: { PORT: "${port}", DATA_FILE: ${JSON.stringify(dataFile)}, BATON_READY_QUIET_MS: "50" }`,
+      ].join('\n'),
+    );
+    const master = await startMaster(log, cfg);
+    const stream = new PostStream(`http://127.0.0.1:${port}`, 8);
+    await stream.more(100);
+    for (let i = 0; i < 5; i++) {
+      const mark = log.events.length;
+      master.child.kill('SIGHUP');
+      await next(log, 'reload done', (e) => e.event === 'reload-done' && e.pid === master.pid, mark);
+      await stream.more(50);
+    }
+    await stream.stop();
+    assert.equal(stream.failed, 0, `failed requests: ${stream.errors.join('; ')}`);
+    const stored = new Map(
+      (JSON.parse(fs.readFileSync(dataFile, 'utf8')) as { records: { id: number; body: string }[] }).records.map((r) => [r.body, r.id]),
+    );
+    assert.deepEqual(
+      stream.acked.filter((a) => stored.get(a.body) !== a.id),
+      [],
+      'every acknowledged write is in the file',
+    );
+    await quit(master);
   });
 
   test('without the mode the same run loses acknowledged writes (the contrast that proves the test can fail)', async (t) => {
