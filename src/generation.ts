@@ -3,7 +3,7 @@ import { once, EventEmitter } from 'node:events';
 import type net from 'node:net';
 import type { ChildProcess } from 'node:child_process';
 import { debuglog } from 'node:util';
-import { BatonError, asError, isBatonError } from './core/errors.js';
+import { BatonError, asError, fileWriteFailed, isBatonError } from './core/errors.js';
 import { removeOwnPidFile, writePidFile } from './core/atomic-file.js';
 import { PhaseMachine, type Phase } from './core/phase.js';
 import type { ConnectionTracker, DrainReport } from './drain/connection-tracker.js';
@@ -34,6 +34,7 @@ export interface GenerationSettings {
   readyTimeoutMs: number;
   drainTimeoutMs: number;
   migrateTimeoutMs: number;
+  livenessTimeoutMs: number;
   migrateBatchSize: number;
   migrate: boolean;
   migrateAfterResponse: boolean;
@@ -101,6 +102,8 @@ export interface Beginning {
   predecessor: FramePeer | undefined;
   predecessorPid: number | undefined;
   state: StatePayload;
+  /** Emitted as `'warning'` right after start() resolved (e.g. the predecessor vanished before its listeners came). */
+  warnings?: Error[];
 }
 
 /**
@@ -167,6 +170,9 @@ export class Generation extends EventEmitter<GenerationEvents> {
       this.#phases.transition('taking-over');
       this.#watchPredecessor(beginning.predecessor);
     }
+    const warnings = beginning.warnings ?? [];
+    // After start() resolved and its caller attached listeners (an `await` continues in a microtask, before this).
+    if (warnings.length > 0) setImmediate(() => warnings.forEach((w) => this.emit('warning', w)));
   }
 
   /** The current phase. */
@@ -282,11 +288,10 @@ export class Generation extends EventEmitter<GenerationEvents> {
       try {
         await peer.send(FrameType.Ready, { listeners: this.#listeners.all.length });
         failpoint('successor.ready-sent');
-        await this.#predecessorReply;
-        failpoint('successor.draining-received');
+        if (await this.#awaitDraining()) failpoint('successor.draining-received');
       } catch (err) {
         if (!isPeerLoss(err)) {
-          socket.close();
+          socket?.close();
           this.#fail(asError(err));
           throw err;
         }
@@ -301,7 +306,7 @@ export class Generation extends EventEmitter<GenerationEvents> {
       }
     }
     if (this.phase === 'failed') {
-      socket.close();
+      socket?.close();
       throw new BatonError('ERR_BATON_ABORTED', 'the takeover was aborted by the predecessor');
     }
     peer?.channel.unref(); // only the predecessor's Done is still to come
@@ -368,6 +373,39 @@ export class Generation extends EventEmitter<GenerationEvents> {
     if (draining) return draining;
     const [report] = (await once(this as EventEmitter, 'drained')) as [DrainReport];
     return report;
+  }
+
+  /**
+   * Successor side, in ready(): waits for the predecessor's Draining, within
+   * `helloTimeoutMs` (the predecessor answers each step within it). A
+   * predecessor frozen after it read Ready would otherwise keep this
+   * generation from ever publishing its upgrade socket and pid file: past the
+   * bound it serves on alone, as it holds the listeners already (warning
+   * ERR_BATON_PREDECESSOR_LOST). Should the predecessor run again, it reads our
+   * Ready and drains into this generation as usual. Resolves with true when
+   * Draining came, false at the bound; rejects as the reply does.
+   */
+  async #awaitDraining(): Promise<boolean> {
+    let timer: NodeJS.Timeout | undefined;
+    const bound = new Promise<false>((resolve) => {
+      // Judged after the poll phase: a Draining that came during a pause of this event loop counts.
+      timer = setTimeout(() => setImmediate(() => resolve(false)), this.settings.helloTimeoutMs);
+    });
+    try {
+      const came = await Promise.race([this.#predecessorReply!.then(() => true as const), bound]);
+      if (!came) {
+        this.emit(
+          'warning',
+          new BatonError(
+            'ERR_BATON_PREDECESSOR_LOST',
+            `predecessor pid ${this.predecessorPid} did not answer ready with Draining within ${this.settings.helloTimeoutMs} ms (helloTimeoutMs); serving on alone`,
+          ),
+        );
+      }
+      return came;
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   #fail(err: Error): void {
@@ -525,11 +563,24 @@ export class Generation extends EventEmitter<GenerationEvents> {
     this.#signalHandler = undefined;
   }
 
+  /** Best effort: a pid file that cannot be written (a full disk) is reported, and serving goes on. */
   #writePidFile(): void {
-    if (this.settings.pidFile) writePidFile(this.settings.pidFile);
+    const file = this.settings.pidFile;
+    if (!file) return;
+    try {
+      writePidFile(file);
+    } catch (err) {
+      this.emit('warning', fileWriteFailed(file, `it does not name pid ${process.pid}; serving on`, err));
+    }
   }
 
   #removePidFile(): void {
-    if (this.settings.pidFile) removeOwnPidFile(this.settings.pidFile);
+    const file = this.settings.pidFile;
+    if (!file) return;
+    try {
+      removeOwnPidFile(file);
+    } catch (err) {
+      this.emit('warning', fileWriteFailed(file, `it still names pid ${process.pid}, which exits`, err));
+    }
   }
 }
