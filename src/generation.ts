@@ -10,7 +10,7 @@ import type { ConnectionTracker, DrainReport } from './drain/connection-tracker.
 import type { SocketMigration } from './migrate/emigration.js';
 import { adoptConnections } from './migrate/immigration.js';
 import { Parking } from './migrate/parking.js';
-import type { WebSocketMigration, WssLike } from './migrate/websocket.js';
+import { WebSocketRegistry, type WebSocketMigration, type WssLike } from './migrate/websocket.js';
 import { spawnSuccessor, type ExecCommand } from './handover/exec.js';
 import { LISTEN_FDS_START } from './handover/inherit.js';
 import { PredecessorSide } from './handover/predecessor.js';
@@ -38,6 +38,7 @@ export interface GenerationSettings {
   migrateBatchSize: number;
   migrate: boolean;
   migrateAfterResponse: boolean;
+  closeUpgraded: boolean;
   killGraceMs: number;
   maxFrameBytes: number;
   maxStateBytes: number;
@@ -136,7 +137,7 @@ export class Generation extends EventEmitter<GenerationEvents> {
   #signalHandler: (() => void) | undefined;
   readonly #socketHandlers = new Map<string, SocketMigration>();
   readonly #parking = new Parking();
-  readonly #websockets = new Map<string, { wss: WssLike; handlers: WebSocketMigration }>();
+  readonly #websockets = new WebSocketRegistry((server) => this.#listeners.of(server)?.name);
   #stopRequested = false;
   /**
    * This generation as a predecessor: its upgrade socket, the successor it
@@ -157,6 +158,11 @@ export class Generation extends EventEmitter<GenerationEvents> {
     this.#tracker = beginning.tracker;
     this.#state = beginning.state;
     this.#stateProvider = settings.state;
+    this.#tracker.setUpgradedPolicy({
+      claims: (socket) => this.#websockets.claims(socket),
+      close: settings.closeUpgraded,
+      timeoutMs: settings.migrateTimeoutMs,
+    });
     this.#asPredecessor = this.#newPredecessorSide();
     this.#phases.on('phase', (to, from) => {
       debug('generation %d (pid %d): %s -> %s', this.number, process.pid, from, to);
@@ -251,20 +257,33 @@ export class Generation extends EventEmitter<GenerationEvents> {
   }
 
   /**
-   * Makes the WebSockets of `wss` (a `ws` WebSocketServer attached to the
-   * HTTP server of listener `name`) migrate alive to the successor at a frame
-   * boundary: no close frame, no message lost or duplicated. Call it in every
-   * generation, before ready(): the predecessor uses `state` to capture each
-   * leaving socket's app state (JSON); the successor's `adopt` receives a ready
-   * `ws` WebSocket for the same client (also added to `wss.clients`) and that
-   * state. A WebSocket with permessage-deflate, whose compression context
-   * cannot leave the process, is closed with 1012 (Service Restart) instead:
-   * create the server with `perMessageDeflate: false` (ws's default) to
-   * migrate every connection. In the old generation a migrated WebSocket ends
-   * with a local 'close' (1006) and nothing is sent to the client.
+   * Makes the WebSockets of `wss` (a `ws` 8 WebSocketServer) migrate alive to
+   * the successor at a frame boundary: no close frame, no message lost or
+   * duplicated. Any mode: `{ server }`, `{ port }`, or `{ noServer: true }`
+   * with the app calling `wss.handleUpgrade()` itself; `clientTracking: false`
+   * too (baton follows the WebSockets the server accepts, not `wss.clients`).
+   * Several servers may share one listener: `handlers.key` names each (default:
+   * `#0`, `#1`, … in the order they are registered for that listener), and a
+   * migrated WebSocket reaches the server registered under the same listener
+   * and key in the successor (refused there when there is none: it stays and
+   * is closed with 1012). `name` is the listener of the HTTP server the
+   * upgrades arrive on, or null for a server that takes upgrades from several
+   * listeners (the listener is then the one each request came in on).
+   *
+   * Call it in every generation before the server's first client connects and
+   * before ready(): the predecessor uses `state` to capture each leaving
+   * WebSocket's app state (JSON; it also gets the URL and headers of the
+   * WebSocket's upgrade request); the successor's `adopt` receives a ready `ws`
+   * WebSocket for the same client (also added to `wss.clients` if the server
+   * tracks clients), that state and that request. A WebSocket with
+   * permessage-deflate, whose compression context cannot leave the process, is
+   * closed with 1012 (Service Restart) instead: create the server with
+   * `perMessageDeflate: false` (ws's default) to migrate every connection. In
+   * the old generation a migrated WebSocket ends with a local 'close' (1006)
+   * and nothing is sent to the client.
    */
-  migrateWebSockets(name: string, wss: unknown, handlers: WebSocketMigration): void {
-    this.#websockets.set(name, { wss: wss as WssLike, handlers });
+  migrateWebSockets(name: string | null, wss: unknown, handlers: WebSocketMigration): void {
+    this.#websockets.register(name, wss as WssLike, handlers);
   }
 
   /**
@@ -481,7 +500,7 @@ export class Generation extends EventEmitter<GenerationEvents> {
     const host = {
       serverOf: (name: string) => this.#listeners.get(name)?.server,
       socketHandlers: (name: string) => this.#socketHandlers.get(name),
-      websocketHandlers: (name: string) => this.#websockets.get(name),
+      websockets: this.#websockets,
       track: (socket: net.Socket, server: net.Server) => this.#tracker.add(socket, server),
       park: (fd: number, server: net.Server, listener: string) => this.#parking.park(fd, server, listener),
       migrateTimeoutMs: this.settings.migrateTimeoutMs,

@@ -44,6 +44,16 @@ export interface StartOptions {
    * reconnects to the successor.
    */
   migrateAfterResponse?: boolean;
+  /**
+   * Upgraded connections that cannot migrate (a WebSocket of a server not
+   * registered with Generation#migrateWebSockets, one with permessage-deflate,
+   * any other protocol after an HTTP `Upgrade`): true (default) closes them
+   * gracefully as soon as the successor is ready — a `ws` WebSocket with 1012
+   * (Service Restart), anything else with a FIN once its writes flushed — so
+   * their clients reconnect to the successor at once; false holds them until
+   * `drainTimeoutMs` and then destroys them. Applies to a migrating drain (`migrate`, the default).
+   */
+  closeUpgraded?: boolean;
   killGraceMs?: number;
   maxFrameBytes?: number;
   maxStateBytes?: number;
@@ -299,6 +309,7 @@ function resolveSettings(o: StartOptions): GenerationSettings {
     migrateBatchSize: Math.floor(num('migrateBatchSize')) || 1,
     migrate: o.migrate ?? true,
     migrateAfterResponse: o.migrateAfterResponse ?? true,
+    closeUpgraded: o.closeUpgraded ?? true,
     killGraceMs: num('killGraceMs'),
     maxFrameBytes: num('maxFrameBytes'),
     maxStateBytes: num('maxStateBytes'),

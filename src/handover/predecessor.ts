@@ -23,7 +23,7 @@ import type { ListenerSet } from '../listeners/listener-set.js';
 import type { Emigration, SocketMigration } from '../migrate/emigration.js';
 import { createMigrator, offerWebSockets } from '../migrate/migrator.js';
 import type { Parking } from '../migrate/parking.js';
-import type { WebSocketMigration, WssLike } from '../migrate/websocket.js';
+import type { WebSocketRegistry } from '../migrate/websocket.js';
 import { closeQuietly } from '../native/socket-info.js';
 import { probeUnixSocket, type UnixChannel } from '../native/unix-channel.js';
 import { FramePeer } from '../protocol/frame-peer.js';
@@ -69,7 +69,7 @@ export interface PredecessorHost {
   /** The app's raw-socket migration handlers, by listener name (Generation#migrateSockets). */
   readonly socketHandlers: ReadonlyMap<string, SocketMigration>;
   /** The app's WebSocket servers and migration handlers, by listener name (Generation#migrateWebSockets). */
-  readonly websockets: ReadonlyMap<string, { wss: WssLike; handlers: WebSocketMigration }>;
+  readonly websockets: WebSocketRegistry;
   /** The app's state provider now: read at each handover, since Generation#setState may change it at any time. */
   stateProvider(): (() => unknown) | undefined;
   /** Emits one of the generation's events (the generation's own emit, bound). */
