@@ -24,7 +24,7 @@ import { FrameType, type DonePayload, type StatePayload } from './protocol/frame
 const debug = debuglog('baton');
 
 /** How this generation came to be. */
-export type Origin = 'fresh' | 'takeover' | 'exec' | 'systemd';
+export type Origin = 'fresh' | 'takeover' | 'exec' | 'systemd' | 'supervisor';
 
 /** The resolved settings of a generation (see {@link Defaults} for each default). */
 export interface GenerationSettings {
@@ -49,6 +49,11 @@ export interface GenerationSettings {
   pidFile: string | undefined;
   exec: ExecCommand;
   state: (() => unknown) | undefined;
+  /** Data consistency mode (StartOptions.consistency). */
+  consistency: boolean;
+  /** What app this generation runs (StartOptions.app). */
+  app: string | undefined;
+  namedOnPurpose: boolean;
 }
 
 /** Reported on `'upgrade'` once a successor is ready and this generation drains. */
@@ -229,10 +234,12 @@ export class Generation extends EventEmitter<GenerationEvents> {
    * predecessor is reserved here but accepts only from ready() on, while the
    * predecessor goes on accepting: a successor that crashes before ready never
    * held a client's connection. The returned Listener already has its address.
+   * Also allowed while `handing-over`, for an app that closed a server and
+   * listens again (its socket, held meanwhile, already went to the successor).
    */
   async listen(name: string, address: ListenAddress, server: net.Server): Promise<Listener> {
     const p = this.phase;
-    if (p !== 'starting' && p !== 'taking-over' && p !== 'serving') {
+    if (p !== 'starting' && p !== 'taking-over' && p !== 'serving' && p !== 'handing-over') {
       throw new BatonError('ERR_BATON_INVALID_PHASE', `listen('${name}') is not allowed in phase '${p}'`);
     }
     try {

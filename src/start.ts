@@ -77,6 +77,24 @@ export interface StartOptions {
    * it: an unmodified app waits for 'listening' before it goes on.
    */
   acceptBeforeReady?: boolean;
+  /**
+   * Data consistency mode, for apps whose state lives in process memory or in
+   * files (default false). As a successor, start() resolves only once the
+   * predecessor has stopped taking requests (connections wait in the kernel
+   * and on their open connections, none is refused) and finished those in
+   * flight — so the data this generation loads next is final; it then serves
+   * nothing until this generation is ready. Requests are delayed by this
+   * generation's start-up, never failed. See handover/quiesce.ts.
+   */
+  consistency?: boolean;
+  /**
+   * What app this process runs (zero-code adoption: the entry file's absolute
+   * path). A predecessor running another app refuses this successor
+   * (ERR_BATON_APP_MISMATCH) unless `namedOnPurpose`.
+   */
+  app?: string;
+  /** The name was given by the user (not derived from the app): another app may take it over. */
+  namedOnPurpose?: boolean;
 }
 
 let sessionStarted = false;
@@ -108,7 +126,15 @@ export async function start(options: StartOptions): Promise<Generation> {
   // upgrade signal; the worker's upgrade socket lives in its slot's directory.
   const supervision = takeSupervision(env);
   const settings = resolveSettings(
-    supervision ? { ...options, socketDir: supervision.socketDir, pidFile: undefined, upgradeSignal: null } : options,
+    supervision
+      ? {
+          ...options,
+          socketDir: supervision.socketDir,
+          pidFile: undefined,
+          upgradeSignal: null,
+          drainTimeoutMs: supervision.drainMs ?? options.drainTimeoutMs,
+        }
+      : options,
   );
   ensurePrivateDir(path.dirname(settings.socketPath));
 
@@ -137,7 +163,8 @@ export async function start(options: StartOptions): Promise<Generation> {
       origin = 'takeover';
     } else {
       if (found.kind === 'stale') fs.rmSync(settings.socketPath, { force: true });
-      origin = pool.length > 0 ? 'systemd' : 'fresh';
+      // A worker's LISTEN_FDS come from its master, not from systemd.
+      origin = pool.length > 0 ? (supervision ? 'supervisor' : 'systemd') : 'fresh';
     }
   }
 
@@ -178,7 +205,9 @@ export async function start(options: StartOptions): Promise<Generation> {
     // A supervised worker takes its listeners from the master (the config may
     // have changed them); the predecessor's copies of the same names go unclaimed.
     pool = supervised ? [...pool, ...received] : [...received, ...pool];
-    const state = (await peer.expect(FrameType.State, settings.helloTimeoutMs, timeout)).payload as StatePayload;
+    // A predecessor asked for consistency finishes its requests in flight first (up to its drain timeout).
+    const stateWaitMs = settings.consistency ? settings.helloTimeoutMs + settings.drainTimeoutMs : settings.helloTimeoutMs;
+    const state = (await peer.expect(FrameType.State, stateWaitMs, timeout)).payload as StatePayload;
     failpoint('successor.state-received');
     const listeners = new ListenerSet(pool, (s) => tracker.track(s), {
       deferInherited: options.acceptBeforeReady !== true,
@@ -297,5 +326,8 @@ function resolveSettings(o: StartOptions): GenerationSettings {
     pidFile: o.pidFile,
     exec: o.exec ?? {},
     state: o.state,
+    consistency: o.consistency === true,
+    app: o.app,
+    namedOnPurpose: o.namedOnPurpose === true,
   };
 }

@@ -31,8 +31,12 @@ export interface AdoptionOptions {
   quietMs: number;
   /** An app that never listens within this many ms is reported and the process exits with code 1. */
   readyTimeoutMs: number;
-  /** The app's entry module: `ws` is looked up from there. */
+  /** The app's entry module: `ws` is looked up from there; it is also the app's identity in the handover (StartOptions.app). */
   appEntry: string;
+  /** The name was given by the user (`--name`, BATON_NAME), not derived from the entry. */
+  namedOnPurpose?: boolean;
+  /** Data consistency mode (StartOptions.consistency): see {@link startBeforeApp}. */
+  consistency?: boolean;
   /** Where baton's own lines go. */
   report: (event: string, data: Record<string, unknown>, text: string) => void;
 }
@@ -88,7 +92,13 @@ export function installAdoption(options: AdoptionOptions): void {
     const call = parseListenArgs(args);
     if (!call.address) return originalListen.apply(this, args);
     const address = call.address;
-    const name = listenerName(address, 'port' in address && address.port === 0 ? s.portZeroCalls++ : 0);
+    // A server listening again (after its close()) on port 0 keeps its name, hence its port.
+    const previous = s.names.get(this);
+    const portZero = 'port' in address && address.port === 0;
+    const name =
+      previous !== undefined && portZero && previous === listenerName(address, Number(previous.split('#')[1]))
+        ? previous
+        : listenerName(address, portZero ? s.portZeroCalls++ : 0);
     if (call.callback) this.once('listening', call.callback);
     s.pending++;
     clearTimeout(s.quietTimer);
@@ -110,6 +120,33 @@ export function installAdoption(options: AdoptionOptions): void {
 }
 
 /**
+ * Data consistency mode: runs the handover conversation up to the state now,
+ * before the app's main module is evaluated (the preload awaits it), so the
+ * predecessor has stopped taking requests and finished those in flight before
+ * the app loads its data. Resolves with false (after reporting why) when this
+ * generation cannot start; the predecessor then serves on.
+ */
+export async function startBeforeApp(): Promise<boolean> {
+  const s = state;
+  if (!s) throw new BatonError('ERR_BATON_INVALID_PHASE', 'startBeforeApp(): zero-code adoption is not installed');
+  try {
+    const g = await generationOf(s);
+    if (g.predecessorPid !== undefined) {
+      s.options.report(
+        'quiesced',
+        { predecessorPid: g.predecessorPid },
+        `predecessor pid ${g.predecessorPid} quiesced: no request in flight; loading the app`,
+      );
+    }
+    return true;
+  } catch (err) {
+    const e = asError(err);
+    s.options.report('failed', { code: (e as BatonError).code, message: e.message }, `not started: ${e.message}`);
+    return false;
+  }
+}
+
+/**
  * Declares the adopted generation ready (for `ready: 'explicit'`; harmless in
  * `auto`). Resolves once the predecessor, if any, has stopped accepting.
  */
@@ -124,6 +161,10 @@ function generationOf(s: State): Promise<Generation> {
     name: s.options.name,
     socketDir: s.options.socketDir,
     acceptBeforeReady: true,
+    consistency: s.options.consistency,
+    app: s.options.appEntry,
+    // Under the supervisor the master names the slot: a reload may run another app on purpose (a new `app:`).
+    namedOnPurpose: s.options.namedOnPurpose === true || s.supervised,
     // BATON_CLOSE_UPGRADED=0 holds upgraded connections that cannot migrate until the drain timeout.
     closeUpgraded: process.env.BATON_CLOSE_UPGRADED !== '0',
   }).then((g) => {
@@ -138,12 +179,18 @@ function generationOf(s: State): Promise<Generation> {
 async function adopt(s: State, server: net.Server, name: string, address: Parameters<Generation['listen']>[1]): Promise<void> {
   try {
     const g = await generationOf(s);
+    if (g.phase === 'draining' || g.phase === 'exited' || g.phase === 'failed') {
+      // A re-listen in a generation that hands over: the successor accepts on this address now.
+      s.options.report('listen-ignored', { listener: name, phase: g.phase }, `listen() on ${name} ignored: generation is ${g.phase}`);
+      return;
+    }
     const listener = await g.listen(name, address, server);
+    const again = s.names.has(server);
     s.names.set(server, name);
     // Under the supervisor, a listener the master did not have is handed to it
     // (a copy of the listening socket), so the other workers and the next
     // master accept on the same socket instead of failing with EADDRINUSE.
-    if (s.supervised && listener.origin === 'bound' && process.send && process.connected) {
+    if (s.supervised && !again && listener.origin === 'bound' && process.send && process.connected) {
       process.send({ baton: 'worker', type: 'listener', name }, server, {}, () => undefined);
     }
     // A raw net server: its connections migrate alive and reach the next
@@ -157,10 +204,11 @@ async function adopt(s: State, server: net.Server, name: string, address: Parame
       `listener ${name} (${listener.origin}${listener.port ? `, port ${listener.port}` : ''})`,
     );
   } catch (err) {
-    s.internal.delete(server);
     // As Node reports EADDRINUSE: an 'error' event on the server.
     process.nextTick(() => server.emit('error', asError(err)));
   } finally {
+    // Later listen() calls of the app on this server (after its close()) are the app's again.
+    s.internal.delete(server);
     s.pending--;
     if (s.options.ready === 'auto' && s.pending === 0 && !s.readyCalled) {
       clearTimeout(s.quietTimer);

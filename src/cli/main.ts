@@ -4,6 +4,7 @@
  * commands act on a running master as `nginx -s` does, found through the same
  * config file (or --name / --pid-file / --run-dir).
  */
+import fs from 'node:fs';
 import path from 'node:path';
 import { Command, Option } from 'commander';
 import { REGISTER_URL } from '../adopt/register-url.js';
@@ -15,9 +16,25 @@ import { alive } from '../core/proc.js';
 import { locate, reload, requireCurrent, rollback, signal, upgrade, waitUntil, type Target } from './operations.js';
 import { runWrapped } from './run-wrapper.js';
 import { formatStatus } from './status-format.js';
+import { findRunGenerations, formatRunGenerations } from './run-generations.js';
+import { defaultSocketDir } from '../handover/upgrade-socket.js';
 
+const version = (JSON.parse(fs.readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 const program = new Command();
-program.name('baton').description('lossless upgrades for Node.js servers');
+program
+  .name('baton')
+  .description('lossless upgrades for Node.js servers')
+  .version(version, '-V, --version', "print baton's version")
+  // `baton run app.js --port 3000`: what follows the app path is the app's, without `--`.
+  .enablePositionalOptions()
+  .configureOutput({
+    outputError: (text, write) =>
+      write(
+        /unknown option/.test(text)
+          ? `${text.trimEnd()}\n(options for the app go after the app path, e.g. baton run app.js --port 3000, or after --)\n`
+          : text,
+      ),
+  });
 
 interface TargetOptions {
   config?: string;
@@ -45,6 +62,13 @@ function overridesOf(o: TargetOptions): ConfigOverrides {
 
 const targetOf = (o: TargetOptions): Target => ({ configFile: o.config, overrides: overridesOf(o) });
 
+/** `--log-format`: one format per output; without it, text on a terminal and JSON lines otherwise. */
+const logFormatOption = () =>
+  new Option('--log-format <format>', "baton's log lines: text or json (default: text on a terminal, else json)").choices(['text', 'json']);
+
+/** The app's arguments: what follows the app path, a `--` right after it dropped (`baton run app.js -- --port 1`). */
+const appArgs = (args: string[]): string[] => (args[0] === '--' ? args.slice(1) : args);
+
 /** Runs a command body, printing a BatonError as one line and setting the exit code. */
 function action<A extends unknown[]>(fn: (...args: A) => Promise<void>): (...args: A) => Promise<void> {
   return async (...args: A) => {
@@ -65,14 +89,19 @@ targetOptions(
       'run a master process and its workers (foreground); signals: TERM/INT fast exit, QUIT graceful, HUP reload, USR1 reopen logs, USR2 binary upgrade, WINCH stop workers',
     )
     .argument('[app]', "the app's entry module (overrides the config's app)")
-    .argument('[args...]', 'arguments for the app')
-    .addOption(new Option('-w, --workers <n>', 'worker processes').argParser((v) => Number.parseInt(v, 10))),
+    .argument('[args...]', "arguments for the app (everything after the app path is the app's)")
+    .passThroughOptions()
+    .addOption(new Option('-w, --workers <n>', 'worker processes').argParser((v) => Number.parseInt(v, 10)))
+    .addOption(logFormatOption()),
 ).action(
-  action(async (app: string | undefined, args: string[], o: TargetOptions & { workers?: number }) => {
+  action(async (app: string | undefined, args: string[], o: TargetOptions & { workers?: number; logFormat?: 'text' | 'json' }) => {
     const overrides = overridesOf(o);
+    if (o.logFormat) overrides.logFormat = o.logFormat;
     if (app) overrides.app = app;
     if (o.workers !== undefined) overrides.workers = o.workers;
-    const master = await Master.start({ configFile: o.config, overrides: { ...overrides, ...(args.length ? { args } : {}) } });
+    const appArguments = appArgs(args);
+    if (appArguments.length > 0) overrides.args = appArguments;
+    const master = await Master.start({ configFile: o.config, overrides });
     process.exitCode = await master.exited();
     // Workers and the new master are separate processes; nothing of this one must linger.
     process.exit();
@@ -150,9 +179,13 @@ targetOptions(program.command('rollback').description('back to the old master of
 );
 
 targetOptions(
-  program.command('status').description('masters, workers, listeners and connections').option('--json', 'machine-readable'),
+  program
+    .command('status')
+    .description('masters, workers, listeners and connections; and the generations started by baton run')
+    .option('--json', 'machine-readable')
+    .option('--socket-dir <dir>', "baton run's upgrade socket directory (default: the default one)"),
 ).action(
-  action(async (o: TargetOptions & { json?: boolean }) => {
+  action(async (o: TargetOptions & { json?: boolean; socketDir?: string }) => {
     const l = await locate(targetOf(o));
     const masters = [];
     // A pid file that names no master (stale) or a master that cannot be asked (unreachable, with the errno).
@@ -165,15 +198,20 @@ targetOptions(
       } else if (p.state !== 'absent')
         problems.push({ pidFile: p.pidFile, state: p.state, pid: p.pid, code: p.state === 'unreachable' ? p.code : undefined, why: p.why });
     }
-    if (o.json) process.stdout.write(`${JSON.stringify({ name: l.config.name, pidFile: l.config.pidFile, masters, problems }, null, 2)}\n`);
+    const generations = findRunGenerations([o.socketDir ?? defaultSocketDir(), l.config.runDir]);
+    if (o.json)
+      process.stdout.write(
+        `${JSON.stringify({ name: l.config.name, pidFile: l.config.pidFile, masters, problems, generations }, null, 2)}\n`,
+      );
     else {
       // "no master running" only when that is what the pid files say.
       if (masters.length > 0 || problems.length === 0) process.stdout.write(formatStatus(l.config.name, masters));
+      process.stdout.write(formatRunGenerations(generations));
       for (const p of problems) process.stderr.write(`baton: ${p.state === 'stale' ? 'stale' : 'unreachable'}: ${p.why}\n`);
     }
     // 3 as `systemctl status` does for a stopped unit; 1 when a master may run but cannot be asked.
     if (problems.some((p) => p.state === 'unreachable')) process.exitCode = 1;
-    else if (masters.length === 0) process.exitCode = 3;
+    else if (masters.length === 0 && generations.length === 0) process.exitCode = 3;
   }),
 );
 
@@ -183,8 +221,9 @@ program
     'run an unmodified app (Express, Fastify, Koa, http, http2, ws, net) under baton: its listeners are inherited, taken over or bound; SIGUSR2 to this process, or the same command run again, upgrades it',
   )
   .argument('<app>', "the app's entry module")
-  .argument('[args...]', 'arguments for the app')
-  .option('--name <name>', 'generation name (default: the app file name); names the upgrade socket')
+  .argument('[args...]', "arguments for the app (everything after the app path is the app's)")
+  .passThroughOptions()
+  .option('--name <name>', 'generation name (default: the app file name and a hash of its path); names the upgrade socket')
   .option('--socket-dir <dir>', 'private directory of upgrade sockets')
   .addOption(
     new Option('--ready <mode>', 'when the app is ready')
@@ -192,18 +231,31 @@ program
       .default(process.env.BATON_READY === 'explicit' ? 'explicit' : 'auto'),
   )
   .option('--quiet-ms <ms>', 'auto: ready once no listen() came for this long', '100')
+  .option(
+    '--consistent',
+    'data consistency mode: the app loads only once the running generation has stopped taking requests and finished those in flight (requests wait, none fails)',
+  )
+  .addOption(logFormatOption())
   .action(
-    action(async (app: string, args: string[], o: { name?: string; socketDir?: string; ready: string; quietMs: string }) => {
-      // Without a usable native addon the app's process would fail in its preload with a stack trace: say it here, once.
-      loadBinding();
-      const env: NodeJS.ProcessEnv = { ...process.env, BATON_READY: o.ready, BATON_READY_QUIET_MS: o.quietMs };
-      if (o.name) env.BATON_NAME = o.name;
-      if (o.socketDir) env.BATON_SOCKET_DIR = o.socketDir;
-      // The app runs in its own Node process (require.main, process.argv as usual); this one stays its parent
-      // across upgrades (SIGUSR2 here: a takeover by a new child), see run-wrapper.ts.
-      process.exitCode = await runWrapped(['--import', REGISTER_URL, path.resolve(app), ...args], env);
-      process.exit();
-    }),
+    action(
+      async (
+        app: string,
+        args: string[],
+        o: { name?: string; socketDir?: string; ready: string; quietMs: string; consistent?: boolean; logFormat?: string },
+      ) => {
+        // Without a usable native addon the app's process would fail in its preload with a stack trace: say it here, once.
+        loadBinding();
+        const env: NodeJS.ProcessEnv = { ...process.env, BATON_READY: o.ready, BATON_READY_QUIET_MS: o.quietMs };
+        if (o.logFormat) env.BATON_LOG = o.logFormat;
+        if (o.consistent) env.BATON_CONSISTENCY = '1';
+        if (o.name) env.BATON_NAME = o.name;
+        if (o.socketDir) env.BATON_SOCKET_DIR = o.socketDir;
+        // The app runs in its own Node process (require.main, process.argv as usual); this one stays its parent
+        // across upgrades (SIGUSR2 here: a takeover by a new child), see run-wrapper.ts.
+        process.exitCode = await runWrapped(['--import', REGISTER_URL, path.resolve(app), ...appArgs(args)], env);
+        process.exit();
+      },
+    ),
   );
 
 program

@@ -25,6 +25,10 @@ export const ErrorCodes = {
   ERR_BATON_HELLO_TIMEOUT: 'handover hello timed out',
   /** The successor did not become ready within the ready timeout. */
   ERR_BATON_READY_TIMEOUT: 'successor not ready in time',
+  /** Data consistency mode: requests were still in flight when the quiesce timed out. */
+  ERR_BATON_QUIESCE_TIMEOUT: 'requests still in flight at the quiesce timeout',
+  /** A successor runs another app than the server it would replace, and was not named so on purpose. */
+  ERR_BATON_APP_MISMATCH: 'successor runs another app',
   /** The successor exited or closed the channel before it was ready. */
   ERR_BATON_SUCCESSOR_EXITED: 'successor exited before ready',
   /** The successor went away after it was ready, while connections were migrating to it. */

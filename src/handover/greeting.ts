@@ -22,6 +22,11 @@ export interface GreetingSettings {
   allowRoot: boolean;
   /** Further uids that may be the other side. */
   allowedUids: readonly number[];
+  /** Ask the predecessor to quiesce before it sends the state (data consistency mode). */
+  consistency?: boolean;
+  /** The app this process runs, and whether its name was given on purpose (see HelloPayload). */
+  app?: string;
+  namedOnPurpose?: boolean;
 }
 
 /**
@@ -70,6 +75,9 @@ export async function greetPredecessor(
     // Our FramePeer answers Pings: the predecessor may check that this side stays alive once ready.
     features: [...FEATURES],
   };
+  if (settings.consistency && generation === 0) hello.consistency = true;
+  if (settings.app !== undefined) hello.app = settings.app;
+  if (settings.namedOnPurpose) hello.namedOnPurpose = true;
   failpoint('successor.connected');
   await peer.send(FrameType.Hello, hello);
   failpoint('successor.hello-sent');
@@ -99,12 +107,20 @@ function makeRoomForConnections(channel: UnixChannel, connections: number): void
 /**
  * The predecessor's check of a successor's Hello, whose payload the FramePeer
  * already checked against its schema and protocol version: the same server
- * name. Throws ERR_BATON_PEER_REFUSED.
+ * name, and — when both sides name their app and the successor's name was not
+ * given on purpose — the same app. Throws ERR_BATON_PEER_REFUSED or
+ * ERR_BATON_APP_MISMATCH.
  */
-export function checkHello(payload: unknown, name: string, pid: number): HelloPayload {
+export function checkHello(payload: unknown, name: string, pid: number, app?: string): HelloPayload {
   const h = payload as HelloPayload;
   if (h.name !== name) {
     throw new BatonError('ERR_BATON_PEER_REFUSED', `successor pid ${pid} is for server '${h.name}', not '${name}'`);
+  }
+  if (app !== undefined && typeof h.app === 'string' && h.app !== app && h.namedOnPurpose !== true) {
+    throw new BatonError(
+      'ERR_BATON_APP_MISMATCH',
+      `successor pid ${pid} runs ${h.app}, but server '${name}' runs ${app}; give both the same --name (BATON_NAME) to replace one app by the other on purpose`,
+    );
   }
   return h;
 }

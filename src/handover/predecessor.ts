@@ -40,6 +40,7 @@ import { checkHello, uidAllowed } from './greeting.js';
 import { Liveness } from './liveness.js';
 import { childExit, explainSuccessorFailure, stopSuccessorProcess } from './successor-process.js';
 import { UpgradeSocket } from './upgrade-socket.js';
+import { Quiesced } from './quiesce.js';
 
 /** The generation's events that the predecessor side emits (documented on {@link GenerationEvents}). */
 export type PredecessorEvents = Pick<
@@ -127,6 +128,8 @@ export class PredecessorSide {
   readonly #host: PredecessorHost;
   #upgradeSocket: UpgradeSocket | undefined;
   #drainRun: Promise<DrainReport> | undefined;
+  /** Set while the successor asked for consistency: this generation is quiesced until its Ready (or failure). */
+  #quiesced: Quiesced | undefined;
 
   constructor(host: PredecessorHost) {
     this.#host = host;
@@ -221,7 +224,9 @@ export class PredecessorSide {
       // With a successor, keep the listening sockets alive (not accepting) until
       // the drain ends: if the successor dies meanwhile, this generation rolls
       // back and accepts again — connections wait in the backlog, none refused.
-      const reserve = successor ? host.listeners.reserve() : [];
+      const quiesced = this.#quiesced;
+      this.#quiesced = undefined;
+      const reserve = quiesced?.takeReserve() ?? (successor ? host.listeners.reserve() : []);
       host.listeners.stopAccepting();
       let lost: (() => void) | undefined;
       /** Set once the successor was declared hung: its own upgrade socket does not count as a server. */
@@ -264,6 +269,7 @@ export class PredecessorSide {
         host.parking.wakeAll(); // they drain like any idle connection
       }
       const draining = host.tracker.drain(drainTimeoutMs, migration?.migrator);
+      if (!migration) quiesced?.release(); // with migration, its first look just offered every paused connection
       // A successor that died right after Ready may have closed the channel already, its end
       // read with the Ready itself, before `lost` listened: roll back now.
       if (successor?.closed) lost?.();
@@ -422,7 +428,7 @@ export class PredecessorSide {
             `successor pid ${pid} sent no hello within ${how.via === 'exec' ? s.readyTimeoutMs : s.helloTimeoutMs} ms`,
           ),
       );
-      hello = checkHello(frame.payload, s.name, pid);
+      hello = checkHello(frame.payload, s.name, pid, s.app);
       failpoint('predecessor.hello-received');
     } catch (err) {
       if (how.via === 'takeover' && isBatonError(err, 'ERR_BATON_CHANNEL_CLOSED')) {
@@ -471,7 +477,9 @@ export class PredecessorSide {
         await peer.send(FrameType.Listeners, { listeners: entries }, fds);
       }
       failpoint('predecessor.listeners-sent');
-      await peer.send(FrameType.State, state);
+      // Consistency mode: no request in flight when the successor's app loads its data (handover/quiesce.ts).
+      if (hello.consistency === true) this.#quiesced = await Quiesced.begin(host.listeners, s.drainTimeoutMs);
+      await peer.send(FrameType.State, this.#quiesced ? this.#collectState() : state);
       failpoint('predecessor.state-sent');
       await peer.expect(
         FrameType.Ready,
@@ -483,6 +491,8 @@ export class PredecessorSide {
       const e = await explainSuccessorFailure(err, child, exitPromise, hello.pid, s.killGraceMs);
       await peer.fail(e);
       stopSuccessorProcess(child, exitPromise, s.killGraceMs);
+      await this.#quiesced?.resume(); // nothing was lost: the requests held meanwhile are served here
+      this.#quiesced = undefined;
       host.phases.transition('serving');
       host.emit('upgrade-failed', e);
       host.resumeStop();

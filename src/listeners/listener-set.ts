@@ -5,7 +5,20 @@ import { type InheritedListener } from '../handover/inherit.js';
 import type { ListenerEntry } from '../protocol/frames.js';
 import type { SocketDescription } from '../native/socket-info.js';
 import { probeUnixSocket } from '../native/unix-channel.js';
-import { closeQuietly, dupFd } from '../native/socket-info.js';
+import { closeQuietly, describeSocket, dupFd } from '../native/socket-info.js';
+
+/** How long the listening socket of a server the app closed stays open for a re-listen (see ListenerSet). */
+export const RELISTEN_HOLD_MS = 10_000;
+
+/** A listening socket whose server the app closed: kept open, not accepting, until a listen() of its name takes it. */
+interface HeldListener {
+  fd: number;
+  description: SocketDescription;
+  listener: Listener;
+  /** It came from a deferred inherited listener (never accepted here): a re-listen defers it again. */
+  deferred: boolean;
+  timer: NodeJS.Timeout;
+}
 
 /** Where a listener listens: a TCP host and port (port 0 picks one) or a unix socket path. */
 export type ListenAddress = { host?: string; port: number } | { path: string };
@@ -32,6 +45,19 @@ export interface Listener {
  * Fd ownership: the pool owns inherited fds until {@link ListenerSet.listen}
  * hands one to a server (which then owns it); {@link ListenerSet.closeUnclaimed}
  * closes the rest. A listener's fd is owned by its server.
+ *
+ * Re-listen: when the app closes a listener's server (`server.close()`), its
+ * name is released, and the set keeps a duplicate of the listening fd for
+ * `holdMs` (default {@link RELISTEN_HOLD_MS}): a listen() of the same name and
+ * address in that time gets the same socket back, so the port never stops
+ * accepting (connections wait in the kernel's accept queue meanwhile, none is
+ * refused). The app's close only stops accepting: the server's open
+ * connections are left alone while the socket is held (http's close would
+ * also close idle keep-alive connections, racing requests their clients are
+ * sending); when the hold ends without a re-listen, the fd is closed and an
+ * http server's idle connections are closed as its own close() would have.
+ * Unix socket listeners are not held (Node unlinks the path it bound).
+ * The set owns held fds.
  */
 export class ListenerSet {
   readonly #pool: InheritedListener[];
@@ -45,6 +71,13 @@ export class ListenerSet {
   readonly #retryAddressInUseMs: number;
   /** Names whose listen() is under way. */
   readonly #claiming = new Set<string>();
+  /** Sockets of servers the app closed, by listener name (see the class comment). */
+  readonly #held = new Map<string, HeldListener>();
+  readonly #holdMs: number;
+  /** Servers whose close() is watched. */
+  readonly #closeWatched = new WeakSet<net.Server>();
+  /** Set by {@link ListenerSet.stopAccepting}: the generation is leaving, nothing is held any more. */
+  #retired = false;
 
   /**
    * `onServer` is called for each server before it starts accepting (connection tracking).
@@ -57,22 +90,28 @@ export class ListenerSet {
    * tried again (every 50 ms) for that long: a successor whose predecessor died
    * before handing its listeners over binds ports the dying process may still
    * hold for a moment.
+   * `holdMs`: how long a closed server's socket is held for a re-listen.
    */
   constructor(
     pool: InheritedListener[],
     onServer: (server: net.Server) => void,
-    options: { deferInherited?: boolean; byName?: boolean; retryAddressInUseMs?: number } = {},
+    options: { deferInherited?: boolean; byName?: boolean; retryAddressInUseMs?: number; holdMs?: number } = {},
   ) {
     this.#pool = pool;
     this.#onServer = onServer;
     this.#deferInherited = options.deferInherited ?? false;
     this.#byName = options.byName ?? false;
+    this.#holdMs = options.holdMs ?? RELISTEN_HOLD_MS;
     this.#retryAddressInUseMs = options.retryAddressInUseMs ?? 0;
   }
 
-  /** The listener called `name`, if set up. */
+  /**
+   * The listener called `name`, if set up — or, while the app has closed its
+   * server and not listened again yet, that server's listener (connections
+   * migrated to it are served by the app's handlers as before).
+   */
   get(name: string): Listener | undefined {
-    return this.#listeners.get(name);
+    return this.#listeners.get(name) ?? this.#held.get(name)?.listener;
   }
 
   /** The listener whose server is `server`, if any (one lookup: asked per connection while migrating). */
@@ -120,12 +159,14 @@ export class ListenerSet {
 
   async #listen(name: string, address: ListenAddress, server: net.Server): Promise<Listener> {
     this.#onServer(server);
-    const index = this.#findInherited(name, address);
+    this.#watchClose(server);
+    const held = this.#takeHeld(name, address);
+    const index = held ? -1 : this.#findInherited(name, address);
     let origin: ListenerOrigin;
-    if (index >= 0) {
-      const inherited = this.#pool.splice(index, 1)[0]!;
-      origin = 'inherited';
-      if (this.#deferInherited) {
+    if (held || index >= 0) {
+      const inherited = held?.inherited ?? this.#pool.splice(index, 1)[0]!;
+      origin = held?.origin ?? 'inherited';
+      if (this.#deferInherited && (!held || held.deferred)) {
         this.#deferred.push({ server, inherited });
         const d = inherited.description;
         const listener: Listener =
@@ -147,6 +188,66 @@ export class ListenerSet {
         : { name, server, kind: 'tcp', address: bound.address, port: bound.port, origin };
     this.#add(listener);
     return listener;
+  }
+
+  /** The held socket of `name`, if it listens where `address` asks: taken out of the hold. */
+  #takeHeld(name: string, address: ListenAddress): { inherited: InheritedListener; origin: ListenerOrigin; deferred: boolean } | undefined {
+    const held = this.#held.get(name);
+    if (!held || !addressMatches(held.description, address, true)) return undefined;
+    this.#held.delete(name);
+    clearTimeout(held.timer);
+    return { inherited: { name, fd: held.fd, description: held.description }, origin: held.listener.origin, deferred: held.deferred };
+  }
+
+  /**
+   * Watches the app's `server.close()`: it releases the listener's name and
+   * holds its socket (see the class comment). baton's own stop goes through
+   * `net.Server.prototype.close` directly and is not seen here.
+   */
+  #watchClose(server: net.Server): void {
+    if (this.#closeWatched.has(server)) return;
+    this.#closeWatched.add(server);
+    const close = server.close; // the server's own (http's, https's, net's …), from its prototype
+    const release = (l: Listener, cb: ((err?: Error) => void) | undefined) => this.#release(l, close, cb);
+    const byServer = this.#byServer;
+    const listeners = this.#listeners;
+    server.close = function (this: net.Server, cb?: (err?: Error) => void) {
+      const l = byServer.get(this);
+      if (!l || listeners.get(l.name) !== l) return close.call(this, cb);
+      return release(l, cb);
+    } as typeof server.close;
+  }
+
+  #release(l: Listener, close: net.Server['close'], cb: ((err?: Error) => void) | undefined): net.Server {
+    // Draining: baton stopped accepting already and the drain owns the connections (http's
+    // close would cut idle ones that are about to migrate); the name stays for a rollback.
+    if (this.#retired) return net.Server.prototype.close.call(l.server, cb);
+    this.#listeners.delete(l.name); // #byServer keeps it: its connections still belong to this listener
+    const deferredAt = this.#deferred.findIndex((d) => d.server === l.server);
+    const deferred = deferredAt >= 0 ? this.#deferred.splice(deferredAt, 1)[0]!.inherited : undefined;
+    const fd = deferred ? deferred.fd : serverFd(l.server);
+    if (fd === undefined || l.kind !== 'tcp') {
+      if (deferred) closeQuietly(deferred.fd);
+      return close.call(l.server, cb);
+    }
+    const kept = deferred ? deferred.fd : dupFd(fd);
+    const timer = setTimeout(() => this.#dropHeld(l.name), this.#holdMs);
+    timer.unref();
+    this.#held.set(l.name, { fd: kept, description: describeSocket(kept), listener: l, deferred: deferred !== undefined, timer });
+    if (deferred) process.nextTick(() => cb?.());
+    else net.Server.prototype.close.call(l.server, cb);
+    return l.server;
+  }
+
+  /** The hold of `name` ended without a re-listen: the socket closes, as the app asked. */
+  #dropHeld(name: string, closeIdle = true): void {
+    const held = this.#held.get(name);
+    if (!held) return;
+    this.#held.delete(name);
+    clearTimeout(held.timer);
+    closeQuietly(held.fd);
+    const server = held.listener.server as net.Server & { closeIdleConnections?: () => void };
+    if (closeIdle && !server.listening) server.closeIdleConnections?.();
   }
 
   /**
@@ -172,6 +273,12 @@ export class ListenerSet {
       );
       fds.push(fd);
     }
+    // A socket held for a re-listen goes too: the successor's listen() of that name must find it.
+    for (const [name, h] of this.#held) {
+      const d = h.description;
+      entries.push({ name, kind: 'tcp', address: d.address ?? '', port: d.port ?? 0 });
+      fds.push(h.fd);
+    }
     return { entries, fds };
   }
 
@@ -180,9 +287,12 @@ export class ListenerSet {
    * (`net.Server#close`, not `http.Server#close`, which since Node 19 also
    * closes idle keep-alive connections). Closes only this process's copy of each
    * listening fd: a successor holding its own copy keeps the socket open, so no
-   * connection is refused.
+   * connection is refused. Sockets held for a re-listen are closed (the
+   * successor has its own copies).
    */
   stopAccepting(): void {
+    this.#retired = true;
+    for (const name of [...this.#held.keys()]) this.#dropHeld(name, false); // their connections drain or migrate
     for (const l of this.#listeners.values()) {
       if (l.server.listening) net.Server.prototype.close.call(l.server);
     }
@@ -205,6 +315,7 @@ export class ListenerSet {
 
   /** Makes each server accept again on its reserved fd (which it then owns). */
   async resumeAccepting(reserved: { server: net.Server; fd: number }[]): Promise<void> {
+    this.#retired = false;
     for (const { server, fd } of reserved) {
       try {
         await listenOn(server, { fd });

@@ -39,3 +39,17 @@ function connectionsList(server: net.Server): ConnectionsList | undefined {
   const list = sym ? (server as unknown as Record<symbol, unknown>)[sym] : undefined;
   return list && typeof (list as ConnectionsList).idle === 'function' ? (list as ConnectionsList) : undefined;
 }
+
+/**
+ * The HTTP/1.1 connections of `server` with a request being received or
+ * answered (the complement of {@link idleHttp1Sockets} in Node's parser list).
+ */
+export function busyHttp1Sockets(server: net.Server): Set<net.Socket> {
+  const list = connectionsList(server);
+  const out = new Set<net.Socket>();
+  for (const parser of list?.active?.() ?? []) {
+    const socket = parser.socket;
+    if (socket && !(socket.bytesRead === 0 && !(socket as { _httpMessage?: unknown })._httpMessage)) out.add(socket);
+  }
+  return out;
+}

@@ -80,6 +80,18 @@ export interface HelloPayload {
    * predecessors do not send it).
    */
   connections?: number;
+  /**
+   * Successor only: data consistency mode — the predecessor stops taking requests and
+   * finishes those in flight before it sends the State (handover/quiesce.ts).
+   */
+  consistency?: boolean;
+  /**
+   * Successor only: what app it runs (zero-code: the entry file's absolute path), and
+   * whether its name was given on purpose; a predecessor running another app refuses an
+   * unnamed successor (ERR_BATON_APP_MISMATCH).
+   */
+  app?: string;
+  namedOnPurpose?: boolean;
   /** The optional protocol features the sender speaks (see the module comment); absent means none. */
   features?: string[];
 }

@@ -44,9 +44,13 @@ function buildSchemas({ z }: typeof import('zod')): Record<FrameType, ZodType> {
     generation: count,
     name: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'a server name is 1–64 letters, digits, ".", "_" or "-"'),
     node: z.string().max(64),
-    // More than any fd table can hold: a predecessor announcing it lies.
     // Optional protocol features (frames.ts): a few short names.
     features: z.array(z.string().max(64)).max(64).optional(),
+    // Successor only: data consistency mode, and the app it runs (an absolute path: PATH_MAX).
+    consistency: z.boolean().optional(),
+    app: z.string().max(4096).optional(),
+    namedOnPurpose: z.boolean().optional(),
+    // More than any fd table can hold: a predecessor announcing it lies.
     connections: z
       .number()
       .int()

@@ -1,6 +1,7 @@
 /**
  * The supervisor's config file (YAML, or JSON — a subset of YAML), validated
- * against a schema. Every error names the file, the key's path and its line:
+ * against a schema. A value written `${VAR}` or `${VAR:-default}` is taken from
+ * the environment (`port: "${PORT:-8080}"`). Every error names the file, the key's path and its line:
  * `baton.yaml:7:3: workers: expected a number, got "two"`.
  */
 import fs from 'node:fs';
@@ -45,6 +46,11 @@ export const configSchema = z.strictObject({
   runDir: z.string().min(1).optional(),
   /** State that outlives a generation (effective config, counters), written atomically. */
   stateFile: z.string().min(1).optional(),
+  /**
+   * Data consistency mode for zero-code workers: a new worker's app loads only once the
+   * worker it replaces has stopped taking requests and finished those in flight.
+   */
+  consistency: z.boolean().default(false),
   /** Extra environment of the workers. */
   env: z.record(z.string(), z.string()).default({}),
   log: z
@@ -52,8 +58,10 @@ export const configSchema = z.strictObject({
       /** Log file; stdout when absent. Reopened on USR1 (logrotate). */
       file: z.string().min(1).optional(),
       level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace']).default('info'),
+      /** `text` (human lines), `json` (JSON lines), or `auto`: text on a terminal, JSON otherwise (a file, a pipe). */
+      format: z.enum(['auto', 'text', 'json']).default('auto'),
     })
-    .default({ level: 'info' }),
+    .default({ level: 'info', format: 'auto' }),
   timeouts: z
     .strictObject({
       /** A worker must be ready within this many ms. */
@@ -103,6 +111,10 @@ export type ListenerConfig = Config['listeners'][string];
 /** What the command line adds to (and overrides in) the file. */
 export interface ConfigOverrides {
   app?: string;
+  /** `--log-format`: replaces the file's `log.format`. */
+  logFormat?: 'auto' | 'text' | 'json';
+  /** The app's arguments (`baton start app.js -- args`): replace the file's `args`. */
+  args?: string[];
   workers?: number;
   name?: string;
   pidFile?: string;
@@ -118,7 +130,7 @@ export function loadConfig(
   file: string | undefined,
   overrides: ConfigOverrides = {},
   cwd = process.cwd(),
-  { requireApp = true }: { requireApp?: boolean } = {},
+  { requireApp = true, env = process.env }: { requireApp?: boolean; env?: NodeJS.ProcessEnv } = {},
 ): Config {
   let raw: unknown = {};
   let doc: Document | undefined;
@@ -140,6 +152,14 @@ export function loadConfig(
       throw new BatonError('ERR_BATON_CONFIG_INVALID', `${where}${position(lines, problem.pos[0])}: ${problem.message.split('\n')[0]}`);
     }
     raw = doc.toJS() ?? {};
+  }
+  const unset = substituteEnv(raw, env, []);
+  if (unset) {
+    const at = doc && lines ? lineOf(doc, lines, unset.keyPath, false) : '';
+    throw new BatonError(
+      'ERR_BATON_CONFIG_INVALID',
+      `${where ?? 'config'}${at}: ${unset.keyPath.join('.')}: environment variable ${unset.variable} is not set (write \${${unset.variable}:-default} for a default)`,
+    );
   }
   const parsed = configSchema.safeParse(raw);
   if (!parsed.success) {
@@ -167,13 +187,45 @@ export function loadConfig(
     name,
     app: app ?? '',
     workers: overrides.workers ?? c.workers,
+    args: overrides.args ?? c.args,
     listeners,
     runDir,
     pidFile: path.resolve(base, overrides.pidFile ?? c.pidFile ?? path.join(runDir, `${name}.pid`)),
     stateFile: path.resolve(base, c.stateFile ?? path.join(runDir, `${name}.state.json`)),
-    log: { ...c.log, file: c.log.file === undefined ? undefined : path.resolve(base, c.log.file) },
+    log: {
+      ...c.log,
+      format: overrides.logFormat ?? c.log.format,
+      file: c.log.file === undefined ? undefined : path.resolve(base, c.log.file),
+    },
     source: where,
   };
+}
+
+const placeholder = /^\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}$/;
+
+/**
+ * Replaces, in place, every string value that is exactly `${VAR}` or
+ * `${VAR:-default}` by the environment's value (a number when it reads as
+ * one: `port: "${PORT:-8080}"`). Returns the first variable that is unset and
+ * has no default, with where it is.
+ */
+function substituteEnv(node: unknown, env: NodeJS.ProcessEnv, keyPath: string[]): { variable: string; keyPath: string[] } | undefined {
+  if (!node || typeof node !== 'object') return undefined;
+  const entries: [string | number, unknown][] = Array.isArray(node) ? node.map((v, i) => [i, v]) : Object.entries(node);
+  for (const [key, value] of entries) {
+    const here = [...keyPath, String(key)];
+    if (typeof value !== 'string') {
+      const unset = substituteEnv(value, env, here);
+      if (unset) return unset;
+      continue;
+    }
+    const m = placeholder.exec(value);
+    if (!m) continue;
+    const found = env[m[1]!] || m[2];
+    if (found === undefined) return { variable: m[1]!, keyPath: here };
+    (node as Record<string | number, unknown>)[key] = /^\d+$/.test(found) ? Number(found) : found;
+  }
+  return undefined;
 }
 
 /** `:line:col` of the deepest node on `keyPath` that exists (the key itself for an unknown key). */

@@ -246,7 +246,12 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
     const parentPid = parentRaw && process.send ? Number(parentRaw) : undefined;
     if (parentPid === undefined) await refuseIfRunning(config);
     const inherited = takeListenFds(env);
-    const logger = createSupervisorLog(config.log.file, config.log.level, { name: config.name, pid: process.pid, role: 'master' });
+    const logger = createSupervisorLog(
+      config.log.file,
+      config.log.level,
+      { name: config.name, pid: process.pid, role: 'master' },
+      config.log.format,
+    );
     const adopted = parseNames(env[ADOPTED_LISTENERS_ENV]);
     delete env[ADOPTED_LISTENERS_ENV];
     const listeners = await HeldListeners.open(config.listeners, inherited, parentPid === undefined && inherited.length > 0, { adopted });

@@ -24,6 +24,8 @@ export interface Supervision {
   /** The slot's upgrade socket directory (private, inside the master's run directory). */
   socketDir: string;
   masterPid: number;
+  /** The config's `timeouts.drainMs`: the worker's drains (after a takeover, or on stop) last at most this long. */
+  drainMs?: number;
 }
 
 /** A message from a worker to its master. */

@@ -4,6 +4,7 @@
  * socket, so live connections migrate), restarting crashed ones with backoff,
  * and stopping them.
  */
+import { resolveLogFormat } from './logger.js';
 import { EventEmitter } from 'node:events';
 import type net from 'node:net';
 import fs from 'node:fs';
@@ -53,7 +54,7 @@ export interface PoolEvents {
 }
 
 /** Settings the pool reads from the config on each start or reload. */
-type PoolConfig = Pick<Config, 'app' | 'args' | 'env' | 'workers' | 'timeouts' | 'restart' | 'name'>;
+type PoolConfig = Pick<Config, 'app' | 'args' | 'env' | 'workers' | 'timeouts' | 'restart' | 'name' | 'consistency' | 'log'>;
 
 /**
  * The worker slots of one master. Workers get the master's listeners as
@@ -286,10 +287,16 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
         slot: slot.index,
         app: c.app,
         args: c.args,
-        env: c.env,
+        env: {
+          // baton's own lines in the workers (zero-code) in the master's format.
+          BATON_LOG: resolveLogFormat(c.log.format, c.log.file),
+          ...c.env,
+          ...(c.consistency ? { BATON_CONSISTENCY: '1' } : {}),
+        },
         listeners: this.#listeners,
         socketDir,
         readyTimeoutMs: c.timeouts.readyMs,
+        drainMs: c.timeouts.drainMs,
         output: this.#output,
       });
     } catch (err) {

@@ -32,13 +32,15 @@ export class AppRunner {
     readonly launcher: BatonLauncher = { command: [process.execPath, cli] },
   ) {}
 
-  run(dir: string, app: string, env: NodeJS.ProcessEnv = {}): RunningApp {
+  /** `flags`: more `baton run` options (before the app). */
+  run(dir: string, app: string, env: NodeJS.ProcessEnv = {}, flags: string[] = []): RunningApp {
     const log = this.log;
     const since = log.events.length;
     const readyBefore = new Set(log.events.filter((e) => e.event === 'ready').map((e) => e.pid));
     const file = path.isAbsolute(app) ? app : appFile(app);
     const [command, ...args] = this.launcher.command;
-    const child = spawn(command, [...args, 'run', '--name', 'app', '--socket-dir', dir, '--quiet-ms', '50', file], {
+    const argv = [...args, 'run', '--name', 'app', '--socket-dir', dir, '--quiet-ms', '50', ...flags, file];
+    const child = spawn(command, argv, {
       env: { ...process.env, ...this.launcher.env, BATON_LOG: 'json', PORT: '0', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -52,9 +54,9 @@ export class AppRunner {
   }
 
   /** Upgrades by running `app` again; resolves with the new app pid once `oldPid` has drained. */
-  async upgrade(dir: string, app: string, oldPid: number, env: NodeJS.ProcessEnv = {}): Promise<number> {
+  async upgrade(dir: string, app: string, oldPid: number, env: NodeJS.ProcessEnv = {}, flags: string[] = []): Promise<number> {
     const since = this.log.events.length;
-    const pid = (await this.run(dir, app, env).ready()).pid;
+    const pid = (await this.run(dir, app, env, flags).ready()).pid;
     await this.log.waitFor((e) => e.event === 'drained' && e.pid === oldPid, `pid ${oldPid} drained`, 30_000, since);
     return pid;
   }
