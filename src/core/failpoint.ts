@@ -50,6 +50,7 @@ export const FailPoints = [
   'master.workers-serving', // a new master: its workers serve, the old master not yet told
   'master.superseded', // an old master: told that the new one serves
   'master.winch', // an old master: WINCH received, workers about to retire
+  'master.absorb-received', // a new master: the old master's absorb request (after WINCH) read, its workers not yet told
   'master.reload-started', // HUP: config read, new workers about to start
 ] as const;
 

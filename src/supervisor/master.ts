@@ -540,6 +540,7 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
       if (m?.baton !== 'old-master') return;
       if (m.type === 'resumed') this.#resumeWaiter?.();
       else if (m.type === 'absorb') {
+        failpoint('master.absorb-received');
         const n = this.#pool.absorb(m.workers);
         this.#log.info({ event: 'absorbing', workers: n }, `taking over ${n} retiring worker(s) of the old master and their connections`);
       }

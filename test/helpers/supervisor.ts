@@ -21,7 +21,7 @@ export function writeApp(dir: string, body: string, file = 'app.mjs'): string {
   return entry;
 }
 
-/** Writes a YAML config in `dir` (runDir is `dir`; one listener 'http' on a free port unless given). */
+/** Writes a YAML config in `dir` (runDir is `dir`; one listener 'http' on a free port; default timeouts and restart unless `extra` sets them). */
 export function writeConfig(dir: string, extra: string, file = 'baton.yaml'): string {
   const cfg = path.join(dir, file);
   fs.writeFileSync(
@@ -32,7 +32,7 @@ export function writeConfig(dir: string, extra: string, file = 'baton.yaml'): st
       `runDir: ${dir}`,
       'listeners:',
       '  http: { host: 127.0.0.1, port: 0 }',
-      'timeouts: { drainMs: 5000, readyMs: 15000, killGraceMs: 1000 }',
+      extra.includes('timeouts:') ? '' : 'timeouts: { drainMs: 5000, readyMs: 15000, killGraceMs: 1000 }',
       extra.includes('restart:') ? '' : 'restart: { initialDelayMs: 50 }',
       extra,
     ].join('\n'),
