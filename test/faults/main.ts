@@ -24,16 +24,16 @@ const rows: Row[] = [];
 const t0 = Date.now();
 const total = cases.length + resources.length;
 const judge = (result: CaseResult) => {
-  const k = knownOpen(result.id);
+  const k = knownOpen(result.id, result.problems);
   const verdict: Row['verdict'] = k ? (result.ok ? 'NOW PASSES' : 'known open') : result.ok ? 'pass' : 'FAIL';
-  rows.push({ result, verdict, item: k?.item });
+  rows.push({ result, verdict, item: k?.map((e) => e.item).join('; ') });
   const n = rows.length;
   console.log(`[${n}/${total}] ${verdict.padEnd(10)} ${result.id} (${(result.durationMs / 1000).toFixed(1)} s)`);
   if (!result.ok) {
     for (const p of result.problems) console.log(`    - ${p}`);
-    if (verdict === 'FAIL')
-      for (const l of result.logTail.slice(-Number(process.env.FAULTS_LOG_LINES ?? 15))) console.log(`      | ${l.slice(0, 300)}`);
   }
+  if (verdict === 'FAIL' || process.env.FAULTS_SHOW_LOG === '1')
+    for (const l of result.logTail.slice(-Number(process.env.FAULTS_LOG_LINES ?? 15))) console.log(`      | ${l.slice(0, 300)}`);
 };
 for (const spec of cases) judge(await runCase(spec));
 for (const r of resources) judge(await r.run());

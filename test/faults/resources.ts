@@ -6,7 +6,7 @@
  * runCase, so it is judged like a failpoint case: a generation serves
  * afterwards, the next upgrade works, no stale files, no zombies, fds flat.
  */
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import fs from 'node:fs';
 import net from 'node:net';
@@ -25,6 +25,9 @@ function mountTmpfs(t: Target): void {
 function unmount(t: Target): void {
   execFileSync('umount', ['-l', t.dir]);
 }
+
+/** A loop writing 1-byte files `<argv[1]><n>` for ever: whatever space frees up is taken. */
+const REFILL = `const fs = require('fs'); let i = 0; for (;;) { try { fs.writeFileSync(process.argv[1] + i, 'x'); i++; } catch {} }`;
 
 /** Writes to a filler file until the filesystem says ENOSPC. */
 function fill(dir: string): void {
@@ -52,18 +55,34 @@ function unfill(dir: string): void {
 }
 
 /** A full disk under the run dir while the path upgrades; freed before the next upgrade. */
-function diskFull(path: PathName): CaseSpec {
+function diskFull(via: PathName): CaseSpec {
+  let refill: ChildProcess | undefined;
+  const stopRefill = async () => {
+    if (!refill || refill.exitCode !== null || refill.signalCode !== null) return;
+    const exited = once(refill, 'exit');
+    refill.kill('SIGKILL');
+    await exited;
+  };
   const resource: ResourceFault = {
-    id: `disk-full ${path}`,
+    id: `disk-full ${via}`,
     setup: mountTmpfs,
     fault: async (t) => {
       fill(t.dir);
+      // Kept full: a page freed (a predecessor removing its pid file) is taken back at once, by a
+      // process that does nothing else (a timer here would lose the race to the successor's write).
+      refill = spawn(process.execPath, ['-e', REFILL, path.join(t.dir, `${FILLER}.refill-`)], { stdio: 'ignore' });
       await t.upgrade();
     },
-    recover: (t) => unfill(t.dir),
-    cleanup: unmount,
+    recover: async (t) => {
+      await stopRefill();
+      unfill(t.dir);
+    },
+    cleanup: (t) => {
+      refill?.kill('SIGKILL');
+      unmount(t);
+    },
   };
-  return { path, step: undefined, action: 'kill', resource };
+  return { path: via, step: undefined, action: 'kill', resource };
 }
 
 /** The processes of the service that answer: the tree's node processes with a TCP listener fd. */
@@ -87,7 +106,16 @@ async function hold(n: number, connect: () => net.Socket): Promise<net.Socket[]>
     const s = connect();
     s.on('error', () => undefined);
     sockets.push(s);
-    await Promise.race([once(s, 'connect'), once(s, 'close'), new Promise((r) => setTimeout(r, 200))]);
+    // Connected, refused (the backlog is full, or nobody listens any more) or slow: on to the next.
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, 200);
+      const done = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+      s.once('connect', done);
+      s.once('close', done);
+    });
   }
   return sockets;
 }

@@ -11,7 +11,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { appFile } from '../helpers/adopt.js';
-import { EventLog, fixture, spawnFixture, tempDir } from '../helpers/server-process.js';
+import { EventLog, fixture, spawnFixture, tempDir, type FixtureEvent } from '../helpers/server-process.js';
 import { cli, portOf, startMaster, writeApp, writeConfig } from '../helpers/supervisor.js';
 
 /** The paths of the matrix. */
@@ -41,8 +41,13 @@ export interface Target {
    * judges the outcome from the outside.
    */
   upgrade(): Promise<void>;
-  /** Connections a process reported adopting (migrated into it); undefined if this path does not report it. */
-  adoptedBy(pid: number): number | undefined;
+  /**
+   * Connections migrated into `pid`: those it reported adopting, and those
+   * any other process reported handing over (acknowledged) since event index
+   * `since` — a successor killed right after its acknowledgement never
+   * reports them. Undefined if this path does not report migrations.
+   */
+  adoptedBy(pid: number, since: number): number | undefined;
 }
 
 /** Base: directories, event log, spawned roots. */
@@ -54,10 +59,12 @@ abstract class BaseTarget {
   port = 0;
   env: NodeJS.ProcessEnv = {};
 
-  adoptedBy(pid: number): number | undefined {
-    return this.log.events
-      .filter((e) => e.event === 'connections-in' && e.pid === pid)
-      .reduce((n, e) => n + ((e.args as { adopted?: number }[] | undefined)?.[0]?.adopted ?? 0), 0);
+  adoptedBy(pid: number, since: number): number | undefined {
+    const count = (e: FixtureEvent) => (e.args as { adopted?: number }[] | undefined)?.[0]?.adopted ?? 0;
+    const events = this.log.events.slice(since);
+    const adopted = events.filter((e) => e.event === 'connections-in' && e.pid === pid).reduce((n, e) => n + count(e), 0);
+    const handedOver = events.filter((e) => e.event === 'connections-out' && e.pid !== pid).reduce((n, e) => n + count(e), 0);
+    return adopted + handedOver;
   }
 
   protected spawned(child: ChildProcess): ChildProcess {
@@ -107,7 +114,13 @@ export class LibraryTarget extends BaseTarget implements Target {
       this.#generation = newest.generation as number;
     }
     if (this.path === 'takeover') this.spawned(spawnFixture(fixture('server'), this.#env(), this.log));
-    else process.kill(this.#newest, 'SIGUSR2');
+    else {
+      try {
+        process.kill(this.#newest, 'SIGUSR2');
+      } catch {
+        // The newest generation is gone: there is nothing to upgrade, and the case says so.
+      }
+    }
   }
 }
 
@@ -141,6 +154,11 @@ export class RunTarget extends BaseTarget implements Target {
 
   async upgrade(): Promise<void> {
     this.#wrapper!.kill('SIGUSR2');
+  }
+
+  /** Zero-code adoption does not report migrations. */
+  override adoptedBy(): number | undefined {
+    return undefined;
   }
 }
 
