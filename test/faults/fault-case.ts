@@ -11,7 +11,8 @@
  *   failure (a probe, a connection elsewhere) must stay within what the
  *   faulted process could have held without answering on it — the connections
  *   it had adopted (migrated in) plus the probes in flight, and only if it
- *   served at all. Refused connections are never allowed;
+ *   was accepting at all (it served, or was past the step where it starts to
+ *   accept). Refused connections are never allowed;
  * - the next upgrade on the same path works, with 0 failed requests;
  * - no stale files in the run/socket directory (temporaries, sockets, slot
  *   directories, control sockets or pid files of dead processes);
@@ -52,6 +53,8 @@ export interface ResourceFault {
   setup?(t: Target): void;
   /** The fault phase, under load, in place of arming a failpoint and upgrading. */
   fault(t: Target): Promise<void>;
+  /** Keep-alive connections of the load (default 16; 0: the prober alone). */
+  keepAlive?: number;
   /** Failures of the fault phase are expected (nobody died, fds ran out): only refused connections count. */
   failuresExpected?: boolean;
   /** After the fault phase, before the next upgrade (free the disk). */
@@ -129,7 +132,7 @@ export async function runCase(spec: CaseSpec): Promise<CaseResult> {
   let held = 0;
   let allowance = 0;
   const traffics = () => {
-    load = new KeepAliveLoad(traffic, `http://127.0.0.1:${target.port}`, KEEP_ALIVE);
+    load = new KeepAliveLoad(traffic, `http://127.0.0.1:${target.port}`, spec.resource?.keepAlive ?? KEEP_ALIVE);
     prober = new Prober(traffic, target.port, 5, PROBE_CONCURRENCY);
   };
   const quiesce = async () => {
@@ -197,6 +200,13 @@ export async function runCase(spec: CaseSpec): Promise<CaseResult> {
       }
     }
     await upgrading;
+    if (spec.action === 'stop-forever' && firedPid !== undefined) {
+      // The others may serve on unharmed while it hangs: wait for baton to give up on it (a failure
+      // reported after the fault), at most as long as its hello and ready timeouts, before judging.
+      await target.log
+        .waitFor((e) => /failed|refused|lost/.test(e.event) || /failed/.test(String(e.msg ?? '')), 'the hung process given up on', Timeouts.helloMs + Timeouts.readyMs + 1_000, armedEvents)
+        .catch(() => undefined);
+    }
     const serving = await settle('after the fault', serveBoundMs + 2_000);
 
     // Time to serve: from the fault to the first answer after the last failed probe.
@@ -221,7 +231,11 @@ export async function runCase(spec: CaseSpec): Promise<CaseResult> {
     const unheld = windowFailures.length - held;
     const deadServed = [...dead].some((pid) => traffic.byPid.has(pid));
     const adopted = [...dead].reduce((n, pid) => n + (target.adoptedBy(pid, armedEvents) ?? KEEP_ALIVE), 0);
-    allowance = deadServed || adopted > 0 ? Math.min(adopted, KEEP_ALIVE) + PROBE_CONCURRENCY : 0;
+    // Accepting: it served, or it was past the point where it takes connections (a successor once Draining
+    // arrived — before Ready it must not accept, test/successor-accept-gating — any predecessor, a master's workers).
+    const beforeAccepting = ['successor.connected', 'successor.hello-sent', 'successor.listeners-received', 'successor.state-received', 'successor.ready-sent'];
+    const deadAccepting = deadServed || (spec.step !== undefined && firedPid !== undefined && !beforeAccepting.includes(spec.step));
+    allowance = deadAccepting || adopted > 0 ? Math.min(adopted, KEEP_ALIVE) + PROBE_CONCURRENCY : 0;
     const refused = windowFailures.filter((f) => /ECONNREFUSED/.test(f.error)).length;
     if (held > KEEP_ALIVE * 2) problems.push(`${held} failed requests held by the faulted process: more than its connections could carry`);
     if (spec.resource?.failuresExpected) allowance = unheld;

@@ -54,8 +54,12 @@ function unfill(dir: string): void {
   for (const n of fs.readdirSync(dir)) if (n.startsWith(FILLER)) fs.rmSync(path.join(dir, n));
 }
 
-/** A full disk under the run dir while the path upgrades; freed before the next upgrade. */
-function diskFull(via: PathName): CaseSpec {
+/**
+ * A full disk under the run dir while the path upgrades; freed before the next
+ * upgrade. `keepAlive` 0: the prober alone, so nothing migrates and the
+ * predecessor is gone at once (it does not roll back a failure after Done).
+ */
+function diskFull(via: PathName, keepAlive?: number): CaseSpec {
   let refill: ChildProcess | undefined;
   const stopRefill = async () => {
     if (!refill || refill.exitCode !== null || refill.signalCode !== null) return;
@@ -64,7 +68,8 @@ function diskFull(via: PathName): CaseSpec {
     await exited;
   };
   const resource: ResourceFault = {
-    id: `disk-full ${via}`,
+    id: `disk-full ${via}${keepAlive === 0 ? ' idle' : ''}`,
+    keepAlive,
     setup: mountTmpfs,
     fault: async (t) => {
       fill(t.dir);
@@ -159,7 +164,9 @@ function fdsByUpgradePeers(): CaseSpec {
 export function resourceCases(): { id: string; run(): Promise<CaseResult> }[] {
   const specs = [
     diskFull('takeover'),
+    diskFull('takeover', 0),
     diskFull('exec'),
+    diskFull('exec', 0),
     diskFull('reload'),
     diskFull('winch'),
     fdsByClients('takeover'),
