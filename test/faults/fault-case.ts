@@ -204,7 +204,12 @@ export async function runCase(spec: CaseSpec): Promise<CaseResult> {
       // The others may serve on unharmed while it hangs: wait for baton to give up on it (a failure
       // reported after the fault), at most as long as its hello and ready timeouts, before judging.
       await target.log
-        .waitFor((e) => /failed|refused|lost/.test(e.event) || /failed/.test(String(e.msg ?? '')), 'the hung process given up on', Timeouts.helloMs + Timeouts.readyMs + 1_000, armedEvents)
+        .waitFor(
+          (e) => /failed|refused|lost/.test(e.event) || /failed/.test(String(e.msg ?? '')),
+          'the hung process given up on',
+          Timeouts.helloMs + Timeouts.readyMs + 1_000,
+          armedEvents,
+        )
         .catch(() => undefined);
     }
     const serving = await settle('after the fault', serveBoundMs + 2_000);
@@ -233,7 +238,13 @@ export async function runCase(spec: CaseSpec): Promise<CaseResult> {
     const adopted = [...dead].reduce((n, pid) => n + (target.adoptedBy(pid, armedEvents) ?? KEEP_ALIVE), 0);
     // Accepting: it served, or it was past the point where it takes connections (a successor once Draining
     // arrived — before Ready it must not accept, test/successor-accept-gating — any predecessor, a master's workers).
-    const beforeAccepting = ['successor.connected', 'successor.hello-sent', 'successor.listeners-received', 'successor.state-received', 'successor.ready-sent'];
+    const beforeAccepting = [
+      'successor.connected',
+      'successor.hello-sent',
+      'successor.listeners-received',
+      'successor.state-received',
+      'successor.ready-sent',
+    ];
     const deadAccepting = deadServed || (spec.step !== undefined && firedPid !== undefined && !beforeAccepting.includes(spec.step));
     allowance = deadAccepting || adopted > 0 ? Math.min(adopted, KEEP_ALIVE) + PROBE_CONCURRENCY : 0;
     const refused = windowFailures.filter((f) => /ECONNREFUSED/.test(f.error)).length;
