@@ -3,14 +3,14 @@ import { once, EventEmitter } from 'node:events';
 import type net from 'node:net';
 import type { ChildProcess } from 'node:child_process';
 import { debuglog } from 'node:util';
-import { BatonError, asError, isBatonError } from './core/errors.js';
+import { BatonError, asError, fileWriteFailed, isBatonError } from './core/errors.js';
 import { removeOwnPidFile, writePidFile } from './core/atomic-file.js';
 import { PhaseMachine, type Phase } from './core/phase.js';
 import type { ConnectionTracker, DrainReport } from './drain/connection-tracker.js';
 import type { SocketMigration } from './migrate/emigration.js';
 import { adoptConnections } from './migrate/immigration.js';
 import { Parking } from './migrate/parking.js';
-import type { WebSocketMigration, WssLike } from './migrate/websocket.js';
+import { WebSocketRegistry, type WebSocketMigration, type WssLike } from './migrate/websocket.js';
 import { spawnSuccessor, type ExecCommand } from './handover/exec.js';
 import { LISTEN_FDS_START } from './handover/inherit.js';
 import { PredecessorSide } from './handover/predecessor.js';
@@ -34,9 +34,11 @@ export interface GenerationSettings {
   readyTimeoutMs: number;
   drainTimeoutMs: number;
   migrateTimeoutMs: number;
+  livenessTimeoutMs: number;
   migrateBatchSize: number;
   migrate: boolean;
   migrateAfterResponse: boolean;
+  closeUpgraded: boolean;
   killGraceMs: number;
   maxFrameBytes: number;
   maxStateBytes: number;
@@ -96,6 +98,8 @@ export interface Beginning {
   predecessor: FramePeer | undefined;
   predecessorPid: number | undefined;
   state: StatePayload;
+  /** Emitted as `'warning'` right after start() resolved (e.g. the predecessor vanished before its listeners came). */
+  warnings?: Error[];
 }
 
 /**
@@ -128,7 +132,7 @@ export class Generation extends EventEmitter<GenerationEvents> {
   #signalHandler: (() => void) | undefined;
   readonly #socketHandlers = new Map<string, SocketMigration>();
   readonly #parking = new Parking();
-  readonly #websockets = new Map<string, { wss: WssLike; handlers: WebSocketMigration }>();
+  readonly #websockets = new WebSocketRegistry((server) => this.#listeners.of(server)?.name);
   #stopRequested = false;
   /**
    * This generation as a predecessor: its upgrade socket, the successor it
@@ -149,6 +153,11 @@ export class Generation extends EventEmitter<GenerationEvents> {
     this.#tracker = beginning.tracker;
     this.#state = beginning.state;
     this.#stateProvider = settings.state;
+    this.#tracker.setUpgradedPolicy({
+      claims: (socket) => this.#websockets.claims(socket),
+      close: settings.closeUpgraded,
+      timeoutMs: settings.migrateTimeoutMs,
+    });
     this.#asPredecessor = this.#newPredecessorSide();
     this.#phases.on('phase', (to, from) => {
       debug('generation %d (pid %d): %s -> %s', this.number, process.pid, from, to);
@@ -162,6 +171,9 @@ export class Generation extends EventEmitter<GenerationEvents> {
       this.#phases.transition('taking-over');
       this.#watchPredecessor(beginning.predecessor);
     }
+    const warnings = beginning.warnings ?? [];
+    // After start() resolved and its caller attached listeners (an `await` continues in a microtask, before this).
+    if (warnings.length > 0) setImmediate(() => warnings.forEach((w) => this.emit('warning', w)));
   }
 
   /** The current phase. */
@@ -238,20 +250,33 @@ export class Generation extends EventEmitter<GenerationEvents> {
   }
 
   /**
-   * Makes the WebSockets of `wss` (a `ws` WebSocketServer attached to the
-   * HTTP server of listener `name`) migrate alive to the successor at a frame
-   * boundary: no close frame, no message lost or duplicated. Call it in every
-   * generation, before ready(): the predecessor uses `state` to capture each
-   * leaving socket's app state (JSON); the successor's `adopt` receives a ready
-   * `ws` WebSocket for the same client (also added to `wss.clients`) and that
-   * state. A WebSocket with permessage-deflate, whose compression context
-   * cannot leave the process, is closed with 1012 (Service Restart) instead:
-   * create the server with `perMessageDeflate: false` (ws's default) to
-   * migrate every connection. In the old generation a migrated WebSocket ends
-   * with a local 'close' (1006) and nothing is sent to the client.
+   * Makes the WebSockets of `wss` (a `ws` 8 WebSocketServer) migrate alive to
+   * the successor at a frame boundary: no close frame, no message lost or
+   * duplicated. Any mode: `{ server }`, `{ port }`, or `{ noServer: true }`
+   * with the app calling `wss.handleUpgrade()` itself; `clientTracking: false`
+   * too (baton follows the WebSockets the server accepts, not `wss.clients`).
+   * Several servers may share one listener: `handlers.key` names each (default:
+   * `#0`, `#1`, … in the order they are registered for that listener), and a
+   * migrated WebSocket reaches the server registered under the same listener
+   * and key in the successor (refused there when there is none: it stays and
+   * is closed with 1012). `name` is the listener of the HTTP server the
+   * upgrades arrive on, or null for a server that takes upgrades from several
+   * listeners (the listener is then the one each request came in on).
+   *
+   * Call it in every generation before the server's first client connects and
+   * before ready(): the predecessor uses `state` to capture each leaving
+   * WebSocket's app state (JSON; it also gets the URL and headers of the
+   * WebSocket's upgrade request); the successor's `adopt` receives a ready `ws`
+   * WebSocket for the same client (also added to `wss.clients` if the server
+   * tracks clients), that state and that request. A WebSocket with
+   * permessage-deflate, whose compression context cannot leave the process, is
+   * closed with 1012 (Service Restart) instead: create the server with
+   * `perMessageDeflate: false` (ws's default) to migrate every connection. In
+   * the old generation a migrated WebSocket ends with a local 'close' (1006)
+   * and nothing is sent to the client.
    */
-  migrateWebSockets(name: string, wss: unknown, handlers: WebSocketMigration): void {
-    this.#websockets.set(name, { wss: wss as WssLike, handlers });
+  migrateWebSockets(name: string | null, wss: unknown, handlers: WebSocketMigration): void {
+    this.#websockets.register(name, wss as WssLike, handlers);
   }
 
   /**
@@ -275,11 +300,10 @@ export class Generation extends EventEmitter<GenerationEvents> {
       try {
         await peer.send(FrameType.Ready, { listeners: this.#listeners.all.length });
         failpoint('successor.ready-sent');
-        await this.#predecessorReply;
-        failpoint('successor.draining-received');
+        if (await this.#awaitDraining()) failpoint('successor.draining-received');
       } catch (err) {
         if (!isPeerLoss(err)) {
-          socket.close();
+          socket?.close();
           this.#fail(asError(err));
           throw err;
         }
@@ -294,7 +318,7 @@ export class Generation extends EventEmitter<GenerationEvents> {
       }
     }
     if (this.phase === 'failed') {
-      socket.close();
+      socket?.close();
       throw new BatonError('ERR_BATON_ABORTED', 'the takeover was aborted by the predecessor');
     }
     peer?.channel.unref(); // only the predecessor's Done is still to come
@@ -361,6 +385,39 @@ export class Generation extends EventEmitter<GenerationEvents> {
     if (draining) return draining;
     const [report] = (await once(this as EventEmitter, 'drained')) as [DrainReport];
     return report;
+  }
+
+  /**
+   * Successor side, in ready(): waits for the predecessor's Draining, within
+   * `helloTimeoutMs` (the predecessor answers each step within it). A
+   * predecessor frozen after it read Ready would otherwise keep this
+   * generation from ever publishing its upgrade socket and pid file: past the
+   * bound it serves on alone, as it holds the listeners already (warning
+   * ERR_BATON_PREDECESSOR_LOST). Should the predecessor run again, it reads our
+   * Ready and drains into this generation as usual. Resolves with true when
+   * Draining came, false at the bound; rejects as the reply does.
+   */
+  async #awaitDraining(): Promise<boolean> {
+    let timer: NodeJS.Timeout | undefined;
+    const bound = new Promise<false>((resolve) => {
+      // Judged after the poll phase: a Draining that came during a pause of this event loop counts.
+      timer = setTimeout(() => setImmediate(() => resolve(false)), this.settings.helloTimeoutMs);
+    });
+    try {
+      const came = await Promise.race([this.#predecessorReply!.then(() => true as const), bound]);
+      if (!came) {
+        this.emit(
+          'warning',
+          new BatonError(
+            'ERR_BATON_PREDECESSOR_LOST',
+            `predecessor pid ${this.predecessorPid} did not answer ready with Draining within ${this.settings.helloTimeoutMs} ms (helloTimeoutMs); serving on alone`,
+          ),
+        );
+      }
+      return came;
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   #fail(err: Error): void {
@@ -436,7 +493,7 @@ export class Generation extends EventEmitter<GenerationEvents> {
     const host = {
       serverOf: (name: string) => this.#listeners.get(name)?.server,
       socketHandlers: (name: string) => this.#socketHandlers.get(name),
-      websocketHandlers: (name: string) => this.#websockets.get(name),
+      websockets: this.#websockets,
       track: (socket: net.Socket, server: net.Server) => this.#tracker.add(socket, server),
       park: (fd: number, server: net.Server, listener: string) => this.#parking.park(fd, server, listener),
       migrateTimeoutMs: this.settings.migrateTimeoutMs,
@@ -518,11 +575,24 @@ export class Generation extends EventEmitter<GenerationEvents> {
     this.#signalHandler = undefined;
   }
 
+  /** Best effort: a pid file that cannot be written (a full disk) is reported, and serving goes on. */
   #writePidFile(): void {
-    if (this.settings.pidFile) writePidFile(this.settings.pidFile);
+    const file = this.settings.pidFile;
+    if (!file) return;
+    try {
+      writePidFile(file);
+    } catch (err) {
+      this.emit('warning', fileWriteFailed(file, `it does not name pid ${process.pid}; serving on`, err));
+    }
   }
 
   #removePidFile(): void {
-    if (this.settings.pidFile) removeOwnPidFile(this.settings.pidFile);
+    const file = this.settings.pidFile;
+    if (!file) return;
+    try {
+      removeOwnPidFile(file);
+    } catch (err) {
+      this.emit('warning', fileWriteFailed(file, `it still names pid ${process.pid}, which exits`, err));
+    }
   }
 }

@@ -11,9 +11,9 @@ import { Generation, type GenerationSettings, type Origin } from './generation.j
 import { ListenerSet } from './listeners/listener-set.js';
 import { UnixChannel, probeUnixSocket } from './native/unix-channel.js';
 import { closeQuietly, dupFd } from './native/socket-info.js';
-import { FramePeer } from './protocol/frame-peer.js';
+import { FramePeer, isPeerLoss } from './protocol/frame-peer.js';
 import { linkToMaster, takeSupervision } from './supervisor/worker-link.js';
-import { FrameType, type ListenersPayload, type StatePayload } from './protocol/frames.js';
+import { FrameType, type HelloPayload, type ListenersPayload, type StatePayload } from './protocol/frames.js';
 import { greetPredecessor } from './handover/greeting.js';
 
 /** Options of {@link start}. Every timeout is in milliseconds; defaults in {@link Defaults}. */
@@ -28,6 +28,7 @@ export interface StartOptions {
   readyTimeoutMs?: number;
   drainTimeoutMs?: number;
   migrateTimeoutMs?: number;
+  livenessTimeoutMs?: number;
   /** Most connections migrated per batch (one frame and one acknowledgement each). */
   migrateBatchSize?: number;
   /**
@@ -43,6 +44,16 @@ export interface StartOptions {
    * reconnects to the successor.
    */
   migrateAfterResponse?: boolean;
+  /**
+   * Upgraded connections that cannot migrate (a WebSocket of a server not
+   * registered with Generation#migrateWebSockets, one with permessage-deflate,
+   * any other protocol after an HTTP `Upgrade`): true (default) closes them
+   * gracefully as soon as the successor is ready — a `ws` WebSocket with 1012
+   * (Service Restart), anything else with a FIN once its writes flushed — so
+   * their clients reconnect to the successor at once; false holds them until
+   * `drainTimeoutMs` and then destroys them. Applies to a migrating drain (`migrate`, the default).
+   */
+  closeUpgraded?: boolean;
   killGraceMs?: number;
   maxFrameBytes?: number;
   maxStateBytes?: number;
@@ -150,8 +161,11 @@ export async function start(options: StartOptions): Promise<Generation> {
   }
 
   const peer = new FramePeer(channel, { maxFrameBytes: settings.maxFrameBytes, label: `predecessor at ${settings.socketPath}` });
+  let reply: HelloPayload | undefined;
   try {
-    const { reply, timeout } = await greetPredecessor(peer, channel, settings);
+    const greeting = await greetPredecessor(peer, channel, settings);
+    reply = greeting.reply;
+    const { timeout } = greeting;
     const manifest = await peer.expect(FrameType.Listeners, settings.helloTimeoutMs, timeout);
     failpoint('successor.listeners-received');
     const received = adoptManifest(manifest.payload as ListenersPayload, manifest.fds, pool);
@@ -177,11 +191,39 @@ export async function start(options: StartOptions): Promise<Generation> {
     );
   } catch (err) {
     peer.close();
+    if (isPeerLoss(err)) {
+      // The predecessor is gone before start() got all it sends: nobody serves. Carry on as a
+      // generation of our own, with the listeners we hold (inherited on the exec path, or received
+      // already), binding the rest: the predecessor's ports are free once it is gone, or about to
+      // be — a bind retries EADDRINUSE for BIND_RETRY_MS.
+      const number = (reply?.generation ?? 0) + 1;
+      const warning = new BatonError(
+        'ERR_BATON_PREDECESSOR_LOST',
+        `${peer.label} went away before the handover's listeners and state were complete (${asError(err).message}); generation ${number} (pid ${process.pid}) carries on alone with the ${pool.length} listeners it holds and binds the others itself`,
+        { cause: err },
+      );
+      const listeners = new ListenerSet(pool, (s) => tracker.track(s), { byName: supervised, retryAddressInUseMs: BIND_RETRY_MS });
+      return linked(
+        new Generation(settings, {
+          origin,
+          number,
+          listeners,
+          tracker,
+          predecessor: undefined,
+          predecessorPid: undefined,
+          state: { present: false },
+          warnings: [warning],
+        }),
+      );
+    }
     for (const l of pool) closeQuietly(l.fd);
     if (isBatonError(err)) throw err;
     throw new BatonError('ERR_BATON_PREDECESSOR_LOST', `takeover from ${peer.label} failed: ${asError(err).message}`, { cause: err });
   }
 }
+
+/** How long a successor whose predecessor vanished before sending its listeners retries binding a port still in use. */
+export const BIND_RETRY_MS = 2_000;
 
 /** Matches the manifest with the fds: riding on the frame (takeover) or inherited by number (exec). */
 function adoptManifest(payload: ListenersPayload, frameFds: number[], inherited: InheritedListener[]): InheritedListener[] {
@@ -234,9 +276,11 @@ function resolveSettings(o: StartOptions): GenerationSettings {
     readyTimeoutMs: num('readyTimeoutMs'),
     drainTimeoutMs: num('drainTimeoutMs'),
     migrateTimeoutMs: num('migrateTimeoutMs'),
+    livenessTimeoutMs: num('livenessTimeoutMs'),
     migrateBatchSize: Math.floor(num('migrateBatchSize')) || 1,
     migrate: o.migrate ?? true,
     migrateAfterResponse: o.migrateAfterResponse ?? true,
+    closeUpgraded: o.closeUpgraded ?? true,
     killGraceMs: num('killGraceMs'),
     maxFrameBytes: num('maxFrameBytes'),
     maxStateBytes: num('maxStateBytes'),

@@ -49,8 +49,10 @@ interface State {
   pending: number;
   quietTimer: NodeJS.Timeout | undefined;
   readyCalled: boolean;
-  /** WebSocket servers waiting for their http server's listener name. */
-  websockets: Map<net.Server, object[]>;
+  /** WebSocketServers created before the generation existed, in creation order, with their key. */
+  websockets: { wss: object; key: string }[];
+  /** WebSocketServers created so far in this process (their keys are `ws#<n>`, in creation order). */
+  websocketCount: number;
   /** Started by `baton start` (a worker): new listeners are handed to the master. */
   supervised: boolean;
 }
@@ -75,7 +77,8 @@ export function installAdoption(options: AdoptionOptions): void {
     pending: 0,
     quietTimer: undefined,
     readyCalled: false,
-    websockets: new Map(),
+    websockets: [],
+    websocketCount: 0,
     supervised: process.env[SUPERVISED_ENV] !== undefined,
   };
   state = s;
@@ -121,8 +124,12 @@ function generationOf(s: State): Promise<Generation> {
     name: s.options.name,
     socketDir: s.options.socketDir,
     acceptBeforeReady: true,
+    // BATON_CLOSE_UPGRADED=0 holds upgraded connections that cannot migrate until the drain timeout.
+    closeUpgraded: process.env.BATON_CLOSE_UPGRADED !== '0',
   }).then((g) => {
     watch(s, g);
+    for (const { wss, key } of s.websockets) registerWebSockets(g, wss, key);
+    s.websockets = [];
     return g;
   });
   return s.generation;
@@ -144,8 +151,6 @@ async function adopt(s: State, server: net.Server, name: string, address: Parame
     if (Object.getPrototypeOf(server) === net.Server.prototype) {
       g.migrateSockets(name, { state: () => null, adopt: (socket) => void server.emit('connection', socket) });
     }
-    for (const wss of s.websockets.get(server) ?? []) registerWebSockets(g, name, wss);
-    s.websockets.delete(server);
     s.options.report(
       'listening',
       { listener: name, port: listener.port, origin: listener.origin },
@@ -222,9 +227,14 @@ function installSignals(s: State): void {
 }
 
 /**
- * ws's WebSocketServer stores its http server in `this._server` from its
- * constructor: a setter on the prototype learns every WebSocketServer the app
- * creates, before any client connects, so its connections can migrate.
+ * ws's WebSocketServer stores its settings in `this.options` at the end of its
+ * constructor, whatever its mode (`server`, `port`, `noServer`): a setter on
+ * the prototype learns every WebSocketServer the app creates, before any
+ * client connects, and registers it for migration. Each is keyed by its
+ * creation order in the process (`ws#0`, `ws#1`, …), which is how a migrated
+ * WebSocket finds its server in the next generation: an app that creates its
+ * servers in the same order (the same code, or a version that adds servers
+ * after the existing ones) gets each WebSocket back on the server that had it.
  */
 function hookWebSocketServers(s: State): void {
   let proto: object | undefined;
@@ -234,45 +244,50 @@ function hookWebSocketServers(s: State): void {
   } catch {
     return; // the app does not use ws
   }
-  if (!proto || Object.getOwnPropertyDescriptor(proto, '_server')) return;
-  Object.defineProperty(proto, '_server', {
+  if (!proto || Object.getOwnPropertyDescriptor(proto, 'options')) return;
+  Object.defineProperty(proto, 'options', {
     configurable: true,
     get: () => undefined,
-    set(this: object, server: unknown) {
-      Object.defineProperty(this, '_server', { value: server, writable: true, configurable: true, enumerable: true });
-      if (server instanceof net.Server) onWebSocketServer(s, this, server);
+    set(this: object, options: unknown) {
+      Object.defineProperty(this, 'options', { value: options, writable: true, configurable: true, enumerable: true });
+      onWebSocketServer(s, this);
     },
   });
 }
 
-function onWebSocketServer(s: State, wss: object, server: net.Server): void {
-  const requests = new WeakMap<object, { url: string | undefined; headers: http.IncomingHttpHeaders }>();
-  (wss as { on(e: string, fn: (ws: object, req: http.IncomingMessage) => void): void }).on('connection', (ws, req) => {
-    if (req) requests.set(ws, { url: req.url, headers: req.headers });
-  });
-  (wss as { [requestsKey]?: typeof requests })[requestsKey] = requests;
-  const name = s.names.get(server);
-  if (name && s.generation) void s.generation.then((g) => registerWebSockets(g, name, wss));
-  else s.websockets.set(server, [...(s.websockets.get(server) ?? []), wss]);
+function onWebSocketServer(s: State, wss: object): void {
+  if (librarySessionStarted() && !s.generation) return; // the app drives baton itself
+  const key = `ws#${s.websocketCount++}`;
+  if (s.generation) void s.generation.then((g) => registerWebSockets(g, wss, key));
+  else s.websockets.push({ wss, key });
 }
 
-const requestsKey = Symbol('baton.requests');
+/**
+ * engine.io (socket.io) runs its own `noServer` WebSocketServer; its sessions
+ * (handshake, heartbeats, packet buffers) live in engine.io's memory and cannot
+ * move with the socket, so its WebSockets are not followed: once the successor
+ * is ready they are closed with 1012 and socket.io's client reconnects there.
+ * engine.io marks every request of its protocol with the `EIO` query parameter.
+ */
+function isEngineIo(req: http.IncomingMessage): boolean {
+  return /[?&]EIO=/.test(req.url ?? '');
+}
 
-/** Migrates the WebSockets of `wss`; the next generation's app sees each one as a new 'connection' with the original request's URL and headers. */
-function registerWebSockets(g: Generation, name: string, wss: object): void {
-  const requests = (wss as { [requestsKey]?: WeakMap<object, { url: string | undefined; headers: http.IncomingHttpHeaders }> })[
-    requestsKey
-  ];
-  g.migrateWebSockets(name, wss, {
-    state: (ws) => requests?.get(ws as object) ?? null,
-    adopt: (ws, saved) => {
+/**
+ * Migrates the WebSockets of `wss`, whichever listener their upgrade arrived
+ * on; the next generation's app sees each one as a new 'connection' of the
+ * server with the same key, with the original request's URL and headers.
+ */
+function registerWebSockets(g: Generation, wss: object, key: string): void {
+  g.migrateWebSockets(null, wss, {
+    key,
+    follows: (req) => !isEngineIo(req),
+    adopt: (ws, _state, request) => {
       const socket = (ws as { _socket?: net.Socket })._socket ?? new net.Socket();
       const req = new http.IncomingMessage(socket);
-      const st = saved as { url?: string; headers?: http.IncomingHttpHeaders } | null;
       req.method = 'GET';
-      req.url = st?.url ?? '/';
-      req.headers = st?.headers ?? {};
-      requests?.set(ws as object, { url: req.url, headers: req.headers });
+      req.url = request?.url ?? '/';
+      req.headers = request?.headers ?? {};
       (wss as { emit(e: string, ...a: unknown[]): boolean }).emit('connection', ws, req);
     },
   });

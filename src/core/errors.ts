@@ -57,6 +57,10 @@ export const ErrorCodes = {
   ERR_BATON_MIGRATION_TIMEOUT: 'connection migration not acknowledged in time',
   /** A migrated connection could not be resumed in the successor (its bytes were not what the predecessor announced). */
   ERR_BATON_MIGRATION_LOST: 'migrated connection lost',
+  /** A best-effort file (pid file, upgrade socket) could not be written: the message names the file and the errno; serving goes on. */
+  ERR_BATON_FILE_WRITE_FAILED: 'best-effort file not written',
+  /** The upgrade socket could not accept a connection (out of fds or memory): it retries; serving goes on. */
+  ERR_BATON_ACCEPT_FAILED: 'upgrade socket accept failed',
   /** A configuration value is invalid. */
   ERR_BATON_INVALID_OPTION: 'invalid option',
   /** The supervisor's config file is unreadable or invalid (the message names file, key path and line). */
@@ -102,4 +106,15 @@ export function isBatonError(err: unknown, code?: ErrorCode): err is BatonError 
 /** Wraps anything thrown into an Error, keeping Errors as they are. */
 export function asError(err: unknown): Error {
   return err instanceof Error ? err : new Error(String(err));
+}
+
+/**
+ * The warning for a best-effort file that could not be written: names the
+ * file and the errno (`err`'s message, e.g. `ENOSPC: no space left on
+ * device, write`), then what it means for the generation.
+ */
+export function fileWriteFailed(file: string, consequence: string, err: unknown): BatonError {
+  return new BatonError('ERR_BATON_FILE_WRITE_FAILED', `could not write ${file}: ${asError(err).message}; ${consequence}`, {
+    cause: err,
+  });
 }

@@ -18,6 +18,15 @@ export const Defaults = {
    */
   migrateTimeoutMs: 10_000,
   /**
+   * A successor that is ready must answer the predecessor's liveness Ping
+   * within this many ms while the predecessor drains into it (pings go out
+   * every quarter of this), and once more before the predecessor's drain ends.
+   * One that does not is declared lost: it is killed and the predecessor rolls
+   * back and serves. Keep it above the longest pause the app's event loop may
+   * take (a frozen event loop cannot answer).
+   */
+  livenessTimeoutMs: 5_000,
+  /**
    * Most connections sent to the successor in one Connections frame (one
    * acknowledgement each; up to MIGRATE_BATCHES_IN_FLIGHT frames in flight).
    * Small enough that the successor starts adopting early and the last batch

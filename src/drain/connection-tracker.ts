@@ -4,6 +4,7 @@ import type net from 'node:net';
 import tls from 'node:tls';
 import { idleHttp1Sockets } from '../migrate/http1-idle.js';
 import { followHttp2Session } from '../migrate/http2-session.js';
+import { closeWebSocket, type WsLike } from '../migrate/websocket.js';
 
 /** How the connections of a server can move to a successor. */
 export type MigrationMode = 'http1' | 'socket' | 'http2';
@@ -39,6 +40,24 @@ export interface Migrator {
    * after their response, false answers with `Connection: close` instead.
    */
   readonly afterResponse: boolean;
+}
+
+/**
+ * What happens to upgraded connections (WebSocket, any protocol after an HTTP
+ * `Upgrade`) that do not migrate, during a drain into a ready successor.
+ */
+export interface UpgradedPolicy {
+  /** True for an upgraded connection that migrates (a WebSocket of a registered server). */
+  claims(socket: net.Socket): boolean;
+  /**
+   * True: close the others gracefully at once — a `ws` WebSocket with 1012
+   * (Service Restart), anything else with a FIN once its writes flushed — so
+   * their clients reconnect to the successor. False: they stay until
+   * `drainTimeoutMs`, then are destroyed.
+   */
+  close: boolean;
+  /** Bounds the wait for a closing WebSocket's pending answers (migrateTimeoutMs). */
+  timeoutMs: number;
 }
 
 /** What a drain did, for reports and the Done frame. */
@@ -111,6 +130,7 @@ export class ConnectionTracker {
   #migrator: Migrator | undefined;
   #onEmpty: (() => void) | undefined;
   #cancel: (() => void) | undefined;
+  #upgraded: UpgradedPolicy | undefined;
 
   /** Open connections across all tracked servers. */
   get size(): number {
@@ -120,6 +140,11 @@ export class ConnectionTracker {
   /** True once {@link ConnectionTracker.drain} was called. */
   get draining(): boolean {
     return this.#draining;
+  }
+
+  /** Sets what a drain into a successor does with upgraded connections (default: they wait for the drain timeout). */
+  setUpgradedPolicy(policy: UpgradedPolicy): void {
+    this.#upgraded = policy;
   }
 
   /** Starts following `server`'s connections. Must be called before it accepts. Idempotent. */
@@ -176,7 +201,32 @@ export class ConnectionTracker {
    */
   keep(socket: net.Socket): void {
     // After a cancelled drain (rollback) a late give-back must not pin it for the next one.
-    if (this.#draining) this.#kept.add(socket);
+    if (!this.#draining) return;
+    this.#kept.add(socket);
+    // An upgraded connection that came back (refused by the successor) is closed like one that never could move.
+    if (this.#migrator && this.#upgraded?.close && this.#isUpgraded(socket)) closeUpgraded(socket, this.#upgraded.timeoutMs);
+  }
+
+  /**
+   * A connection of a plain HTTP/1.x server that left HTTP (Node freed its
+   * parser at the upgrade), or a WebSocket adopted from a predecessor. Not
+   * HTTPS: a TLS server's tracked socket is the TCP one under the TLS socket
+   * (which holds the parser), and TLS connections cannot migrate anyway; they
+   * wait for the drain timeout as before.
+   */
+  #isUpgraded(socket: net.Socket): boolean {
+    const server = this.#serverOf.get(socket);
+    if (!(server instanceof http.Server)) return false;
+    return !socket.destroyed && !(socket as { parser?: unknown }).parser;
+  }
+
+  /** Drain into a successor: upgraded connections that will not migrate are closed gracefully at once (see {@link UpgradedPolicy}). */
+  #closeUnmigratable(): void {
+    const policy = this.#upgraded;
+    if (!policy?.close) return;
+    for (const socket of this.#sockets) {
+      if (this.#isUpgraded(socket) && !policy.claims(socket)) closeUpgraded(socket, policy.timeoutMs);
+    }
   }
 
   #migrates(socket: net.Socket): MigrationMode | undefined {
@@ -278,6 +328,7 @@ export class ConnectionTracker {
     this.#inflight.clear();
     for (const session of this.#sessions) this.#considerSession(session);
     for (const socket of this.#sockets) this.#consider(socket);
+    if (migrator) this.#closeUnmigratable();
     // The first look at once: connections idle now start leaving without waiting for a turn.
     this.#checkIdle();
     return new Promise<DrainReport | undefined>((resolve) => {
@@ -311,6 +362,28 @@ export class ConnectionTracker {
       if (this.#sockets.size === 0) finish();
     });
   }
+}
+
+/**
+ * Closes an upgraded connection gracefully: a `ws` WebSocket (ws 8 keeps it on
+ * the socket under its private `websocket` symbol) gets a close frame 1012
+ * (Service Restart) after the answers to what it received (see
+ * closeWebSocket) and ends once its client answered, as a WebSocket close
+ * should; any other protocol gets a FIN after what was written has flushed
+ * (`end()`). Bytes the client sends meanwhile are still read by the app.
+ */
+export function closeUpgraded(socket: net.Socket, timeoutMs: number): void {
+  const ws = webSocketOn(socket);
+  if (ws) return closeWebSocket(ws, timeoutMs);
+  if (!socket.writableEnded) socket.end();
+}
+
+function webSocketOn(socket: net.Socket): WsLike | undefined {
+  const key = Object.getOwnPropertySymbols(socket).find((k) => k.description === 'websocket');
+  const ws = key ? (socket as unknown as Record<symbol, unknown>)[key] : undefined;
+  if (typeof ws !== 'object' || ws === null || typeof (ws as { close?: unknown }).close !== 'function') return undefined;
+  if ((ws as WsLike)._socket !== socket) return undefined;
+  return ws as WsLike;
 }
 
 /** A plain-text HTTP/2 server (`http2.createServer`): the only kind whose sessions can migrate. */

@@ -10,7 +10,7 @@ import { BatonError, asError } from '../core/errors.js';
 import type { UnixChannel } from '../native/unix-channel.js';
 import { growFdTable } from '../native/socket-info.js';
 import type { FramePeer } from '../protocol/frame-peer.js';
-import { FrameType, PROTOCOL_VERSION, type HelloPayload } from '../protocol/frames.js';
+import { FEATURES, FrameType, PROTOCOL_VERSION, type HelloPayload } from '../protocol/frames.js';
 
 const debug = debuglog('baton:migrate');
 
@@ -31,7 +31,15 @@ export async function greetPredecessor(
   settings: GreetingSettings,
   generation = 0,
 ): Promise<{ reply: HelloPayload; timeout: () => BatonError }> {
-  const hello: HelloPayload = { protocol: PROTOCOL_VERSION, pid: process.pid, generation, name: settings.name, node: process.version };
+  const hello: HelloPayload = {
+    protocol: PROTOCOL_VERSION,
+    pid: process.pid,
+    generation,
+    name: settings.name,
+    node: process.version,
+    // Our FramePeer answers Pings: the predecessor may check that this side stays alive once ready.
+    features: [...FEATURES],
+  };
   failpoint('successor.connected');
   await peer.send(FrameType.Hello, hello);
   failpoint('successor.hello-sent');

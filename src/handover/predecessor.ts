@@ -15,7 +15,7 @@ import { failpoint } from '../core/failpoint.js';
 import type { ChildProcess } from 'node:child_process';
 import type { EventEmitter } from 'node:events';
 import type net from 'node:net';
-import { BatonError, asError, isBatonError } from '../core/errors.js';
+import { BatonError, asError, fileWriteFailed, isBatonError } from '../core/errors.js';
 import type { PhaseMachine } from '../core/phase.js';
 import type { ConnectionTracker, DrainReport, Migrator } from '../drain/connection-tracker.js';
 import type { GenerationEvents, GenerationSettings, UpgradeReport } from '../generation.js';
@@ -23,19 +23,21 @@ import type { ListenerSet } from '../listeners/listener-set.js';
 import type { Emigration, SocketMigration } from '../migrate/emigration.js';
 import { createMigrator, offerWebSockets } from '../migrate/migrator.js';
 import type { Parking } from '../migrate/parking.js';
-import type { WebSocketMigration, WssLike } from '../migrate/websocket.js';
+import type { WebSocketRegistry } from '../migrate/websocket.js';
 import { closeQuietly } from '../native/socket-info.js';
 import { probeUnixSocket, type UnixChannel } from '../native/unix-channel.js';
 import { FramePeer } from '../protocol/frame-peer.js';
 import {
   FrameType,
   PROTOCOL_VERSION,
+  hasFeature,
   type DonePayload,
   type HelloPayload,
   type ListenerEntry,
   type StatePayload,
 } from '../protocol/frames.js';
 import { checkHello } from './greeting.js';
+import { Liveness } from './liveness.js';
 import { childExit, explainSuccessorFailure, stopSuccessorProcess } from './successor-process.js';
 import { UpgradeSocket } from './upgrade-socket.js';
 
@@ -66,7 +68,7 @@ export interface PredecessorHost {
   /** The app's raw-socket migration handlers, by listener name (Generation#migrateSockets). */
   readonly socketHandlers: ReadonlyMap<string, SocketMigration>;
   /** The app's WebSocket servers and migration handlers, by listener name (Generation#migrateWebSockets). */
-  readonly websockets: ReadonlyMap<string, { wss: WssLike; handlers: WebSocketMigration }>;
+  readonly websockets: WebSocketRegistry;
   /** The app's state provider now: read at each handover, since Generation#setState may change it at any time. */
   stateProvider(): (() => unknown) | undefined;
   /** Emits one of the generation's events (the generation's own emit, bound). */
@@ -83,6 +85,20 @@ export interface PredecessorHost {
 
 /** How a successor came: connected to the upgrade socket, or spawned by the exec path. */
 type SuccessorArrival = { via: 'takeover'; peer: FramePeer; pid: number } | { via: 'exec'; child: ChildProcess; entries: ListenerEntry[] };
+
+/**
+ * A ready successor that a drain goes into: its channel, its pid (the kernel's
+ * SO_PEERCRED pid on the takeover path, the child's on the exec path), whether
+ * it answers Pings (its Hello named feature `ping`), and how to kill it when
+ * it stops answering.
+ */
+export interface DrainTarget {
+  peer: FramePeer;
+  pid: number;
+  pings: boolean;
+  /** SIGKILLs the successor; returns what happened, for the warning. */
+  kill(): string;
+}
 
 /**
  * The predecessor side of one generation, created by that generation and kept
@@ -130,10 +146,22 @@ export class PredecessorSide {
    * until it passes it to {@link PredecessorSide.publish}, and closes it if it
    * never does (the generation did not become ready).
    */
-  bindUpgradeSocket(): UpgradeSocket {
-    return UpgradeSocket.bind(this.#host.settings.socketPath, (channel) => {
-      void this.#acceptSuccessor(channel);
-    });
+  bindUpgradeSocket(): UpgradeSocket | undefined {
+    const socketPath = this.#host.settings.socketPath;
+    try {
+      return UpgradeSocket.bind(
+        socketPath,
+        (channel) => void this.#acceptSuccessor(channel),
+        (err, closed) => this.#host.emit('warning', acceptFailed(socketPath, err, closed)),
+      );
+    } catch (err) {
+      // A full disk, a vanished directory: best effort, the generation serves without it.
+      this.#host.emit(
+        'warning',
+        fileWriteFailed(`${socketPath}.${process.pid}.tmp`, 'no takeover can reach this generation; serving on', err),
+      );
+      return undefined;
+    }
   }
 
   /**
@@ -141,8 +169,15 @@ export class PredecessorSide {
    * socket path: successors now find this generation. From here this side
    * owns the socket and closes it when the drain starts.
    */
-  publish(socket: UpgradeSocket): void {
-    socket.publish();
+  publish(socket: UpgradeSocket | undefined): void {
+    if (!socket) return;
+    try {
+      socket.publish();
+    } catch (err) {
+      socket.close();
+      this.#host.emit('warning', fileWriteFailed(socket.path, 'no takeover can reach this generation; serving on', err));
+      return;
+    }
     this.#upgradeSocket = socket;
   }
 
@@ -161,7 +196,8 @@ export class PredecessorSide {
 
   /**
    * Stops accepting and drains: into `successor` (a ready one, whose channel
-   * this side then closes when the drain ends) or, without one, by itself
+   * this side then closes when the drain ends; it is pinged meanwhile when it
+   * answers Pings, and killed when it stops answering) or, without one, by itself
    * (Generation#stop). `unlinkSocket` removes the upgrade socket path; a
    * handover keeps it, so the path never disappears before the successor's
    * publish. Memoised: a second call returns the running drain. Settles with
@@ -169,12 +205,13 @@ export class PredecessorSide {
    * after a rollback.
    */
   async drain(
-    successor: FramePeer | undefined,
+    target: DrainTarget | undefined,
     unlinkSocket: boolean,
     drainTimeoutMs = this.#host.settings.drainTimeoutMs,
   ): Promise<DrainReport> {
     if (this.#drainRun) return this.#drainRun;
     const host = this.#host;
+    const successor = target?.peer;
     const run = async (): Promise<DrainReport> => {
       if (host.phases.phase === 'taking-over') {
         throw new BatonError('ERR_BATON_INVALID_PHASE', 'stop() is not allowed while taking over; the predecessor still serves');
@@ -187,6 +224,8 @@ export class PredecessorSide {
       const reserve = successor ? host.listeners.reserve() : [];
       host.listeners.stopAccepting();
       let lost: (() => void) | undefined;
+      /** Set once the successor was declared hung: its own upgrade socket does not count as a server. */
+      let hungPid: number | undefined;
       if (successor) {
         lost = () => {
           // The channel also closes when the successor exits normally, after
@@ -195,8 +234,10 @@ export class PredecessorSide {
           let running = false;
           try {
             const found = probeUnixSocket(host.settings.socketPath);
-            running = found.kind === 'running';
-            if (found.kind === 'running') found.channel.close();
+            if (found.kind === 'running') {
+              running = hungPid === undefined || found.channel.peerCredentials().pid !== hungPid;
+              found.channel.close();
+            }
           } catch {
             // Cannot tell: assume nobody serves, and serve.
           }
@@ -205,8 +246,15 @@ export class PredecessorSide {
         successor.channel.once('end', lost);
         successor.channel.once('error', lost);
       }
-      // Draining is queued on the channel before any Connections frame.
+      // Draining is queued on the channel before any Connections frame (and any Ping).
       const told = successor?.send(FrameType.Draining, { connections: this.#openConnections() }).catch(() => undefined);
+      const liveness =
+        target?.pings === true
+          ? new Liveness(target.peer, host.settings.livenessTimeoutMs, () => {
+              hungPid = target.pid;
+              return this.#killHung(target, () => lost?.());
+            })
+          : undefined;
       const migration = successor && host.settings.migrate ? this.#migrator(successor) : undefined;
       const parked = host.parking.size;
       if (migration) {
@@ -216,10 +264,20 @@ export class PredecessorSide {
         host.parking.wakeAll(); // they drain like any idle connection
       }
       const draining = host.tracker.drain(drainTimeoutMs, migration?.migrator);
+      // A successor that died right after Ready may have closed the channel already, its end
+      // read with the Ready itself, before `lost` listened: roll back now.
+      if (successor?.closed) lost?.();
       if (migration) this.#offerWebSockets(migration.emigration);
       await told;
       if (successor) failpoint('predecessor.draining-sent');
       let report = await draining;
+      // The drain ends only with a successor that still answers: one that hung
+      // now would leave nobody serving once this generation exits.
+      if (report && liveness && (await liveness.final()) === 'hung') {
+        host.tracker.cancelDrain();
+        report = undefined;
+      }
+      liveness?.stop();
       if (report && migration) {
         // Parked connections are not tracked sockets: wait until they all left or came back.
         await migration.emigration.settled();
@@ -260,6 +318,43 @@ export class PredecessorSide {
     };
     this.#drainRun = run();
     return this.#drainRun;
+  }
+
+  /**
+   * The successor stopped answering Pings after it was ready: it must not
+   * serve alongside this generation if it ever runs again, nor hold any
+   * connection, so it is killed (SIGKILL also ends a stopped process). Its
+   * channel ending is the proof of its death: then the drain's rollback
+   * (`lost`) goes ahead as for a successor that died. A successor that cannot
+   * be killed (EPERM) or does not die within `killGraceMs` is given up on: its
+   * channel is closed and the rollback goes ahead anyway.
+   */
+  #killHung(target: DrainTarget, lost: () => void): Promise<void> {
+    const s = this.#host.settings;
+    const outcome = target.kill();
+    this.#host.emit(
+      'warning',
+      new BatonError(
+        'ERR_BATON_SUCCESSOR_LOST',
+        `${target.peer.label} stopped answering: no Pong within ${s.livenessTimeoutMs} ms (livenessTimeoutMs) after it was ready; ${outcome}; generation ${this.#host.number} (pid ${process.pid}) takes its listeners back`,
+      ),
+    );
+    return new Promise((resolve) => {
+      const channel = target.peer.channel;
+      const dead = () => {
+        clearTimeout(timer);
+        channel.off('end', dead).off('error', dead);
+        resolve();
+      };
+      const timer = setTimeout(() => {
+        channel.off('end', dead).off('error', dead);
+        // Closing our end first settles every read pending on it: batches in flight stay here.
+        target.peer.close();
+        lost();
+        resolve();
+      }, s.killGraceMs);
+      channel.once('end', dead).once('error', dead);
+    });
   }
 
   /** Open connections: tracked sockets and parked fds alike leave or drain. */
@@ -399,7 +494,13 @@ export class PredecessorSide {
       timeToReadyMs: performance.now() - started,
       connections: this.#openConnections(),
     };
-    void this.drain(peer, false);
+    const target: DrainTarget = {
+      peer,
+      pid,
+      pings: hasFeature(hello, 'ping'),
+      kill: () => killSuccessor(child, pid),
+    };
+    void this.drain(target, false);
     host.emit('upgrade', report);
     return report;
   }
@@ -433,6 +534,7 @@ export class PredecessorSide {
     const host = this.#host;
     successor.close();
     await host.listeners.resumeAccepting(reserve);
+    // Both best effort (a full disk must not cost the rollback): reported as warnings.
     this.publish(this.bindUpgradeSocket());
     host.writePidFile();
     host.phases.transition('serving');
@@ -462,4 +564,25 @@ export class PredecessorSide {
   #offerWebSockets(emigration: Emigration): void {
     offerWebSockets(emigration, this.#host.websockets, this.#host.settings.migrateTimeoutMs, (s) => this.#host.tracker.keep(s));
   }
+}
+
+/** SIGKILLs a hung successor: the exec child, or the takeover peer by its SO_PEERCRED pid (it passed the uid check). */
+function killSuccessor(child: ChildProcess | undefined, pid: number): string {
+  try {
+    if (child) child.kill('SIGKILL');
+    else if (pid > 0) process.kill(pid, 'SIGKILL');
+    else return 'its pid is unknown, it was not killed';
+    return `killed it (SIGKILL, pid ${pid})`;
+  } catch (err) {
+    return `could not kill pid ${pid} (${(err as NodeJS.ErrnoException).code ?? asError(err).message}): its channel is closed`;
+  }
+}
+
+/** The warning for an accept error of the upgrade socket. */
+function acceptFailed(socketPath: string, err: Error, closed: boolean): BatonError {
+  return new BatonError(
+    'ERR_BATON_ACCEPT_FAILED',
+    `upgrade socket ${socketPath}: ${err.message}; ${closed ? 'the socket is closed: no takeover can reach this generation; serving on' : 'accepting goes on (after a back-off when out of fds or memory), serving on'}`,
+    { cause: err },
+  );
 }

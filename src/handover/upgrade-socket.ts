@@ -68,8 +68,20 @@ export class UpgradeSocket {
     this.#listener = listener;
   }
 
-  /** Binds (not yet published) a socket for `publicPath`; connections are handed to `onConnection`. */
-  static bind(publicPath: string, onConnection: (channel: UnixChannel) => void): UpgradeSocket {
+  /**
+   * Binds (not yet published) a socket for `publicPath`; connections are
+   * handed to `onConnection`. Accept errors never throw nor crash: out of fds
+   * or memory the listener backs off and accepts again (see UnixListener);
+   * `onAcceptError` is told the first error of each streak (until an accept
+   * succeeds again), and any other error, after which the socket is closed
+   * (`closed` true).
+   * Throws the bind's system error (ENOSPC, EACCES, …).
+   */
+  static bind(
+    publicPath: string,
+    onConnection: (channel: UnixChannel) => void,
+    onAcceptError: (err: Error, closed: boolean) => void = () => undefined,
+  ): UpgradeSocket {
     ensurePrivateDir(path.dirname(publicPath));
     const tmp = `${publicPath}.${process.pid}.tmp`;
     try {
@@ -79,11 +91,24 @@ export class UpgradeSocket {
     }
     const listener = UnixListener.listen(tmp, { mode: 0o600 });
     listener.unref();
-    listener.on('connection', onConnection);
+    let failing = false;
+    listener.on('connection', (channel) => {
+      failing = false;
+      onConnection(channel);
+    });
+    listener.on('error', (err) => {
+      if (failing && !listener.closed) return;
+      failing = true;
+      onAcceptError(err, listener.closed);
+    });
     return new UpgradeSocket(publicPath, tmp, listener);
   }
 
-  /** Makes this socket the one at the public path (atomic rename over whatever was there). */
+  /**
+   * Makes this socket the one at the public path (atomic rename over whatever
+   * was there). Throws the rename's system error; the socket is then still
+   * bound at its temporary name (close it).
+   */
   publish(): void {
     if (this.#published) return;
     fs.renameSync(this.#tmp, this.path);

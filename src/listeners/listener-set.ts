@@ -42,6 +42,7 @@ export class ListenerSet {
   readonly #deferred: { server: net.Server; inherited: InheritedListener }[] = [];
   #deferInherited: boolean;
   readonly #byName: boolean;
+  readonly #retryAddressInUseMs: number;
   /** Names whose listen() is under way. */
   readonly #claiming = new Set<string>();
 
@@ -52,16 +53,21 @@ export class ListenerSet {
    * socket before it is ready, or a successor that crashes before ready would lose them.
    * With `byName`, an inherited listener is claimed by its name whatever address
    * listen() asks for: a supervisor's config, not the app, decides the address.
+   * With `retryAddressInUseMs`, a fresh TCP bind that fails with EADDRINUSE is
+   * tried again (every 50 ms) for that long: a successor whose predecessor died
+   * before handing its listeners over binds ports the dying process may still
+   * hold for a moment.
    */
   constructor(
     pool: InheritedListener[],
     onServer: (server: net.Server) => void,
-    options: { deferInherited?: boolean; byName?: boolean } = {},
+    options: { deferInherited?: boolean; byName?: boolean; retryAddressInUseMs?: number } = {},
   ) {
     this.#pool = pool;
     this.#onServer = onServer;
     this.#deferInherited = options.deferInherited ?? false;
     this.#byName = options.byName ?? false;
+    this.#retryAddressInUseMs = options.retryAddressInUseMs ?? 0;
   }
 
   /** The listener called `name`, if set up. */
@@ -131,7 +137,7 @@ export class ListenerSet {
       }
       await adopt(server, inherited);
     } else {
-      await bindFresh(server, address);
+      await bindFresh(server, address, this.#retryAddressInUseMs);
       origin = 'bound';
     }
     const bound = server.address();
@@ -281,10 +287,21 @@ function listenOn(server: net.Server, options: net.ListenOptions | { fd: number 
   });
 }
 
-async function bindFresh(server: net.Server, address: ListenAddress): Promise<void> {
+/** Pause between two binds of a port still in use (see `retryAddressInUseMs`). */
+const BIND_RETRY_PAUSE_MS = 50;
+
+async function bindFresh(server: net.Server, address: ListenAddress, retryAddressInUseMs = 0): Promise<void> {
   if (!('path' in address)) {
-    await listenOn(server, { host: address.host, port: address.port });
-    return;
+    const deadline = performance.now() + retryAddressInUseMs;
+    for (;;) {
+      try {
+        await listenOn(server, { host: address.host, port: address.port });
+        return;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE' || performance.now() >= deadline) throw err;
+        await new Promise((resolve) => setTimeout(resolve, BIND_RETRY_PAUSE_MS));
+      }
+    }
   }
   try {
     await listenOn(server, { path: address.path });

@@ -5,7 +5,7 @@ import { isH2cServer } from '../drain/connection-tracker.js';
 import type { Frame, ConnectionsAckPayload, ConnectionsPayload } from '../protocol/frames.js';
 import type { SocketMigration } from './emigration.js';
 import { adoptHttp2Session, type Http2Travel } from './http2-session.js';
-import { adoptWebSocket, type WebSocketMigration, type WebSocketTravel, type WssLike } from './websocket.js';
+import { adoptWebSocket, type WebSocketRegistry, type WebSocketTravel } from './websocket.js';
 import { closeQuietly } from '../native/socket-info.js';
 
 /** What the successor needs to adopt connections. */
@@ -14,8 +14,8 @@ export interface ImmigrationHost {
   serverOf(name: string): net.Server | undefined;
   /** The app's handlers for raw connections of listener `name`. */
   socketHandlers(name: string): SocketMigration | undefined;
-  /** The app's WebSocket server and handlers for listener `name`. */
-  websocketHandlers(name: string): { wss: WssLike; handlers: WebSocketMigration } | undefined;
+  /** The app's WebSocket servers registered for migration (a migrated WebSocket finds its own by listener and key). */
+  websockets: WebSocketRegistry;
   /** Holds an idle HTTP/1.1 connection as a bare fd until its client sends something. */
   park(fd: number, server: net.Server, listener: string): void;
   /** Tracks a socket the app adopted itself (raw connections), for the next drain. */
@@ -47,10 +47,11 @@ export function adoptConnections(frame: Frame, host: ImmigrationHost): { ack: Co
     }
     const server = host.serverOf(entry.listener);
     const handlers = entry.kind === 'socket' ? host.socketHandlers(entry.listener) : undefined;
-    const wsHandlers = entry.kind === 'websocket' ? host.websocketHandlers(entry.listener) : undefined;
+    const wsHandlers = entry.kind === 'websocket' ? host.websockets.find(entry.listener, (entry.state as WebSocketTravel)?.key) : undefined;
     if (!server || (entry.kind === 'socket' && !handlers) || (entry.kind === 'websocket' && !wsHandlers)) {
       closeQuietly(fd);
-      ack.refused.push({ id: entry.id, reason: `listener '${entry.listener}' has no ${entry.kind} handler in this generation` });
+      const which = entry.kind === 'websocket' ? ` for WebSocketServer '${(entry.state as WebSocketTravel)?.key ?? '#0'}'` : '';
+      ack.refused.push({ id: entry.id, reason: `listener '${entry.listener}' has no ${entry.kind} handler${which} in this generation` });
       return;
     }
     // A listener whose server changed protocol in this version cannot take the connection: it stays and drains there.
@@ -89,7 +90,9 @@ export function adoptConnections(frame: Frame, host: ImmigrationHost): { ack: Co
       if (entry.kind === 'websocket') {
         host.track(socket, server);
         const head = entry.head ? Buffer.from(entry.head, 'base64') : Buffer.alloc(0);
-        adoptWebSocket(wsHandlers!.wss, socket, head, entry.state as WebSocketTravel, wsHandlers!.handlers);
+        const travel = entry.state as WebSocketTravel;
+        const ws = adoptWebSocket(wsHandlers!.wss, socket, head, travel, wsHandlers!.handlers);
+        host.websockets.adopted(ws, wsHandlers!, server, travel?.request);
       } else {
         if (entry.head) socket.unshift(Buffer.from(entry.head, 'base64'));
         host.track(socket, server);

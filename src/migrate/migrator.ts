@@ -13,7 +13,7 @@ import type { FramePeer } from '../protocol/frame-peer.js';
 import { Emigration, type SocketMigration } from './emigration.js';
 import { offerHttp2Session } from './http2-session.js';
 import { offerRawSocket } from './raw-socket.js';
-import { offerWebSocket, type WebSocketMigration, type WssLike } from './websocket.js';
+import { closeWebSocket, offerWebSocket, type WebSocketRegistry } from './websocket.js';
 
 const debug = debuglog('baton:migrate');
 
@@ -80,14 +80,23 @@ export function createMigrator(successor: FramePeer, host: MigratorHost): { migr
   return { migrator, emigration };
 }
 
-/** Offers every open WebSocket of the registered servers (at the start of a migrating drain). */
+/**
+ * Offers every open WebSocket of the registered servers (at the start of a
+ * migrating drain). One whose listener is unknown (its HTTP server is not a
+ * listener of this generation) cannot travel: it is closed with 1012.
+ */
 export function offerWebSockets(
   emigration: Emigration,
-  websockets: ReadonlyMap<string, { wss: WssLike; handlers: WebSocketMigration }>,
+  websockets: WebSocketRegistry,
   timeoutMs: number,
   keep: (socket: net.Socket) => void,
 ): void {
-  for (const [name, { wss, handlers }] of websockets) {
-    for (const ws of wss.clients ?? []) offerWebSocket(ws, emigration, name, handlers, timeoutMs, keep);
+  for (const { ws, registration, listener, request } of websockets.open()) {
+    if (listener !== undefined) {
+      offerWebSocket(ws, emigration, listener, registration, request, timeoutMs, keep);
+      continue;
+    }
+    if (ws._socket) keep(ws._socket);
+    closeWebSocket(ws, timeoutMs);
   }
 }

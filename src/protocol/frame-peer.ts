@@ -1,7 +1,10 @@
 import { BatonError, ErrorCodes, asError, isBatonError, type ErrorCode } from '../core/errors.js';
 import { closeQuietly } from '../native/socket-info.js';
 import type { UnixChannel } from '../native/unix-channel.js';
-import { FrameDecoder, FrameType, encodeFrame, frameTypeName, type ErrorPayload, type Frame } from './frames.js';
+import { FrameDecoder, FrameType, encodeFrame, frameTypeName, type ErrorPayload, type Frame, type PingPayload } from './frames.js';
+
+/** How a {@link FramePeer.ping} ended. */
+export type PingOutcome = 'pong' | 'timeout' | 'closed';
 
 /**
  * One end of the handover protocol: frames over a {@link UnixChannel}.
@@ -9,6 +12,10 @@ import { FrameDecoder, FrameType, encodeFrame, frameTypeName, type ErrorPayload,
  * The peer owns the channel and closes it in {@link FramePeer.close}. Fds of
  * received frames belong to whoever takes the frame from {@link FramePeer.receive};
  * frames never taken are closed with the peer.
+ *
+ * Ping and Pong frames (feature `ping`) never reach {@link FramePeer.receive}:
+ * a Ping is answered with a Pong as soon as it is read, a Pong settles the
+ * {@link FramePeer.ping} that asked for it.
  */
 export class FramePeer {
   readonly channel: UnixChannel;
@@ -20,6 +27,8 @@ export class FramePeer {
   #waiter: { resolve: (f: Frame) => void; reject: (e: Error) => void } | undefined;
   #failure: Error | undefined;
   #closed = false;
+  #nextPing = 1;
+  readonly #pings = new Map<number, (outcome: PingOutcome) => void>();
 
   constructor(channel: UnixChannel, options: { maxFrameBytes: number; label: string }) {
     this.channel = channel;
@@ -77,6 +86,33 @@ export class FramePeer {
     });
   }
 
+  /**
+   * Sends a Ping (only to a peer whose Hello named feature `ping`) and
+   * resolves with `'pong'` when its Pong arrives within `timeoutMs`,
+   * `'timeout'` when it does not, `'closed'` when the channel closes or fails
+   * first. Never rejects.
+   */
+  ping(timeoutMs: number): Promise<PingOutcome> {
+    if (this.closed) return Promise.resolve('closed');
+    const seq = this.#nextPing++;
+    return new Promise((resolve) => {
+      // The verdict waits for the next check phase: after a long pause of this
+      // process's event loop the timer fires before the poll phase reads a
+      // Pong that arrived in time.
+      const timer = setTimeout(() => setImmediate(() => settle('timeout')), timeoutMs);
+      let settled = false;
+      const settle = (outcome: PingOutcome) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        this.#pings.delete(seq);
+        resolve(outcome);
+      };
+      this.#pings.set(seq, settle);
+      this.send(FrameType.Ping, { seq } satisfies PingPayload).catch(() => settle('closed'));
+    });
+  }
+
   /** Receives the next frame and checks its type; an unexpected type is an error (its fds are closed). */
   async expect(type: FrameType, timeoutMs?: number, onTimeout?: () => Error): Promise<Frame> {
     const frame = await this.receive(timeoutMs, onTimeout);
@@ -111,6 +147,24 @@ export class FramePeer {
     this.#decoder.dispose();
     this.channel.close();
     this.#waiter?.reject(new BatonError('ERR_BATON_CHANNEL_CLOSED', `upgrade channel to ${this.label} closed`));
+    this.#settlePings('closed');
+  }
+
+  #settlePings(outcome: PingOutcome): void {
+    for (const settle of [...this.#pings.values()]) settle(outcome);
+  }
+
+  /** Ping and Pong are the channel's own business: answered or settled here, never queued. */
+  #liveness(f: Frame): boolean {
+    if (f.type !== FrameType.Ping && f.type !== FrameType.Pong) return false;
+    for (const fd of f.fds) closeQuietly(fd);
+    const seq = (f.payload as Partial<PingPayload> | null)?.seq;
+    if (f.type === FrameType.Ping) {
+      if (!this.closed) this.send(FrameType.Pong, { seq } satisfies Partial<PingPayload>).catch(() => undefined);
+    } else if (typeof seq === 'number') {
+      this.#pings.get(seq)?.('pong');
+    }
+    return true;
   }
 
   #onData(chunk: Buffer, fds: number[]): void {
@@ -122,6 +176,7 @@ export class FramePeer {
       return;
     }
     for (const f of frames) {
+      if (this.#liveness(f)) continue;
       if (this.#waiter) this.#waiter.resolve(f);
       else this.#queue.push(f);
     }
@@ -131,6 +186,7 @@ export class FramePeer {
     if (this.#failure || this.#closed) return;
     this.#failure = err;
     this.#waiter?.reject(err);
+    this.#settlePings('closed');
   }
 }
 

@@ -17,6 +17,14 @@ import { BatonError } from '../core/errors.js';
  * The magic and the version byte keep their place in every future version, so
  * a peer of another version is recognised and refused with a clear message.
  * Fds travel as SCM_RIGHTS attached to bytes of the frame that declares them.
+ *
+ * Additions that an older peer of the same version can live without are
+ * features, not versions: each is named in the sender's Hello (`features`),
+ * and a frame type that belongs to a feature is sent only to a peer that named
+ * it. A peer that names none is spoken to as before. Features:
+ * - `ping` (frame types Ping and Pong): the sender answers every Ping with a
+ *   Pong carrying the same payload, whenever it reads one. The predecessor
+ *   pings a ready successor that named it (the liveness check).
  */
 export const PROTOCOL_VERSION = 1;
 export const MAGIC = 0x42544f4e; // "BTON"
@@ -42,6 +50,10 @@ export const FrameType = {
   Connections: 8,
   /** Successor → predecessor: which connections of a batch it adopted. */
   ConnectionsAck: 9,
+  /** Feature `ping`; predecessor → successor: are you alive? Answered with a Pong of the same payload. */
+  Ping: 10,
+  /** Feature `ping`: the answer to a Ping. */
+  Pong: 11,
 } as const;
 export type FrameType = (typeof FrameType)[keyof typeof FrameType];
 
@@ -68,6 +80,21 @@ export interface HelloPayload {
    * predecessors do not send it).
    */
   connections?: number;
+  /** The optional protocol features the sender speaks (see the module comment); absent means none. */
+  features?: string[];
+}
+
+/** The features this build speaks, announced in its Hello. */
+export const FEATURES: readonly string[] = ['ping'];
+
+/** True when `hello` announces `feature` (a malformed list announces nothing). */
+export function hasFeature(hello: Partial<HelloPayload> | undefined, feature: string): boolean {
+  return Array.isArray(hello?.features) && hello.features.includes(feature);
+}
+
+/** Payload of Ping and Pong frames: the Pong echoes its Ping's number. */
+export interface PingPayload {
+  seq: number;
 }
 
 /** One listener in the manifest. */

@@ -22,24 +22,33 @@ export class EchoClients {
   #running = true;
   #senders: Promise<void>[] = [];
 
-  private constructor(clients: EchoClient[]) {
+  private constructor(clients: EchoClient[], intervalMs: number) {
     this.#clients = clients;
     this.#senders = clients.map(async (c) => {
       while (this.#running) {
         c.ws.send(`${c.id}:${c.sent++}`);
-        await new Promise((r) => setTimeout(r, 5));
+        await new Promise((r) => setTimeout(r, intervalMs));
       }
     });
   }
 
-  /** Connects `n` clients to `url` and starts them sending. */
-  static async open(url: string, n: number): Promise<EchoClients> {
+  /**
+   * Connects `n` clients to `url` and starts them sending, each every
+   * `intervalMs` (default 5). `reply` gives the answer expected for a message
+   * (default: the message itself).
+   */
+  static async open(
+    url: string,
+    n: number,
+    options: { intervalMs?: number; reply?: (message: string) => string } = {},
+  ): Promise<EchoClients> {
+    const reply = options.reply ?? ((m: string) => m);
     const clients = await Promise.all(
       Array.from({ length: n }, async (_, id) => {
         const ws = new WebSocket(url);
         const c: EchoClient = { ws, id, sent: 0, received: 0, problems: [], caughtUp: undefined };
         ws.on('message', (data) => {
-          const expected = `${id}:${c.received}`;
+          const expected = reply(`${id}:${c.received}`);
           if (data.toString() !== expected) c.problems.push(`got ${data.toString()} expected ${expected}`);
           c.received++;
           if (c.received >= c.sent) c.caughtUp?.();
@@ -54,7 +63,12 @@ export class EchoClients {
         return c;
       }),
     );
-    return new EchoClients(clients);
+    return new EchoClients(clients, options.intervalMs ?? 5);
+  }
+
+  /** Messages sent so far by all clients. */
+  get sent(): number {
+    return this.#clients.reduce((n, c) => n + c.sent, 0);
   }
 
   /** Stops sending, waits for every echo, asserts none was lost, reordered or closed, and closes the clients. */
