@@ -12,6 +12,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { appFile } from '../helpers/adopt.js';
 import { EventLog, fixture, spawnFixture, tempDir, type FixtureEvent } from '../helpers/server-process.js';
+import { freePort } from '../helpers/socket-activate.js';
 import { cli, portOf, startMaster, writeApp, writeConfig } from '../helpers/supervisor.js';
 
 /** The paths of the matrix. */
@@ -96,7 +97,9 @@ export class LibraryTarget extends BaseTarget implements Target {
   }
 
   async start(env: NodeJS.ProcessEnv = {}): Promise<void> {
-    this.env = env;
+    // Fixed ports, as a deployment has: a successor that must bind by itself (its predecessor died
+    // before sending the listeners) binds the same ones.
+    this.env = { PORT: String(await freePort()), H2C_PORT: String(await freePort()), ...env };
     const first = this.spawned(spawnFixture(fixture('server'), this.#env(), this.log));
     const listening = await this.log.waitEvent('listening', first.pid, 20_000);
     await this.log.waitEvent('ready', first.pid, 20_000);
