@@ -21,7 +21,7 @@ export function writeApp(dir: string, body: string, file = 'app.mjs'): string {
   return entry;
 }
 
-/** Writes a YAML config in `dir` (runDir is `dir`; one listener 'http' on a free port unless given). */
+/** Writes a YAML config in `dir` (runDir is `dir`; one listener 'http' on a free port; default timeouts and restart unless `extra` sets them). */
 export function writeConfig(dir: string, extra: string, file = 'baton.yaml'): string {
   const cfg = path.join(dir, file);
   fs.writeFileSync(
