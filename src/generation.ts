@@ -315,7 +315,7 @@ export class Generation extends EventEmitter<GenerationEvents> {
       try {
         await peer.send(FrameType.Ready, { listeners: this.#listeners.all.length });
         failpoint('successor.ready-sent');
-        if (await this.#awaitDraining()) failpoint('successor.draining-received');
+        await this.#awaitDraining();
       } catch (err) {
         if (!isPeerLoss(err)) {
           socket?.close();
@@ -451,7 +451,12 @@ export class Generation extends EventEmitter<GenerationEvents> {
     const reply = peer.expect(FrameType.Draining);
     this.#predecessorReply = reply;
     reply.then(
-      () => void this.#receiveFromPredecessor(peer),
+      () => {
+        // Here, not after ready()'s await: the receive loop starts in this same turn, and a
+        // fault placed later would fire only after the first batches were adopted.
+        failpoint('successor.draining-received');
+        void this.#receiveFromPredecessor(peer);
+      },
       (err: unknown) => {
         if (isPeerLoss(err)) return; // handled in ready(): we hold the listeners, serve on
         peer.close();

@@ -195,6 +195,7 @@ export async function start(options: StartOptions): Promise<Generation> {
     label: `predecessor at ${settings.socketPath}`,
   });
   let reply: HelloPayload | undefined;
+  let holdsListeners = false;
   try {
     const greeting = await greetPredecessor(peer, channel, settings);
     reply = greeting.reply;
@@ -205,6 +206,7 @@ export async function start(options: StartOptions): Promise<Generation> {
     // A supervised worker takes its listeners from the master (the config may
     // have changed them); the predecessor's copies of the same names go unclaimed.
     pool = supervised ? [...pool, ...received] : [...received, ...pool];
+    holdsListeners = true;
     // A predecessor asked for consistency finishes its requests in flight first (up to its drain timeout).
     const stateWaitMs = settings.consistency ? settings.helloTimeoutMs + settings.drainTimeoutMs : settings.helloTimeoutMs;
     const state = (await peer.expect(FrameType.State, stateWaitMs, timeout)).payload as StatePayload;
@@ -226,7 +228,10 @@ export async function start(options: StartOptions): Promise<Generation> {
     );
   } catch (err) {
     peer.close();
-    if (isPeerLoss(err)) {
+    // A predecessor that stops answering once its listeners are here (frozen, then maybe killed)
+    // is treated as gone too: this process holds the sockets, so it serves rather than nobody.
+    // Should the predecessor resume, its State meets a closed channel and it serves on beside us.
+    if (isPeerLoss(err) || (holdsListeners && isBatonError(err, 'ERR_BATON_HELLO_TIMEOUT'))) {
       // The predecessor is gone before start() got all it sends: nobody serves. Carry on as a
       // generation of our own, with the listeners we hold (inherited on the exec path, or received
       // already), binding the rest: the predecessor's ports are free once it is gone, or about to

@@ -633,7 +633,8 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
         this.#log.info({ event: 'absorbing', workers: n }, `taking over ${n} retiring worker(s) of the old master and their connections`);
       }
     });
-    process.on('disconnect', () => {
+    const parentGone = () => {
+      if (this.#parentPid === undefined) return;
       const parent = this.#parentPid;
       this.#parentPid = undefined;
       // Killed rather than retired: nobody else removes what it left.
@@ -644,7 +645,11 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
       if (this.phase === 'running' && readPidFile(pidFile) !== this.pid) this.#fileOp('pid file', pidFile, () => writePidFile(pidFile));
       this.#resumeWaiter?.();
       if (this.phase === 'running') this.#notifySystemd({ MAINPID: this.pid, STATUS: 'serving' });
-    });
+    };
+    process.on('disconnect', parentGone);
+    // This runs after start-up's awaits: an old master killed meanwhile (right after USR2)
+    // disconnected before anyone listened, and would otherwise count as running for ever.
+    if (!process.connected) parentGone();
     process.channel?.unref();
   }
 

@@ -16,33 +16,19 @@ export interface KnownOpenCase {
   item: string;
 }
 
-/** Leftovers of a SIGKILLed process: a successor's published-socket temporary; a master's slot dir, control socket, .oldbin. */
-const staleKinds = String.raw`([\w-]+/)*[\w-]+\.sock\.\d+\.tmp|app-m\d+|app-master-\d+\.sock|app\.pid\.oldbin \(names dead pid \d+\)`;
-
 export const KnownOpen: KnownOpenCase[] = [
-  { pattern: 'winch master.absorbing *', item: '#11.1 new master killed after WINCH (faults-supervisor)' },
-  // faults-lib merged (liveness): serves again; probes queued while nobody accepts during the liveness window remain.
-  { pattern: '* successor.ready-sent stop-forever', item: '#11.4 successor hung after Ready (faults-lib)' },
-  { pattern: '* successor.draining-received stop-forever', item: '#11.4 successor hung after Ready (faults-lib)' },
-  { pattern: '* successor.connections-* stop-forever', item: '#11.4 successor hung after Ready (faults-lib)' },
-  { pattern: '* successor.done-received stop-forever', item: '#11.4 successor hung after Ready (faults-lib)' },
-  // faults-lib merged: the successor binds by itself and serves; the connections refused in the gap remain.
-  { pattern: '* predecessor.hello-received kill', item: '#11.5 predecessor killed between Hello and Listeners (faults-lib)' },
-  { pattern: '* predecessor.hello-received stop-kill', item: '#11.5 predecessor killed between Hello and Listeners (faults-lib)' },
+  // A hung successor after Ready is detected (liveness) and the predecessor rolls back; probes that
+  // arrive while nobody accepts wait in the kernel's backlog for the liveness bound.
+  { pattern: '* successor.ready-sent stop-forever', item: '#11.4 successor hung after Ready: probes wait out the liveness bound' },
+  { pattern: '* successor.draining-received stop-forever', item: '#11.4 successor hung after Ready: probes wait out the liveness bound' },
+  { pattern: '* successor.connections-* stop-forever', item: '#11.4 successor hung after Ready: probes wait out the liveness bound' },
+  { pattern: '* successor.done-received stop-forever', item: '#11.4 successor hung after Ready: probes wait out the liveness bound' },
+  // The successor binds by itself and serves; the killed predecessor held the only copy of the
+  // listening socket, so connections in its accept queue and those refused in the gap are lost.
+  { pattern: '* predecessor.hello-received kill', item: '#11.5 predecessor killed before it sent its listeners: the socket died with it' },
   {
-    pattern: 'takeover predecessor.listeners-sent stop-kill',
-    item: 'NEW, next to #11.5: predecessor frozen after sending Listeners, then killed — nothing serves (the kill variant passes since faults-lib)',
-  },
-  {
-    pattern: 'binary master.new-master-spawned kill',
-    problem: '^next upgrade: ',
-    item: "NEW: the old master killed right after USR2 — the new master serves but misses the IPC disconnect (its 'disconnect' listener is installed after awaits in master.ts), so it refuses the next USR2 as if the old master still ran",
-  },
-  // Hygiene (issue 11, "Stale files left behind"): what a SIGKILLed process leaves in the run/socket dir.
-  {
-    pattern: '*',
-    problem: String.raw`^stale files: (${staleKinds})(, (${staleKinds}))*$`,
-    item: "#11 hygiene: stale files of a killed process (a successor's <name>.sock.<pid>.tmp; a master's slot dir, control socket, pid.oldbin)",
+    pattern: '* predecessor.hello-received stop-kill',
+    item: '#11.5 predecessor killed before it sent its listeners: the socket died with it',
   },
 ];
 

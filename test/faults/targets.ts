@@ -10,6 +10,7 @@ import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { alive } from '../../src/core/proc.js';
 import { appFile } from '../helpers/adopt.js';
 import { EventLog, fixture, spawnFixture, tempDir, type FixtureEvent } from '../helpers/server-process.js';
 import { freePort } from '../helpers/socket-activate.js';
@@ -20,7 +21,7 @@ export const Paths = ['takeover', 'exec', 'run', 'reload', 'binary', 'winch'] as
 export type PathName = (typeof Paths)[number];
 
 /** Short timeouts, so the suite stays fast and a hung peer is given up on quickly. */
-export const Timeouts = { helloMs: 1_000, readyMs: 5_000, drainMs: 3_000, migrateMs: 2_000, killGraceMs: 500 };
+export const Timeouts = { helloMs: 1_000, readyMs: 5_000, drainMs: 3_000, migrateMs: 2_000, killGraceMs: 500, livenessMs: 1_000 };
 
 /** One running service under test and how to upgrade it. */
 export interface Target {
@@ -91,6 +92,7 @@ export class LibraryTarget extends BaseTarget implements Target {
       READY_TIMEOUT_MS: String(Timeouts.readyMs),
       DRAIN_TIMEOUT_MS: String(Timeouts.drainMs),
       MIGRATE_TIMEOUT_MS: String(Timeouts.migrateMs),
+      LIVENESS_TIMEOUT_MS: String(Timeouts.livenessMs),
       KILL_GRACE_MS: String(Timeouts.killGraceMs),
       ...this.env,
     };
@@ -190,9 +192,22 @@ export class SupervisorTarget extends BaseTarget implements Target {
     this.port = portOf(this.log.events.find((e) => e.event === 'master-starting' && e.pid === master.pid)!);
   }
 
-  /** The master that owns the pid file now (the current one). */
+  /**
+   * The current master: the one the pid file names, or — when it names nobody
+   * alive (a full disk keeps a new master from writing it) — the newest live
+   * master that said it was ready.
+   */
   current(): number {
-    return Number(fs.readFileSync(path.join(this.dir, 'app.pid'), 'utf8').trim());
+    let named: number | undefined;
+    try {
+      named = Number(fs.readFileSync(path.join(this.dir, 'app.pid'), 'utf8').trim());
+    } catch {
+      // no pid file: see below
+    }
+    if (named !== undefined && alive(named)) return named;
+    const ready = this.log.events.filter((e) => e.event === 'master-ready' && alive(e.pid)).at(-1);
+    if (ready) return ready.pid;
+    throw new Error(`no live master: the pid file names ${named ?? 'nobody'} and no live master said it was ready`);
   }
 
   async upgrade(): Promise<void> {
