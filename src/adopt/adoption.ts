@@ -101,7 +101,12 @@ export function installAdoption(options: AdoptionOptions): void {
         : listenerName(address, portZero ? s.portZeroCalls++ : 0);
     if (call.callback) this.once('listening', call.callback);
     s.pending++;
-    clearTimeout(s.quietTimer);
+    // A re-listen adds no listener: it does not put readiness off (an app that re-listens more
+    // often than quietMs would never become ready).
+    if (previous === undefined) {
+      clearTimeout(s.quietTimer);
+      s.quietTimer = undefined;
+    }
     s.internal.add(this);
     void adopt(s, this, name, address);
     return this;
@@ -177,6 +182,7 @@ function generationOf(s: State): Promise<Generation> {
 }
 
 async function adopt(s: State, server: net.Server, name: string, address: Parameters<Generation['listen']>[1]): Promise<void> {
+  const again = s.names.has(server);
   try {
     const g = await generationOf(s);
     if (g.phase === 'draining' || g.phase === 'exited' || g.phase === 'failed') {
@@ -185,7 +191,6 @@ async function adopt(s: State, server: net.Server, name: string, address: Parame
       return;
     }
     const listener = await g.listen(name, address, server);
-    const again = s.names.has(server);
     s.names.set(server, name);
     // Under the supervisor, a listener the master did not have is handed to it
     // (a copy of the listening socket), so the other workers and the next
@@ -210,7 +215,7 @@ async function adopt(s: State, server: net.Server, name: string, address: Parame
     // Later listen() calls of the app on this server (after its close()) are the app's again.
     s.internal.delete(server);
     s.pending--;
-    if (s.options.ready === 'auto' && s.pending === 0 && !s.readyCalled) {
+    if (s.options.ready === 'auto' && s.pending === 0 && !s.readyCalled && (!again || s.quietTimer === undefined)) {
       clearTimeout(s.quietTimer);
       s.quietTimer = setTimeout(() => void ready(s), s.options.quietMs);
     }
