@@ -18,7 +18,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
-import { getOnce, loadOn } from './helpers/http-load.js';
+import { FreshProber, getOnce, loadOn } from './helpers/http-load.js';
 import { EventLog, fixture, killAll, pidsOf, spawnFixture, tempDir, upgradeFixture, waitGone } from './helpers/server-process.js';
 
 const LIVENESS_TIMEOUT_MS = 1000;
@@ -26,35 +26,6 @@ const LIVENESS_TIMEOUT_MS = 1000;
 const BOUND_MS = LIVENESS_TIMEOUT_MS * 1.25 + 3000;
 /** Fresh connections the frozen successor may have accepted itself before it froze. */
 const PROBER_LOSS_BOUND = 3;
-
-/** Requests on fresh connections, one after another, until stopped: every failure counts. */
-class Prober {
-  ok = 0;
-  failed = 0;
-  readonly errors: string[] = [];
-  #running = true;
-  readonly #done: Promise<void>;
-
-  constructor(origin: string) {
-    this.#done = (async () => {
-      while (this.#running) {
-        try {
-          const res = await getOnce(origin);
-          if (res.status !== 200) throw new Error(`status ${res.status}`);
-          this.ok++;
-        } catch (err) {
-          this.failed++;
-          this.errors.push(`${(err as { code?: string }).code ?? ''} ${(err as Error).message}`);
-        }
-      }
-    })();
-  }
-
-  async stop(): Promise<void> {
-    this.#running = false;
-    await this.#done;
-  }
-}
 
 describe('successor hung after Ready', () => {
   const log = new EventLog();
@@ -80,7 +51,7 @@ describe('successor hung after Ready', () => {
       await log.waitEvent('ready', first.pid);
       const origin = `http://127.0.0.1:${listening.http}`;
       const load = await loadOn(t, origin, 16);
-      const prober = new Prober(origin);
+      const prober = new FreshProber(origin);
       t.after(() => prober.stop());
       await load.waitForMore(200);
 
