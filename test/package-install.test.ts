@@ -73,13 +73,31 @@ function bareBinDir(): string {
   return dir;
 }
 
+/**
+ * The certificates this machine trusts for the registry, as the user's own environment has them:
+ * the npm of another Node line reads no global npmrc of this machine's npm (its prefix differs).
+ */
+const trust: NodeJS.ProcessEnv = Object.fromEntries(
+  [
+    ['NODE_EXTRA_CA_CERTS', process.env.NODE_EXTRA_CA_CERTS],
+    ['npm_config_cafile', process.env.npm_config_cafile ?? process.env.NODE_EXTRA_CA_CERTS],
+  ].filter(([, v]) => v !== undefined && v !== ''),
+);
+
 /** Runs a command in the user's environment: the bare PATH, npm's cache offline where it can be. */
 function asUser(command: string, args: string[], env: NodeJS.ProcessEnv = {}): SpawnSyncReturns<string> {
   return spawnSync(command, args, {
     cwd: appDir,
     encoding: 'utf8',
     timeout: 240_000,
-    env: { HOME: process.env.HOME, PATH: bareBin, npm_config_prefer_offline: 'true', npm_config_update_notifier: 'false', ...env },
+    env: {
+      HOME: process.env.HOME,
+      PATH: bareBin,
+      npm_config_prefer_offline: 'true',
+      npm_config_update_notifier: 'false',
+      ...trust,
+      ...env,
+    },
   });
 }
 
