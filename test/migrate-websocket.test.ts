@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import WebSocket from 'ws';
-import { EventLog, fixture, killAll, pidsOf, spawnFixture, tempDir, upgradeFixture } from './helpers/server-process.js';
+import { EventLog, fixture, killAll, pidsOf, spawnFixture, tempDir, predecessorDone, upgradeFixture } from './helpers/server-process.js';
 
 const CLIENTS = 1000;
 const UPGRADES = 10;
@@ -61,13 +61,7 @@ describe('WebSocket migration', () => {
       for (let g = 2; g <= UPGRADES + 1; g++) {
         const since = log.events.length;
         const ready = await upgradeFixture(log, env, g % 2 === 0 ? 'takeover' : 'exec', current, g, since);
-        const done = await log.waitFor(
-          (e) => e.event === 'predecessor-done' && e.pid === ready.pid,
-          `generation ${g - 1} done`,
-          60_000,
-          since,
-        );
-        const report = (done.args as { migrated: number; forced: number }[])[0]!;
+        const report = await predecessorDone(log, ready, since);
         assert.equal(report.forced, 0, `generation ${g - 1} cut connections`);
         assert.ok(report.migrated >= CLIENTS, `generation ${g - 1} migrated only ${report.migrated}`);
         current = ready.pid;

@@ -23,7 +23,17 @@ import { after, describe, it } from 'node:test';
 import WebSocket from 'ws';
 import { AppRunner, appFile } from './helpers/adopt.js';
 import { startMaster, writeAppConfig } from './helpers/supervisor.js';
-import { EventLog, fixture, killAll, pidsOf, spawnFixture, tempDir, upgradeFixture, waitGone } from './helpers/server-process.js';
+import {
+  EventLog,
+  fixture,
+  killAll,
+  pidsOf,
+  spawnFixture,
+  tempDir,
+  predecessorDone,
+  upgradeFixture,
+  waitGone,
+} from './helpers/server-process.js';
 import { EchoClients } from './helpers/ws-echo-clients.js';
 
 const CLIENTS = process.env.BATON_TEST_FULL === '1' ? 1000 : 200;
@@ -57,13 +67,7 @@ describe('WebSocket migration in every ws mode', () => {
     for (let g = 2; g <= UPGRADES + 1; g++) {
       const since = log.events.length;
       const ready = await upgradeFixture(log, env, g % 2 === 0 ? 'takeover' : 'exec', current, g, since);
-      const done = await log.waitFor(
-        (e) => e.event === 'predecessor-done' && e.pid === ready.pid,
-        `generation ${g - 1} done`,
-        60_000,
-        since,
-      );
-      const report = (done.args as { migrated: number; forced: number }[])[0]!;
+      const report = await predecessorDone(log, ready, since);
       assert.equal(report.forced, 0, `generation ${g - 1} cut connections`);
       assert.ok(report.migrated >= CLIENTS, `generation ${g - 1} migrated only ${report.migrated} of ${CLIENTS}`);
       current = ready.pid;

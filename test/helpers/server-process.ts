@@ -160,3 +160,19 @@ export async function upgradeFixture(
   assert.equal(ready.origin, via);
   return ready;
 }
+
+/** The drain report in the successor `ready`'s 'predecessor-done' event (the predecessor's Done frame). */
+export async function predecessorDone(
+  log: EventLog,
+  ready: FixtureEvent,
+  since: number,
+  timeoutMs = 60_000,
+): Promise<{ migrated: number; forced: number; drained: number }> {
+  const done = await log.waitFor(
+    (e) => e.event === 'predecessor-done' && e.pid === ready.pid,
+    `generation ${Number(ready.generation) - 1} done`,
+    timeoutMs,
+    since,
+  );
+  return (done.args as { migrated: number; forced: number; drained: number }[])[0]!;
+}
