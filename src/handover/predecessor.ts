@@ -242,6 +242,9 @@ export class PredecessorSide {
             if (found.kind === 'running') {
               running = hungPid === undefined || found.channel.peerCredentials().pid !== hungPid;
               found.channel.close();
+            } else if (found.kind === 'busy') {
+              // Listening with a full backlog: whose it is cannot be asked, so a hung successor's does not count.
+              running = hungPid === undefined;
             }
           } catch {
             // Cannot tell: assume nobody serves, and serve.
