@@ -1,7 +1,7 @@
 /**
  * Soak (`npm run soak`, opt-in, not part of `npm test`): SOAK_UPGRADES
  * upgrades (default 1000) back to back on each path of SOAK_PATHS (default
- * `takeover,exec,reload`), under keep-alive load and a fresh-connection prober.
+ * `takeover,reload`), under keep-alive load and a fresh-connection prober.
  * After each upgrade it samples, for the long-lived process of the path (the
  * supervisor's master, `baton run`'s own process; for the library, the
  * serving generation) and the newest serving generation: open fds and RSS, and
@@ -16,7 +16,7 @@ import { Paths, targetFor, type PathName } from '../test/faults/targets.js';
 import { KeepAliveLoad, Prober, Traffic } from '../test/faults/traffic.js';
 
 const upgrades = Number(process.env.SOAK_UPGRADES ?? 1000);
-const paths = (process.env.SOAK_PATHS ?? 'takeover,exec,reload').split(',') as PathName[];
+const paths = (process.env.SOAK_PATHS ?? 'takeover,reload').split(',') as PathName[];
 for (const p of paths) if (!Paths.includes(p)) throw new Error(`SOAK_PATHS: unknown path ${p} (one of ${Paths.join(', ')})`);
 
 interface Series {
