@@ -14,8 +14,7 @@ import { after, describe, it } from 'node:test';
 import { EventLog, fixture, killAll, pidsOf, predecessorDone, spawnFixture, tempDir, upgradeFixture } from './helpers/server-process.js';
 
 const CLIENTS = 1000;
-// A slice (takeover and exec both, twice); long runs of upgrades under load are the soak's (`npm run soak`).
-const UPGRADES = 4;
+const UPGRADES = 10;
 /** Each client writes a chunk of CHUNK_MIN..CHUNK_MAX bytes every TICK_MS (its own timer: load, not coordination). */
 const TICK_MS = 25;
 const CHUNK_MIN = 1024;
