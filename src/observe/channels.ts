@@ -71,6 +71,12 @@ const phaseChannel = diagnostics.channel(ChannelNames.phase);
 const stepChannel = diagnostics.channel(ChannelNames.step);
 const batchChannel = diagnostics.channel(ChannelNames.batch);
 const trace = debuglog('baton');
+/**
+ * `BATON_OBSERVE=off`: nothing is published nor traced, not even the
+ * `hasSubscribers` checks run. Only for the benchmark that shows the
+ * channels cost nothing when unused (bench/observe.ts compares against it).
+ */
+const off = process.env.BATON_OBSERVE === 'off';
 
 /** When each phase source last moved (for {@link PhaseEvent.durationMs}). */
 const lastMove = new WeakMap<object, number>();
@@ -80,6 +86,7 @@ const lastMove = new WeakMap<object, number>();
  * transition's duration counts from here. `source` is the generation or master.
  */
 export function phaseBegins(source: object): void {
+  if (off) return;
   lastMove.set(source, performance.now());
 }
 
@@ -88,6 +95,7 @@ export function phaseBegins(source: object): void {
  * transition, from the one place that observes its phase machine.
  */
 export function publishPhase(source: object, role: PhaseEvent['role'], generation: number | undefined, from: string, to: string): void {
+  if (off) return;
   const now = performance.now();
   const durationMs = now - (lastMove.get(source) ?? now);
   lastMove.set(source, now);
@@ -98,6 +106,7 @@ export function publishPhase(source: object, role: PhaseEvent['role'], generatio
 
 /** A named protocol step (`<role>.<step>`) was reached. */
 export function publishStep(step: string): void {
+  if (off) return;
   if (trace.enabled) trace('step %s (pid %d)', step, process.pid);
   if (!stepChannel.hasSubscribers) return;
   stepChannel.publish({ role: step.slice(0, step.indexOf('.')), step, pid: process.pid, at: Date.now() } satisfies StepEvent);
@@ -105,7 +114,7 @@ export function publishStep(step: string): void {
 
 /** True when someone listens on `baton:migration:batch` (or tracing is on): only then is a batch summarised. */
 export function batchObserved(): boolean {
-  return batchChannel.hasSubscribers || trace.enabled;
+  return !off && (batchChannel.hasSubscribers || trace.enabled);
 }
 
 /** A migration batch was acknowledged. Build the payload only when {@link batchObserved}. */
