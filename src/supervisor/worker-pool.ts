@@ -303,6 +303,7 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
         socketDir,
         readyTimeoutMs: c.timeouts.readyMs,
         drainMs: c.timeouts.drainMs,
+        livenessMs: c.timeouts.livenessMs,
         output: this.#output,
       });
     } catch (err) {
