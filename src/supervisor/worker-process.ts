@@ -11,6 +11,7 @@ import { BatonError } from '../core/errors.js';
 import type { Phase } from '../core/phase.js';
 import { REGISTER_URL } from '../adopt/register-url.js';
 import type { TimerHandle } from '../core/clock.js';
+import type { ObservedEvent } from '../observe/master-metrics.js';
 import { realPlatform, type Platform } from '../platform/platform.js';
 import type { HeldListener } from './held-listeners.js';
 import { SUPERVISED_ENV, type MasterMessage, type Supervision, type WorkerMessage } from './worker-link.js';
@@ -84,6 +85,8 @@ export interface WorkerEvents {
   'listen-failed': [info: { name: string; address: string; code: string | undefined; message: string }];
   /** Its drain ended: how its connections left. */
   drained: [report: { migrated: number; drained: number; forced: number }];
+  /** It forwarded one of its diagnostics events (phase, migration batch) for the master's metrics. */
+  observe: [event: ObservedEvent];
   exit: [exit: WorkerExit];
 }
 
@@ -286,6 +289,10 @@ export class WorkerProcess extends EventEmitter<WorkerEvents> {
     if (m?.baton !== 'worker') return;
     if (m.type === 'status') {
       for (const w of this.#statusWaiters.splice(0)) w(m.connections);
+      return;
+    }
+    if (m.type === 'observe') {
+      this.emit('observe', m.observed);
       return;
     }
     if (m.type === 'drained') {
