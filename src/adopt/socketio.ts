@@ -30,7 +30,9 @@
  * the app's socket.io) before its code runs: a setter on the adapter's
  * prototype learns every namespace adapter as its constructor sets `rooms`.
  */
+import { randomBytes } from 'node:crypto';
 import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
 import { debuglog } from 'node:util';
 import type { Generation } from '../generation.js';
 
@@ -115,15 +117,18 @@ export interface SocketIoHooks {
  */
 export function hookSocketIo(appEntry: string): SocketIoHooks | undefined {
   let adapterModule: { Adapter?: { prototype: object }; SessionAwareAdapter?: { prototype: object } };
+  let adapterPath: string;
   try {
-    const appRequire = createRequire(appEntry);
-    adapterModule = createRequire(appRequire.resolve('socket.io'))('socket.io-adapter') as typeof adapterModule;
+    const sioRequire = createRequire(createRequire(appEntry).resolve('socket.io'));
+    adapterPath = sioRequire.resolve('socket.io-adapter');
+    adapterModule = sioRequire(adapterPath) as typeof adapterModule;
   } catch {
     return undefined; // the app does not use socket.io
   }
   const adapterProto = adapterModule.Adapter?.prototype;
   if (!adapterProto || Object.getOwnPropertyDescriptor(adapterProto, 'rooms')) return undefined;
 
+  uniqueOffsets(adapterPath);
   const adapters = new Set<AdapterLike>();
   /** Stores delivered by the predecessor for namespaces whose adapter was not seen yet. */
   const pending = new Map<string, NamespaceStore>();
@@ -205,6 +210,27 @@ export function hookSocketIo(appEntry: string): SocketIoHooks | undefined {
       });
     },
   };
+}
+
+/**
+ * socket.io names each kept broadcast by the time it was emitted (yeast:
+ * milliseconds, plus a counter within one), and a client reconnects with the
+ * name of the last one it got as its offset. Two generations broadcasting in
+ * the same millisecond produce the same name, and in the merged store the
+ * offset would then point at the wrong broadcast (the client would miss or
+ * repeat some). So in a process under baton every name gets a suffix of this
+ * process's own (a client treats the offset as an opaque string).
+ */
+function uniqueOffsets(adapterPath: string): void {
+  try {
+    const yeast = createRequire(adapterPath)(join(dirname(adapterPath), 'contrib', 'yeast.js')) as { yeast?: () => string };
+    const original = yeast.yeast;
+    if (typeof original !== 'function') return;
+    const tag = randomBytes(6).toString('base64url');
+    yeast.yeast = () => `${original()}~${tag}`;
+  } catch {
+    // Another layout of socket.io-adapter: names stay as they are.
+  }
 }
 
 /** Resolves once no socket of `adapters` is connected, or after CLOSE_WAIT_MS. */
