@@ -1,32 +1,39 @@
 /**
  * socket.io 4 (engine.io) under upgrades: an unmodified socket.io app (default
- * server settings, and `transports: ['websocket']`) runs under `baton run`
- * (upgraded by takeover: the command run again; by exec: SIGUSR2 to the app)
- * and under `baton start` (upgraded by `baton reload` and `baton upgrade`);
+ * server settings, `transports: ['websocket']`, `transports: ['polling']`, and
+ * with `connectionStateRecovery`) runs under `baton run` (upgraded by
+ * takeover: the command run again; by exec: SIGUSR2 to the app) and under
+ * `baton start` (upgraded by `baton reload` and `baton upgrade`);
  * socket.io-client clients each send a numbered message with an ack every
  * 20–50 ms (socket.io's `retries` option: a message not acknowledged is sent
  * again after a reconnect). engine.io's sessions cannot move with their
  * socket, so at each upgrade the old generation answers what it received,
- * closes each session's WebSocket with 1012 and reads nothing more; the client
- * reconnects to the successor at once. Checked per upgrade and per client:
- * every message acknowledged exactly once, in order, and processed by exactly
- * one process (each process logs what it processed); at most one reconnect
- * per client per upgrade, to the new generation; no client stalled more than (websocket transport; see below for the default transports)
- * 2 s; the old generation holds no realtime client 2 s after the successor is
- * ready (no split brain); and a broadcast after each upgrade reaches every
- * client, those connected before the upgrade and one connected after it.
+ * closes each session (a WebSocket with 1012, a long-polling one with
+ * engine.io's close packet) and reads nothing more; the client reconnects to
+ * the successor at once. Checked per upgrade and per client: every message
+ * acknowledged exactly once, in order, and processed by exactly one process
+ * (each process logs what it processed); exactly one reconnect per client per
+ * upgrade, to the new generation; no client stalled more than 2 s; the old
+ * generation holds no realtime client 2 s after the successor is ready (no
+ * split brain); and a broadcast after each upgrade reaches every client, those
+ * connected before the upgrade and one connected after it.
+ *
+ * With connectionStateRecovery the app broadcasts a tick every 25 ms, and each
+ * reconnect must be a recovery: `socket.recovered`, the same socket id, the
+ * client's room kept, and every tick of every generation received in order,
+ * none twice, none missed (those emitted while the client reconnected arrive
+ * as its session's missed packets). The contrast turns the store handover off
+ * (BATON_SOCKETIO_STORE=0) and expects every reconnect unrecovered and ticks
+ * missed: the checks can fail.
  *
  * Size: CI runs 50 clients per test and 10 upgrades; BATON_TEST_FULL=1 runs 200.
  *
  * Clients keep socket.io-client's defaults but for `retries` (with the
- * `ackTimeout` it needs) and a shorter `reconnectionDelay` (200 ms instead of
- * 1 s): socket.io-client waits 0.5–1.5 s (randomised) before its first
- * reconnection attempt, and with that default a few clients of 50 stalled
- * 2.1–2.3 s on this loaded 2-core machine even with `transports:
- * ['websocket']` — the client's own wait, not baton's (baton closes the old
- * session as soon as the successor is ready). With the default transports a
- * reconnection is a polling handshake and then the WebSocket upgrade, which
- * still stalls up to ~3 s (see DEFAULT_TRANSPORTS_STALL_MS).
+ * `ackTimeout` it needs), `auth` (naming the client) and a shorter
+ * `reconnectionDelay` (200 ms instead of 1 s): socket.io-client waits
+ * 0.5–1.5 s (randomised) before its first reconnection attempt, which alone
+ * would use most of the 2 s — the client's own wait, not baton's (baton
+ * closes the old session as soon as the successor is ready).
  */
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
@@ -55,6 +62,8 @@ interface Client {
   ticks: Map<number, number[]>;
   disconnects: number[];
   broadcasts: Set<string>;
+  /** socket.io-client's reconnection attempts (a failed attempt is followed by another after a longer delay). */
+  attempts: number;
   lastAck: number;
   maxStall: number;
   problems: string[];
@@ -83,6 +92,7 @@ function open(url: string, id: string, transports: string[] | undefined): Promis
     ticks: new Map(),
     disconnects: [],
     broadcasts: new Set(),
+    attempts: 0,
     lastAck: 0,
     maxStall: 0,
     problems: [],
@@ -97,6 +107,7 @@ function open(url: string, id: string, transports: string[] | undefined): Promis
   });
   socket.on('disconnect', () => c.disconnects.push(performance.now()));
   socket.on('broadcast', (tag: string) => c.broadcasts.add(tag));
+  socket.io.on('reconnect_attempt', () => c.attempts++);
   return new Promise((resolve) =>
     socket.once('connect', () => {
       c.lastAck = performance.now();
@@ -333,6 +344,8 @@ describe('socket.io under upgrades', () => {
     }
     const gaps = all.flatMap((cl) => cl.connects.slice(1).map((x, i) => Math.round(x.at - cl.disconnects[i]!)));
     console.log(`${prefix}: reconnect gaps (ms)`, JSON.stringify(gaps.slice(0, 40)));
+    const attempts = all.reduce((n, cl) => n + cl.attempts, 0);
+    console.log(`${prefix}: reconnection attempts`, attempts, 'for', all.reduce((n, cl) => n + cl.connects.length - 1, 0), 'reconnects');
     const stalls = all.map((cl) => Math.round(cl.maxStall)).sort((a, b) => b - a);
     console.log(`${prefix}: longest stalls (ms)`, JSON.stringify(stalls.slice(0, 10)));
     const stalled = all.filter((cl) => cl.maxStall > STALL_MS).map((cl) => `${cl.id}: ${Math.round(cl.maxStall)} ms`);
