@@ -3,9 +3,6 @@ import { describeSocketIo } from './helpers/socketio.js';
 
 describeSocketIo(
   'socket.io connectionStateRecovery under upgrades (baton run)',
-  [
-    { path: 'takeover', transports: undefined, recovery: true },
-    { path: 'exec', transports: undefined, recovery: true },
-  ],
+  [{ path: 'takeover', transports: undefined, recovery: true }],
   true,
 );
