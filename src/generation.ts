@@ -20,7 +20,8 @@ import { UnixChannel, probeUnixSocket } from './native/unix-channel.js';
 import { FramePeer, isPeerLoss } from './protocol/frame-peer.js';
 import { greetPredecessor } from './handover/greeting.js';
 import { closeQuietly } from './native/socket-info.js';
-import { FrameType, type DonePayload, type StatePayload } from './protocol/frames.js';
+import { FrameType, type DonePayload, type LateStatePayload, type StatePayload } from './protocol/frames.js';
+import { LateState, type LateStateProvider, type LateStateReceiver } from './handover/late-state.js';
 
 const debug = debuglog('baton');
 
@@ -142,6 +143,7 @@ export class Generation extends EventEmitter<GenerationEvents> {
   readonly #socketHandlers = new Map<string, SocketMigration>();
   readonly #parking = new Parking();
   readonly #websockets = new WebSocketRegistry((server) => this.#listeners.of(server)?.name);
+  readonly #lateState = new LateState();
   #stopRequested = false;
   /**
    * This generation as a predecessor: its upgrade socket, the successor it
@@ -295,6 +297,25 @@ export class Generation extends EventEmitter<GenerationEvents> {
    */
   migrateWebSockets(name: string | null, wss: unknown, handlers: WebSocketMigration): void {
     this.#websockets.register(name, wss as WssLike, handlers);
+  }
+
+  /**
+   * State that is complete only after the cutover (socket.io's recovery
+   * store: its sessions are persisted as the old generation closes them),
+   * handed to the successor during the drain (handover/late-state.ts).
+   * `provide` runs in this generation when it drains into a successor, after
+   * the successor's Ready, once upgraded connections started closing; it
+   * resolves with a JSON value (or undefined: nothing to send) within a
+   * bounded time — Done waits for it. `receive` runs in a successor for each
+   * value its predecessor delivered under `key`. The returned `settled()`
+   * resolves once `key` arrived, or no predecessor drains into this
+   * generation (any more), or after `helloTimeoutMs`: await it before work
+   * that needs the delivered state. Call it before ready().
+   */
+  handOverLate(key: string, handlers: { provide?: LateStateProvider; receive?: LateStateReceiver }): { settled(): Promise<void> } {
+    if (handlers.provide) this.#lateState.provide(key, handlers.provide);
+    if (handlers.receive) this.#lateState.receive(key, handlers.receive);
+    return { settled: () => this.#lateState.settled(key, this.settings.helloTimeoutMs) };
   }
 
   /**
@@ -535,9 +556,14 @@ export class Generation extends EventEmitter<GenerationEvents> {
           new BatonError('ERR_BATON_MIGRATION_LOST', `a migrated HTTP/2 connection of listener '${listener}' was closed: ${why}`),
         ),
     };
+    this.#lateState.expect();
     try {
       for (;;) {
         const frame = await peer.receive();
+        if (frame.type === FrameType.LateState) {
+          this.#lateState.take(frame.payload as LateStatePayload);
+          continue;
+        }
         if (frame.type === FrameType.Connections) {
           failpoint('successor.connections-received');
           const { ack } = adoptConnections(frame, host);
@@ -551,6 +577,7 @@ export class Generation extends EventEmitter<GenerationEvents> {
           throw new BatonError('ERR_BATON_UNEXPECTED_FRAME', `${peer.label} sent frame type ${frame.type} while draining`);
         }
         const done = frame.payload as DonePayload;
+        this.#lateState.end();
         failpoint('successor.done-received');
         // Release the channel first: when 'predecessor-done' fires, nothing of the predecessor is held.
         peer.close();
@@ -558,6 +585,7 @@ export class Generation extends EventEmitter<GenerationEvents> {
         return;
       }
     } catch (err) {
+      this.#lateState.end();
       peer.close();
       if (!isPeerLoss(err)) this.emit('warning', asError(err));
     }
@@ -574,6 +602,7 @@ export class Generation extends EventEmitter<GenerationEvents> {
       parking: this.#parking,
       socketHandlers: this.#socketHandlers,
       websockets: this.#websockets,
+      lateState: this.#lateState,
       stateProvider: () => this.#stateProvider,
       emit: this.emit.bind(this),
       writePidFile: () => this.#writePidFile(),

@@ -20,6 +20,7 @@ import type { Generation } from '../generation.js';
 import { librarySessionStarted, start } from '../start.js';
 import { listenerName, parseListenArgs } from './listen-args.js';
 import { SUPERVISED_ENV } from '../supervisor/worker-link.js';
+import { hookSocketIo, type SocketIoHooks } from './socketio.js';
 
 /** Settings of an adoption (from `baton run`'s options or the environment). */
 export interface AdoptionOptions {
@@ -64,6 +65,8 @@ interface State {
   websocketCount: number;
   /** Started by `baton start` (a worker): new listeners are handed to the master. */
   supervised: boolean;
+  /** The app's socket.io, hooked (adopt/socketio.ts), if it uses it. */
+  socketIo: SocketIoHooks | undefined;
 }
 
 let state: State | undefined;
@@ -89,6 +92,7 @@ export function installAdoption(options: AdoptionOptions): void {
     websockets: [],
     websocketCount: 0,
     supervised: process.env[SUPERVISED_ENV] !== undefined,
+    socketIo: undefined,
   };
   state = s;
   net.Server.prototype.listen = function listen(this: net.Server, ...args: unknown[]): net.Server {
@@ -117,6 +121,7 @@ export function installAdoption(options: AdoptionOptions): void {
     return this;
   } as typeof net.Server.prototype.listen;
   hookWebSocketServers(s);
+  s.socketIo = hookSocketIo(options.appEntry);
   installSignals(s);
   // An app that never listens is reported instead of hanging unnoticed.
   const neverListened = setTimeout(() => {
@@ -166,6 +171,11 @@ export async function adoptedReady(): Promise<void> {
   await ready(s);
 }
 
+/** BATON_CLOSE_UPGRADED=0: upgraded connections (and socket.io sessions) that cannot migrate wait for the drain timeout. */
+function closeUpgraded(): boolean {
+  return process.env.BATON_CLOSE_UPGRADED !== '0';
+}
+
 function generationOf(s: State): Promise<Generation> {
   s.generation ??= start({
     name: s.options.name,
@@ -179,9 +189,11 @@ function generationOf(s: State): Promise<Generation> {
     // Under the supervisor the master names the slot: a reload may run another app on purpose (a new `app:`).
     namedOnPurpose: s.options.namedOnPurpose === true || s.supervised,
     // BATON_CLOSE_UPGRADED=0 holds upgraded connections that cannot migrate until the drain timeout.
-    closeUpgraded: process.env.BATON_CLOSE_UPGRADED !== '0',
+    closeUpgraded: closeUpgraded(),
   }).then((g) => {
     watch(s, g);
+    // BATON_SOCKETIO_STORE=0 keeps socket.io's recovery store in the old generation.
+    s.socketIo?.attach(g, { closeSessions: closeUpgraded(), handStore: process.env.BATON_SOCKETIO_STORE !== '0' });
     for (const { wss, key } of s.websockets) registerWebSockets(g, wss, key);
     s.websockets = [];
     return g;

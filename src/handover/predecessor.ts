@@ -11,6 +11,7 @@
  *
  * The same drain, without a successor, is what Generation#stop runs.
  */
+import type { LateState } from './late-state.js';
 import { failpoint } from '../core/failpoint.js';
 import type { ChildProcess } from 'node:child_process';
 import type { EventEmitter } from 'node:events';
@@ -70,6 +71,8 @@ export interface PredecessorHost {
   readonly socketHandlers: ReadonlyMap<string, SocketMigration>;
   /** The app's WebSocket servers and migration handlers, by listener name (Generation#migrateWebSockets). */
   readonly websockets: WebSocketRegistry;
+  /** State handed to a successor during the drain, once complete (feature `late-state`, handover/late-state.ts). */
+  readonly lateState: LateState;
   /** The app's state provider now: read at each handover, since Generation#setState may change it at any time. */
   stateProvider(): (() => unknown) | undefined;
   /** Emits one of the generation's events (the generation's own emit, bound). */
@@ -97,6 +100,8 @@ export interface DrainTarget {
   peer: FramePeer;
   pid: number;
   pings: boolean;
+  /** Its Hello named feature `late-state`: it takes LateState frames. */
+  lateState?: boolean;
   /** SIGKILLs the successor; returns what happened, for the warning. */
   kill(): string;
 }
@@ -281,6 +286,8 @@ export class PredecessorSide {
       // read with the Ready itself, before `lost` listened: roll back now.
       if (successor?.closed) lost?.();
       if (migration) this.#offerWebSockets(migration.emigration);
+      // After the closes above started: late state is complete only once they are done.
+      const late = successor && target?.lateState ? host.lateState.deliver(successor, (e) => host.emit('warning', e)) : undefined;
       await told;
       if (successor) failpoint('predecessor.draining-sent');
       let report = await draining;
@@ -318,6 +325,7 @@ export class PredecessorSide {
       }
       for (const { fd } of reserve) closeQuietly(fd);
       for (const l of host.listeners.all) l.server.close(() => undefined);
+      await late;
       await successor
         ?.send(FrameType.Done, {
           drained: report.drained,
@@ -521,6 +529,7 @@ export class PredecessorSide {
       peer,
       pid,
       pings: hasFeature(hello, 'ping'),
+      lateState: hasFeature(hello, 'late-state'),
       kill: () => killSuccessor(child, pid),
     };
     void this.drain(target, false);

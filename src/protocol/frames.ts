@@ -25,6 +25,10 @@ import { BatonError } from '../core/errors.js';
  * - `ping` (frame types Ping and Pong): the sender answers every Ping with a
  *   Pong carrying the same payload, whenever it reads one. The predecessor
  *   pings a ready successor that named it (the liveness check).
+ * - `late-state` (frame type LateState): while it drains into a successor
+ *   that named it, the predecessor sends state that is complete only after
+ *   the cutover (socket.io's connection-recovery store, once its sessions
+ *   closed), one frame per key, before Done (handover/late-state.ts).
  */
 export const PROTOCOL_VERSION = 1;
 export const MAGIC = 0x42544f4e; // "BTON"
@@ -54,6 +58,8 @@ export const FrameType = {
   Ping: 10,
   /** Feature `ping`: the answer to a Ping. */
   Pong: 11,
+  /** Feature `late-state`; predecessor → successor, after Draining and before Done: `{key, value}`. */
+  LateState: 12,
 } as const;
 export type FrameType = (typeof FrameType)[keyof typeof FrameType];
 
@@ -97,11 +103,17 @@ export interface HelloPayload {
 }
 
 /** The features this build speaks, announced in its Hello. */
-export const FEATURES: readonly string[] = ['ping'];
+export const FEATURES: readonly string[] = ['ping', 'late-state'];
 
 /** True when `hello` announces `feature` (a malformed list announces nothing). */
 export function hasFeature(hello: Partial<HelloPayload> | undefined, feature: string): boolean {
   return Array.isArray(hello?.features) && hello.features.includes(feature);
+}
+
+/** Payload of a LateState frame: one key's value (JSON). */
+export interface LateStatePayload {
+  key: string;
+  value: unknown;
 }
 
 /** Payload of Ping and Pong frames: the Pong echoes its Ping's number. */

@@ -106,6 +106,9 @@ function buildSchemas({ z }: typeof import('zod')): Record<FrameType, ZodType> {
   /** Ping and Pong: the Pong echoes its Ping's number. */
   const pingSchema = z.object({ seq: count });
 
+  /** LateState: a key such as `socket.io` and its JSON value. */
+  const lateStateSchema = z.object({ key: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/), value: z.unknown() });
+
   return {
     [FrameType.Hello]: helloSchema,
     [FrameType.Listeners]: listenersSchema,
@@ -118,6 +121,7 @@ function buildSchemas({ z }: typeof import('zod')): Record<FrameType, ZodType> {
     [FrameType.ConnectionsAck]: connectionsAckSchema,
     [FrameType.Ping]: pingSchema,
     [FrameType.Pong]: pingSchema,
+    [FrameType.LateState]: lateStateSchema,
   };
 }
 
