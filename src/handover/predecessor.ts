@@ -17,11 +17,12 @@ import type { EventEmitter } from 'node:events';
 import type net from 'node:net';
 import { BatonError, asError, fileWriteFailed, isBatonError } from '../core/errors.js';
 import type { PhaseMachine } from '../core/phase.js';
-import type { ConnectionTracker, DrainReport, Migrator } from '../drain/connection-tracker.js';
+import type { ConnectionTracker, DrainReport } from '../drain/connection-tracker.js';
 import type { GenerationEvents, GenerationSettings, UpgradeReport } from '../generation.js';
 import type { ListenerSet } from '../listeners/listener-set.js';
 import type { Emigration, SocketMigration } from '../migrate/emigration.js';
-import { createMigrator, offerWebSockets } from '../migrate/migrator.js';
+import type { Migrator } from '../migrate/kind.js';
+import { createMigrator } from '../migrate/migrator.js';
 import type { Parking } from '../migrate/parking.js';
 import type { WebSocketRegistry } from '../migrate/websocket.js';
 import { closeQuietly } from '../native/socket-info.js';
@@ -273,7 +274,6 @@ export class PredecessorSide {
       // A successor that died right after Ready may have closed the channel already, its end
       // read with the Ready itself, before `lost` listened: roll back now.
       if (successor?.closed) lost?.();
-      if (migration) this.#offerWebSockets(migration.emigration);
       await told;
       if (successor) failpoint('predecessor.draining-sent');
       let report = await draining;
@@ -565,15 +565,11 @@ export class PredecessorSide {
       settings: host.settings,
       nameOf: (server) => host.listeners.of(server)?.name,
       socketHandlers: (name) => host.socketHandlers.get(name),
+      websockets: host.websockets,
       keep: (socket) => host.tracker.keep(socket),
       onBatch: (info) => host.emit('connections-out', info),
       onWarning: (err) => host.emit('warning', err),
     });
-  }
-
-  /** At the start of a migrating drain: every open WebSocket of the registered servers. */
-  #offerWebSockets(emigration: Emigration): void {
-    offerWebSockets(emigration, this.#host.websockets, this.#host.settings.migrateTimeoutMs, (s) => this.#host.tracker.keep(s));
   }
 }
 

@@ -37,6 +37,7 @@ import { constants } from 'node:os';
 import net from 'node:net';
 import type http2 from 'node:http2';
 import { loadBinding } from '../native/binding.js';
+import { handleWriteQueue } from '../native/internals.js';
 import type { Emigration } from './emigration.js';
 import { Http2Bridge } from './http2-bridge.js';
 import {
@@ -120,8 +121,6 @@ const QUIET_ATTEMPTS = 5;
 /** How often a freezing session's conditions are looked at. */
 const POLL_MS = 1;
 
-type NativeHandle = { writeQueueSize?: number };
-
 /** Why this session cannot start migrating at all, or undefined. */
 function cannotMove(session: http2.ServerHttp2Session, f: Followed | undefined): string | undefined {
   if (!f) return 'not followed';
@@ -190,12 +189,11 @@ export function offerHttp2Session(
         }, QUIET_ATTEMPT_MS);
       }
       const st = session.state;
-      const handle = (socket as unknown as { _handle?: NativeHandle })._handle;
       const flushed =
         f!.open === 0 &&
         f!.pings === 0 &&
         st.outboundQueueSize === 0 &&
-        (handle?.writeQueueSize ?? 0) === 0 &&
+        handleWriteQueue(socket) === 0 &&
         socket.writableLength === 0 &&
         // A bridged session's bytes read from the kernel but not yet in nghttp2 must get there first.
         socket.readableLength === 0 &&

@@ -149,8 +149,13 @@ export interface DonePayload {
   durationMs: number;
 }
 
-/** What kind of connection is migrated, which decides how the successor adopts it. */
-export type MigratedKind = 'http1' | 'socket' | 'websocket' | 'http2';
+/**
+ * What kind of connection is migrated, which decides how the successor adopts
+ * it: the name of a migration kind (src/migrate/kinds.ts lists them; today
+ * 'http1', 'socket', 'websocket', 'http2'). A kind the successor does not
+ * know is refused for that entry only.
+ */
+export type MigratedKind = string;
 
 /** One live connection in a Connections frame; its fd rides on the frame, in entry order. */
 export interface MigratedConnection {

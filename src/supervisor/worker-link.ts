@@ -8,11 +8,12 @@
  * `{ baton: 'master', type: 'absorb', socketPath }` (take the live connections of
  * the generation at that upgrade socket: an old master's retiring worker).
  * Worker → master: `{ baton: 'worker', type: 'phase', phase, generation, origin }` on
- * every phase change, `{ baton: 'worker', type: 'status', phase, connections }`,
+ * every phase change, `{ baton: 'worker', type: 'status', phase, connections, degraded }`,
  * `{ baton: 'worker', type: 'drained', migrated, drained, forced }` once its drain ended.
  */
 import type { Generation } from '../generation.js';
 import type { Phase } from '../core/phase.js';
+import type { MissingInternal } from '../native/internals.js';
 
 /** Environment variable the master sets for its workers (JSON of {@link Supervision}). */
 export const SUPERVISED_ENV = 'BATON_SUPERVISED';
@@ -31,7 +32,8 @@ export interface Supervision {
 /** A message from a worker to its master. */
 export type WorkerMessage =
   | { baton: 'worker'; type: 'phase'; phase: Phase; generation: number; origin: string; socketPath: string }
-  | { baton: 'worker'; type: 'status'; phase: Phase; connections: number }
+  /** `degraded`: the internals of Node or ws the worker lacks, each with what degrades (Generation#degraded). */
+  | { baton: 'worker'; type: 'status'; phase: Phase; connections: number; degraded?: MissingInternal[] }
   | { baton: 'worker'; type: 'drained'; migrated: number; drained: number; forced: number }
   /** A listener the worker bound itself (zero-code, not configured), sent with its net.Server handle. */
   | { baton: 'worker'; type: 'listener'; name: string }
@@ -97,7 +99,14 @@ export function linkToMaster(generation: Generation): void {
   process.on('message', (m: MasterMessage) => {
     if (m?.baton !== 'master') return;
     if (m.type === 'stop') stop(m.drainMs);
-    else if (m.type === 'status') send({ baton: 'worker', type: 'status', phase: generation.phase, connections: generation.connections });
+    else if (m.type === 'status')
+      send({
+        baton: 'worker',
+        type: 'status',
+        phase: generation.phase,
+        connections: generation.connections,
+        degraded: [...generation.degraded],
+      });
     // A retiring worker of an old master hands its live connections to this one.
     else if (m.type === 'absorb') generation.absorb(m.socketPath).catch(() => undefined);
   });
