@@ -11,16 +11,7 @@ import { after, describe, it } from 'node:test';
 import { pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import { FreshProber, HttpLoad } from './helpers/http-load.js';
-import {
-  EventLog,
-  fixture,
-  killAll,
-  pidsOf,
-  predecessorDone,
-  spawnFixture,
-  tempDir,
-  upgradeFixture,
-} from './helpers/server-process.js';
+import { EventLog, fixture, killAll, pidsOf, predecessorDone, spawnFixture, tempDir, upgradeFixture } from './helpers/server-process.js';
 import { cli, startMaster, statusOf, writeApp, writeConfig } from './helpers/supervisor.js';
 
 const run = promisify(execFile);
