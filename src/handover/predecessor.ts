@@ -263,12 +263,8 @@ export class PredecessorSide {
           : undefined;
       const migration = successor && host.settings.migrate ? this.#migrator(successor) : undefined;
       const parked = host.parking.size;
-      if (migration) {
-        const { emigration } = migration;
-        host.parking.takeAll((fd, name, release, giveBack) => emigration.offerFd(fd, name, release, giveBack));
-      } else {
-        host.parking.wakeAll(); // they drain like any idle connection
-      }
+      // With migration they leave with the HTTP/1.1 kind (its departures take them at the drain's start).
+      if (!migration) host.parking.wakeAll(); // they drain like any idle connection
       const draining = host.tracker.drain(drainTimeoutMs, migration?.migrator);
       if (!migration) quiesced?.release(); // with migration, its first look just offered every paused connection
       // A successor that died right after Ready may have closed the channel already, its end
@@ -566,6 +562,7 @@ export class PredecessorSide {
       nameOf: (server) => host.listeners.of(server)?.name,
       socketHandlers: (name) => host.socketHandlers.get(name),
       websockets: host.websockets,
+      parking: host.parking,
       keep: (socket) => host.tracker.keep(socket),
       onBatch: (info) => host.emit('connections-out', info),
       onWarning: (err) => host.emit('warning', err),

@@ -135,7 +135,7 @@ function cannotMove(session: http2.ServerHttp2Session, f: Followed | undefined):
 
 /**
  * Freezes an HTTP/2 session and, once it meets the conditions above, offers
- * its connection to the emigration. Returns false when it cannot start (the
+ * its connection to the emigration (entry kind `kind`). Returns false when it cannot start (the
  * caller drains the session with GOAWAY); `fallback` runs when it started but
  * could not leave (reading has resumed; drain it with GOAWAY).
  *
@@ -147,6 +147,7 @@ function cannotMove(session: http2.ServerHttp2Session, f: Followed | undefined):
  * client downloading without pause through a small window) gets GOAWAY.
  */
 export function offerHttp2Session(
+  kind: string,
   emigration: Emigration,
   session: http2.ServerHttp2Session,
   name: string,
@@ -220,7 +221,7 @@ export function offerHttp2Session(
         lastStream: Math.max(f!.last, st.lastProcStreamID ?? 0),
         maxFrameSize: session.localSettings.maxFrameSize ?? 16_384,
       };
-      const offered = emigration.offer(socket, name, 'http2', {
+      const offered = emigration.offer(socket, name, kind, {
         state: travel,
         restore: () => {
           if (bridge) bridge.thaw();

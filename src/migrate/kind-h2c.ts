@@ -45,7 +45,7 @@ export const h2cKind: MigrationKind = {
     offerSession(session, server, fallback) {
       const name = host.nameOf(server);
       if (name === undefined) return false;
-      return offerHttp2Session(host.emigration, session, name, host.timeoutMs, (why) => {
+      return offerHttp2Session(h2cKind.name, host.emigration, session, name, host.timeoutMs, (why) => {
         debug('an HTTP/2 session stays and gets GOAWAY: %s', why);
         fallback();
       });

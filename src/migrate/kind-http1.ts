@@ -57,8 +57,14 @@ class Http1Departures implements Departures {
     return true;
   }
 
-  /** The first look at once: connections idle now start leaving without waiting for a turn. */
+  /**
+   * The first look at once: connections idle now start leaving without
+   * waiting for a turn. Parked connections (adopted, not used since) leave
+   * as the bare fds they are.
+   */
   start(): void {
+    const { emigration, parking } = this.#host;
+    parking.takeAll((fd, name, release, giveBack) => emigration.offerFd(fd, name, http1Kind.name, release, giveBack));
     this.#look();
   }
 
@@ -76,7 +82,7 @@ class Http1Departures implements Departures {
         // Not idle: a request is being received or answered; its response's
         // 'finish' brings it back here (afterResponse), or it gets Connection: close.
         if (!idle.has(socket) || socket.destroyed) continue;
-        if (name === undefined || !this.#host.emigration.offer(socket, name, 'http1')) this.#host.keep(socket);
+        if (name === undefined || !this.#host.emigration.offer(socket, name, http1Kind.name)) this.#host.keep(socket);
       }
     }
   }

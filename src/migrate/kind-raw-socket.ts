@@ -66,7 +66,7 @@ function offerRawSocket(host: DepartureHost, socket: net.Socket, server: net.Ser
       if (head) socket.unshift(head);
       socket.resume();
     };
-    if (!host.emigration.offer(socket, name, 'socket', { head, state, restore })) {
+    if (!host.emigration.offer(socket, name, rawSocketKind.name, { head, state, restore })) {
       restore();
       giveUp();
     }

@@ -37,7 +37,7 @@ export const webSocketKind: MigrationKind = {
           );
         }
         if (listener !== undefined) {
-          offerWebSocket(ws, host.emigration, listener, registration, request, host.timeoutMs, host.keep);
+          offerWebSocket(webSocketKind.name, ws, host.emigration, listener, registration, request, host.timeoutMs, host.keep);
           continue;
         }
         // Its HTTP server is not a listener of this generation: it cannot travel.

@@ -24,6 +24,7 @@ import type net from 'node:net';
 import type { BatonError } from '../core/errors.js';
 import type { MigratedConnection } from '../protocol/frames.js';
 import type { Emigration, SocketMigration } from './emigration.js';
+import type { Parking } from './parking.js';
 import type { WebSocketRegistry } from './websocket.js';
 
 /** What the app registered for migration in a generation (both sides read it). */
@@ -46,6 +47,8 @@ export interface DepartureHost extends AppMigrations {
   nameOf(server: net.Server): string | undefined;
   /** A connection that could not leave stays and drains here. */
   keep(socket: net.Socket): void;
+  /** Idle connections adopted from the previous generation and held as bare fds (see Parking): they may leave too. */
+  readonly parking: Pick<Parking, 'takeAll'>;
   /** Reports something that degrades the migration, as a `'warning'`. */
   warn(err: BatonError): void;
 }

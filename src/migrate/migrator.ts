@@ -17,6 +17,8 @@ export interface MigratorHost extends AppMigrations {
   nameOf(server: net.Server): string | undefined;
   /** A connection that could not leave stays and drains here. */
   keep(socket: net.Socket): void;
+  /** The generation's parked connections (they leave with the HTTP/1.1 kind). */
+  parking: DepartureHost['parking'];
   onBatch(info: { adopted: number; refused: number; withBytes: number }): void;
   onWarning(err: BatonError): void;
 }
@@ -53,6 +55,7 @@ export function createMigrator(successor: FramePeer, host: MigratorHost): { migr
     socketHandlers: (name) => host.socketHandlers(name),
     websockets: host.websockets,
     keep: (socket) => host.keep(socket),
+    parking: host.parking,
     warn: (err) => host.onWarning(err),
   };
   // Every kind takes part in the drain: one accepts servers, another finds its connections itself.

@@ -164,8 +164,10 @@ const OPEN = 1;
  * A WebSocket that cannot move — permessage-deflate negotiated (its
  * compression context cannot leave the process), or no boundary in time — is
  * closed with 1012 (Service Restart) so the client reconnects to the successor.
+ * Its entry carries kind `kind`.
  */
 export function offerWebSocket(
+  kind: string,
   ws: WsLike,
   emigration: Emigration,
   listener: string,
@@ -221,7 +223,7 @@ export function offerWebSocket(
     const restore = () => {
       if (pending) socket.unshift(pending);
     };
-    if (!emigration.offer(socket, listener, 'websocket', { head, state: travel, restore })) {
+    if (!emigration.offer(socket, listener, kind, { head, state: travel, restore })) {
       restore();
       resumeReading(socket);
       keep(socket);
