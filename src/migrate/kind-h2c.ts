@@ -24,6 +24,7 @@ function isH2cServer(server: net.Server): boolean {
   return typeof (server as Partial<http2.Http2Server>).updateSettings === 'function' && !(server instanceof tls.Server);
 }
 
+/** The h2c session kind (see the module comment). */
 export const h2cKind: MigrationKind = {
   name: 'http2',
   description: 'h2c (HTTP/2 over plain TCP) sessions',

@@ -19,6 +19,7 @@ import { closeQuietly } from '../native/socket-info.js';
 import { idleHttp1Sockets } from './http1-idle.js';
 import type { DepartureHost, Departures, MigrationKind } from './kind.js';
 
+/** The HTTP/1.1 keep-alive kind (see the module comment). */
 export const http1Kind: MigrationKind = {
   name: 'http1',
   description: 'HTTP/1.1 keep-alive connections',

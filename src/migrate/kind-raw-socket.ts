@@ -14,6 +14,7 @@ import { closeQuietly } from '../native/socket-info.js';
 import type { DepartureHost, MigrationKind } from './kind.js';
 import { resumeReading, stopReading, takeBuffered } from './socket-control.js';
 
+/** The raw-socket kind (see the module comment). */
 export const rawSocketKind: MigrationKind = {
   name: 'socket',
   description: 'raw connections of listeners registered with migrateSockets',

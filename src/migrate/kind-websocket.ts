@@ -19,6 +19,7 @@ import { closeQuietly } from '../native/socket-info.js';
 import type { MigrationKind } from './kind.js';
 import { adoptWebSocket, closeWebSocket, offerWebSocket, type WebSocketTravel } from './websocket.js';
 
+/** The WebSocket kind (see the module comment). */
 export const webSocketKind: MigrationKind = {
   name: 'websocket',
   description: 'WebSockets of ws servers registered with migrateWebSockets',
