@@ -273,10 +273,20 @@ export function missingInternalWarning(m: MissingInternal, owner = `Node ${proce
   return new BatonError('ERR_BATON_INTERNAL_MISSING', `${owner} lacks the internal '${m.internal}' baton relies on: ${m.degrades}`);
 }
 
+/** A socketpair for the handle probe; none without the addon (start-up reports that itself). */
+function socketpairOrNone(): [number, number] | undefined {
+  try {
+    const fds = loadBinding().socketpair();
+    return typeof fds === 'number' ? undefined : fds;
+  } catch {
+    return undefined;
+  }
+}
+
 function probe(): MissingInternal[] {
   const missing: MissingInternal[] = [];
-  const fds = loadBinding().socketpair();
-  if (typeof fds !== 'number') {
+  const fds = socketpairOrNone();
+  if (fds) {
     let socket: net.Socket | undefined;
     try {
       socket = new net.Socket({ fd: fds[0], readable: true, writable: true });
