@@ -520,6 +520,7 @@ export class Generation extends EventEmitter<GenerationEvents> {
       await peer.expect(FrameType.State, this.settings.helloTimeoutMs, timeout);
       await peer.send(FrameType.Ready, { listeners: this.#listeners.all.length });
       await peer.expect(FrameType.Draining, this.settings.helloTimeoutMs, timeout);
+      failpoint('successor.draining-received');
       this.on('connections-in', count);
       await this.#receiveFromPredecessor(peer, reply.pid);
       return counts;

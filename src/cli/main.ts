@@ -6,7 +6,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { Command, Option } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import { REGISTER_URL } from '../adopt/register-url.js';
 import { isBatonError } from '../core/errors.js';
 import { loadBinding } from '../native/binding.js';
@@ -20,6 +20,14 @@ import { findRunGenerations, formatRunGenerations } from './run-generations.js';
 import { defaultSocketDir } from '../handover/upgrade-socket.js';
 
 const version = (JSON.parse(fs.readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+/** A commander parser for a positive number of milliseconds (an integer). */
+function positiveMs(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n <= 0)
+    throw new InvalidArgumentError(`expected a positive integer of milliseconds, got ${JSON.stringify(value)}`);
+  return n;
+}
+
 const program = new Command();
 program
   .name('baton')
@@ -231,6 +239,12 @@ program
       .default(process.env.BATON_READY === 'explicit' ? 'explicit' : 'auto'),
   )
   .option('--quiet-ms <ms>', 'auto: ready once no listen() came for this long', '100')
+  .addOption(
+    new Option(
+      '--liveness-ms <ms>',
+      "after a successor's ready, its predecessor Pings it; one silent this long is killed and the old generation serves on (default 5000)",
+    ).argParser(positiveMs),
+  )
   .option(
     '--consistent',
     'data consistency mode: the app loads only once the running generation has stopped taking requests and finished those in flight (requests wait, none fails)',
@@ -241,13 +255,22 @@ program
       async (
         app: string,
         args: string[],
-        o: { name?: string; socketDir?: string; ready: string; quietMs: string; consistent?: boolean; logFormat?: string },
+        o: {
+          name?: string;
+          socketDir?: string;
+          ready: string;
+          quietMs: string;
+          livenessMs?: number;
+          consistent?: boolean;
+          logFormat?: string;
+        },
       ) => {
         // Without a usable native addon the app's process would fail in its preload with a stack trace: say it here, once.
         loadBinding();
         const env: NodeJS.ProcessEnv = { ...process.env, BATON_READY: o.ready, BATON_READY_QUIET_MS: o.quietMs };
         if (o.logFormat) env.BATON_LOG = o.logFormat;
         if (o.consistent) env.BATON_CONSISTENCY = '1';
+        if (o.livenessMs !== undefined) env.BATON_LIVENESS_MS = String(o.livenessMs);
         if (o.name) env.BATON_NAME = o.name;
         if (o.socketDir) env.BATON_SOCKET_DIR = o.socketDir;
         // The app runs in its own Node process (require.main, process.argv as usual); this one stays its parent

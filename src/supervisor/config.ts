@@ -72,8 +72,13 @@ export const configSchema = z.strictObject({
       fastMs: positiveMs.default(1_000),
       /** After a stop's time is up, a worker gets SIGKILL this many ms later. */
       killGraceMs: positiveMs.default(2_000),
+      /**
+       * After a new worker is ready, its predecessor Pings it; one that does not answer for this many ms is
+       * taken for hung, killed, and the old worker serves on. Requests the hung worker holds wait this long.
+       */
+      livenessMs: positiveMs.default(5_000),
     })
-    .default({ readyMs: 30_000, drainMs: 30_000, fastMs: 1_000, killGraceMs: 2_000 }),
+    .default({ readyMs: 30_000, drainMs: 30_000, fastMs: 1_000, killGraceMs: 2_000, livenessMs: 5_000 }),
   restart: z
     .strictObject({
       /** First delay before restarting a crashed worker; doubles per crash in the window. */

@@ -27,6 +27,8 @@ export interface Supervision {
   masterPid: number;
   /** The config's `timeouts.drainMs`: the worker's drains (after a takeover, or on stop) last at most this long. */
   drainMs?: number;
+  /** The config's `timeouts.livenessMs`: a successor worker that stops answering Pings this long after its ready is killed (StartOptions.livenessTimeoutMs). */
+  livenessMs?: number;
 }
 
 /** A message from a worker to its master. */

@@ -297,6 +297,7 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
         socketDir,
         readyTimeoutMs: c.timeouts.readyMs,
         drainMs: c.timeouts.drainMs,
+        livenessMs: c.timeouts.livenessMs,
         output: this.#output,
       });
     } catch (err) {

@@ -46,6 +46,8 @@ export interface WorkerSpec {
   readyTimeoutMs: number;
   /** `timeouts.drainMs`: the worker's own drain timeout, so it reports its drain before the master's SIGKILL at drainMs + killGraceMs. */
   drainMs?: number;
+  /** `timeouts.livenessMs`: how long the worker, as a predecessor, waits for its successor's Pong after the successor's ready. */
+  livenessMs?: number;
   /**
    * Where the worker's stdout and stderr lines go. Absent: the worker writes
    * to the master's own stdout and stderr (inherited). Given (the master logs
@@ -162,7 +164,13 @@ export class WorkerProcess extends EventEmitter<WorkerEvents> {
    * spawned at all.
    */
   static spawn(spec: WorkerSpec, masterPid = process.pid): WorkerProcess {
-    const supervision: Supervision = { slot: spec.slot, socketDir: spec.socketDir, masterPid, drainMs: spec.drainMs };
+    const supervision: Supervision = {
+      slot: spec.slot,
+      socketDir: spec.socketDir,
+      masterPid,
+      drainMs: spec.drainMs,
+      livenessMs: spec.livenessMs,
+    };
     const child = spawnWithListeners(
       spec.listeners.map((l) => ({ name: l.name, fd: l.fd })),
       // Zero-code adoption is preloaded: an unmodified app gets its listeners through
