@@ -13,7 +13,8 @@ import { loadBinding } from '../native/binding.js';
 import type { ConfigOverrides } from '../supervisor/config.js';
 import { Master } from '../supervisor/master.js';
 import { alive } from '../core/proc.js';
-import { locate, reload, requireCurrent, rollback, signal, upgrade, waitUntil, type Target } from './operations.js';
+import { locate, reload, requireCurrent, rollback, signal, tryStatus, upgrade, waitUntil, type Target } from './operations.js';
+import { UpgradeRecorder, writeUpgradeReport, type UpgradeReportData } from '../observe/upgrade-report.js';
 import { runWrapped } from './run-wrapper.js';
 import { formatStatus } from './status-format.js';
 import { findRunGenerations, formatRunGenerations } from './run-generations.js';
@@ -78,6 +79,16 @@ const logFormatOption = () =>
 const appArgs = (args: string[]): string[] => (args[0] === '--' ? args.slice(1) : args);
 
 /** Runs a command body, printing a BatonError as one line and setting the exit code. */
+/** Writes an upgrade report (JSON and SVG) and says where; a report that cannot be written is a warning, not a failed upgrade. */
+function report(file: string, data: UpgradeReportData, print: (line: string) => void): void {
+  try {
+    const written = writeUpgradeReport(file, data);
+    print(`report: ${written.json}, ${written.svg}`);
+  } catch (err) {
+    process.stderr.write(`baton: cannot write the upgrade report ${file}: ${(err as Error).message}\n`);
+  }
+}
+
 function action<A extends unknown[]>(fn: (...args: A) => Promise<void>): (...args: A) => Promise<void> {
   return async (...args: A) => {
     try {
@@ -166,16 +177,31 @@ targetOptions(
     )
     .option('--keep-old', 'stop before the final QUIT: the old master stays as a fallback')
     .option('--health-url <url>', 'URL that must answer 2xx during the health window')
+    .option('--report <file>', 'write a report of the upgrade: JSON to <file>, an SVG timeline next to it (<file> with .svg)')
     .addOption(new Option('--window <ms>', 'health window in ms').argParser((v) => Number.parseInt(v, 10))),
 ).action(
-  action(async (o: TargetOptions & { keepOld?: boolean; healthUrl?: string; window?: number }) => {
-    const out = (line: string) => process.stdout.write(`${line}\n`);
-    const s = await upgrade(targetOf(o), { keepOld: o.keepOld, healthUrl: o.healthUrl, healthWindowMs: o.window }, out);
+  action(async (o: TargetOptions & { keepOld?: boolean; healthUrl?: string; window?: number; report?: string }) => {
+    const print = (line: string) => process.stdout.write(`${line}\n`);
+    const target = targetOf(o);
+    const located = o.report ? await locate(target) : undefined;
+    const recorder = located && new UpgradeRecorder(requireCurrent(located), (pid) => tryStatus(located.config, pid));
+    const out = (line: string) => {
+      recorder?.mark(line.replace(/^\s*[✓✗]\s*/, ''));
+      print(line);
+    };
+    let s: Awaited<ReturnType<typeof upgrade>>;
+    try {
+      s = await upgrade(target, { keepOld: o.keepOld, healthUrl: o.healthUrl, healthWindowMs: o.window }, out);
+    } catch (err) {
+      if (recorder) report(o.report!, await recorder.finish(located.config.name, 'failed', (err as Error).message), print);
+      throw err;
+    }
     out(
       `upgrade done in ${s.durationMs} ms: master pid ${s.oldPid} → ${s.newPid}; old workers' connections: ` +
         `${s.migrated} migrated, ${s.drained} closed cleanly, ${s.forced} cut (requests failed server-side: at most ${s.forced})` +
         (s.oldMasterKept ? `; old master pid ${s.oldPid} kept in standby (baton rollback, or kill -QUIT ${s.oldPid})` : ''),
     );
+    if (recorder) report(o.report!, await recorder.finish(located.config.name, 'done', undefined, { ...s }), print);
   }),
 );
 

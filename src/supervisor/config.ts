@@ -89,6 +89,13 @@ export const configSchema = z.strictObject({
       windowMs: positiveMs.default(30_000),
     })
     .default({ initialDelayMs: 100, maxDelayMs: 10_000, crashLoopCount: 5, windowMs: 30_000 }),
+  /** Serve Prometheus metrics of the master and its workers on this address (`GET /metrics`); see docs/metrics.md. */
+  metrics: z
+    .strictObject({
+      host: z.string().min(1).default('127.0.0.1'),
+      port: z.number().int().min(0).max(65535),
+    })
+    .optional(),
   upgrade: z
     .strictObject({
       /** `baton upgrade`: the new generation must stay healthy this long before the old one retires. */

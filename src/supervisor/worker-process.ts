@@ -11,6 +11,7 @@ import { BatonError } from '../core/errors.js';
 import type { Phase } from '../core/phase.js';
 import { REGISTER_URL } from '../adopt/register-url.js';
 import { spawnWithListeners } from '../handover/exec.js';
+import type { ObservedEvent } from '../observe/master-metrics.js';
 import type { HeldListener } from './held-listeners.js';
 import { SUPERVISED_ENV, type MasterMessage, type Supervision, type WorkerMessage } from './worker-link.js';
 import type { MissingInternal } from '../native/internals.js';
@@ -86,6 +87,8 @@ export interface WorkerEvents {
   'listen-failed': [info: { name: string; address: string; code: string | undefined; message: string }];
   /** Its drain ended: how its connections left. */
   drained: [report: { migrated: number; drained: number; forced: number }];
+  /** It forwarded one of its diagnostics events (phase, migration batch) for the master's metrics. */
+  observe: [event: ObservedEvent];
   exit: [exit: WorkerExit];
 }
 
@@ -287,6 +290,10 @@ export class WorkerProcess extends EventEmitter<WorkerEvents> {
     if (m.type === 'status') {
       if (Array.isArray(m.degraded)) this.#degraded = m.degraded;
       for (const w of this.#statusWaiters.splice(0)) w(m.connections);
+      return;
+    }
+    if (m.type === 'observe') {
+      this.emit('observe', m.observed);
       return;
     }
     if (m.type === 'drained') {
