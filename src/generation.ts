@@ -20,6 +20,7 @@ import { UnixChannel, probeUnixSocket } from './native/unix-channel.js';
 import { FramePeer, isPeerLoss } from './protocol/frame-peer.js';
 import { greetPredecessor } from './handover/greeting.js';
 import { closeQuietly } from './native/socket-info.js';
+import { missingInternalWarning, probeNodeInternals, probeWebSocketServer, type MissingInternal } from './native/internals.js';
 import { FrameType, type DonePayload, type LateStatePayload, type StatePayload } from './protocol/frames.js';
 import { LateState, type LateStateProvider, type LateStateReceiver } from './handover/late-state.js';
 
@@ -144,6 +145,8 @@ export class Generation extends EventEmitter<GenerationEvents> {
   readonly #parking = new Parking();
   readonly #websockets = new WebSocketRegistry((server) => this.#listeners.of(server)?.name);
   readonly #lateState = new LateState();
+  /** Internals of Node or ws found missing, and what degrades without each (warned once each). */
+  readonly #degraded: MissingInternal[] = [];
   #stopRequested = false;
   /**
    * This generation as a predecessor: its upgrade socket, the successor it
@@ -184,7 +187,9 @@ export class Generation extends EventEmitter<GenerationEvents> {
       this.#phases.transition('taking-over');
       this.#watchPredecessor(beginning.predecessor);
     }
-    const warnings = beginning.warnings ?? [];
+    // Node's internals are looked at once per process; what is missing degrades migration, not serving.
+    this.#degraded.push(...probeNodeInternals());
+    const warnings = [...(beginning.warnings ?? []), ...this.#degraded.map((m) => missingInternalWarning(m))];
     // After start() resolved and its caller attached listeners (an `await` continues in a microtask, before this).
     if (warnings.length > 0) setImmediate(() => warnings.forEach((w) => this.emit('warning', w)));
   }
@@ -207,6 +212,15 @@ export class Generation extends EventEmitter<GenerationEvents> {
   /** Open connections across all listeners. */
   get connections(): number {
     return this.#tracker.size + this.#parking.size;
+  }
+
+  /**
+   * The private internals of Node (probed at start-up) and of registered ws
+   * servers that are missing, each with what degrades without it (also
+   * emitted as `'warning'` ERR_BATON_INTERNAL_MISSING, and shown by `baton status`).
+   */
+  get degraded(): readonly MissingInternal[] {
+    return this.#degraded;
   }
 
   /** True when the predecessor handed over a state value. */
@@ -296,6 +310,11 @@ export class Generation extends EventEmitter<GenerationEvents> {
    * and nothing is sent to the client.
    */
   migrateWebSockets(name: string | null, wss: unknown, handlers: WebSocketMigration): void {
+    for (const m of probeWebSocketServer(wss as WssLike)) {
+      if (this.#degraded.some((d) => d.internal === m.internal)) continue;
+      this.#degraded.push(m);
+      this.emit('warning', missingInternalWarning(m, 'this ws'));
+    }
     this.#websockets.register(name, wss as WssLike, handlers);
   }
 
@@ -549,7 +568,7 @@ export class Generation extends EventEmitter<GenerationEvents> {
       websockets: this.#websockets,
       track: (socket: net.Socket, server: net.Server) => this.#tracker.add(socket, server),
       park: (fd: number, server: net.Server, listener: string) => this.#parking.park(fd, server, listener),
-      migrateTimeoutMs: this.settings.migrateTimeoutMs,
+      timeoutMs: this.settings.migrateTimeoutMs,
       onLost: (listener: string, why: string) =>
         this.emit(
           'warning',

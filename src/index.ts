@@ -22,6 +22,7 @@ export { type Phase } from './core/phase.js';
 export { BatonError, ErrorCodes, isBatonError, type ErrorCode } from './core/errors.js';
 export { Defaults } from './core/options.js';
 export { type DrainReport } from './drain/connection-tracker.js';
+export { type MissingInternal } from './native/internals.js';
 export { type ListenAddress, type Listener, type ListenerOrigin } from './listeners/listener-set.js';
 export { defaultSocketDir } from './handover/upgrade-socket.js';
 export { type ExecCommand } from './handover/exec.js';

@@ -21,6 +21,7 @@ import { librarySessionStarted, start } from '../start.js';
 import { listenerName, parseListenArgs } from './listen-args.js';
 import { SUPERVISED_ENV } from '../supervisor/worker-link.js';
 import { hookSocketIo, type SocketIoHooks } from './socketio.js';
+import { webSocketSocket, type WsLike } from '../native/internals.js';
 
 /** Settings of an adoption (from `baton run`'s options or the environment). */
 export interface AdoptionOptions {
@@ -356,7 +357,7 @@ function registerWebSockets(g: Generation, wss: object, key: string): void {
     key,
     follows: (req) => !isEngineIo(req),
     adopt: (ws, _state, request) => {
-      const socket = (ws as { _socket?: net.Socket })._socket ?? new net.Socket();
+      const socket = webSocketSocket(ws as WsLike) ?? new net.Socket();
       const req = new http.IncomingMessage(socket);
       req.method = 'GET';
       req.url = request?.url ?? '/';

@@ -19,6 +19,7 @@ export function formatStatus(name: string, masters: readonly MasterStatus[]): st
         `  worker ${w.slot} pid ${w.pid}: ${w.state}${w.generation ? `, generation ${w.generation}` : ''}, ` +
           `${w.connections ?? '?'} connections, up ${seconds(w.uptimeMs)}`,
       );
+      for (const d of w.degraded ?? []) lines.push(`    degraded: ${d.degrades} (missing internal ${d.internal})`);
     }
     if (m.workers.length === 0) lines.push('  no workers');
     const c = m.counters;

@@ -63,6 +63,8 @@ export const ErrorCodes = {
   ERR_BATON_MIGRATION_LOST: 'migrated connection lost',
   /** Late state (socket.io's recovery store) could not be handed to the successor (too large for a frame, or its provider failed); serving goes on. */
   ERR_BATON_LATE_STATE: 'late state not handed over',
+  /** A private internal of Node or ws that baton relies on is missing (another release): the message names it and what degrades; serving goes on. */
+  ERR_BATON_INTERNAL_MISSING: 'Node or ws internal missing',
   /** A best-effort file (pid file, upgrade socket) could not be written: the message names the file and the errno; serving goes on. */
   ERR_BATON_FILE_WRITE_FAILED: 'best-effort file not written',
   /** The upgrade socket could not accept a connection (out of fds or memory): it retries; serving goes on. */

@@ -1,46 +1,11 @@
 import http from 'node:http';
 import type http2 from 'node:http2';
 import type net from 'node:net';
-import tls from 'node:tls';
-import { idleHttp1Sockets } from '../migrate/http1-idle.js';
-import { followHttp2Session } from '../migrate/http2-session.js';
-import { closeWebSocket, type WsLike } from '../migrate/websocket.js';
+import type { Departures, Migrator } from '../migrate/kind.js';
+import { closeUpgraded, prepareServer } from '../migrate/kinds.js';
+import { hasHttpParser } from '../native/internals.js';
 
-/** How the connections of a server can move to a successor. */
-export type MigrationMode = 'http1' | 'socket' | 'http2';
-
-/**
- * Moves live connections to the successor instead of draining them (the
- * generation implements it over the handover channel).
- */
-export interface Migrator {
-  /**
-   * How the connections of `server` can move: `'http1'` (plain HTTP/1.1, at a
-   * request boundary), `'socket'` (raw connections the app registered),
-   * `'http2'` (h2c sessions, between streams), or undefined (they drain: TLS,
-   * unregistered).
-   */
-  modeOf(server: net.Server): MigrationMode | undefined;
-  /**
-   * Takes a connection that is at a boundary. Returns false when it cannot
-   * (the connection then drains here); a connection taken but later refused
-   * comes back through {@link ConnectionTracker.keep}.
-   */
-  offer(socket: net.Socket, server: net.Server, mode: 'http1' | 'socket'): boolean;
-  /**
-   * Takes an h2c session (mode `'http2'`). Returns false when it cannot start
-   * leaving; `fallback` runs when it started but stays after all. Either way
-   * the session then drains with GOAWAY.
-   */
-  offerSession(session: http2.ServerHttp2Session, server: net.Server, fallback: () => void): boolean;
-  /** Connections the successor adopted so far. */
-  readonly migrated: number;
-  /**
-   * HTTP/1.1 connections busy when the drain starts: true moves them right
-   * after their response, false answers with `Connection: close` instead.
-   */
-  readonly afterResponse: boolean;
-}
+export type { Migrator } from '../migrate/kind.js';
 
 /**
  * What happens to upgraded connections (WebSocket, any protocol after an HTTP
@@ -95,19 +60,17 @@ export interface DrainReport {
  * - Anything else (WebSocket after upgrade, raw TCP) stays open until the drain
  *   timeout, then is destroyed and counted as forced.
  *
- * With a {@link Migrator} (a successor that adopts connections), HTTP/1.1
- * connections of plain servers and registered raw connections move instead:
- * an idle keep-alive connection at once, one with a request in flight right
- * after its response (which keeps `Connection: keep-alive`), one with a partly
- * received request once that request was answered; h2c sessions between two
- * streams (migrate/http2-session.ts). What cannot move drains as above.
+ * With a {@link Migrator} (a successor that adopts connections), the
+ * connections of a server some migration kind accepts (migrate/kinds.ts) are
+ * offered to that kind's departures instead, which move each at its boundary
+ * — an HTTP/1.1 keep-alive connection between two requests, an h2c session
+ * between two streams, a raw connection once its writes flushed. What cannot
+ * move drains as above.
  */
 export class ConnectionTracker {
   readonly #sockets = new Set<net.Socket>();
   readonly #sessions = new Set<http2.ServerHttp2Session>();
   readonly #sessionServer = new WeakMap<http2.ServerHttp2Session, net.Server>();
-  /** The connection a tracked server is setting a session up on ('session' comes inside its 'connection'). */
-  #arriving: net.Socket | undefined;
   readonly #inflight = new Set<http.ServerResponse>();
   /**
    * Forgets a finished response. One function shared by every response (`this` is the
@@ -122,10 +85,8 @@ export class ConnectionTracker {
   readonly #serverOf = new WeakMap<net.Socket, net.Server>();
   /** Connections that stay in this process whatever happens (migration refused or failed). */
   #kept = new WeakSet<net.Socket>();
-  /** HTTP/1.1 connections to look at for a request boundary on the next turn, by server. */
-  readonly #idleCheck = new Map<net.Server, Set<net.Socket>>();
-  /** How the connections of each server migrate, asked once per server and drain (it is asked per connection). */
-  readonly #modes = new Map<net.Server, MigrationMode | undefined>();
+  /** The departures that take each server's connections, asked once per server and drain (it is asked per connection). */
+  readonly #departures = new Map<net.Server, Departures | undefined>();
   #draining = false;
   #migrator: Migrator | undefined;
   #onEmpty: (() => void) | undefined;
@@ -151,13 +112,8 @@ export class ConnectionTracker {
   track(server: net.Server): void {
     if (this.#tracked.has(server)) return;
     this.#tracked.add(server);
-    const h2c = isH2cServer(server);
-    if (h2c) {
-      // Clients then never index request headers, so a session has no HPACK
-      // decoding state and can migrate (migrate/http2-session.ts).
-      (server as http2.Http2Server).updateSettings({ headerTableSize: 0 });
-      server.prependListener('connection', (socket: net.Socket) => (this.#arriving = socket));
-    }
+    // Kinds that follow a server's connections from their start (h2c) begin here.
+    prepareServer(server);
     server.on('connection', (socket: net.Socket) => this.add(socket, server));
     // prependListener: decide keep-alive before the app's handler writes headers.
     server.prependListener('request', (_req: unknown, res: unknown) => {
@@ -172,8 +128,6 @@ export class ConnectionTracker {
     server.on('session', (session: http2.ServerHttp2Session) => {
       this.#sessions.add(session);
       this.#sessionServer.set(session, server);
-      if (h2c && this.#arriving) followHttp2Session(session, this.#arriving);
-      this.#arriving = undefined;
       session.once('close', () => this.#sessions.delete(session));
       if (this.#draining) this.#considerSession(session);
     });
@@ -189,7 +143,6 @@ export class ConnectionTracker {
     this.#serverOf.set(socket, server);
     socket.once('close', () => {
       this.#sockets.delete(socket);
-      this.#idleCheck.get(server)?.delete(socket);
       if (this.#sockets.size === 0) this.#onEmpty?.();
     });
     if (this.#draining) this.#consider(socket);
@@ -217,7 +170,7 @@ export class ConnectionTracker {
   #isUpgraded(socket: net.Socket): boolean {
     const server = this.#serverOf.get(socket);
     if (!(server instanceof http.Server)) return false;
-    return !socket.destroyed && !(socket as { parser?: unknown }).parser;
+    return !socket.destroyed && !hasHttpParser(socket);
   }
 
   /** Drain into a successor: upgraded connections that will not migrate are closed gracefully at once (see {@link UpgradedPolicy}). */
@@ -229,70 +182,48 @@ export class ConnectionTracker {
     }
   }
 
-  #migrates(socket: net.Socket): MigrationMode | undefined {
+  /** The departures that take `socket` during this drain, unless it is kept here. */
+  #leavesBy(socket: net.Socket): Departures | undefined {
     if (!this.#migrator || this.#kept.has(socket)) return undefined;
     const server = this.#serverOf.get(socket);
-    return server && this.#modeOf(server);
+    return server && this.#departuresFor(server);
   }
 
-  #modeOf(server: net.Server): MigrationMode | undefined {
+  #departuresFor(server: net.Server): Departures | undefined {
     if (!this.#migrator) return undefined;
-    if (!this.#modes.has(server)) this.#modes.set(server, this.#migrator.modeOf(server));
-    return this.#modes.get(server);
+    if (!this.#departures.has(server)) this.#departures.set(server, this.#migrator.departuresFor(server));
+    return this.#departures.get(server);
   }
 
   /** A session of a draining generation: migrates when it can, else GOAWAY. */
   #considerSession(session: http2.ServerHttp2Session): void {
     const server = this.#sessionServer.get(session);
-    const migrator = this.#migrator;
-    if (!migrator || !server || this.#modeOf(server) !== 'http2') return goAway(session);
+    const departures = server && this.#departuresFor(server);
+    if (!server || !departures?.offerSession) return goAway(session);
     const fallback = () => {
       // After a cancelled drain (rollback) the session serves on.
       if (this.#draining) goAway(session);
     };
-    if (!migrator.offerSession(session, server, fallback)) goAway(session);
+    if (!departures.offerSession(session, server, fallback)) goAway(session);
   }
 
   /**
-   * During a migrating drain, moves the connection of `res` once `res` is done
-   * (its socket is detached by then, hence captured now). False when it drains.
+   * During a migrating drain, offers the connection of `res` again once `res`
+   * is done (its socket is detached by then, hence captured now), when its
+   * kind moves connections after a response. False when it drains.
    */
   #migrateAfter(res: http.ServerResponse): boolean {
     const socket = res.socket;
-    if (!socket || !this.#migrator?.afterResponse || this.#migrates(socket) !== 'http1') return false;
+    if (!socket || !this.#leavesBy(socket)?.afterResponse) return false;
     res.once('finish', () => this.#consider(socket));
     return true;
   }
 
   #consider(socket: net.Socket): void {
-    const mode = this.#migrates(socket);
+    const departures = this.#leavesBy(socket);
     // HTTP/2 connections move as sessions (#considerSession).
-    if (!mode || mode === 'http2' || socket.destroyed) return;
-    if (mode === 'socket') {
-      if (!this.#migrator!.offer(socket, this.#serverOf.get(socket)!, mode)) this.#kept.add(socket);
-      return;
-    }
-    const first = this.#idleCheck.size === 0;
-    const server = this.#serverOf.get(socket)!;
-    const pending = this.#idleCheck.get(server);
-    if (pending) pending.add(socket);
-    else this.#idleCheck.set(server, new Set([socket]));
-    // One look at Node's parser list per turn, whatever the number of connections.
-    if (first) setImmediate(() => this.#checkIdle());
-  }
-
-  #checkIdle(): void {
-    const byServer = [...this.#idleCheck];
-    this.#idleCheck.clear();
-    for (const [server, sockets] of byServer) {
-      const idle = idleHttp1Sockets(server);
-      for (const socket of sockets) {
-        // Not idle: a request is being received or answered; its response's
-        // 'finish' brings it back here.
-        if (!idle.has(socket) || socket.destroyed) continue;
-        if (!this.#migrator!.offer(socket, server, 'http1')) this.#kept.add(socket);
-      }
-    }
+    if (!departures?.offer || socket.destroyed) return;
+    if (!departures.offer(socket, this.#serverOf.get(socket)!)) this.#kept.add(socket);
   }
 
   /**
@@ -309,9 +240,9 @@ export class ConnectionTracker {
   cancelDrain(): void {
     if (!this.#draining) return;
     this.#draining = false;
+    this.#migrator?.stop();
     this.#migrator = undefined;
-    this.#idleCheck.clear();
-    this.#modes.clear();
+    this.#departures.clear();
     this.#kept = new WeakSet(); // a later drain may move them
     this.#cancel?.();
   }
@@ -321,16 +252,18 @@ export class ConnectionTracker {
     const connections = this.#sockets.size;
     this.#draining = true;
     this.#migrator = migrator;
-    this.#modes.clear();
+    this.#departures.clear();
     for (const res of this.#inflight) {
       if (!this.#migrateAfter(res) && !res.headersSent) res.shouldKeepAlive = false;
     }
     this.#inflight.clear();
     for (const session of this.#sessions) this.#considerSession(session);
     for (const socket of this.#sockets) this.#consider(socket);
-    if (migrator) this.#closeUnmigratable();
-    // The first look at once: connections idle now start leaving without waiting for a turn.
-    this.#checkIdle();
+    if (migrator) {
+      this.#closeUnmigratable();
+      // Kinds look at what they were offered at once, and offer the connections they find themselves.
+      migrator.start();
+    }
     return new Promise<DrainReport | undefined>((resolve) => {
       let forced = 0;
       this.#cancel = () => {
@@ -362,33 +295,6 @@ export class ConnectionTracker {
       if (this.#sockets.size === 0) finish();
     });
   }
-}
-
-/**
- * Closes an upgraded connection gracefully: a `ws` WebSocket (ws 8 keeps it on
- * the socket under its private `websocket` symbol) gets a close frame 1012
- * (Service Restart) after the answers to what it received (see
- * closeWebSocket) and ends once its client answered, as a WebSocket close
- * should; any other protocol gets a FIN after what was written has flushed
- * (`end()`). Bytes the client sends meanwhile are still read by the app.
- */
-export function closeUpgraded(socket: net.Socket, timeoutMs: number): void {
-  const ws = webSocketOn(socket);
-  if (ws) return closeWebSocket(ws, timeoutMs);
-  if (!socket.writableEnded) socket.end();
-}
-
-function webSocketOn(socket: net.Socket): WsLike | undefined {
-  const key = Object.getOwnPropertySymbols(socket).find((k) => k.description === 'websocket');
-  const ws = key ? (socket as unknown as Record<symbol, unknown>)[key] : undefined;
-  if (typeof ws !== 'object' || ws === null || typeof (ws as { close?: unknown }).close !== 'function') return undefined;
-  if ((ws as WsLike)._socket !== socket) return undefined;
-  return ws as WsLike;
-}
-
-/** A plain-text HTTP/2 server (`http2.createServer`): the only kind whose sessions can migrate. */
-export function isH2cServer(server: net.Server): boolean {
-  return typeof (server as Partial<http2.Http2Server>).updateSettings === 'function' && !(server instanceof tls.Server);
 }
 
 /**

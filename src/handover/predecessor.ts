@@ -18,11 +18,12 @@ import type { EventEmitter } from 'node:events';
 import type net from 'node:net';
 import { BatonError, asError, fileWriteFailed, isBatonError } from '../core/errors.js';
 import type { PhaseMachine } from '../core/phase.js';
-import type { ConnectionTracker, DrainReport, Migrator } from '../drain/connection-tracker.js';
+import type { ConnectionTracker, DrainReport } from '../drain/connection-tracker.js';
 import type { GenerationEvents, GenerationSettings, UpgradeReport } from '../generation.js';
 import type { ListenerSet } from '../listeners/listener-set.js';
 import type { Emigration, SocketMigration } from '../migrate/emigration.js';
-import { createMigrator, offerWebSockets } from '../migrate/migrator.js';
+import type { Migrator } from '../migrate/kind.js';
+import { createMigrator } from '../migrate/migrator.js';
 import type { Parking } from '../migrate/parking.js';
 import type { WebSocketRegistry } from '../migrate/websocket.js';
 import { closeQuietly } from '../native/socket-info.js';
@@ -274,19 +275,14 @@ export class PredecessorSide {
           : undefined;
       const migration = successor && host.settings.migrate ? this.#migrator(successor) : undefined;
       const parked = host.parking.size;
-      if (migration) {
-        const { emigration } = migration;
-        host.parking.takeAll((fd, name, release, giveBack) => emigration.offerFd(fd, name, release, giveBack));
-      } else {
-        host.parking.wakeAll(); // they drain like any idle connection
-      }
+      // With migration they leave with the HTTP/1.1 kind (its departures take them at the drain's start).
+      if (!migration) host.parking.wakeAll(); // they drain like any idle connection
       const draining = host.tracker.drain(drainTimeoutMs, migration?.migrator);
       if (!migration) quiesced?.release(); // with migration, its first look just offered every paused connection
       // A successor that died right after Ready may have closed the channel already, its end
       // read with the Ready itself, before `lost` listened: roll back now.
       if (successor?.closed) lost?.();
-      if (migration) this.#offerWebSockets(migration.emigration);
-      // After the closes above started: late state is complete only once they are done.
+      // After the drain's start (the kinds' departures began their closes): late state is complete only once they are done.
       const late = successor && target?.lateState ? host.lateState.deliver(successor, (e) => host.emit('warning', e)) : undefined;
       await told;
       if (successor) failpoint('predecessor.draining-sent');
@@ -586,15 +582,12 @@ export class PredecessorSide {
       settings: host.settings,
       nameOf: (server) => host.listeners.of(server)?.name,
       socketHandlers: (name) => host.socketHandlers.get(name),
+      websockets: host.websockets,
+      parking: host.parking,
       keep: (socket) => host.tracker.keep(socket),
       onBatch: (info) => host.emit('connections-out', info),
       onWarning: (err) => host.emit('warning', err),
     });
-  }
-
-  /** At the start of a migrating drain: every open WebSocket of the registered servers. */
-  #offerWebSockets(emigration: Emigration): void {
-    offerWebSockets(emigration, this.#host.websockets, this.#host.settings.migrateTimeoutMs, (s) => this.#host.tracker.keep(s));
   }
 }
 

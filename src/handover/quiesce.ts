@@ -26,6 +26,7 @@ import { BatonError } from '../core/errors.js';
 import type { ListenerSet } from '../listeners/listener-set.js';
 import { busyHttp1Sockets, idleHttp1Sockets } from '../migrate/http1-idle.js';
 import { resumeReading, stopReading } from '../migrate/socket-control.js';
+import { acceptingServer, pendingResponse } from '../native/internals.js';
 
 /** How often the in-flight requests are looked at while quiescing. */
 const LOOK_MS = 2;
@@ -67,7 +68,7 @@ export class Quiesced {
           for (const socket of busyHttp1Sockets(server)) {
             busy++;
             // Stop reading right after the response, before the client's next request is read.
-            const res = (socket as { _httpMessage?: { once(e: string, f: () => void): void } })._httpMessage;
+            const res = pendingResponse(socket);
             if (res && !finishing.has(res)) {
               finishing.add(res);
               res.once('finish', () => q.#pause(socket));
@@ -107,7 +108,7 @@ export class Quiesced {
   #unpause(): void {
     for (const socket of this.#paused) {
       resumeReading(socket);
-      const server = (socket as { server?: { keepAliveTimeout?: number } }).server;
+      const server = acceptingServer(socket) as { keepAliveTimeout?: number } | undefined;
       if (!socket.destroyed && server?.keepAliveTimeout) socket.setTimeout(server.keepAliveTimeout);
     }
     this.#paused.clear();

@@ -6,6 +6,7 @@ import type { ListenerEntry } from '../protocol/frames.js';
 import type { SocketDescription } from '../native/socket-info.js';
 import { probeUnixSocket } from '../native/unix-channel.js';
 import { closeQuietly, describeSocket, dupFd } from '../native/socket-info.js';
+import { handleFd } from '../native/internals.js';
 
 /** How long the listening socket of a server the app closed stays open for a re-listen (see ListenerSet). */
 export const RELISTEN_HOLD_MS = 10_000;
@@ -350,10 +351,9 @@ export class ListenerSet {
   }
 }
 
-/** The fd of a listening server (Node keeps it on the semi-internal `_handle`). */
+/** The fd of a listening server (Node keeps it on its handle: src/native/internals.ts). */
 export function serverFd(server: net.Server): number | undefined {
-  const handle = (server as unknown as { _handle?: { fd?: number } | null })._handle;
-  return typeof handle?.fd === 'number' && handle.fd >= 0 ? handle.fd : undefined;
+  return handleFd(server);
 }
 
 /**

@@ -203,13 +203,13 @@ export class Emigration {
   }
 
   /**
-   * Offers an idle HTTP/1.1 connection held only as an fd (one adopted from a
-   * predecessor and not used since: see Parking). `release` closes the fd;
-   * `giveBack` puts it back into service here.
+   * Offers a connection held only as an fd (an idle HTTP/1.1 connection
+   * adopted from a predecessor and not used since: see Parking), of migration
+   * kind `kind`. `release` closes the fd; `giveBack` puts it back into service here.
    */
-  offerFd(fd: number, listener: string, release: () => void, giveBack: () => void): boolean {
+  offerFd(fd: number, listener: string, kind: MigratedKind, release: () => void, giveBack: () => void): boolean {
     if (this.#broken) return false;
-    this.#enqueue(fd, { listener, kind: 'http1' }, { gone: () => false, release, giveBack });
+    this.#enqueue(fd, { listener, kind }, { gone: () => false, release, giveBack });
     return true;
   }
 

@@ -1,7 +1,5 @@
 import type net from 'node:net';
-
-type Parser = { socket?: net.Socket };
-type ConnectionsList = { idle(): Parser[]; active?(): Parser[] };
+import { hasPendingResponse, http1ConnectionsList } from '../native/internals.js';
 
 /**
  * The HTTP/1.1 connections of `server` that sit between two requests: the
@@ -17,27 +15,22 @@ type ConnectionsList = { idle(): Parser[]; active?(): Parser[] };
  * client that connected ahead of its first request, or a connection adopted
  * from the predecessor that has not been used since. Without it, such a
  * connection would not move at the next upgrade and wait for the drain timeout.
- * Returns an empty set when the list is not there (another Node version).
+ * Returns an empty set when the list is not there (another Node version: the
+ * HTTP/1.1 kind then accepts no server, see kind-http1.ts).
  */
 export function idleHttp1Sockets(server: net.Server): Set<net.Socket> {
-  const list = connectionsList(server);
+  const list = http1ConnectionsList(server);
   const out = new Set<net.Socket>();
   if (!list) return out;
   for (const parser of list.idle()) {
     const socket = parser.socket;
-    if (socket && !(socket as { _httpMessage?: unknown })._httpMessage) out.add(socket);
+    if (socket && !hasPendingResponse(socket)) out.add(socket);
   }
   for (const parser of list.active?.() ?? []) {
     const socket = parser.socket;
-    if (socket && socket.bytesRead === 0 && !(socket as { _httpMessage?: unknown })._httpMessage) out.add(socket);
+    if (socket && socket.bytesRead === 0 && !hasPendingResponse(socket)) out.add(socket);
   }
   return out;
-}
-
-function connectionsList(server: net.Server): ConnectionsList | undefined {
-  const sym = Object.getOwnPropertySymbols(server).find((s) => s.description === 'http.server.connections');
-  const list = sym ? (server as unknown as Record<symbol, unknown>)[sym] : undefined;
-  return list && typeof (list as ConnectionsList).idle === 'function' ? (list as ConnectionsList) : undefined;
 }
 
 /**
@@ -45,11 +38,11 @@ function connectionsList(server: net.Server): ConnectionsList | undefined {
  * answered (the complement of {@link idleHttp1Sockets} in Node's parser list).
  */
 export function busyHttp1Sockets(server: net.Server): Set<net.Socket> {
-  const list = connectionsList(server);
+  const list = http1ConnectionsList(server);
   const out = new Set<net.Socket>();
   for (const parser of list?.active?.() ?? []) {
     const socket = parser.socket;
-    if (socket && !(socket.bytesRead === 0 && !(socket as { _httpMessage?: unknown })._httpMessage)) out.add(socket);
+    if (socket && !(socket.bytesRead === 0 && !hasPendingResponse(socket))) out.add(socket);
   }
   return out;
 }

@@ -37,6 +37,7 @@ import { constants } from 'node:os';
 import net from 'node:net';
 import type http2 from 'node:http2';
 import { loadBinding } from '../native/binding.js';
+import { handleWriteQueue } from '../native/internals.js';
 import type { Emigration } from './emigration.js';
 import { Http2Bridge } from './http2-bridge.js';
 import {
@@ -120,8 +121,6 @@ const QUIET_ATTEMPTS = 5;
 /** How often a freezing session's conditions are looked at. */
 const POLL_MS = 1;
 
-type NativeHandle = { writeQueueSize?: number };
-
 /** Why this session cannot start migrating at all, or undefined. */
 function cannotMove(session: http2.ServerHttp2Session, f: Followed | undefined): string | undefined {
   if (!f) return 'not followed';
@@ -136,7 +135,7 @@ function cannotMove(session: http2.ServerHttp2Session, f: Followed | undefined):
 
 /**
  * Freezes an HTTP/2 session and, once it meets the conditions above, offers
- * its connection to the emigration. Returns false when it cannot start (the
+ * its connection to the emigration (entry kind `kind`). Returns false when it cannot start (the
  * caller drains the session with GOAWAY); `fallback` runs when it started but
  * could not leave (reading has resumed; drain it with GOAWAY).
  *
@@ -148,6 +147,7 @@ function cannotMove(session: http2.ServerHttp2Session, f: Followed | undefined):
  * client downloading without pause through a small window) gets GOAWAY.
  */
 export function offerHttp2Session(
+  kind: string,
   emigration: Emigration,
   session: http2.ServerHttp2Session,
   name: string,
@@ -190,12 +190,11 @@ export function offerHttp2Session(
         }, QUIET_ATTEMPT_MS);
       }
       const st = session.state;
-      const handle = (socket as unknown as { _handle?: NativeHandle })._handle;
       const flushed =
         f!.open === 0 &&
         f!.pings === 0 &&
         st.outboundQueueSize === 0 &&
-        (handle?.writeQueueSize ?? 0) === 0 &&
+        handleWriteQueue(socket) === 0 &&
         socket.writableLength === 0 &&
         // A bridged session's bytes read from the kernel but not yet in nghttp2 must get there first.
         socket.readableLength === 0 &&
@@ -222,7 +221,7 @@ export function offerHttp2Session(
         lastStream: Math.max(f!.last, st.lastProcStreamID ?? 0),
         maxFrameSize: session.localSettings.maxFrameSize ?? 16_384,
       };
-      const offered = emigration.offer(socket, name, 'http2', {
+      const offered = emigration.offer(socket, name, kind, {
         state: travel,
         restore: () => {
           if (bridge) bridge.thaw();

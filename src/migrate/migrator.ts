@@ -1,30 +1,24 @@
 /**
- * The predecessor's migration policy for one drain: which connections can
- * leave (plain HTTP/1.1, h2c sessions, and raw sockets of servers registered
- * with migrateSockets) and how each is offered to the successor, batched by an
+ * The predecessor's migration for one drain: which connections can leave and
+ * how — asked of the kinds of the registry (kinds.ts) — batched by an
  * {@link Emigration}.
  */
-import http from 'node:http';
 import type net from 'node:net';
 import { BatonError, isBatonError } from '../core/errors.js';
-import { debuglog } from 'node:util';
-import { isH2cServer, type Migrator } from '../drain/connection-tracker.js';
 import type { FramePeer } from '../protocol/frame-peer.js';
-import { Emigration, type SocketMigration } from './emigration.js';
-import { offerHttp2Session } from './http2-session.js';
-import { offerRawSocket } from './raw-socket.js';
-import { closeWebSocket, offerWebSocket, type WebSocketRegistry } from './websocket.js';
-
-const debug = debuglog('baton:migrate');
+import { Emigration } from './emigration.js';
+import type { AppMigrations, DepartureHost, Departures, MigrationKind, Migrator } from './kind.js';
+import { migrationKinds } from './kinds.js';
 
 /** What the migrator needs of its generation. */
-export interface MigratorHost {
+export interface MigratorHost extends AppMigrations {
   settings: { migrateTimeoutMs: number; migrateBatchSize: number; maxFrameBytes: number; migrateAfterResponse: boolean };
   /** The listener name of a tracked server. */
   nameOf(server: net.Server): string | undefined;
-  socketHandlers(name: string): SocketMigration | undefined;
   /** A connection that could not leave stays and drains here. */
   keep(socket: net.Socket): void;
+  /** The generation's parked connections (they leave with the HTTP/1.1 kind). */
+  parking: DepartureHost['parking'];
   onBatch(info: { adopted: number; refused: number; withBytes: number }): void;
   onWarning(err: BatonError): void;
 }
@@ -53,50 +47,35 @@ export function createMigrator(successor: FramePeer, host: MigratorHost): { migr
       );
     },
   });
+  const departureHost: DepartureHost = {
+    emigration,
+    timeoutMs: s.migrateTimeoutMs,
+    afterResponse: s.migrateAfterResponse,
+    nameOf: (server) => host.nameOf(server),
+    socketHandlers: (name) => host.socketHandlers(name),
+    websockets: host.websockets,
+    keep: (socket) => host.keep(socket),
+    parking: host.parking,
+    warn: (err) => host.onWarning(err),
+  };
+  // Every kind takes part in the drain: one accepts servers, another finds its connections itself.
+  const departures = new Map<MigrationKind, Departures>(migrationKinds.map((k) => [k, k.depart(departureHost)]));
   const migrator: Migrator = {
     get migrated() {
       return emigration.migrated;
     },
-    afterResponse: s.migrateAfterResponse,
-    modeOf: (server) => {
+    departuresFor(server) {
       const name = host.nameOf(server);
       if (name === undefined) return undefined;
-      if (host.socketHandlers(name)) return 'socket';
-      if (isH2cServer(server)) return 'http2';
-      // Plain HTTP/1.1: TLS session state cannot leave the process.
-      return server instanceof http.Server ? 'http1' : undefined;
+      const kind = migrationKinds.find((k) => k.accepts(server, name, host));
+      return kind && departures.get(kind);
     },
-    offerSession: (session, server, fallback) =>
-      offerHttp2Session(emigration, session, host.nameOf(server)!, s.migrateTimeoutMs, (why) => {
-        debug('an HTTP/2 session stays and gets GOAWAY: %s', why);
-        fallback();
-      }),
-    offer: (socket, server, mode) => {
-      const name = host.nameOf(server)!;
-      if (mode === 'http1') return emigration.offer(socket, name, 'http1');
-      return offerRawSocket(emigration, socket, name, host.socketHandlers(name)!, s.migrateTimeoutMs, (k) => host.keep(k));
+    start: () => {
+      for (const d of departures.values()) d.start?.();
+    },
+    stop: () => {
+      for (const d of departures.values()) d.stop?.();
     },
   };
   return { migrator, emigration };
-}
-
-/**
- * Offers every open WebSocket of the registered servers (at the start of a
- * migrating drain). One whose listener is unknown (its HTTP server is not a
- * listener of this generation) cannot travel: it is closed with 1012.
- */
-export function offerWebSockets(
-  emigration: Emigration,
-  websockets: WebSocketRegistry,
-  timeoutMs: number,
-  keep: (socket: net.Socket) => void,
-): void {
-  for (const { ws, registration, listener, request } of websockets.open()) {
-    if (listener !== undefined) {
-      offerWebSocket(ws, emigration, listener, registration, request, timeoutMs, keep);
-      continue;
-    }
-    if (ws._socket) keep(ws._socket);
-    closeWebSocket(ws, timeoutMs);
-  }
 }

@@ -1,38 +1,18 @@
 import type http from 'node:http';
 import type net from 'node:net';
+import {
+  acceptingServer,
+  newServerWebSocket,
+  onCompleteUpgrade,
+  webSocketReceiver,
+  webSocketSocket,
+  type WsLike,
+  type WssLike,
+} from '../native/internals.js';
 import type { Emigration } from './emigration.js';
 import { resumeReading, stopReading, takeBuffered } from './socket-control.js';
 
-/**
- * The parts of the `ws` package baton relies on, typed structurally so baton
- * does not load `ws` itself: the app's own copy is used. Checked against ws 8.
- */
-export interface WsLike {
-  readyState: number;
-  protocol: string;
-  _socket: net.Socket | null;
-  _extensions: Record<string, unknown>;
-  _protocol: string;
-  _receiver: {
-    _state: number;
-    _fragmented: number;
-    _bufferedBytes: number;
-    _buffers: Buffer[];
-    writableLength: number;
-  } | null;
-  bufferedAmount?: number;
-  setSocket(socket: net.Socket, head: Buffer, options: Record<string, unknown>): void;
-  on(event: 'close', listener: () => void): unknown;
-  emit(event: string | symbol, ...args: unknown[]): boolean;
-  close(code?: number, reason?: string): void;
-}
-
-/** The parts of ws's WebSocketServer used to adopt a migrated connection and to learn its WebSockets. */
-export interface WssLike {
-  clients?: Set<WsLike>;
-  options: { WebSocket: new (address: null, protocols: undefined, options: Record<string, unknown>) => WsLike } & Record<string, unknown>;
-  completeUpgrade?: (...args: unknown[]) => unknown;
-}
+export type { WsLike, WssLike } from '../native/internals.js';
 
 /** The request a WebSocket was accepted with, as much of it as travels (URL and headers). */
 export interface UpgradeRequest {
@@ -116,7 +96,10 @@ export class WebSocketRegistry {
     this.#registrations.push(registration);
     this.#wrap(registration);
     // Clients it already has (tracked by ws) migrate too; their request is unknown.
-    for (const ws of wss.clients ?? []) this.#follow(ws, registration, ws._socket ? serverOf(ws._socket) : undefined, undefined);
+    for (const ws of wss.clients ?? []) {
+      const socket = webSocketSocket(ws);
+      this.#follow(ws, registration, socket ? acceptingServer(socket) : undefined, undefined);
+    }
     return registration;
   }
 
@@ -153,40 +136,23 @@ export class WebSocketRegistry {
 
   #wrap(registration: WebSocketRegistration): void {
     const wss = registration.wss;
-    const complete = wss.completeUpgrade;
-    if (typeof complete !== 'function') return;
-    const follow = (ws: WsLike, req: http.IncomingMessage) => {
+    onCompleteUpgrade(wss, (ws, req) => {
       const r = this.#registrations.find((x) => x.wss === wss) ?? registration;
       if (r.handlers.follows && !r.handlers.follows(req)) return;
-      this.#follow(ws, r, req.socket ? serverOf(req.socket) : undefined, { url: req.url, headers: req.headers });
-    };
-    // ws calls it as this.completeUpgrade(extensions, key, protocols, req, socket, head, cb): the
-    // callback receives (ws, req) once the handshake is written and the WebSocket set up.
-    wss.completeUpgrade = function completeUpgrade(this: WssLike, ...args: unknown[]) {
-      const cb = args[args.length - 1];
-      if (typeof cb === 'function') {
-        args[args.length - 1] = (ws: WsLike, req: http.IncomingMessage) => {
-          try {
-            follow(ws, req);
-          } finally {
-            (cb as (ws: WsLike, req: http.IncomingMessage) => void)(ws, req);
-          }
-        };
-      }
-      return complete.apply(this, args);
-    };
+      this.#follow(ws, r, req.socket ? acceptingServer(req.socket) : undefined, { url: req.url, headers: req.headers });
+    });
   }
 
   #follow(ws: WsLike, registration: WebSocketRegistration, server: net.Server | undefined, request: UpgradeRequest | undefined): void {
     if (this.#followed.has(ws)) return;
     this.#followed.set(ws, { registration, server, request });
-    if (ws._socket) this.#bySocket.set(ws._socket, ws);
+    const socket = webSocketSocket(ws);
+    if (socket) this.#bySocket.set(socket, ws);
     ws.on('close', () => this.#followed.delete(ws));
   }
 }
 
 const OPEN = 1;
-const GET_INFO = 0; // ws Receiver: waiting for the first bytes of a frame
 
 /**
  * Moves a WebSocket at a frame boundary: reading stops, and when ws's receiver
@@ -198,8 +164,10 @@ const GET_INFO = 0; // ws Receiver: waiting for the first bytes of a frame
  * A WebSocket that cannot move — permessage-deflate negotiated (its
  * compression context cannot leave the process), or no boundary in time — is
  * closed with 1012 (Service Restart) so the client reconnects to the successor.
+ * Its entry carries kind `kind`.
  */
 export function offerWebSocket(
+  kind: string,
   ws: WsLike,
   emigration: Emigration,
   listener: string,
@@ -208,9 +176,10 @@ export function offerWebSocket(
   timeoutMs: number,
   keep: (socket: net.Socket) => void,
 ): void {
-  const socket = ws._socket;
+  const socket = webSocketSocket(ws);
   if (!socket || ws.readyState !== OPEN) return;
-  if (ws._extensions['permessage-deflate'] || !ws._receiver) {
+  const receiver = webSocketReceiver(ws);
+  if (receiver === 'deflate' || receiver === 'unknown') {
     keep(socket);
     closeWebSocket(ws, timeoutMs);
     return;
@@ -219,9 +188,9 @@ export function offerWebSocket(
   const attempt = (): void => {
     if (socket.destroyed || ws.readyState !== OPEN) return;
     stopReading(socket);
-    const r = ws._receiver!;
-    const atBoundary = r._state === GET_INFO && r._fragmented === 0 && r.writableLength === 0;
-    if (!atBoundary || socket.writableLength > 0) {
+    const r = webSocketReceiver(ws);
+    const boundary = typeof r === 'object' && r.atBoundary ? r : undefined;
+    if (!boundary || socket.writableLength > 0) {
       if (performance.now() > deadline) {
         resumeReading(socket);
         keep(socket);
@@ -239,9 +208,10 @@ export function offerWebSocket(
       if (socket.writableLength > 0) socket.on('drain', again);
       return;
     }
+    const unparsed = boundary.unparsed;
     // Unparsed bytes: the receiver's, then any the socket buffered while ws had it paused.
     const pending = takeBuffered(socket);
-    const head = r._bufferedBytes > 0 || pending ? Buffer.concat([...r._buffers, ...(pending ? [pending] : [])]) : undefined;
+    const head = unparsed.length > 0 || pending ? Buffer.concat([...unparsed, ...(pending ? [pending] : [])]) : undefined;
     let app: unknown;
     try {
       app = registration.handlers.state?.(ws, request);
@@ -253,7 +223,7 @@ export function offerWebSocket(
     const restore = () => {
       if (pending) socket.unshift(pending);
     };
-    if (!emigration.offer(socket, listener, 'websocket', { head, state: travel, restore })) {
+    if (!emigration.offer(socket, listener, kind, { head, state: travel, restore })) {
       restore();
       resumeReading(socket);
       keep(socket);
@@ -275,7 +245,7 @@ export function offerWebSocket(
  * with its `retries` option) sends it to the successor, exactly once.
  */
 export function closeWebSocket(ws: WsLike, timeoutMs: number): void {
-  const socket = ws._socket;
+  const socket = webSocketSocket(ws);
   if (!socket || ws.readyState !== OPEN) return;
   stopReading(socket);
   const deadline = performance.now() + timeoutMs;
@@ -312,16 +282,7 @@ export function adoptWebSocket(
   travel: WebSocketTravel,
   handlers: WebSocketMigration,
 ): WsLike {
-  const o = wss.options;
-  const ws = new o.WebSocket(null, undefined, o);
-  ws._protocol = travel?.protocol ?? '';
-  ws.setSocket(socket, head, {
-    allowSynchronousEvents: o.allowSynchronousEvents,
-    maxBufferedChunks: o.maxBufferedChunks,
-    maxFragments: o.maxFragments,
-    maxPayload: o.maxPayload,
-    skipUTF8Validation: o.skipUTF8Validation,
-  });
+  const ws = newServerWebSocket(wss, socket, head, travel?.protocol ?? '');
   if (wss.clients) {
     const clients = wss.clients;
     clients.add(ws);
@@ -329,9 +290,4 @@ export function adoptWebSocket(
   }
   handlers.adopt(ws, travel?.app, travel?.request);
   return ws;
-}
-
-/** The server that accepted `socket` (Node sets it on every accepted connection). */
-function serverOf(socket: net.Socket): net.Server | undefined {
-  return (socket as { server?: net.Server }).server ?? undefined;
 }

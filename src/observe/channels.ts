@@ -57,9 +57,9 @@ export interface BatchEvent {
   /** The batch's number in this drain, from 1. */
   batch: number;
   /** Connections the successor adopted, by kind. */
-  adopted: Partial<Record<MigratedKind, number>>;
+  adopted: Record<MigratedKind, number>;
   /** Connections it refused (they stay here and drain), by kind. */
-  refused: Partial<Record<MigratedKind, number>>;
+  refused: Record<MigratedKind, number>;
   /** Adopted connections that carried unread bytes. */
   withBytes: number;
   /** From sending the batch to reading its acknowledgement, in ms. */

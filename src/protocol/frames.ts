@@ -161,8 +161,13 @@ export interface DonePayload {
   durationMs: number;
 }
 
-/** What kind of connection is migrated, which decides how the successor adopts it. */
-export type MigratedKind = 'http1' | 'socket' | 'websocket' | 'http2';
+/**
+ * What kind of connection is migrated, which decides how the successor adopts
+ * it: the name of a migration kind (src/migrate/kinds.ts is the one list).
+ * A kind the successor does not
+ * know is refused for that entry only.
+ */
+export type MigratedKind = string;
 
 /** One live connection in a Connections frame; its fd rides on the frame, in entry order. */
 export interface MigratedConnection {
@@ -171,9 +176,9 @@ export interface MigratedConnection {
   /** The listener (by name) whose server accepted it. */
   listener: string;
   kind: MigratedKind;
-  /** Bytes read from the socket but not consumed by the app, base64 (kinds 'socket', 'websocket'). */
+  /** Bytes read from the socket but not consumed by the app, base64 (kinds that have them, e.g. raw sockets, WebSockets). */
   head?: string;
-  /** State for this connection (kinds 'socket', 'websocket', 'http2'), JSON. */
+  /** State for this connection (its kind's travel state), JSON. */
   state?: unknown;
 }
 

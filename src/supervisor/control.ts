@@ -11,6 +11,7 @@ import { z } from 'zod';
 import { BatonError } from '../core/errors.js';
 import { ControlLimits } from '../core/options.js';
 import { peerCredentials } from '../native/socket-info.js';
+import { handleFd } from '../native/internals.js';
 
 /** The schema of a request line: one JSON object naming a command. */
 const controlRequestSchema = z.object({ cmd: z.literal('status') });
@@ -96,7 +97,7 @@ function serve(
   limits: { requestTimeoutMs: number; maxRequestBytes: number },
 ): void {
   socket.on('error', () => undefined);
-  const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
+  const fd = handleFd(socket);
   const uid = process.getuid?.() ?? 0;
   let answered = false;
   let requested = false;

@@ -8,12 +8,13 @@
  * `{ baton: 'master', type: 'absorb', socketPath }` (take the live connections of
  * the generation at that upgrade socket: an old master's retiring worker).
  * Worker → master: `{ baton: 'worker', type: 'phase', phase, generation, origin }` on
- * every phase change, `{ baton: 'worker', type: 'status', phase, connections }`,
+ * every phase change, `{ baton: 'worker', type: 'status', phase, connections, degraded }`,
  * `{ baton: 'worker', type: 'drained', migrated, drained, forced }` once its drain ended,
  * `{ baton: 'worker', type: 'observe', observed }` for each of its diagnostics events (master metrics).
  */
 import type { Generation } from '../generation.js';
 import type { Phase } from '../core/phase.js';
+import type { MissingInternal } from '../native/internals.js';
 import { forwardObservations } from '../observe/worker-forward.js';
 import type { ObservedEvent } from '../observe/master-metrics.js';
 
@@ -36,7 +37,8 @@ export interface Supervision {
 /** A message from a worker to its master. */
 export type WorkerMessage =
   | { baton: 'worker'; type: 'phase'; phase: Phase; generation: number; origin: string; socketPath: string }
-  | { baton: 'worker'; type: 'status'; phase: Phase; connections: number }
+  /** `degraded`: the internals of Node or ws the worker lacks, each with what degrades (Generation#degraded). */
+  | { baton: 'worker'; type: 'status'; phase: Phase; connections: number; degraded?: MissingInternal[] }
   | { baton: 'worker'; type: 'drained'; migrated: number; drained: number; forced: number }
   /** One of the worker's diagnostics events (phase, migration batch), for the master's metrics. */
   | { baton: 'worker'; type: 'observe'; observed: ObservedEvent }
@@ -105,7 +107,14 @@ export function linkToMaster(generation: Generation): void {
   process.on('message', (m: MasterMessage) => {
     if (m?.baton !== 'master') return;
     if (m.type === 'stop') stop(m.drainMs);
-    else if (m.type === 'status') send({ baton: 'worker', type: 'status', phase: generation.phase, connections: generation.connections });
+    else if (m.type === 'status')
+      send({
+        baton: 'worker',
+        type: 'status',
+        phase: generation.phase,
+        connections: generation.connections,
+        degraded: [...generation.degraded],
+      });
     // A retiring worker of an old master hands its live connections to this one.
     else if (m.type === 'absorb') generation.absorb(m.socketPath).catch(() => undefined);
   });

@@ -15,6 +15,7 @@ import type { ObservedEvent } from '../observe/master-metrics.js';
 import { realPlatform, type Platform } from '../platform/platform.js';
 import type { HeldListener } from './held-listeners.js';
 import { SUPERVISED_ENV, type MasterMessage, type Supervision, type WorkerMessage } from './worker-link.js';
+import type { MissingInternal } from '../native/internals.js';
 
 /** Where a worker is in its life, as the master tracks it. */
 export type WorkerState =
@@ -67,6 +68,8 @@ export interface WorkerStatus {
   generation: number | undefined;
   origin: string | undefined;
   connections: number | undefined;
+  /** Internals of Node or ws the worker lacks, each with what degrades (as of its last status answer). */
+  degraded: MissingInternal[];
   startedAt: string;
   uptimeMs: number;
 }
@@ -106,6 +109,7 @@ export class WorkerProcess extends EventEmitter<WorkerEvents> {
   #generation: number | undefined;
   #origin: string | undefined;
   #socketPath: string | undefined;
+  #degraded: MissingInternal[] = [];
   #expected = false;
   readonly #child: ChildProcess;
   readonly #platform: Platform;
@@ -275,6 +279,7 @@ export class WorkerProcess extends EventEmitter<WorkerEvents> {
       generation: this.#generation,
       origin: this.#origin,
       connections,
+      degraded: this.#degraded,
       startedAt: this.startedAt.toISOString(),
       uptimeMs: Date.now() - this.startedAt.getTime(),
     };
@@ -288,6 +293,7 @@ export class WorkerProcess extends EventEmitter<WorkerEvents> {
   #onMessage(m: WorkerMessage): void {
     if (m?.baton !== 'worker') return;
     if (m.type === 'status') {
+      if (Array.isArray(m.degraded)) this.#degraded = m.degraded;
       for (const w of this.#statusWaiters.splice(0)) w(m.connections);
       return;
     }

@@ -112,6 +112,7 @@ function setup(options: { batchSize?: number; timeoutMs?: number } = {}) {
         emigration.offerFd(
           fd,
           'http',
+          'http1',
           () => released.push(fd),
           () => givenBack.push(fd),
         ),
@@ -170,7 +171,7 @@ test('timeout: written batches are let go to the silent successor, queued ones s
   assert.equal(givenBack.length, 2);
   assert.equal(peer.closed, false, 'every frame was complete: the channel stays');
   assert.equal(emigration.unacknowledged, MIGRATE_BATCHES_IN_FLIGHT);
-  assert.equal(emigration.offerFd(999, 'http', assert.fail, assert.fail), false, 'no more offers once broken');
+  assert.equal(emigration.offerFd(999, 'http', 'http1', assert.fail, assert.fail), false, 'no more offers once broken');
   await emigration.settled();
 });
 

@@ -1,0 +1,86 @@
+/**
+ * Migration kind `websocket`: WebSockets of `ws` 8 servers the app
+ * registered with `generation.migrateWebSockets(name, wss, handlers)` (any
+ * mode: `{ server }`, `{ port }`, `{ noServer: true }`), moved at a frame
+ * boundary (websocket.ts).
+ *
+ * Its connections are not a server's: the tracker follows them as upgraded
+ * connections of their HTTP server, while the WebSocketRegistry knows which
+ * WebSockets migrate. So this kind accepts no server and offers, at the start
+ * of a migrating drain, every open WebSocket of the registry ({@link Departures.start}).
+ * It also closes gracefully (1012) any ws WebSocket that does not migrate.
+ * Successor: a server-side WebSocket of the server registered under the same
+ * listener and key is built on the socket and given to the app.
+ */
+import net from 'node:net';
+import { BatonError } from '../core/errors.js';
+import { webSocketOn, webSocketReceiver, webSocketSocket } from '../native/internals.js';
+import { closeQuietly } from '../native/socket-info.js';
+import type { MigrationKind } from './kind.js';
+import { adoptWebSocket, closeWebSocket, offerWebSocket, type WebSocketTravel } from './websocket.js';
+
+/** The WebSocket kind (see the module comment). */
+export const webSocketKind: MigrationKind = {
+  name: 'websocket',
+  description: 'WebSockets of ws servers registered with migrateWebSockets',
+  accepts: () => false,
+  depart: (host) => ({
+    start() {
+      let warned = false;
+      for (const { ws, registration, listener, request } of host.websockets.open()) {
+        if (!warned && webSocketReceiver(ws) === 'unknown') {
+          warned = true;
+          host.warn(
+            new BatonError(
+              'ERR_BATON_INTERNAL_MISSING',
+              "ws internal 'WebSocket#_receiver' (its parser state) is not the one baton knows: WebSockets are closed with 1012 instead of migrating",
+            ),
+          );
+        }
+        if (listener !== undefined) {
+          offerWebSocket(webSocketKind.name, ws, host.emigration, listener, registration, request, host.timeoutMs, host.keep);
+          continue;
+        }
+        // Its HTTP server is not a listener of this generation: it cannot travel.
+        const socket = webSocketSocket(ws);
+        if (socket) host.keep(socket);
+        closeWebSocket(ws, host.timeoutMs);
+      }
+    },
+  }),
+  adopt(fd, entry, server, host) {
+    const travel = entry.state as WebSocketTravel;
+    const found = host.websockets.find(entry.listener, travel?.key);
+    if (!found) {
+      closeQuietly(fd);
+      return {
+        adopted: false,
+        reason: `listener '${entry.listener}' has no websocket handler for WebSocketServer '${travel?.key ?? '#0'}' in this generation`,
+      };
+    }
+    let socket: net.Socket;
+    try {
+      socket = new net.Socket({ fd, readable: true, writable: true });
+    } catch (err) {
+      closeQuietly(fd);
+      return { adopted: false, reason: (err as Error).message };
+    }
+    try {
+      host.track(socket, server);
+      const head = entry.head ? Buffer.from(entry.head, 'base64') : Buffer.alloc(0);
+      const ws = adoptWebSocket(found.wss, socket, head, travel, found.handlers);
+      host.websockets.adopted(ws, found, server, travel?.request);
+    } catch (err) {
+      // Refused: closing our fd leaves the connection with the predecessor, untouched.
+      socket.destroy();
+      return { adopted: false, reason: `adopting it threw: ${(err as Error).message}` };
+    }
+    return { adopted: true, socket };
+  },
+  closeGracefully(socket, timeoutMs) {
+    const ws = webSocketOn(socket);
+    if (!ws) return false;
+    closeWebSocket(ws, timeoutMs);
+    return true;
+  },
+};
