@@ -15,6 +15,7 @@ import { closeQuietly, dupFd } from './native/socket-info.js';
 import { isPeerLoss } from './protocol/frame-peer.js';
 import { linkToMaster, takeSupervision } from './supervisor/worker-link.js';
 import type { ListenersPayload } from './protocol/frames.js';
+import { processGlobal } from './core/process-global.js';
 
 /** Options of {@link start}. Every timeout is in milliseconds; defaults in {@link Defaults}. */
 export interface StartOptions {
@@ -97,11 +98,16 @@ export interface StartOptions {
   namedOnPurpose?: boolean;
 }
 
-let sessionStarted = false;
+/**
+ * Whether start() was called in this process, by any copy of baton: the app's
+ * own dependency and `baton run`'s preload are two copies (see
+ * core/process-global.ts), and the preload must see the app's session.
+ */
+const session = processGlobal('session.v1', () => ({ started: false }));
 
-/** True once start() was called in this process (zero-code adoption then stays out of the way). */
+/** True once start() was called in this process, by any copy of baton (zero-code adoption then stays out of the way). */
 export function librarySessionStarted(): boolean {
-  return sessionStarted;
+  return session.started;
 }
 
 const namePattern = /^[A-Za-z0-9._-]{1,64}$/;
@@ -120,7 +126,7 @@ const namePattern = /^[A-Za-z0-9._-]{1,64}$/;
  * ERR_BATON_UPGRADE_IN_PROGRESS when another successor won the race.
  */
 export async function start(options: StartOptions): Promise<Generation> {
-  sessionStarted = true;
+  session.started = true;
   const env = options.env ?? process.env;
   // Under `baton start` the master owns the listeners, the pid file and the
   // upgrade signal; the worker's upgrade socket lives in its slot's directory.

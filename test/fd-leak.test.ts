@@ -9,7 +9,7 @@
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import { after, describe, it } from 'node:test';
-import { EventLog, fixture, killAll, pidsOf, spawnFixture, tempDir } from './helpers/server-process.js';
+import { EventLog, fixture, killAll, pidsOf, predecessorDone, spawnFixture, tempDir } from './helpers/server-process.js';
 import { getOnce } from './helpers/http-load.js';
 
 const UPGRADES = 50;
@@ -73,7 +73,7 @@ describe('fds across upgrades', () => {
       const ready = await log.waitFor((e) => e.event === 'ready' && e.generation === g, `generation ${g} ready`, 30_000, since);
       assert.equal(ready.origin, path);
       // The predecessor finished draining and the channel to it is closed.
-      await log.waitFor((e) => e.event === 'predecessor-done' && e.pid === ready.pid, `generation ${g}: predecessor done`, 30_000, since);
+      await predecessorDone(log, ready, since, 30_000);
       await log.waitFor((e) => e.event === 'exit' && e.pid === previous, `generation ${g - 1} exit`, 30_000, since);
       pids.push(ready.pid);
       fds.push(fdCount(ready.pid));

@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import { Client } from 'undici';
-import { EventLog, fixture, killAll, pidsOf, spawnFixture, tempDir, upgradeFixture } from './helpers/server-process.js';
+import { EventLog, fixture, killAll, pidsOf, predecessorDone, spawnFixture, tempDir, upgradeFixture } from './helpers/server-process.js';
 
 const CONNECTIONS = 256;
 const UPGRADES = 6;
@@ -63,8 +63,7 @@ describe('idle keep-alive migration', () => {
           const untouched = g % 2 === 1;
           const ready = await upgradeFixture(log, env, path, current, g, since);
           // With every connection migrated, the predecessor has nothing to wait for and exits at once.
-          const done = await log.waitFor((e) => e.event === 'predecessor-done' && e.pid === ready.pid, 'predecessor done', 20_000, since);
-          const report = (done.args as { migrated: number; forced: number }[])[0]!;
+          const report = await predecessorDone(log, ready, since, 20_000);
           assert.equal(report.migrated, CONNECTIONS, `generation ${g - 1} migrated ${report.migrated} of ${CONNECTIONS}`);
           assert.equal(report.forced, 0);
           current = ready.pid;

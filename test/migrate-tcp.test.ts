@@ -11,7 +11,7 @@ import { createHash, type Hash } from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
 import { after, describe, it } from 'node:test';
-import { EventLog, fixture, killAll, pidsOf, spawnFixture, tempDir, upgradeFixture } from './helpers/server-process.js';
+import { EventLog, fixture, killAll, pidsOf, predecessorDone, spawnFixture, tempDir, upgradeFixture } from './helpers/server-process.js';
 
 const CLIENTS = 1000;
 const UPGRADES = 10;
@@ -204,13 +204,7 @@ describe('raw TCP connection migration', () => {
           const since = log.events.length;
           const ready = await upgradeFixture(log, env, via, current, g, since);
           // Nothing to wait for once every connection left: the predecessor finishes at once.
-          const done = await log.waitFor(
-            (e) => e.event === 'predecessor-done' && e.pid === ready.pid,
-            `generation ${g - 1} done`,
-            30_000,
-            since,
-          );
-          const report = (done.args as { migrated: number; forced: number; drained: number }[])[0]!;
+          const report = await predecessorDone(log, ready, since, 30_000);
           assert.equal(report.forced, 0, `generation ${g - 1} forced ${report.forced} connections`);
           assert.equal(report.migrated, CLIENTS, `generation ${g - 1} migrated ${report.migrated} of ${CLIENTS}`);
           await log.waitEvent('exit', current);

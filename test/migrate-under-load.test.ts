@@ -9,7 +9,7 @@
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import { HttpLoad } from './helpers/http-load.js';
-import { EventLog, fixture, killAll, pidsOf, spawnFixture, tempDir, type FixtureEvent, upgradeFixture } from './helpers/server-process.js';
+import { EventLog, fixture, killAll, pidsOf, predecessorDone, spawnFixture, tempDir, upgradeFixture } from './helpers/server-process.js';
 
 const CONNECTIONS = 64;
 const UPGRADES = 20;
@@ -45,13 +45,7 @@ async function upgradesUnderLoad(
     const via = g % 2 === 0 ? 'takeover' : 'exec';
     const since = log.events.length;
     const ready = await upgradeFixture(log, env, via, current, g, since);
-    const done: FixtureEvent = await log.waitFor(
-      (e) => e.event === 'predecessor-done' && e.pid === ready.pid,
-      `generation ${g - 1} done`,
-      30_000,
-      since,
-    );
-    reports.push((done.args as DoneReport[])[0]!);
+    reports.push(await predecessorDone(log, ready, since, 30_000));
     await log.waitEvent('exit', current);
     current = ready.pid;
     // The client sees the new generation, then keeps going on whatever connections it has now.

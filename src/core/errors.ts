@@ -87,6 +87,9 @@ export const ErrorCodes = {
   ERR_BATON_CONTROL: 'control request failed',
 } as const;
 
+/** The brand of a {@link BatonError}, the same symbol in every copy of baton. */
+const BRAND = Symbol.for('baton.BatonError');
+
 /** One of the stable codes in {@link ErrorCodes}. */
 export type ErrorCode = keyof typeof ErrorCodes;
 
@@ -101,6 +104,17 @@ export class BatonError extends Error {
   constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.code = code;
+    Object.defineProperty(this, BRAND, { value: true });
+  }
+
+  /**
+   * `err instanceof BatonError` holds for a BatonError of any copy of baton
+   * in the process (the app's dependency and `baton run`'s preload are two
+   * module instances with two classes): it checks the brand every copy sets,
+   * not the prototype chain.
+   */
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    return typeof value === 'object' && value !== null && (value as Record<symbol, unknown>)[BRAND] === true;
   }
 }
 
