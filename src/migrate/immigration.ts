@@ -2,7 +2,7 @@ import http from 'node:http';
 import net from 'node:net';
 import { isH2cServer } from '../drain/connection-tracker.js';
 
-import type { Frame, ConnectionsAckPayload, ConnectionsPayload } from '../protocol/frames.js';
+import type { ConnectionsAckPayload, DecodedFrame, FrameType } from '../protocol/frames.js';
 import type { SocketMigration } from './emigration.js';
 import { adoptHttp2Session, type Http2Travel } from './http2-session.js';
 import { adoptWebSocket, type WebSocketRegistry, type WebSocketTravel } from './websocket.js';
@@ -34,10 +34,14 @@ export interface ImmigrationHost {
  * bytes the predecessor had read but not consumed put back in front.
  * Every fd is either adopted or closed here. Returns the acknowledgement.
  */
-export function adoptConnections(frame: Frame, host: ImmigrationHost): { ack: ConnectionsAckPayload; sockets: net.Socket[] } {
-  const payload = frame.payload as ConnectionsPayload;
-  const entries = Array.isArray(payload?.connections) ? payload.connections : [];
-  const ack: ConnectionsAckPayload = { batch: payload?.batch ?? 0, adopted: [], refused: [] };
+export function adoptConnections(
+  frame: DecodedFrame<typeof FrameType.Connections>,
+  host: ImmigrationHost,
+): { ack: ConnectionsAckPayload; sockets: net.Socket[] } {
+  // Decoded with its schema (protocol/payloads.ts): one fd per entry, in order.
+  const payload = frame.payload;
+  const entries = payload.connections;
+  const ack: ConnectionsAckPayload = { batch: payload.batch, adopted: [], refused: [] };
   const sockets: net.Socket[] = [];
   entries.forEach((entry, i) => {
     const fd = frame.fds[i];

@@ -23,6 +23,7 @@ import { HeldListeners } from './held-listeners.js';
 import { createSupervisorLog, type SupervisorLog } from './logger.js';
 import { SdNotify } from './sd-notify.js';
 import { WorkerPool } from './worker-pool.js';
+import { decodeMasterLinkMessage, decodeStateFileCounters, type MasterLinkMessage, type PersistedCounters } from './wire.js';
 
 /**
  * The phases of a master. Every transition is emitted as `'phase'` and logged.
@@ -79,13 +80,6 @@ function parseNames(raw: string | undefined): string[] {
   }
 }
 
-/** Messages between an old master and the new master it started. */
-type MasterLinkMessage =
-  | { baton: 'new-master'; type: 'ready'; pid: number }
-  | { baton: 'new-master'; type: 'resume' }
-  | { baton: 'old-master'; type: 'resumed' }
-  | { baton: 'old-master'; type: 'absorb'; workers: { slot: number; socketPath: string }[] };
-
 /** What `baton start` passes to {@link Master.start}. */
 export interface MasterOptions {
   /** The config file, re-read on HUP. */
@@ -136,15 +130,8 @@ export interface ReloadOutcome {
   at: string;
 }
 
-/** Counters that outlive a master (persisted in the state file). */
-export interface MasterCounters {
-  reloads: number;
-  upgrades: number;
-  restarts: number;
-  migrated: number;
-  drained: number;
-  forced: number;
-}
+/** Counters that outlive a master (persisted in the state file; its schema is in wire.ts). */
+export type MasterCounters = PersistedCounters;
 
 /** The state file: what the next master reads. */
 interface PersistedState {
@@ -488,7 +475,8 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
       `USR2: new master pid ${child.pid} starting; the pid file is now ${pidFile}.oldbin`,
     );
     child.on('error', () => undefined);
-    child.on('message', (m: MasterLinkMessage) => {
+    child.on('message', (raw: unknown) => {
+      const m = decodeMasterLinkMessage(raw);
       if (m?.baton !== 'new-master') return;
       if (m.type === 'ready' && this.phase === 'upgrading') {
         failpoint('master.superseded');
@@ -624,7 +612,8 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
   }
 
   #linkToParent(): void {
-    process.on('message', (m: MasterLinkMessage) => {
+    process.on('message', (raw: unknown) => {
+      const m = decodeMasterLinkMessage(raw);
       if (m?.baton !== 'old-master') return;
       if (m.type === 'resumed') this.#resumeWaiter?.();
       else if (m.type === 'absorb') {
@@ -848,16 +837,9 @@ function slotDirPath(runDir: string, name: string, pid: number): string {
 function readCounters(file: string): MasterCounters {
   const zero: MasterCounters = { reloads: 0, upgrades: 0, restarts: 0, migrated: 0, drained: 0, forced: 0 };
   try {
-    const s = JSON.parse(fs.readFileSync(file, 'utf8')) as Partial<PersistedState>;
-    if (s.version !== 1 || typeof s.counters !== 'object') return zero;
-    const out = { ...zero };
-    for (const k of Object.keys(zero) as (keyof MasterCounters)[]) {
-      const v = s.counters[k];
-      if (typeof v === 'number' && Number.isFinite(v) && v >= 0) out[k] = v;
-    }
-    return out;
+    return decodeStateFileCounters(fs.readFileSync(file, 'utf8')) ?? zero;
   } catch {
-    return zero;
+    return zero; // no file (the first master), or unreadable
   }
 }
 
