@@ -2,6 +2,7 @@ import { once, EventEmitter } from 'node:events';
 import type net from 'node:net';
 import type { ChildProcess } from 'node:child_process';
 import { debuglog } from 'node:util';
+import { phaseBegins, publishPhase } from './observe/channels.js';
 import { BatonError, asError, fileWriteFailed, isBatonError } from './core/errors.js';
 import { removeOwnPidFile, writePidFile } from './core/atomic-file.js';
 import { PhaseMachine, type Phase } from './core/phase.js';
@@ -127,8 +128,10 @@ export class Generation extends EventEmitter<GenerationEvents> {
       timeoutMs: settings.migrateTimeoutMs,
     });
     this.#asPredecessor = this.#newPredecessorSide();
+    phaseBegins(this);
     this.#phases.on('phase', (to, from) => {
-      debug('generation %d (pid %d): %s -> %s', this.number, process.pid, from, to);
+      // The one place a generation's phase transitions are published (diagnostics channel, NODE_DEBUG=baton).
+      publishPhase(this, 'generation', this.number, from, to);
       this.emit('phase', to, from);
     });
     // Installed for the whole life: a signal arriving while starting or

@@ -139,6 +139,7 @@ export async function start(options: StartOptions): Promise<Generation> {
           pidFile: undefined,
           upgradeSignal: null,
           drainTimeoutMs: supervision.drainMs ?? options.drainTimeoutMs,
+          livenessTimeoutMs: supervision.livenessMs ?? options.livenessTimeoutMs,
         }
       : options,
   );

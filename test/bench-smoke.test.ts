@@ -19,6 +19,7 @@ import { websocket } from '../bench/scenarios/websocket.js';
 import { parseTimeline } from '../bench/lib/wrk.js';
 import { batonSupervisorSystem, batonSystem } from '../bench/systems/baton.js';
 import type { SystemDefinition } from '../bench/lib/system.js';
+import { formatObserveCost, measureObserveCost } from '../bench/observe.js';
 
 const settings: Settings = {
   ...settingsFromEnv(),
@@ -118,5 +119,22 @@ describe('peer benchmark smoke run (baton exec only)', () => {
       ],
     );
     assert.equal(t.lostSeen, 2);
+  });
+
+  it('the observability cost benchmark (bench/observe.ts) runs its ABBA rounds and prints the ratio with its baseline', async () => {
+    const r = await measureObserveCost({ rounds: 2, requests: 3000, connections: 8, warmupRequests: 2000 });
+    assert.deepEqual(
+      r.runs.map((x) => `${x.round}${x.variant}`),
+      ['1on', '1off', '2off', '2on'],
+    );
+    for (const run of r.runs) {
+      assert.equal(run.requests, 3000);
+      assert.equal(run.failed, 0);
+      assert.ok(run.serverCpuUsPerRequest > 0);
+    }
+    assert.equal(r.roundRatios.length, 2);
+    // Nothing observability does runs per request: a cost that doubled the CPU would be a bug, whatever the machine's load.
+    assert.ok(r.ratio > 0 && r.ratio < 2, formatObserveCost(r));
+    assert.match(formatObserveCost(r), /µs CPU per request against [\d.]+ µs with BATON_OBSERVE=off \(baseline\); ratio [\d.]+/);
   });
 });

@@ -20,8 +20,12 @@ import { freshRequests, loadOn } from './helpers/http-load.js';
 import { EventLog, fixture, killAll, pidsOf, spawnFixture, tempDir, waitGone, type FixtureEvent } from './helpers/server-process.js';
 
 const CONNECTIONS = 64;
-/** Predecessor's ready timeout in the hang and freeze cases. */
-const SHORT_READY_TIMEOUT_MS = 2000;
+/**
+ * Predecessor's ready timeout in the hang and freeze cases. On the exec path it
+ * also bounds the child's Node start-up to its hello: 2 s was too short on a
+ * loaded 2-core machine (the child sent no hello in time, a different error).
+ */
+const SHORT_READY_TIMEOUT_MS = 5000;
 const KILL_GRACE_MS = 1000;
 
 type Mode = 'crash' | 'exit' | 'throw' | 'hang' | 'freeze' | 'syntax';

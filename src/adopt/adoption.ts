@@ -29,7 +29,10 @@ export interface AdoptionOptions {
   /** `auto`: ready once no listen() came for `quietMs`; `explicit`: the app calls {@link adoptedReady}. */
   ready: 'auto' | 'explicit';
   quietMs: number;
-  /** An app that never listens within this many ms is reported and the process exits with code 1. */
+  /**
+   * An app that never listens within this many ms is reported and the process exits with code 1; as a
+   * predecessor, the generation aborts a successor not ready within it (StartOptions.readyTimeoutMs).
+   */
   readyTimeoutMs: number;
   /** The app's entry module: `ws` is looked up from there; it is also the app's identity in the handover (StartOptions.app). */
   appEntry: string;
@@ -37,6 +40,8 @@ export interface AdoptionOptions {
   namedOnPurpose?: boolean;
   /** Data consistency mode (StartOptions.consistency): see {@link startBeforeApp}. */
   consistency?: boolean;
+  /** StartOptions.livenessTimeoutMs (`baton run --liveness-ms`); absent: the library's default. */
+  livenessMs?: number;
   /** Where baton's own lines go. */
   report: (event: string, data: Record<string, unknown>, text: string) => void;
 }
@@ -167,6 +172,9 @@ function generationOf(s: State): Promise<Generation> {
     socketDir: s.options.socketDir,
     acceptBeforeReady: true,
     consistency: s.options.consistency,
+    // The app's time to be ready is also how long this generation, as a predecessor, waits for a successor's.
+    readyTimeoutMs: s.options.readyTimeoutMs,
+    ...(s.options.livenessMs === undefined ? {} : { livenessTimeoutMs: s.options.livenessMs }),
     app: s.options.appEntry,
     // Under the supervisor the master names the slot: a reload may run another app on purpose (a new `app:`).
     namedOnPurpose: s.options.namedOnPurpose === true || s.supervised,

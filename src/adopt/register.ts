@@ -34,6 +34,7 @@ installAdoption({
   appEntry: entry,
   namedOnPurpose: Boolean(env.BATON_NAME),
   consistency,
+  livenessMs: env.BATON_LIVENESS_MS === undefined ? undefined : positive(env.BATON_LIVENESS_MS, 5_000),
   report: (event, data, text) => {
     process.stderr.write(json ? `${JSON.stringify({ event, pid: process.pid, ...data })}\n` : `[baton pid ${process.pid}] ${text}\n`);
   },

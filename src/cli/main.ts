@@ -6,20 +6,29 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { Command, Option } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import { REGISTER_URL } from '../adopt/register-url.js';
 import { isBatonError } from '../core/errors.js';
 import { loadBinding } from '../native/binding.js';
 import type { ConfigOverrides } from '../supervisor/config.js';
 import { Master } from '../supervisor/master.js';
 import { alive } from '../core/proc.js';
-import { locate, reload, requireCurrent, rollback, signal, upgrade, waitUntil, type Target } from './operations.js';
+import { locate, reload, requireCurrent, rollback, signal, tryStatus, upgrade, waitUntil, type Target } from './operations.js';
+import { UpgradeRecorder, writeUpgradeReport, type UpgradeReportData } from '../observe/upgrade-report.js';
 import { runWrapped } from './run-wrapper.js';
 import { formatStatus } from './status-format.js';
 import { findRunGenerations, formatRunGenerations } from './run-generations.js';
 import { defaultSocketDir } from '../handover/upgrade-socket.js';
 
 const version = (JSON.parse(fs.readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+/** A commander parser for a positive number of milliseconds (an integer). */
+function positiveMs(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n <= 0)
+    throw new InvalidArgumentError(`expected a positive integer of milliseconds, got ${JSON.stringify(value)}`);
+  return n;
+}
+
 const program = new Command();
 program
   .name('baton')
@@ -70,6 +79,16 @@ const logFormatOption = () =>
 const appArgs = (args: string[]): string[] => (args[0] === '--' ? args.slice(1) : args);
 
 /** Runs a command body, printing a BatonError as one line and setting the exit code. */
+/** Writes an upgrade report (JSON and SVG) and says where; a report that cannot be written is a warning, not a failed upgrade. */
+function report(file: string, data: UpgradeReportData, print: (line: string) => void): void {
+  try {
+    const written = writeUpgradeReport(file, data);
+    print(`report: ${written.json}, ${written.svg}`);
+  } catch (err) {
+    process.stderr.write(`baton: cannot write the upgrade report ${file}: ${(err as Error).message}\n`);
+  }
+}
+
 function action<A extends unknown[]>(fn: (...args: A) => Promise<void>): (...args: A) => Promise<void> {
   return async (...args: A) => {
     try {
@@ -158,16 +177,31 @@ targetOptions(
     )
     .option('--keep-old', 'stop before the final QUIT: the old master stays as a fallback')
     .option('--health-url <url>', 'URL that must answer 2xx during the health window')
+    .option('--report <file>', 'write a report of the upgrade: JSON to <file>, an SVG timeline next to it (<file> with .svg)')
     .addOption(new Option('--window <ms>', 'health window in ms').argParser((v) => Number.parseInt(v, 10))),
 ).action(
-  action(async (o: TargetOptions & { keepOld?: boolean; healthUrl?: string; window?: number }) => {
-    const out = (line: string) => process.stdout.write(`${line}\n`);
-    const s = await upgrade(targetOf(o), { keepOld: o.keepOld, healthUrl: o.healthUrl, healthWindowMs: o.window }, out);
+  action(async (o: TargetOptions & { keepOld?: boolean; healthUrl?: string; window?: number; report?: string }) => {
+    const print = (line: string) => process.stdout.write(`${line}\n`);
+    const target = targetOf(o);
+    const located = o.report ? await locate(target) : undefined;
+    const recorder = located && new UpgradeRecorder(requireCurrent(located), (pid) => tryStatus(located.config, pid));
+    const out = (line: string) => {
+      recorder?.mark(line.replace(/^\s*[✓✗]\s*/, ''));
+      print(line);
+    };
+    let s: Awaited<ReturnType<typeof upgrade>>;
+    try {
+      s = await upgrade(target, { keepOld: o.keepOld, healthUrl: o.healthUrl, healthWindowMs: o.window }, out);
+    } catch (err) {
+      if (recorder) report(o.report!, await recorder.finish(located.config.name, 'failed', (err as Error).message), print);
+      throw err;
+    }
     out(
       `upgrade done in ${s.durationMs} ms: master pid ${s.oldPid} → ${s.newPid}; old workers' connections: ` +
         `${s.migrated} migrated, ${s.drained} closed cleanly, ${s.forced} cut (requests failed server-side: at most ${s.forced})` +
         (s.oldMasterKept ? `; old master pid ${s.oldPid} kept in standby (baton rollback, or kill -QUIT ${s.oldPid})` : ''),
     );
+    if (recorder) report(o.report!, await recorder.finish(located.config.name, 'done', undefined, { ...s }), print);
   }),
 );
 
@@ -231,6 +265,12 @@ program
       .default(process.env.BATON_READY === 'explicit' ? 'explicit' : 'auto'),
   )
   .option('--quiet-ms <ms>', 'auto: ready once no listen() came for this long', '100')
+  .addOption(
+    new Option(
+      '--liveness-ms <ms>',
+      "after a successor's ready, its predecessor Pings it; one silent this long is killed and the old generation serves on (default 5000)",
+    ).argParser(positiveMs),
+  )
   .option(
     '--consistent',
     'data consistency mode: the app loads only once the running generation has stopped taking requests and finished those in flight (requests wait, none fails)',
@@ -241,13 +281,22 @@ program
       async (
         app: string,
         args: string[],
-        o: { name?: string; socketDir?: string; ready: string; quietMs: string; consistent?: boolean; logFormat?: string },
+        o: {
+          name?: string;
+          socketDir?: string;
+          ready: string;
+          quietMs: string;
+          livenessMs?: number;
+          consistent?: boolean;
+          logFormat?: string;
+        },
       ) => {
         // Without a usable native addon the app's process would fail in its preload with a stack trace: say it here, once.
         loadBinding();
         const env: NodeJS.ProcessEnv = { ...process.env, BATON_READY: o.ready, BATON_READY_QUIET_MS: o.quietMs };
         if (o.logFormat) env.BATON_LOG = o.logFormat;
         if (o.consistent) env.BATON_CONSISTENCY = '1';
+        if (o.livenessMs !== undefined) env.BATON_LIVENESS_MS = String(o.livenessMs);
         if (o.name) env.BATON_NAME = o.name;
         if (o.socketDir) env.BATON_SOCKET_DIR = o.socketDir;
         // The app runs in its own Node process (require.main, process.argv as usual); this one stays its parent

@@ -1,5 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
+import { publishStep } from '../observe/channels.js';
 
 /**
  * Fault injection at named protocol steps, for baton's own fault-injection
@@ -62,6 +63,8 @@ export type FailPoint = (typeof FailPoints)[number];
  * comment); then performs the armed action on this process. Never throws.
  */
 export function failpoint(point: FailPoint): void {
+  // Every fault point is a named protocol step: published as `baton:handover:step`.
+  publishStep(point);
   if (!armed) return;
   const file = path.join(dir, point);
   let action: string;

@@ -268,22 +268,27 @@ export class PredecessorSide {
       let lost: (() => void) | undefined;
       /** Set once the successor was declared hung: its own upgrade socket does not count as a server. */
       let hungPid: number | undefined;
+      /**
+       * Nobody but this generation would serve: nothing answers on the upgrade socket path, or only
+       * the successor declared hung. The successor's channel also closes when it exits normally,
+       * after handing over to a newer generation: that one answers on the path.
+       */
+      const nobodyServes = (): boolean => {
+        try {
+          const found = probeUnixSocket(host.settings.socketPath);
+          if (found.kind === 'running') {
+            const another = hungPid === undefined || found.channel.peerCredentials().pid !== hungPid;
+            found.channel.close();
+            return !another;
+          }
+        } catch {
+          // Cannot tell: assume nobody serves, and serve.
+        }
+        return true;
+      };
       if (successor) {
         lost = () => {
-          // The channel also closes when the successor exits normally, after
-          // handing over to a newer generation: that one answers on the upgrade
-          // socket path. Only when nobody does is the service without a server.
-          let running = false;
-          try {
-            const found = probeUnixSocket(host.settings.socketPath);
-            if (found.kind === 'running') {
-              running = hungPid === undefined || found.channel.peerCredentials().pid !== hungPid;
-              found.channel.close();
-            }
-          } catch {
-            // Cannot tell: assume nobody serves, and serve.
-          }
-          if (!running) tracker.cancelDrain();
+          if (nobodyServes()) tracker.cancelDrain();
         };
         successor.channel.once('end', lost);
         successor.channel.once('error', lost);
@@ -316,9 +321,14 @@ export class PredecessorSide {
       let report = await draining;
       // The drain ends only with a successor that still answers: one that hung
       // now would leave nobody serving once this generation exits.
-      if (report && liveness && (await liveness.final()) === 'hung') {
-        tracker.cancelDrain();
-        report = undefined;
+      // A successor whose channel closed before Done — killed after acknowledging the last batch,
+      // when the drain had nothing left to cancel — is as gone as a hung one.
+      if (report && successor) {
+        const outcome = liveness ? await liveness.final() : successor.closed ? 'closed' : 'alive';
+        if (outcome === 'hung' || (outcome === 'closed' && nobodyServes())) {
+          tracker.cancelDrain();
+          report = undefined;
+        }
       }
       liveness?.stop();
       if (report && migration) {

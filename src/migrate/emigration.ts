@@ -1,12 +1,30 @@
 import { failpoint } from '../core/failpoint.js';
 import type net from 'node:net';
 import { debuglog } from 'node:util';
+import { batchObserved, publishBatch } from '../observe/channels.js';
 import { BatonError, asError, isBatonError } from '../core/errors.js';
 import type { FramePeer } from '../protocol/frame-peer.js';
 import { FrameType, type ConnectionsAckPayload, type MigratedConnection, type MigratedKind } from '../protocol/frames.js';
 import { resumeReading, socketFd, stopReading } from './socket-control.js';
 
 const debug = debuglog('baton:migrate');
+
+/** Publishes `baton:migration:batch` for a settled batch (only called when someone observes it). */
+function publishBatchOf(batch: number, leaving: readonly Leaving[], adopted: ReadonlySet<number>, started: number): void {
+  const out = {
+    batch,
+    adopted: {} as Record<string, number>,
+    refused: {} as Record<string, number>,
+    withBytes: 0,
+    durationMs: performance.now() - started,
+  };
+  for (const l of leaving) {
+    const into = adopted.has(l.id) ? out.adopted : out.refused;
+    into[l.entry.kind] = (into[l.entry.kind] ?? 0) + 1;
+    if (adopted.has(l.id) && l.entry.head !== undefined) out.withBytes++;
+  }
+  publishBatch(out);
+}
 
 /** How the raw connections of one listener migrate (see Generation#migrateSockets). */
 export interface SocketMigration {
@@ -325,6 +343,7 @@ export class Emigration {
 
   #settleBatch(f: InFlight, ack: ConnectionsAckPayload, started: number): void {
     const adopted = new Set(ack.adopted);
+    if (batchObserved()) publishBatchOf(f.number, f.batch, adopted, started);
     let withBytes = 0;
     for (const l of f.batch) {
       if (adopted.has(l.id)) {

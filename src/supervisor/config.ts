@@ -72,8 +72,13 @@ export const configSchema = z.strictObject({
       fastMs: positiveMs.default(1_000),
       /** After a stop's time is up, a worker gets SIGKILL this many ms later. */
       killGraceMs: positiveMs.default(2_000),
+      /**
+       * After a new worker is ready, its predecessor Pings it; one that does not answer for this many ms is
+       * taken for hung, killed, and the old worker serves on. Requests the hung worker holds wait this long.
+       */
+      livenessMs: positiveMs.default(5_000),
     })
-    .default({ readyMs: 30_000, drainMs: 30_000, fastMs: 1_000, killGraceMs: 2_000 }),
+    .default({ readyMs: 30_000, drainMs: 30_000, fastMs: 1_000, killGraceMs: 2_000, livenessMs: 5_000 }),
   restart: z
     .strictObject({
       /** First delay before restarting a crashed worker; doubles per crash in the window. */
@@ -84,6 +89,13 @@ export const configSchema = z.strictObject({
       windowMs: positiveMs.default(30_000),
     })
     .default({ initialDelayMs: 100, maxDelayMs: 10_000, crashLoopCount: 5, windowMs: 30_000 }),
+  /** Serve Prometheus metrics of the master and its workers on this address (`GET /metrics`); see docs/metrics.md. */
+  metrics: z
+    .strictObject({
+      host: z.string().min(1).default('127.0.0.1'),
+      port: z.number().int().min(0).max(65535),
+    })
+    .optional(),
   upgrade: z
     .strictObject({
       /** `baton upgrade`: the new generation must stay healthy this long before the old one retires. */

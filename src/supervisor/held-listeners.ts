@@ -156,7 +156,7 @@ export class HeldListeners {
  * connection. (Unix sockets are bound natively: closing a Node pipe server
  * unlinks its path.)
  */
-async function bindListener(name: string, address: ListenerConfig): Promise<number> {
+export async function bindListener(name: string, address: ListenerConfig): Promise<number> {
   const backlog = address.backlog ?? DEFAULT_BACKLOG;
   if ('path' in address) {
     const found = probeUnixSocket(address.path);

@@ -23,7 +23,10 @@ import { HeldListeners } from './held-listeners.js';
 import { createSupervisorLog, type SupervisorLog } from './logger.js';
 import { SdNotify } from './sd-notify.js';
 import { WorkerPool } from './worker-pool.js';
-import { decodeMasterLinkMessage, decodeStateFileCounters, type MasterLinkMessage, type PersistedCounters } from './wire.js';
+import { decodeMasterLinkMessage, decodeStateFileCounters, type MasterLinkMessage } from './wire.js';
+import { closeQuietly } from '../native/socket-info.js';
+import { phaseBegins, publishPhase } from '../observe/channels.js';
+import { MasterMetrics, METRICS_FD_NAME, takeMetricsFd } from '../observe/master-metrics.js';
 
 /**
  * The phases of a master. Every transition is emitted as `'phase'` and logged.
@@ -110,6 +113,8 @@ export interface MasterStatus {
   lastError: string | undefined;
   /** Reload requests (HUP) received, and the outcome of the last reload: what `baton reload` waits for. */
   reload: ReloadStatus;
+  /** The last binary upgrade this master saw end (as the new master that became ready, or the old one whose new master failed). */
+  upgrade: { last: { result: 'done' | 'failed'; at: string } | undefined; lastSuccessAt: string | undefined };
 }
 
 /** Reload bookkeeping in a master's status. */
@@ -118,6 +123,8 @@ export interface ReloadStatus {
   requests: number;
   /** The last finished reload, if any. */
   last: ReloadOutcome | undefined;
+  /** When the last reload with result `done` (or `resumed`) ended. */
+  lastSuccessAt?: string;
 }
 
 /** How a reload ended. */
@@ -130,8 +137,23 @@ export interface ReloadOutcome {
   at: string;
 }
 
-/** Counters that outlive a master (persisted in the state file; its schema is in wire.ts). */
-export type MasterCounters = PersistedCounters;
+/** Counters that outlive a master (persisted in the state file). */
+export interface MasterCounters {
+  /** Reloads that started new workers (result done or failed). */
+  reloads: number;
+  /** Of those, reloads some of whose new workers failed. */
+  reloadsFailed: number;
+  /** Reloads refused (a bad config, a port in use, a master in the wrong phase): nothing changed. */
+  reloadsRefused: number;
+  /** Binary upgrades whose new master became ready. */
+  upgrades: number;
+  /** Binary upgrades whose new master failed, or exited after it was ready (a rollback). */
+  upgradesFailed: number;
+  restarts: number;
+  migrated: number;
+  drained: number;
+  forced: number;
+}
 
 /** The state file: what the next master reads. */
 interface PersistedState {
@@ -165,6 +187,10 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
   #reloadAgain = false;
   #reloadRequests = 0;
   #lastReload: ReloadOutcome | undefined;
+  #lastReloadSuccessAt: string | undefined;
+  #lastUpgrade: MasterStatus['upgrade'] = { last: undefined, lastSuccessAt: undefined };
+  /** The metrics endpoint (config `metrics`), if configured. */
+  #metrics: MasterMetrics | undefined;
   #resumeWaiter: (() => void) | undefined;
   /** After WINCH: drains the old workers the new master did not take over in time. */
   #winchFallback: NodeJS.Timeout | undefined;
@@ -187,8 +213,11 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
     logger: SupervisorLog,
     listeners: HeldListeners,
     parentPid: number | undefined,
+    metrics: MasterMetrics | undefined,
   ) {
     super();
+    phaseBegins(this);
+    this.#metrics = metrics;
     this.#options = options;
     this.#config = config;
     this.#logger = logger;
@@ -204,8 +233,16 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
     this.#pool = new WorkerPool(config, listeners.all, slotDirPath(config.runDir, config.name, process.pid), output);
     this.#exited = new Promise((resolve) => (this.#exit = resolve));
     this.#phases.on('phase', (to, from) => {
+      publishPhase(this, 'master', undefined, from, to);
       this.#log.info({ event: 'master-phase', phase: to, from }, `master phase ${from} -> ${to}`);
       this.emit('phase', to, from);
+    });
+    this.#pool.on('observe', (e) => this.#metrics?.observe(e));
+    // Counters outlive the master: a drain's counts are persisted at once, or, while a newer
+    // master runs (it owns the state file), handed to it.
+    this.#pool.on('drained', (r) => {
+      if (this.#child) this.#sendChild({ baton: 'old-master', type: 'drained', ...r });
+      else this.#persist();
     });
     this.#pool.on('log', (level, message, details) => {
       this.#log[level](details, message);
@@ -233,6 +270,7 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
     const parentPid = parentRaw && process.send ? Number(parentRaw) : undefined;
     if (parentPid === undefined) await refuseIfRunning(config);
     const inherited = takeListenFds(env);
+    const metricsFd = takeMetricsFd(inherited);
     const logger = createSupervisorLog(
       config.log.file,
       config.log.level,
@@ -242,7 +280,14 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
     const adopted = parseNames(env[ADOPTED_LISTENERS_ENV]);
     delete env[ADOPTED_LISTENERS_ENV];
     const listeners = await HeldListeners.open(config.listeners, inherited, parentPid === undefined && inherited.length > 0, { adopted });
-    const master = new Master(options, config, logger, listeners, parentPid);
+    if (!config.metrics && metricsFd !== undefined) closeQuietly(metricsFd);
+    // The endpoint asks the master for its status at scrape time (the first scrape is accepted after the master exists).
+    const self: { master?: Master } = {};
+    const metrics = config.metrics
+      ? await MasterMetrics.open(config.metrics, metricsFd, config.name, (ms) => self.master!.status(ms))
+      : undefined;
+    const master = new Master(options, config, logger, listeners, parentPid, metrics);
+    self.master = master;
     await master.#begin();
     return master;
   }
@@ -294,7 +339,10 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
     if (this.phase !== 'starting') return;
     if (this.#pool.allReady) {
       failpoint('master.workers-serving');
-      if (this.#parentPid !== undefined) this.#counters.upgrades++;
+      if (this.#parentPid !== undefined) {
+        this.#counters.upgrades++;
+        this.#upgradeEnded('done');
+      }
       this.#phases.transition('running');
       this.#fileOp('pid file', this.#config.pidFile, () => writePidFile(this.#config.pidFile));
       this.#persist();
@@ -456,7 +504,10 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
     let child: ChildProcess;
     try {
       child = spawnWithListeners(
-        this.#listeners.all.map((l) => ({ name: l.name, fd: l.fd })),
+        [
+          ...this.#listeners.all.map((l) => ({ name: l.name, fd: l.fd })),
+          ...(this.#metrics ? [{ name: METRICS_FD_NAME, fd: this.#metrics.fd }] : []),
+        ],
         { command: process.execPath, args: [...process.execArgv, ...process.argv.slice(1)] },
         {
           ipc: true,
@@ -465,6 +516,7 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
       );
     } catch (err) {
       this.#restorePidFile();
+      this.#upgradeEnded('failed');
       return this.#error('upgrade-failed', 'ERR_BATON_UPGRADE_FAILED', `USR2: could not start a new master: ${asError(err).message}`);
     }
     this.#child = child;
@@ -506,6 +558,7 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
         'ERR_BATON_UPGRADE_FAILED',
         `new master pid ${child.pid} exited with ${how} before it was ready; this master serves on`,
       );
+      this.#upgradeEnded('failed');
       this.#phases.transition('running');
     } else {
       this.#log.warn(
@@ -513,6 +566,7 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
         `new master pid ${child.pid} exited with ${how}; this master (pid ${this.pid}) is the current one again`,
       );
       // Whatever WINCH left to do is moot: this master serves again.
+      this.#upgradeEnded('failed');
       this.#clearWinchFallback();
       if (p === 'standby') this.#pool.start();
       this.#phases.transition('running');
@@ -616,7 +670,12 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
       const m = decodeMasterLinkMessage(raw);
       if (m?.baton !== 'old-master') return;
       if (m.type === 'resumed') this.#resumeWaiter?.();
-      else if (m.type === 'absorb') {
+      else if (m.type === 'drained') {
+        this.#counters.migrated += m.migrated;
+        this.#counters.drained += m.drained;
+        this.#counters.forced += m.forced;
+        this.#persist();
+      } else if (m.type === 'absorb') {
         failpoint('master.absorbing');
         const n = this.#pool.absorb(m.workers);
         this.#log.info({ event: 'absorbing', workers: n }, `taking over ${n} retiring worker(s) of the old master and their connections`);
@@ -656,6 +715,7 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
     }
     if (this.#parentPid !== undefined && process.connected) process.disconnect();
     this.#listeners.close();
+    this.#metrics?.close();
     this.#control?.close();
     this.#pool.removeDir();
     for (const file of [this.#config.pidFile, `${this.#config.pidFile}.oldbin`]) removeOwnPidFile(file);
@@ -671,8 +731,8 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
     this.#exit(this.#exitCode);
   }
 
-  /** This master's status, with every worker's connections. */
-  async status(): Promise<MasterStatus> {
+  /** This master's status, with every worker's connections (each worker gets `connectionsTimeoutMs` to answer, default 500). */
+  async status(connectionsTimeoutMs?: number): Promise<MasterStatus> {
     return {
       pid: this.pid,
       name: this.#config.name,
@@ -685,12 +745,13 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
       parentPid: this.#parentPid,
       childPid: this.#child?.pid,
       listeners: this.#listeners.status(),
-      workers: await this.#pool.status(),
+      workers: await this.#pool.status(connectionsTimeoutMs),
       workersWanted: this.#config.workers,
       crashLoop: this.#pool.crashLooping,
       counters: this.#allCounters(),
       lastError: this.#lastError,
-      reload: { requests: this.#reloadRequests, last: this.#lastReload },
+      reload: { requests: this.#reloadRequests, last: this.#lastReload, lastSuccessAt: this.#lastReloadSuccessAt },
+      upgrade: this.#lastUpgrade,
     };
   }
 
@@ -698,8 +759,7 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
     const p = this.#pool.counters;
     const c = this.#counters;
     return {
-      reloads: c.reloads,
-      upgrades: c.upgrades,
+      ...c,
       restarts: c.restarts + p.restarts,
       migrated: c.migrated + p.migrated,
       drained: c.drained + p.drained,
@@ -808,7 +868,18 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
 
   /** Records how the reload covering requests up to `request` ended (status `reload.last`). */
   #reloaded(request: number, result: ReloadOutcome['result'], message: string): void {
-    this.#lastReload = { request, result, message, at: new Date().toISOString() };
+    const at = new Date().toISOString();
+    this.#lastReload = { request, result, message, at };
+    if (result === 'done' || result === 'resumed') this.#lastReloadSuccessAt = at;
+    else if (result === 'failed') this.#counters.reloadsFailed++;
+    else this.#counters.reloadsRefused++;
+  }
+
+  /** Records how a binary upgrade ended, as this master saw it (status `upgrade`). */
+  #upgradeEnded(result: 'done' | 'failed'): void {
+    const at = new Date().toISOString();
+    if (result === 'failed') this.#counters.upgradesFailed++;
+    this.#lastUpgrade = { last: { result, at }, lastSuccessAt: result === 'done' ? at : this.#lastUpgrade.lastSuccessAt };
   }
 
   #notifySystemd(fields: Record<string, string | number>): void {
@@ -835,9 +906,20 @@ function slotDirPath(runDir: string, name: string, pid: number): string {
 
 /** Counters persisted by the previous master, or zeros. */
 function readCounters(file: string): MasterCounters {
-  const zero: MasterCounters = { reloads: 0, upgrades: 0, restarts: 0, migrated: 0, drained: 0, forced: 0 };
+  const zero: MasterCounters = {
+    reloads: 0,
+    reloadsFailed: 0,
+    reloadsRefused: 0,
+    upgrades: 0,
+    upgradesFailed: 0,
+    restarts: 0,
+    migrated: 0,
+    drained: 0,
+    forced: 0,
+  };
   try {
-    return decodeStateFileCounters(fs.readFileSync(file, 'utf8')) ?? zero;
+    const names = Object.keys(zero) as (keyof MasterCounters)[];
+    return { ...zero, ...decodeStateFileCounters(fs.readFileSync(file, 'utf8'), names) };
   } catch {
     return zero; // no file (the first master), or unreadable
   }

@@ -45,12 +45,15 @@ export type MasterLinkMessage =
   | { baton: 'new-master'; type: 'ready'; pid: number }
   | { baton: 'new-master'; type: 'resume' }
   | { baton: 'old-master'; type: 'resumed' }
+  /** A retired worker of the old master finished draining: its counts go on in the new master's counters. */
+  | { baton: 'old-master'; type: 'drained'; migrated: number; drained: number; forced: number }
   | { baton: 'old-master'; type: 'absorb'; workers: { slot: number; socketPath: string }[] };
 
 const masterLinkMessage = z.discriminatedUnion('type', [
   z.object({ baton: z.literal('new-master'), type: z.literal('ready'), pid: z.number().int().min(1).max(PID_MAX) }),
   z.object({ baton: z.literal('new-master'), type: z.literal('resume') }),
   z.object({ baton: z.literal('old-master'), type: z.literal('resumed') }),
+  z.object({ baton: z.literal('old-master'), type: z.literal('drained'), migrated: count, drained: count, forced: count }),
   z.object({
     baton: z.literal('old-master'),
     type: z.literal('absorb'),
@@ -58,22 +61,8 @@ const masterLinkMessage = z.discriminatedUnion('type', [
   }),
 ]) satisfies z.ZodType<MasterLinkMessage>;
 
-/** The counters a master persists in its state file (Master's `MasterCounters`). */
-export interface PersistedCounters {
-  reloads: number;
-  upgrades: number;
-  restarts: number;
-  migrated: number;
-  drained: number;
-  forced: number;
-}
-
-// A counter missing or out of range (an older or damaged file) starts from zero; the others carry on.
-const counter = count.catch(0);
-const stateFile = z.object({
-  version: z.literal(1),
-  counters: z.object({ reloads: counter, upgrades: counter, restarts: counter, migrated: counter, drained: counter, forced: counter }),
-});
+// Each counter on its own: one missing or out of range (an older or damaged file) starts from zero, the others carry on.
+const stateFile = z.object({ version: z.literal(1), counters: z.record(z.string().max(64), z.unknown()) });
 
 /** A worker's IPC message, or undefined for anything else (another module's message, a malformed one). */
 export function decodeWorkerMessage(m: unknown): WorkerMessage | undefined {
@@ -87,8 +76,12 @@ export function decodeMasterLinkMessage(m: unknown): MasterLinkMessage | undefin
   return r.success ? r.data : undefined;
 }
 
-/** The counters of a state file's text (version 1), or undefined when it is not one. */
-export function decodeStateFileCounters(json: string): PersistedCounters | undefined {
+/**
+ * The counters of a state file's text (version 1) among `names`, each a
+ * non-negative count or else left out; undefined when the text is not such
+ * a file.
+ */
+export function decodeStateFileCounters<K extends string>(json: string, names: readonly K[]): Partial<Record<K, number>> | undefined {
   let value: unknown;
   try {
     value = JSON.parse(json);
@@ -96,5 +89,11 @@ export function decodeStateFileCounters(json: string): PersistedCounters | undef
     return undefined;
   }
   const r = stateFile.safeParse(value);
-  return r.success ? r.data.counters : undefined;
+  if (!r.success) return undefined;
+  const out: Partial<Record<K, number>> = {};
+  for (const name of names) {
+    const v = count.safeParse(r.data.counters[name]);
+    if (v.success) out[name] = v.data;
+  }
+  return out;
 }

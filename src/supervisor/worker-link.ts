@@ -9,10 +9,13 @@
  * the generation at that upgrade socket: an old master's retiring worker).
  * Worker → master: `{ baton: 'worker', type: 'phase', phase, generation, origin }` on
  * every phase change, `{ baton: 'worker', type: 'status', phase, connections }`,
- * `{ baton: 'worker', type: 'drained', migrated, drained, forced }` once its drain ended.
+ * `{ baton: 'worker', type: 'drained', migrated, drained, forced }` once its drain ended,
+ * `{ baton: 'worker', type: 'observe', observed }` for each of its diagnostics events (master metrics).
  */
 import type { Generation } from '../generation.js';
 import type { Phase } from '../core/phase.js';
+import { forwardObservations } from '../observe/worker-forward.js';
+import type { ObservedEvent } from '../observe/master-metrics.js';
 
 /** Environment variable the master sets for its workers (JSON of {@link Supervision}). */
 export const SUPERVISED_ENV = 'BATON_SUPERVISED';
@@ -26,6 +29,8 @@ export interface Supervision {
   masterPid: number;
   /** The config's `timeouts.drainMs`: the worker's drains (after a takeover, or on stop) last at most this long. */
   drainMs?: number;
+  /** The config's `timeouts.livenessMs`: a successor worker that stops answering Pings this long after its ready is killed (StartOptions.livenessTimeoutMs). */
+  livenessMs?: number;
 }
 
 /** A message from a worker to its master. */
@@ -33,6 +38,8 @@ export type WorkerMessage =
   | { baton: 'worker'; type: 'phase'; phase: Phase; generation: number; origin: string; socketPath: string }
   | { baton: 'worker'; type: 'status'; phase: Phase; connections: number }
   | { baton: 'worker'; type: 'drained'; migrated: number; drained: number; forced: number }
+  /** One of the worker's diagnostics events (phase, migration batch), for the master's metrics. */
+  | { baton: 'worker'; type: 'observe'; observed: ObservedEvent }
   /** A listener the worker bound itself (zero-code, not configured), sent with its net.Server handle. */
   | { baton: 'worker'; type: 'listener'; name: string }
   /** A listen() of the app failed (e.g. EADDRINUSE for a listener the master does not hold); `address` is printable. */
@@ -93,6 +100,7 @@ export function linkToMaster(generation: Generation): void {
     if (process.connected) process.send?.(m, undefined, {}, () => undefined);
   };
   if (!process.send) return;
+  forwardObservations((observed) => send({ baton: 'worker', type: 'observe', observed }));
   const phase = (p: Phase) =>
     send({
       baton: 'worker',

@@ -12,6 +12,7 @@ import path from 'node:path';
 import { removeDeadTemps } from '../core/atomic-file.js';
 import { BatonError } from '../core/errors.js';
 import type { DrainReport } from '../drain/connection-tracker.js';
+import type { ObservedEvent } from '../observe/master-metrics.js';
 import { ensurePrivateDir } from '../handover/upgrade-socket.js';
 import type { Config } from './config.js';
 import type { HeldListener } from './held-listeners.js';
@@ -51,6 +52,10 @@ export interface PoolEvents {
   change: [];
   /** A worker bound a listener the master does not have (see WorkerProcess 'listener'). */
   listener: [name: string, server: net.Server];
+  /** A worker's drain ended (already added to the counters). */
+  drained: [report: { migrated: number; drained: number; forced: number }];
+  /** A worker forwarded one of its diagnostics events (metrics). */
+  observe: [event: ObservedEvent];
 }
 
 /** Settings the pool reads from the config on each start or reload. */
@@ -221,10 +226,10 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
     for (const slot of this.#slots) for (const w of slot.retiring) void w.stop(drainMs, this.#config.timeouts.killGraceMs);
   }
 
-  /** Status of every worker, with its open connections (asked over IPC). */
-  async status(): Promise<WorkerStatus[]> {
+  /** Status of every worker, with its open connections (asked over IPC; undefined for a worker that does not answer within `timeoutMs`). */
+  async status(timeoutMs?: number): Promise<WorkerStatus[]> {
     const workers = this.workers;
-    const counts = await Promise.all(workers.map((w) => w.connections()));
+    const counts = await Promise.all(workers.map((w) => w.connections(timeoutMs)));
     return workers.map((w, i) => w.status(counts[i]));
   }
 
@@ -238,6 +243,7 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
     this.counters.migrated += report.migrated;
     this.counters.drained += report.drained;
     this.counters.forced += report.forced;
+    this.emit('drained', { migrated: report.migrated, drained: report.drained, forced: report.forced });
   }
 
   #stopSlot(slot: Slot, drainMs: number): void {
@@ -297,6 +303,7 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
         socketDir,
         readyTimeoutMs: c.timeouts.readyMs,
         drainMs: c.timeouts.drainMs,
+        livenessMs: c.timeouts.livenessMs,
         output: this.#output,
       });
     } catch (err) {
@@ -324,6 +331,7 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
     worker.on('drained', (report) => this.#countDrain(report));
     worker.on('listen-failed', (info) => this.#onListenFailed(slot, info));
     worker.on('listener', (name, server) => this.emit('listener', name, server));
+    worker.on('observe', (e) => this.emit('observe', e));
     worker.on('exit', (exit) => this.#onExit(slot, worker, exit));
     this.emit('change');
     return worker;

@@ -11,6 +11,7 @@ import { BatonError } from '../core/errors.js';
 import type { Phase } from '../core/phase.js';
 import { REGISTER_URL } from '../adopt/register-url.js';
 import { spawnWithListeners } from '../handover/exec.js';
+import type { ObservedEvent } from '../observe/master-metrics.js';
 import type { HeldListener } from './held-listeners.js';
 import { SUPERVISED_ENV, type MasterMessage, type Supervision, type WorkerMessage } from './worker-link.js';
 import { decodeWorkerMessage } from './wire.js';
@@ -46,6 +47,8 @@ export interface WorkerSpec {
   readyTimeoutMs: number;
   /** `timeouts.drainMs`: the worker's own drain timeout, so it reports its drain before the master's SIGKILL at drainMs + killGraceMs. */
   drainMs?: number;
+  /** `timeouts.livenessMs`: how long the worker, as a predecessor, waits for its successor's Pong after the successor's ready. */
+  livenessMs?: number;
   /**
    * Where the worker's stdout and stderr lines go. Absent: the worker writes
    * to the master's own stdout and stderr (inherited). Given (the master logs
@@ -82,6 +85,8 @@ export interface WorkerEvents {
   'listen-failed': [info: { name: string; address: string; code: string | undefined; message: string }];
   /** Its drain ended: how its connections left. */
   drained: [report: { migrated: number; drained: number; forced: number }];
+  /** It forwarded one of its diagnostics events (phase, migration batch) for the master's metrics. */
+  observe: [event: ObservedEvent];
   exit: [exit: WorkerExit];
 }
 
@@ -161,7 +166,13 @@ export class WorkerProcess extends EventEmitter<WorkerEvents> {
    * spawned at all.
    */
   static spawn(spec: WorkerSpec, masterPid = process.pid): WorkerProcess {
-    const supervision: Supervision = { slot: spec.slot, socketDir: spec.socketDir, masterPid, drainMs: spec.drainMs };
+    const supervision: Supervision = {
+      slot: spec.slot,
+      socketDir: spec.socketDir,
+      masterPid,
+      drainMs: spec.drainMs,
+      livenessMs: spec.livenessMs,
+    };
     const child = spawnWithListeners(
       spec.listeners.map((l) => ({ name: l.name, fd: l.fd })),
       // Zero-code adoption is preloaded: an unmodified app gets its listeners through
@@ -275,6 +286,10 @@ export class WorkerProcess extends EventEmitter<WorkerEvents> {
   #onMessage(m: WorkerMessage): void {
     if (m.type === 'status') {
       for (const w of this.#statusWaiters.splice(0)) w(m.connections);
+      return;
+    }
+    if (m.type === 'observe') {
+      this.emit('observe', m.observed);
       return;
     }
     if (m.type === 'drained') {

@@ -40,10 +40,15 @@ export const StepsOf: Record<PathName, FailPoint[]> = {
 
 /**
  * Faults that end the service by design, left out: the only master killed
- * (its workers exit with it; a process manager restarts `baton start`). A
- * frozen only master is in the matrix — its workers serve on.
+ * (its workers exit with it; a process manager restarts `baton start`), and,
+ * without a supervisor, the successor killed or hung for good once it got
+ * Done — the upgrade is over and it is the only server (a crash like any
+ * other: `baton run` exits with it, a process manager restarts it). A frozen
+ * only master is in the matrix — its workers serve on.
  */
-const byDesign = (c: CaseSpec) => c.step === 'master.reload-started' && (c.action === 'kill' || c.action === 'stop-kill');
+const byDesign = (c: CaseSpec) =>
+  (c.step === 'master.reload-started' && (c.action === 'kill' || c.action === 'stop-kill')) ||
+  (c.step === 'successor.done-received' && ['takeover', 'exec', 'run'].includes(c.path) && c.action !== 'stop-resume');
 
 /** Every case: a baseline per path, then path × step × action. */
 export function fullMatrix(): CaseSpec[] {
@@ -76,6 +81,9 @@ export function ciSlice(): CaseSpec[] {
     c('takeover', 'successor.connections-received'),
     c('reload', 'successor.connections-acked'),
     c('winch', 'successor.done-received'),
+    // Killed after acknowledging the last batch: the drain is over, the predecessor must still roll back.
+    c('exec', 'successor.connections-acked'),
+    c('run', 'successor.connections-acked'),
     // Every predecessor step killed.
     c('takeover', 'predecessor.hello-received'),
     c('exec', 'predecessor.listeners-sent'),
@@ -95,6 +103,8 @@ export function ciSlice(): CaseSpec[] {
     c('takeover', 'successor.hello-sent', 'stop-forever'),
     c('exec', 'successor.state-received', 'stop-forever'),
     c('takeover', 'successor.connections-received', 'stop-forever'),
+    c('run', 'successor.draining-received', 'stop-forever'),
+    c('reload', 'successor.connections-received', 'stop-forever'),
     // Frozen predecessors, then killed; one that never sends Draining.
     c('takeover', 'predecessor.listeners-sent', 'stop-kill'),
     c('exec', 'predecessor.connections-sent', 'stop-kill'),

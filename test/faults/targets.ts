@@ -111,8 +111,9 @@ export class LibraryTarget extends BaseTarget implements Target {
   }
 
   async upgrade(): Promise<void> {
-    // The newest generation that reported ready is the one to upgrade (exec) or the one taken over.
-    const ready = this.log.events.filter((e) => e.event === 'ready');
+    // The newest generation that reported ready and still runs is the one to upgrade (exec) or the
+    // one taken over: a successor killed after its ready left its predecessor serving.
+    const ready = this.log.events.filter((e) => e.event === 'ready' && alive(e.pid!));
     const newest = ready[ready.length - 1];
     if (newest) {
       this.#newest = newest.pid;
@@ -137,7 +138,19 @@ export class RunTarget extends BaseTarget implements Target {
   async start(env: NodeJS.ProcessEnv = {}): Promise<void> {
     const child = spawn(
       process.execPath,
-      [cli, 'run', '--name', 'app', '--socket-dir', this.dir, '--quiet-ms', '50', appFile('express5.cjs')],
+      [
+        cli,
+        'run',
+        '--name',
+        'app',
+        '--socket-dir',
+        this.dir,
+        '--quiet-ms',
+        '50',
+        '--liveness-ms',
+        String(Timeouts.livenessMs),
+        appFile('express5.cjs'),
+      ],
       {
         env: {
           ...process.env,
@@ -182,7 +195,7 @@ export class SupervisorTarget extends BaseTarget implements Target {
       this.dir,
       [
         'workers: 2',
-        `timeouts: { drainMs: ${t.drainMs}, readyMs: ${t.readyMs}, killGraceMs: ${t.killGraceMs}, fastMs: 500 }`,
+        `timeouts: { drainMs: ${t.drainMs}, readyMs: ${t.readyMs}, killGraceMs: ${t.killGraceMs}, fastMs: 500, livenessMs: ${t.livenessMs} }`,
         'upgrade: { healthWindowMs: 300 }',
       ].join('\n'),
     );

@@ -1,0 +1,150 @@
+/**
+ * `npm run bench:observe`: what baton's observability costs a server at
+ * steady state when nobody uses it. The same build of the baton-hosted hello
+ * server (bench/fixtures/baton-server.ts) runs twice: `on` as shipped
+ * (diagnostics channels without subscribers, no metrics loaded) and `off`
+ * with `BATON_OBSERVE=off` (no publish, no `hasSubscribers` check). Each is
+ * driven by the same keep-alive load (undici, `connections` concurrent
+ * requests), `requests` requests per run, in ABBA order over `rounds` rounds so
+ * a drift in machine load favours neither; judged on the server's CPU time
+ * (user + system, /proc/<pid>/stat) per request, as the median of the
+ * per-round ratios on/off, printed with the `off` baseline.
+ *
+ * Environment: OBSERVE_ROUNDS (default 8), OBSERVE_REQUESTS (default 50000),
+ * OBSERVE_CONNECTIONS (default 32). Results: bench/results/observe-<date>.json.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Pool } from 'undici';
+import { benchFixture, EventLog, killAll, spawnFixture, tempDir } from './lib/processes.js';
+import { median } from './lib/stats.js';
+import { cpuSeconds } from './lib/throughput.js';
+
+/** One run of one variant. */
+export interface ObserveRun {
+  round: number;
+  variant: 'on' | 'off';
+  requests: number;
+  failed: number;
+  serverCpuUsPerRequest: number;
+}
+
+/** The benchmark's result. */
+export interface ObserveCost {
+  settings: { rounds: number; requests: number; connections: number };
+  runs: ObserveRun[];
+  /** CPU per request on ÷ off, per round. */
+  roundRatios: number[];
+  /** Median of the round ratios: the judged figure (1 = no measurable cost). */
+  ratio: number;
+  /** Mean CPU µs per request with observability off: the baseline the ratio is relative to. */
+  baselineCpuUsPerRequest: number;
+  cpuUsPerRequest: number;
+}
+
+/**
+ * Sends `total` requests to `url` over `connections` concurrent keep-alive
+ * connections; resolves with completed and failed counts. A fixed amount of
+ * work per run (not a fixed time): a run slowed by the machine's other load
+ * does the same requests, so CPU per request stays comparable.
+ */
+async function load(url: string, connections: number, total: number): Promise<{ requests: number; failed: number }> {
+  const pool = new Pool(url, { connections, pipelining: 1 });
+  let left = total;
+  let requests = 0;
+  let failed = 0;
+  await Promise.all(
+    Array.from({ length: connections }, async () => {
+      while (left-- > 0) {
+        try {
+          const res = await pool.request({ path: '/', method: 'GET' });
+          await res.body.dump();
+          requests++;
+        } catch {
+          failed++;
+        }
+      }
+    }),
+  );
+  await pool.close();
+  return { requests, failed };
+}
+
+const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+
+/** Runs the benchmark (see the module comment). */
+export async function measureObserveCost(
+  o: { rounds: number; requests: number; connections: number; warmupRequests?: number },
+  progress: (line: string) => void = () => undefined,
+): Promise<ObserveCost> {
+  const log = new EventLog();
+  const servers: Record<'on' | 'off', { url: string; pid: number }> = {} as never;
+  try {
+    for (const variant of ['on', 'off'] as const) {
+      const env = {
+        BATON_SOCKET_DIR: tempDir('baton-observe-'),
+        BENCH_NAME: `observe-${variant}`,
+        ...(variant === 'off' ? { BATON_OBSERVE: 'off' } : {}),
+      };
+      const child = spawnFixture(benchFixture('baton-server'), env, log);
+      const ready = await log.waitFor((e) => e.event === 'ready' && e.pid === child.pid, `${variant} server ready`, 30_000);
+      servers[variant] = { url: `http://127.0.0.1:${(ready.ports as number[])[0]}`, pid: child.pid! };
+    }
+    // Warm-up: both servers' code optimised (JIT) before anything is measured.
+    for (const variant of ['on', 'off'] as const) await load(servers[variant].url, o.connections, o.warmupRequests ?? o.requests);
+    progress(`${o.rounds} ABBA rounds of ${o.requests} requests per variant, ${o.connections} keep-alive connections`);
+    const runs: ObserveRun[] = [];
+    for (let round = 1; round <= o.rounds; round++) {
+      const order = round % 2 === 1 ? (['on', 'off'] as const) : (['off', 'on'] as const);
+      for (const variant of order) {
+        const { url, pid } = servers[variant];
+        const before = cpuSeconds(pid);
+        const r = await load(url, o.connections, o.requests);
+        const cpu = cpuSeconds(pid) - before;
+        runs.push({ round, variant, requests: r.requests, failed: r.failed, serverCpuUsPerRequest: (cpu * 1e6) / r.requests });
+        progress(`  round ${round} ${variant}: ${r.requests} requests, ${((cpu * 1e6) / r.requests).toFixed(2)} µs CPU each`);
+      }
+    }
+    const of = (v: 'on' | 'off') => runs.filter((r) => r.variant === v).map((r) => r.serverCpuUsPerRequest);
+    const roundRatios = of('on').map((on, i) => on / of('off')[i]!);
+    return {
+      settings: { rounds: o.rounds, requests: o.requests, connections: o.connections },
+      runs,
+      roundRatios,
+      ratio: median(roundRatios),
+      baselineCpuUsPerRequest: mean(of('off')),
+      cpuUsPerRequest: mean(of('on')),
+    };
+  } finally {
+    killAll(Object.values(servers).map((s) => s.pid));
+  }
+}
+
+/** The result as the lines printed. */
+export function formatObserveCost(r: ObserveCost): string {
+  return (
+    `observability at steady state, unused: ${r.cpuUsPerRequest.toFixed(2)} µs CPU per request against ` +
+    `${r.baselineCpuUsPerRequest.toFixed(2)} µs with BATON_OBSERVE=off (baseline); ratio ${r.ratio.toFixed(3)} ` +
+    `(median of ${r.roundRatios.length} rounds: ${r.roundRatios.map((x) => x.toFixed(3)).join(', ')})`
+  );
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  const env = process.env;
+  const r = await measureObserveCost(
+    {
+      rounds: Number(env.OBSERVE_ROUNDS ?? 8),
+      requests: Number(env.OBSERVE_REQUESTS ?? 50_000),
+      connections: Number(env.OBSERVE_CONNECTIONS ?? 32),
+    },
+    (line) => console.log(line),
+  );
+  console.log(formatObserveCost(r));
+  const out = fileURLToPath(
+    new URL(`../../bench/results/observe-${new Date().toISOString().replace(/[:.]/g, '-').slice(0, 19)}Z.json`, import.meta.url),
+  );
+  fs.mkdirSync(path.dirname(out), { recursive: true });
+  fs.writeFileSync(out, `${JSON.stringify({ date: new Date().toISOString(), node: process.version, ...r }, null, 2)}\n`);
+  console.log(`results: ${out}`);
+}

@@ -1,0 +1,11 @@
+/**
+ * `baton/metrics`: Prometheus metrics of a generation (prom-client), kept
+ * out of the main entry so an app that does not use them never loads
+ * prom-client. See docs/metrics.md.
+ *
+ * @module
+ */
+export { generationMetrics, type GenerationMetrics } from './generation-metrics.js';
+export { metricsHandler, metricsServer } from './metrics-http.js';
+export { MetricSet, type MetricsSnapshot } from './metric-set.js';
+export { MetricCatalog, PHASE_BUCKETS, type MetricDefinition, type MetricName } from './metric-catalog.js';

@@ -1,0 +1,168 @@
+/**
+ * The supervisor master's metrics (config key `metrics`): the families of
+ * the catalog, aggregated across its workers — totals from the master's
+ * persisted counters and status (which asks every worker for its
+ * connections over IPC), phase durations and migration batches from the
+ * events each worker forwards over the same IPC channel (`observe` messages,
+ * see supervisor/worker-link.ts).
+ *
+ * The endpoint's listening socket survives a binary upgrade like the app's
+ * listeners: the old master passes it to the new one (inherited fd named
+ * {@link METRICS_FD_NAME}). A master answers scrapes while it is the newest
+ * one: a new master from its phase `running` on, the old one until it is
+ * `superseded` (and again after a rollback, `running`). The socket never
+ * closes, so a scrape is never refused, and a scrape in progress on the old
+ * master finishes there.
+ */
+import type http from 'node:http';
+import { closeQuietly, dupFd } from '../native/socket-info.js';
+import type { InheritedListener } from '../handover/inherit.js';
+import type { MasterStatus } from '../supervisor/master.js';
+import { bindListener } from '../supervisor/held-listeners.js';
+import { ChannelNames, subscribe, type BatchEvent, type PhaseEvent } from './channels.js';
+import { MetricSet, type LastUpgrade, type MetricsSnapshot } from './metric-set.js';
+import { metricsServer } from './metrics-http.js';
+
+/** The name of the metrics socket among the fds an old master passes to a new one. */
+export const METRICS_FD_NAME = 'baton-metrics';
+
+/**
+ * How long a scrape waits for each worker's connection count. A worker busy
+ * serving may answer late; a scrape should not (Prometheus' timeout), so it
+ * uses the worker's previous answer instead.
+ */
+const WORKER_ANSWER_MS = 100;
+
+const MASTER_PHASES = ['starting', 'running', 'reloading', 'upgrading', 'superseded', 'standby', 'stopping', 'exited'] as const;
+
+/** An event a worker forwards to its master (WorkerMessage `observe`). */
+export type ObservedEvent = { channel: 'phase'; event: PhaseEvent } | { channel: 'batch'; event: BatchEvent };
+
+/** Takes the metrics socket out of the fds inherited from an old master (the rest are the app's listeners). */
+export function takeMetricsFd(inherited: InheritedListener[]): number | undefined {
+  const i = inherited.findIndex((l) => l.name === METRICS_FD_NAME);
+  if (i < 0) return undefined;
+  return inherited.splice(i, 1)[0]!.fd;
+}
+
+/** The master's view of its metrics. Owns the metrics socket's fd; {@link MasterMetrics.close} closes it. */
+export class MasterMetrics {
+  readonly set: MetricSet;
+  readonly #fd: number;
+  #server: http.Server | undefined;
+  readonly #unsubscribe: () => void;
+  /** Each worker's last answered connection count, by pid. */
+  #lastConnections = new Map<number, number>();
+
+  private constructor(fd: number, name: string, status: (connectionsTimeoutMs: number) => Promise<MasterStatus>) {
+    this.#fd = fd;
+    this.set = new MetricSet('master', async () => this.#snapshot(await status(WORKER_ANSWER_MS)), { app: name });
+    // The master's own phases, from the channel its phase machine publishes on.
+    this.#unsubscribe = subscribe<PhaseEvent>(ChannelNames.phase, (e) => {
+      if (e.role !== 'master' || e.pid !== process.pid) return;
+      this.set.observePhase('master', e.from, e.durationMs / 1000);
+      if (e.to === 'running') this.serve();
+      else if (e.to === 'superseded') this.#pause();
+    });
+  }
+
+  /**
+   * Opens the metrics endpoint's socket: the inherited one (`inheritedFd`,
+   * from an old master) or a new one bound on `address`. Nothing is served
+   * until {@link MasterMetrics.serve}. Rejects as a listener bind does
+   * (EADDRINUSE names the address).
+   */
+  static async open(
+    address: { host: string; port: number },
+    inheritedFd: number | undefined,
+    name: string,
+    status: (connectionsTimeoutMs: number) => Promise<MasterStatus>,
+  ): Promise<MasterMetrics> {
+    const fd = inheritedFd ?? (await bindListener('metrics', address));
+    const metrics = new MasterMetrics(fd, name, status);
+    // A new master (it inherited the socket) waits for `running`; the first one answers at once.
+    if (inheritedFd === undefined) metrics.serve();
+    return metrics;
+  }
+
+  /** The socket to pass to a new master (stays owned by this one). */
+  get fd(): number {
+    return this.#fd;
+  }
+
+  /** Starts answering scrapes (idempotent; called when the master becomes `running`). */
+  serve(): void {
+    if (this.#server) return;
+    this.#server = metricsServer(this.set);
+    // The server gets a duplicate: closing it leaves this master's fd (and the socket) open.
+    this.#server.listen({ fd: dupFd(this.#fd) });
+  }
+
+  /** The snapshot of `s`; a worker too busy to answer in time counts with its last answer. */
+  #snapshot(s: MasterStatus): MetricsSnapshot {
+    const known = new Map<number, number>();
+    for (const w of s.workers) {
+      const n = w.connections ?? this.#lastConnections.get(w.pid);
+      if (n !== undefined) known.set(w.pid, n);
+      w.connections = n;
+    }
+    this.#lastConnections = known;
+    return masterSnapshot(s);
+  }
+
+  /** Stops answering scrapes (a newer master answers them); scrapes in progress finish. The socket stays open. */
+  #pause(): void {
+    this.#server?.close();
+    this.#server = undefined;
+  }
+
+  /** An event a worker forwarded. */
+  observe(e: ObservedEvent): void {
+    if (e.channel === 'phase') this.set.observePhase('worker', e.event.from, e.event.durationMs / 1000);
+    else this.set.observeBatch(e.event);
+  }
+
+  /** Stops serving and closes the socket (this master's copy). */
+  close(): void {
+    this.#unsubscribe();
+    this.#server?.close();
+    this.#server = undefined;
+    closeQuietly(this.#fd);
+  }
+}
+
+function last(kind: string, outcome: { result: string; at: string } | undefined, lastSuccessAt: string | undefined): LastUpgrade[] {
+  if (!outcome) return [];
+  const successful = outcome.result === 'done' || outcome.result === 'resumed';
+  return [
+    { kind, successful, at: Date.parse(outcome.at), lastSuccessAt: lastSuccessAt === undefined ? undefined : Date.parse(lastSuccessAt) },
+  ];
+}
+
+/** What a scrape of the master shows, from its status. */
+export function masterSnapshot(s: MasterStatus): MetricsSnapshot {
+  const c = s.counters;
+  const workers: Record<string, number> = { starting: 0, ready: 0, stopping: 0 };
+  for (const w of s.workers) workers[w.state] = (workers[w.state] ?? 0) + 1;
+  delete workers.exited;
+  const generations = s.workers.map((w) => w.generation).filter((g): g is number => g !== undefined);
+  return {
+    upgrades: [
+      { kind: 'reload', result: 'done', count: c.reloads - c.reloadsFailed },
+      { kind: 'reload', result: 'failed', count: c.reloadsFailed },
+      { kind: 'reload', result: 'refused', count: c.reloadsRefused },
+      { kind: 'binary', result: 'done', count: c.upgrades },
+      { kind: 'binary', result: 'failed', count: c.upgradesFailed },
+    ],
+    last: [...last('reload', s.reload.last, s.reload.lastSuccessAt), ...last('binary', s.upgrade.last, s.upgrade.lastSuccessAt)],
+    phases: [{ role: 'master', phase: s.phase, all: MASTER_PHASES }],
+    connections: s.workers.map((w) => ({ generation: w.generation, phase: w.phase, count: w.connections ?? 0 })),
+    migrated: c.migrated,
+    drained: c.drained,
+    cut: c.forced,
+    generation: generations.length > 0 ? Math.max(...generations) : undefined,
+    workers,
+    restarts: c.restarts,
+    crashLoops: s.crashLoop.length,
+  };
+}

@@ -1,0 +1,130 @@
+/**
+ * The diagnostics channels of one takeover, as a subscriber in each process
+ * sees them (test/fixtures/observe-channels.ts is preloaded into both): the
+ * `baton:phase` events of each generation are exactly its `phaseHistory`,
+ * in order, each `from` the previous `to`; the `baton:handover:step` events
+ * follow the protocol (docs/architecture.md, "The handover, step by step")
+ * on both sides, interleaved with the phases where the protocol moves them;
+ * and the `baton:migration:batch` events add up to what the predecessor's
+ * Done reports as migrated.
+ */
+import assert from 'node:assert/strict';
+import { after, test } from 'node:test';
+import { pathToFileURL } from 'node:url';
+import { Client } from 'undici';
+import type { BatchEvent, PhaseEvent, StepEvent } from '../src/index.js';
+import {
+  EventLog,
+  fixture,
+  killAll,
+  pidsOf,
+  predecessorDone,
+  spawnFixture,
+  tempDir,
+  upgradeFixture,
+  type FixtureEvent,
+} from './helpers/server-process.js';
+
+const log = new EventLog();
+after(() => killAll(pidsOf(log)));
+
+/** One process's channel events and phase-history markers, in publish order: `phase:<to>` or `step:<step>` or `batch`. */
+function sequence(pid: number): { marks: string[]; phases: PhaseEvent[]; batches: BatchEvent[] } {
+  const marks: string[] = [];
+  const phases: PhaseEvent[] = [];
+  const batches: BatchEvent[] = [];
+  for (const e of log.events) {
+    if (e.pid !== pid || e.event !== 'channel') continue;
+    if (e.channel === 'baton:phase') {
+      const p = e.payload as PhaseEvent;
+      phases.push(p);
+      marks.push(`phase:${p.to}`);
+    } else if (e.channel === 'baton:handover:step') {
+      const s = e.payload as StepEvent;
+      assert.equal(s.role, s.step.split('.')[0]);
+      // Batches repeat; one mark per run of them.
+      const mark = `step:${s.step}`;
+      if (marks.at(-1) !== mark) marks.push(mark);
+    } else if (e.channel === 'baton:migration:batch') {
+      batches.push(e.payload as BatchEvent);
+    }
+  }
+  return { marks, phases, batches };
+}
+
+test('one takeover: phase events equal phaseHistory, handover steps follow the protocol, batches add up to the migrated count', async () => {
+  const preload = pathToFileURL(fixture('observe-channels')).href;
+  const env = { BATON_SOCKET_DIR: tempDir(), KEEP_ALIVE_TIMEOUT_MS: '600000', NODE_OPTIONS: `--import ${preload}` };
+  const first = spawnFixture(fixture('server'), env, log);
+  const listening = await log.waitEvent('listening', first.pid);
+  await log.waitEvent('ready', first.pid);
+  // Idle keep-alive connections: they migrate with the takeover.
+  const clients = Array.from({ length: 20 }, () => new Client(`http://127.0.0.1:${listening.http}`, { keepAliveTimeout: 600_000 }));
+  for (const c of clients) await (await c.request({ path: '/', method: 'GET' })).body.text();
+  const since = log.events.length;
+  const ready = await upgradeFixture(log, env, 'takeover', first.pid!, 2, since);
+  const done = await predecessorDone(log, ready, since);
+  const exit: FixtureEvent = await log.waitEvent('exit', first.pid);
+  for (const c of clients) await (await c.request({ path: '/', method: 'GET' })).body.text();
+  await Promise.all(clients.map((c) => c.close()));
+
+  // The predecessor: every phase it entered was published, in order, and nothing else.
+  const pred = sequence(first.pid!);
+  const history = exit.phaseHistory as string[];
+  assert.deepEqual(
+    pred.phases.map((p) => p.to),
+    history.slice(1),
+  );
+  pred.phases.forEach((p, i) => {
+    assert.equal(p.from, history[i]);
+    assert.equal(p.role, 'generation');
+    assert.equal(p.generation, 1);
+    assert.ok(p.durationMs >= 0);
+  });
+  assert.deepEqual(pred.marks, [
+    'phase:serving',
+    'step:predecessor.hello-received',
+    'phase:handing-over',
+    'step:predecessor.listeners-sent',
+    'step:predecessor.state-sent',
+    'step:predecessor.ready-received',
+    'phase:draining',
+    'step:predecessor.draining-sent',
+    'step:predecessor.connections-sent',
+    'step:predecessor.done-sent',
+    'phase:exited',
+  ]);
+
+  // The successor: the same for its phases so far (it serves), and its side of the protocol.
+  const succ = sequence(ready.pid!);
+  const succHistory = ready.phaseHistory as string[];
+  assert.deepEqual(succ.phases.map((p) => p.to).slice(0, succHistory.length - 1), succHistory.slice(1));
+  assert.equal(succ.phases[0]!.generation, 2);
+  assert.deepEqual(succ.marks, [
+    'step:successor.connected',
+    'step:successor.hello-sent',
+    'step:successor.listeners-received',
+    'step:successor.state-received',
+    'phase:taking-over',
+    'step:successor.ready-sent',
+    'step:successor.draining-received',
+    'phase:serving',
+    'step:successor.connections-received',
+    'step:successor.connections-acked',
+    'step:successor.done-received',
+  ]);
+
+  // Batches: one per Connections frame the predecessor sent; adopted ones add up to Done's migrated.
+  const sent = log.events.filter(
+    (e) => e.pid === first.pid && e.event === 'channel' && (e.payload as StepEvent).step === 'predecessor.connections-sent',
+  ).length;
+  assert.equal(pred.batches.length, sent);
+  assert.deepEqual(
+    pred.batches.map((b) => b.batch),
+    Array.from({ length: sent }, (_, i) => i + 1),
+  );
+  const adopted = pred.batches.reduce((n, b) => n + Object.values(b.adopted).reduce((a, x) => a + x, 0), 0);
+  assert.equal(done.migrated, clients.length);
+  assert.equal(adopted, done.migrated);
+  assert.deepEqual(Object.keys(pred.batches[0]!.adopted), ['http1']);
+});
