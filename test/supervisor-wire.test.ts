@@ -16,6 +16,9 @@ describe('supervisor wire decoding', () => {
     assert.deepEqual(decodeWorkerMessage(phase), phase);
     const failed = { baton: 'worker', type: 'listen-failed', name: 'http', address: '127.0.0.1:80', message: 'EADDRINUSE' };
     assert.deepEqual(decodeWorkerMessage(failed), failed);
+    const observed = { baton: 'worker', type: 'observe', observed: { channel: 'batch', event: { adopted: 1 } } };
+    assert.deepEqual(decodeWorkerMessage(observed), observed);
+    assert.equal(decodeWorkerMessage({ ...observed, observed: { channel: 'secrets', event: {} } }), undefined);
     for (const bad of [
       null,
       'serving',

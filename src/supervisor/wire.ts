@@ -13,6 +13,9 @@ import { z } from 'zod';
 import type { Phase } from '../core/phase.js';
 import type { WorkerMessage } from './worker-link.js';
 
+/** A worker's diagnostics event (observe/master-metrics.ts), named through the message so this module imports no metrics. */
+type ObservedEvent = Extract<WorkerMessage, { type: 'observe' }>['observed'];
+
 const PID_MAX = 4_194_304;
 const count = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
 const text = z.string().max(16 * 1024);
@@ -38,7 +41,24 @@ const workerMessage = z.discriminatedUnion('type', [
     code: z.string().max(64).optional(),
     message: text,
   }),
+  // A diagnostics event of the worker, for the master's metrics: its channel checked here, its fields by the metrics.
+  z.object({
+    baton: z.literal('worker'),
+    type: z.literal('observe'),
+    observed: z.custom<ObservedEvent>((v) => {
+      const o = v as { channel?: unknown; event?: unknown } | null;
+      return (
+        typeof o === 'object' &&
+        o !== null &&
+        (o.channel === 'phase' || o.channel === 'batch') &&
+        typeof o.event === 'object' &&
+        o.event !== null
+      );
+    }),
+  }),
 ]) satisfies z.ZodType<WorkerMessage>;
+// Every kind of message has its schema (`satisfies` above only checks that what is decoded is a WorkerMessage).
+true satisfies Exclude<WorkerMessage['type'], z.output<typeof workerMessage>['type']> extends never ? true : never;
 
 /** Messages between an old master and the new master it started (USR2). */
 export type MasterLinkMessage =
@@ -60,6 +80,7 @@ const masterLinkMessage = z.discriminatedUnion('type', [
     workers: z.array(z.object({ slot: z.number().int().min(0).max(4096), socketPath: z.string().max(4096) })).max(4096),
   }),
 ]) satisfies z.ZodType<MasterLinkMessage>;
+true satisfies Exclude<MasterLinkMessage['type'], z.output<typeof masterLinkMessage>['type']> extends never ? true : never;
 
 // Each counter on its own: one missing or out of range (an older or damaged file) starts from zero, the others carry on.
 const stateFile = z.object({ version: z.literal(1), counters: z.record(z.string().max(64), z.unknown()) });
