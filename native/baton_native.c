@@ -29,6 +29,7 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <node_api.h>
@@ -284,14 +285,20 @@ static napi_value baton_unix_listen(napi_env env, napi_callback_info info) {
   return make_int(env, fd);
 }
 
-/* unixConnect(path) -> fd | -errno. Blocking connect (AF_UNIX), then O_NONBLOCK. */
+/*
+ * unixConnect(path) -> fd | -errno. A non-blocking connect: it never waits, so it may run on the
+ * JS thread of a process that serves. An AF_UNIX stream connect completes at once when the
+ * listener's backlog has room; when it is full Linux returns EAGAIN and nothing is in progress
+ * (there is no EINPROGRESS for AF_UNIX, and poll() on the connecting socket says nothing of the
+ * peer's backlog): the caller tries again, or waits off the JS thread with unixConnectWait.
+ */
 static napi_value baton_unix_connect(napi_env env, napi_callback_info info) {
   napi_value argv[1];
   if (!get_args(env, info, 1, argv)) return NULL;
   struct sockaddr_un addr;
   socklen_t addrlen = 0;
   int fd;
-  int rc = open_unix_socket(env, argv[0], SOCK_STREAM, false, &addr, &addrlen, &fd);
+  int rc = open_unix_socket(env, argv[0], SOCK_STREAM | SOCK_NONBLOCK, false, &addr, &addrlen, &fd);
   if (rc > 0) return NULL;
   if (rc < 0) return make_int(env, rc);
   /* An interrupted AF_UNIX connect has not changed the socket's state: retrying is safe. */
@@ -299,9 +306,122 @@ static napi_value baton_unix_connect(napi_env env, napi_callback_info info) {
     rc = connect(fd, (struct sockaddr*)&addr, addrlen);
   } while (rc != 0 && errno == EINTR);
   if (rc != 0) return close_and_fail(env, fd);
-  int flags = fcntl(fd, F_GETFL);
-  if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0) return close_and_fail(env, fd);
   return make_int(env, fd);
+}
+
+/* One unixConnectWait in flight: filled on the JS thread, connected in the libuv thread pool. */
+typedef struct {
+  napi_async_work work;
+  napi_ref callback;
+  struct sockaddr_un addr;
+  socklen_t addrlen;
+  int64_t timeout_ms;
+  int result; /* the connected fd, or -errno */
+} baton_connect_wait;
+
+static int64_t monotonic_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/*
+ * Thread pool: a blocking connect bounded by SO_SNDTIMEO, which Linux's AF_UNIX connect honours
+ * while it waits for room in the listener's backlog (woken when the listener accepts, not
+ * polled). It gives up with EAGAIN once the time is out: reported as ETIMEDOUT.
+ */
+static void connect_wait_execute(napi_env env, void* data) {
+  (void)env;
+  baton_connect_wait* w = data;
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    w->result = -errno;
+    return;
+  }
+  const int64_t deadline = monotonic_ms() + w->timeout_ms;
+  int rc;
+  for (;;) {
+    int64_t left = deadline - monotonic_ms();
+    if (left < 1) left = 1; /* a zero SO_SNDTIMEO would mean "wait for ever" */
+    struct timeval tv = {.tv_sec = (time_t)(left / 1000), .tv_usec = (suseconds_t)((left % 1000) * 1000)};
+    if (setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv) != 0) break;
+    rc = connect(fd, (struct sockaddr*)&w->addr, w->addrlen);
+    if (rc == 0) {
+      /* Writes of the channel must not inherit the timeout; it is non-blocking from now on. */
+      struct timeval none = {0, 0};
+      int flags = fcntl(fd, F_GETFL);
+      if (setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &none, sizeof none) != 0 || flags < 0 ||
+          fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0) {
+        break;
+      }
+      w->result = fd;
+      return;
+    }
+    /* Interrupted: the socket is unchanged, wait for what is left of the time. */
+    if (errno == EINTR && monotonic_ms() < deadline) continue;
+    if (errno == EAGAIN || errno == EINTR) errno = ETIMEDOUT;
+    break;
+  }
+  w->result = -errno;
+  close_quietly(fd);
+}
+
+/* JS thread: hands the result to the callback (which then owns the fd), then frees everything. */
+static void connect_wait_complete(napi_env env, napi_status status, void* data) {
+  baton_connect_wait* w = data;
+  int result = status == napi_cancelled ? -ECANCELED : w->result;
+  napi_value callback, global, arg, ignored;
+  bool called = false;
+  if (napi_get_reference_value(env, w->callback, &callback) == napi_ok && callback != NULL &&
+      napi_get_global(env, &global) == napi_ok && napi_create_int64(env, result, &arg) == napi_ok) {
+    /* A callback that throws is reported as an uncaught exception by Node; it got the fd. */
+    napi_status call = napi_call_function(env, global, callback, 1, &arg, &ignored);
+    called = call == napi_ok || call == napi_pending_exception;
+  }
+  if (!called && result >= 0) close(result); /* nobody can own it */
+  napi_delete_reference(env, w->callback);
+  napi_delete_async_work(env, w->work);
+  free(w);
+}
+
+/*
+ * unixConnectWait(path, timeoutMs, callback) -> 0 | -errno. Connects to `path` in the libuv
+ * thread pool, waiting up to timeoutMs (at least 1) for room in the listener's backlog, so the
+ * JS thread never blocks; then calls callback(fd | -errno) on the JS thread. The fd (non-blocking,
+ * CLOEXEC) is the callback's to own. -errno synchronously for a bad path (nothing is queued).
+ * Each call holds one thread-pool thread while it waits.
+ */
+static napi_value baton_unix_connect_wait(napi_env env, napi_callback_info info) {
+  napi_value argv[3];
+  int32_t timeout_ms;
+  if (!get_args(env, info, 3, argv) || !get_int32_arg(env, argv[1], "timeoutMs", &timeout_ms)) return NULL;
+  napi_valuetype type;
+  NAPI_CALL(env, napi_typeof(env, argv[2], &type));
+  if (type != napi_function) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "baton_native: callback must be a function");
+    return NULL;
+  }
+  baton_connect_wait* w = calloc(1, sizeof *w);
+  if (w == NULL) return make_neg_errno(env, ENOMEM);
+  int rc = get_path_arg(env, argv[0], &w->addr, &w->addrlen);
+  if (rc != 0) {
+    free(w);
+    return rc > 0 ? NULL : make_int(env, rc);
+  }
+  w->timeout_ms = timeout_ms < 1 ? 1 : timeout_ms;
+  napi_value name;
+  NAPI_CALL_GOTO(env, napi_create_string_utf8(env, "baton:unixConnectWait", NAPI_AUTO_LENGTH, &name), fail);
+  NAPI_CALL_GOTO(env, napi_create_reference(env, argv[2], 1, &w->callback), fail);
+  NAPI_CALL_GOTO(env, napi_create_async_work(env, NULL, name, connect_wait_execute, connect_wait_complete, w, &w->work), fail_ref);
+  NAPI_CALL_GOTO(env, napi_queue_async_work(env, w->work), fail_work);
+  return make_int(env, 0);
+fail_work:
+  napi_delete_async_work(env, w->work);
+fail_ref:
+  napi_delete_reference(env, w->callback);
+fail:
+  free(w);
+  return NULL;
 }
 
 /* datagramSend(path, buffer) -> bytes sent | -errno. One AF_UNIX datagram from a fresh socket. */
@@ -1025,6 +1145,7 @@ NAPI_MODULE_INIT() {
       EXPORT_FN("socketpair", baton_socketpair),
       EXPORT_FN("unixListen", baton_unix_listen),
       EXPORT_FN("unixConnect", baton_unix_connect),
+      EXPORT_FN("unixConnectWait", baton_unix_connect_wait),
       EXPORT_FN("accept", baton_accept),
       EXPORT_FN("datagramSend", baton_datagram_send),
       EXPORT_FN("datagramBind", baton_datagram_bind),

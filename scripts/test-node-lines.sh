@@ -14,8 +14,9 @@ for major in "$@"; do
   echo "=== npm test on Node $("$bin/node" --version) ==="
   PATH="$bin:$PATH" npm test 2>&1 | tee "$logs/$major.log"
   rc=${PIPESTATUS[0]}
-  pass=$(grep -aoE '^(ℹ|#) pass [0-9]+' "$logs/$major.log" | tail -1 | grep -oE '[0-9]+$' || echo 0)
-  fail=$(grep -aoE '^(ℹ|#) fail [0-9]+' "$logs/$major.log" | tail -1 | grep -oE '[0-9]+$' || echo 0)
+  # npm test runs the test runner twice (the unit tier, then the real-process tier): sum both summaries.
+  pass=$(grep -aoE '^(ℹ|#) pass [0-9]+' "$logs/$major.log" | grep -oE '[0-9]+$' | awk '{ s += $1 } END { print s + 0 }')
+  fail=$(grep -aoE '^(ℹ|#) fail [0-9]+' "$logs/$major.log" | grep -oE '[0-9]+$' | awk '{ s += $1 } END { print s + 0 }')
   # A run that failed before the test runner's summary (build error) still counts as failed.
   if [ "$rc" -ne 0 ] && [ "$fail" -eq 0 ]; then fail=1; fi
   [ "$rc" -eq 0 ] || status=1

@@ -401,7 +401,11 @@ export class Generation extends EventEmitter<GenerationEvents> {
     if (this.phase !== 'serving') {
       throw new BatonError('ERR_BATON_INVALID_PHASE', `absorb() needs phase 'serving', not '${this.phase}'`);
     }
-    const found = probeUnixSocket(socketPath);
+    let found = probeUnixSocket(socketPath);
+    if (found.kind === 'busy') {
+      // Its backlog is full: wait for room off this (serving) thread.
+      found = { kind: 'running', channel: await UnixChannel.connectWait(socketPath, this.settings.helloTimeoutMs) };
+    }
     if (found.kind !== 'running') {
       throw new BatonError('ERR_BATON_PREDECESSOR_LOST', `nothing answers on ${socketPath} (${found.kind})`);
     }

@@ -164,7 +164,10 @@ export async function start(options: StartOptions): Promise<Generation> {
     throw err;
   }
   if (!channel) {
-    const found = probeUnixSocket(settings.socketPath);
+    let found = probeUnixSocket(settings.socketPath);
+    // A predecessor whose backlog is full: wait for room (in the thread pool, not on this thread).
+    if (found.kind === 'busy')
+      found = { kind: 'running', channel: await UnixChannel.connectWait(settings.socketPath, settings.helloTimeoutMs) };
     if (found.kind === 'running') {
       channel = found.channel;
       origin = 'takeover';

@@ -12,7 +12,8 @@ import { after, describe, it } from 'node:test';
 import { EventLog, fixture, killAll, pidsOf, predecessorDone, spawnFixture, tempDir } from './helpers/server-process.js';
 import { getOnce } from './helpers/http-load.js';
 
-const UPGRADES = 50;
+// A slice: the soak (`npm run soak`, bench/soak.ts) follows the fds over 1000 upgrades per path of SOAK_PATHS.
+const UPGRADES = 10;
 const REQUESTS_PER_GENERATION = 3;
 
 /** Open fds of `pid`, counted by the test itself. */

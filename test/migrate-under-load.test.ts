@@ -12,7 +12,8 @@ import { HttpLoad } from './helpers/http-load.js';
 import { EventLog, fixture, killAll, pidsOf, predecessorDone, spawnFixture, tempDir, upgradeFixture } from './helpers/server-process.js';
 
 const CONNECTIONS = 64;
-const UPGRADES = 20;
+// A slice; long runs of upgrades under load are the soak's (`npm run soak`).
+const UPGRADES = 8;
 const CONTRAST_UPGRADES = 3;
 /** Reconnects tolerated over the whole migrating run (without migration: ≥ 64 per upgrade). */
 const SLACK = 20;

@@ -281,6 +281,8 @@ export class PredecessorSide {
             found.channel.close();
             return !another;
           }
+          // Listening with a full backlog: whose it is cannot be asked, so a hung successor's does not count.
+          if (found.kind === 'busy') return hungPid !== undefined;
         } catch {
           // Cannot tell: assume nobody serves, and serve.
         }

@@ -50,8 +50,21 @@ export interface NativeBinding {
    * after bind the socket file is left in place (the caller decides whether to unlink it).
    */
   unixListen(path: string, backlog: number, mode: number): number;
-  /** Blocking connect to a filesystem socket path, then O_NONBLOCK; caller owns the fd. */
+  /**
+   * Non-blocking connect to a filesystem socket path; never waits, so it may run on the JS thread
+   * of a serving process. The caller owns the fd (non-blocking, CLOEXEC). -EAGAIN when the
+   * listener's backlog is full (AF_UNIX has no connect in progress: nothing is left open); then
+   * try again later, or wait with {@link NativeBinding.unixConnectWait}.
+   */
   unixConnect(path: string): number;
+  /**
+   * Connects to `path` in the libuv thread pool, waiting up to `timeoutMs` (at least 1) for room in
+   * the listener's backlog without blocking the JS thread, then calls `callback` on the JS thread
+   * with the fd (non-blocking, CLOEXEC; the callback owns it) or a negative errno (-ETIMEDOUT when
+   * the backlog stayed full). Returns 0 once queued, or -errno at once for a bad path (no callback
+   * then). Each wait holds one thread-pool thread.
+   */
+  unixConnectWait(path: string, timeoutMs: number, callback: (result: number) => void): number;
   /**
    * Sends `buffer` as one AF_UNIX datagram to `path` (a leading '@' names the abstract
    * namespace) from a fresh socket; returns the bytes sent or -errno.

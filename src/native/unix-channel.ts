@@ -117,15 +117,42 @@ export class UnixChannel extends EventEmitter<UnixChannelEvents> {
   }
 
   /**
-   * Connect to the unix socket at `path` (a blocking connect: immediate for AF_UNIX unless
-   * the listener's backlog is full). The returned channel owns the new fd.
+   * Connect to the unix socket at `path` without waiting: AF_UNIX connects at once when the
+   * listener's backlog has room. A full backlog (a listener that does not accept: busy, or
+   * stopped) throws EAGAIN instead of blocking this thread; {@link UnixChannel.connectWait}
+   * waits for room. The returned channel owns the new fd.
    *
    * @throws system error with syscall 'connect' and `path` (ENOENT, ECONNREFUSED for a stale
-   *   socket file, EACCES, ENAMETOOLONG for a path longer than 107 bytes, …).
+   *   socket file, EAGAIN for a full backlog, EACCES, ENAMETOOLONG for a path longer than 107
+   *   bytes, …).
    */
   static connect(path: string): UnixChannel {
     const fd = check(loadBinding().unixConnect(path), 'connect', path);
     return new UnixChannel(fd);
+  }
+
+  /**
+   * Connect to the unix socket at `path`, waiting up to `timeoutMs` for room in the listener's
+   * backlog. The wait happens in the libuv thread pool, never on this thread (one pool thread is
+   * held while it lasts). The channel owns the new fd.
+   *
+   * @returns a promise rejected with a system error (syscall 'connect', `path`): ETIMEDOUT when
+   *   the backlog stayed full for `timeoutMs`, or any error of {@link UnixChannel.connect}.
+   */
+  static connectWait(path: string, timeoutMs: number): Promise<UnixChannel> {
+    const native = loadBinding();
+    const fd = native.unixConnect(path);
+    if (fd !== EAGAIN) return new Promise((resolve) => resolve(new UnixChannel(check(fd, 'connect', path))));
+    return new Promise((resolve, reject) => {
+      const queued = native.unixConnectWait(path, Math.max(1, Math.ceil(timeoutMs)), (result) => {
+        try {
+          resolve(new UnixChannel(check(result, 'connect', path)));
+        } catch (err) {
+          reject(err as Error);
+        }
+      });
+      if (queued < 0) reject(systemError(queued, 'connect', path));
+    });
   }
 
   /**
@@ -379,13 +406,14 @@ export class UnixChannel extends EventEmitter<UnixChannelEvents> {
 }
 
 /** What is found at a unix socket path. */
-export type ProbeResult = { kind: 'none' } | { kind: 'stale' } | { kind: 'running'; channel: UnixChannel };
+export type ProbeResult = { kind: 'none' } | { kind: 'stale' } | { kind: 'busy' } | { kind: 'running'; channel: UnixChannel };
 
 /**
- * Looks at the unix socket path `socketPath`: connects if something listens
- * there (the caller then owns the channel), reports a stale socket file
- * left by a process that died (nobody accepts: ECONNREFUSED), or nothing.
- * Other errors (EACCES, …) are thrown with Node's shape.
+ * Looks at the unix socket path `socketPath` without waiting: connects if something listens
+ * there (the caller then owns the channel), reports a listener whose backlog is full (`busy`:
+ * alive but not accepting now; {@link UnixChannel.connectWait} waits for it), a stale socket file
+ * left by a process that died (nobody accepts: ECONNREFUSED), or nothing. Other errors (EACCES,
+ * …) are thrown with Node's shape.
  */
 export function probeUnixSocket(socketPath: string): ProbeResult {
   try {
@@ -394,6 +422,7 @@ export function probeUnixSocket(socketPath: string): ProbeResult {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') return { kind: 'none' };
     if (code === 'ECONNREFUSED') return { kind: 'stale' };
+    if (code === 'EAGAIN') return { kind: 'busy' };
     throw err;
   }
 }

@@ -160,8 +160,8 @@ export async function bindListener(name: string, address: ListenerConfig): Promi
   const backlog = address.backlog ?? DEFAULT_BACKLOG;
   if ('path' in address) {
     const found = probeUnixSocket(address.path);
-    if (found.kind === 'running') {
-      found.channel.close();
+    if (found.kind === 'running' || found.kind === 'busy') {
+      if (found.kind === 'running') found.channel.close();
       throw new BatonError('ERR_BATON_LISTENER_CONFLICT', `listener '${name}': something already listens on ${address.path}`);
     }
     if (found.kind === 'stale') fs.rmSync(address.path, { force: true });

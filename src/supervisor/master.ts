@@ -5,6 +5,7 @@
  * binary upgrade (a new master from the code and Node binary on disk inherits
  * the listeners), WINCH graceful stop of the workers of a superseded master.
  */
+import type { TimerHandle } from '../core/clock.js';
 import { failpoint } from '../core/failpoint.js';
 import type { ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
@@ -14,9 +15,9 @@ import { readPidFile, removeOwnPidFile, renameDurable, writeFileAtomic, writePid
 import { BatonError, asError } from '../core/errors.js';
 import { StateMachine } from '../core/phase.js';
 import { alive } from '../core/proc.js';
-import { spawnWithListeners } from '../handover/exec.js';
 import { takeListenFds } from '../handover/inherit.js';
 import { ensurePrivateDir } from '../handover/upgrade-socket.js';
+import { realPlatform, type Platform } from '../platform/platform.js';
 import { loadConfig, type Config, type ConfigOverrides } from './config.js';
 import { ControlServer, controlRequest, controlSocketPath } from './control.js';
 import { HeldListeners } from './held-listeners.js';
@@ -90,6 +91,8 @@ export interface MasterOptions {
   /** Command-line settings that win over the file (kept across reloads). */
   overrides: ConfigOverrides;
   env?: NodeJS.ProcessEnv;
+  /** The OS the master works through (signals, its IPC channel, spawning, timers); the real one by default, fakes in unit tests. */
+  platform?: Platform;
 }
 
 /** A master's status (control socket, `baton status`). */
@@ -170,6 +173,7 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
   readonly pid = process.pid;
   readonly startedAt = new Date();
   readonly #options: MasterOptions;
+  readonly #platform: Platform;
   #config: Config;
   readonly #logger: SupervisorLog;
   #listeners: HeldListeners;
@@ -193,14 +197,14 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
   #metrics: MasterMetrics | undefined;
   #resumeWaiter: (() => void) | undefined;
   /** After WINCH: drains the old workers the new master did not take over in time. */
-  #winchFallback: NodeJS.Timeout | undefined;
+  #winchFallback: TimerHandle | undefined;
   readonly #signalHandlers = new Map<NodeJS.Signals, () => void>();
   /**
    * Holds the event loop open until the master has exited. A master in
    * standby with no workers has nothing else that keeps it alive, and Node
    * would end it silently (code 13, unsettled top-level await in the CLI).
    */
-  #keepAlive: NodeJS.Timeout | undefined;
+  #keepAlive: (() => void) | undefined;
   /** The process 'exit' and crash hooks, removed once the master has exited. */
   readonly #processHooks = new Map<'exit' | 'uncaughtException' | 'unhandledRejection', (arg: unknown) => void>();
   readonly #exited: Promise<number>;
@@ -219,18 +223,19 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
     phaseBegins(this);
     this.#metrics = metrics;
     this.#options = options;
+    this.#platform = options.platform ?? realPlatform;
     this.#config = config;
     this.#logger = logger;
     this.#listeners = listeners;
     this.#parentPid = parentPid;
-    this.#notify = new SdNotify(options.env ?? process.env);
+    this.#notify = new SdNotify(options.env ?? process.env, this.#platform.native);
     this.#counters = readCounters(config.stateFile);
     // With a log file, the workers' output goes there too (one file, reopened on USR1).
     const output = config.log.file
       ? (line: string, stream: 'stdout' | 'stderr', w: { slot: number; pid: number }) =>
           this.#log.info({ event: 'worker-output', slot: w.slot, workerPid: w.pid, stream }, line)
       : undefined;
-    this.#pool = new WorkerPool(config, listeners.all, slotDirPath(config.runDir, config.name, process.pid), output);
+    this.#pool = new WorkerPool(config, listeners.all, slotDirPath(config.runDir, config.name, process.pid), output, this.#platform);
     this.#exited = new Promise((resolve) => (this.#exit = resolve));
     this.#phases.on('phase', (to, from) => {
       publishPhase(this, 'master', undefined, from, to);
@@ -267,7 +272,7 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
     ensurePrivateDir(config.runDir);
     const parentRaw = env[PARENT_MASTER_ENV];
     delete env[PARENT_MASTER_ENV];
-    const parentPid = parentRaw && process.send ? Number(parentRaw) : undefined;
+    const parentPid = parentRaw && (options.platform ?? realPlatform).process.hasChannel ? Number(parentRaw) : undefined;
     if (parentPid === undefined) await refuseIfRunning(config);
     const inherited = takeListenFds(env);
     const metricsFd = takeMetricsFd(inherited);
@@ -363,7 +368,7 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
   #installSignals(): void {
     const on = (signal: NodeJS.Signals, fn: () => void) => {
       this.#signalHandlers.set(signal, fn);
-      process.on(signal, fn);
+      this.#platform.process.on(signal, fn);
     };
     on('SIGTERM', () => this.#fastStop('SIGTERM'));
     on('SIGINT', () => this.#fastStop('SIGINT'));
@@ -378,11 +383,11 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
     });
     on('SIGUSR2', () => this.#upgrade());
     on('SIGWINCH', () => this.#winch());
-    this.#keepAlive = setInterval(() => undefined, 2 ** 30);
+    this.#keepAlive = this.#platform.process.keepAlive();
     // No exit without a record of its reason: a bug in the master is logged, then the master stops its workers.
     const hook = (event: 'exit' | 'uncaughtException' | 'unhandledRejection', fn: (arg: unknown) => void) => {
       this.#processHooks.set(event, fn);
-      process.on(event, fn);
+      this.#platform.process.on(event, fn);
     };
     const crashed = (err: unknown) => {
       const e = asError(err);
@@ -390,8 +395,8 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
       this.#exitCode = 1;
       if (this.phase === 'stopping') {
         // The crash is in the shutdown itself: let the process end (the 'exit' hook logs it).
-        clearInterval(this.#keepAlive);
-        process.exitCode = 1;
+        this.#keepAlive?.();
+        this.#platform.process.setExitCode(1);
       } else void this.#shutdown(this.#config.timeouts.fastMs, `crashed: ${e.message}`);
     };
     hook('uncaughtException', crashed);
@@ -503,7 +508,7 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
     if (readPidFile(pidFile) === this.pid) this.#fileOp('pid file', pidFile, () => renameDurable(pidFile, `${pidFile}.oldbin`));
     let child: ChildProcess;
     try {
-      child = spawnWithListeners(
+      child = this.#platform.spawn(
         [
           ...this.#listeners.all.map((l) => ({ name: l.name, fd: l.fd })),
           ...(this.#metrics ? [{ name: METRICS_FD_NAME, fd: this.#metrics.fd }] : []),
@@ -600,11 +605,14 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
       );
       this.#sendChild({ baton: 'old-master', type: 'absorb', workers: retiring });
       // Only the retired workers: workers started since (the new master died, a rollback) are not its business.
-      this.#winchFallback = setTimeout(() => {
-        this.#winchFallback = undefined;
-        this.#pool.stopRetired(drainMs);
-      }, readyMs);
-      this.#winchFallback.unref();
+      this.#winchFallback = this.#platform.clock.setTimeout(
+        () => {
+          this.#winchFallback = undefined;
+          this.#pool.stopRetired(drainMs);
+        },
+        readyMs,
+        true,
+      );
     } else {
       this.#log.info(
         { event: 'winch', workers: retiring.length },
@@ -615,7 +623,7 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
   }
 
   #clearWinchFallback(): void {
-    clearTimeout(this.#winchFallback);
+    this.#platform.clock.clearTimeout(this.#winchFallback);
     this.#winchFallback = undefined;
   }
 
@@ -647,14 +655,15 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
    */
   #fastStop(signal: NodeJS.Signals): void {
     if (this.phase === 'stopping' || this.phase === 'exited') return;
-    if (this.#parentPid !== undefined && process.connected) {
+    if (this.#parentPid !== undefined && this.#platform.process.connected) {
       this.#log.info(`${signal}: rolling back to the old master (pid ${this.#parentPid}): waiting for its workers`);
-      const timer = setTimeout(() => {
+      const clock = this.#platform.clock;
+      const timer = clock.setTimeout(() => {
         this.#log.warn('the old master did not resume in time; stopping anyway');
         this.#resumeWaiter?.();
       }, this.#config.timeouts.readyMs);
       this.#resumeWaiter = () => {
-        clearTimeout(timer);
+        clock.clearTimeout(timer);
         this.#resumeWaiter = undefined;
         void this.#shutdown(this.#config.timeouts.drainMs, `${signal} (rolled back to the old master)`);
       };
@@ -666,7 +675,8 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
   }
 
   #linkToParent(): void {
-    process.on('message', (raw: unknown) => {
+    const link = this.#platform.process;
+    link.on('message', (raw: unknown) => {
       const m = decodeMasterLinkMessage(raw);
       if (m?.baton !== 'old-master') return;
       if (m.type === 'resumed') this.#resumeWaiter?.();
@@ -694,11 +704,11 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
       this.#resumeWaiter?.();
       if (this.phase === 'running') this.#notifySystemd({ MAINPID: this.pid, STATUS: 'serving' });
     };
-    process.on('disconnect', parentGone);
+    link.on('disconnect', parentGone);
     // This runs after start-up's awaits: an old master killed meanwhile (right after USR2)
     // disconnected before anyone listened, and would otherwise count as running for ever.
-    if (!process.connected) parentGone();
-    process.channel?.unref();
+    if (!link.connected) parentGone();
+    link.unrefChannel();
   }
 
   /** Stops the workers (draining for at most `drainMs`), closes everything and resolves {@link Master.exited}; `reason` is logged. */
@@ -713,21 +723,21 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
       this.#child.unref();
       this.#child = undefined;
     }
-    if (this.#parentPid !== undefined && process.connected) process.disconnect();
+    if (this.#parentPid !== undefined) this.#platform.process.disconnect();
     this.#listeners.close();
     this.#metrics?.close();
     this.#control?.close();
     this.#pool.removeDir();
     for (const file of [this.#config.pidFile, `${this.#config.pidFile}.oldbin`]) removeOwnPidFile(file);
-    for (const [signal, fn] of this.#signalHandlers) process.off(signal, fn);
+    for (const [signal, fn] of this.#signalHandlers) this.#platform.process.off(signal, fn);
     this.#log.info(
       { event: 'master-exited', reason, exitCode: this.#exitCode, counters: this.#allCounters() },
       `master exited (${reason}), code ${this.#exitCode}`,
     );
     this.#logger.flush();
     this.#phases.transition('exited');
-    clearInterval(this.#keepAlive);
-    for (const [event, fn] of this.#processHooks) process.off(event, fn);
+    this.#keepAlive?.();
+    for (const [event, fn] of this.#processHooks) this.#platform.process.off(event, fn);
     this.#exit(this.#exitCode);
   }
 
@@ -891,7 +901,7 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
   }
 
   #sendParent(m: MasterLinkMessage): void {
-    if (this.#parentPid !== undefined && process.connected) process.send?.(m, undefined, {}, () => undefined);
+    if (this.#parentPid !== undefined) this.#platform.process.send(m);
   }
 
   #sendChild(m: MasterLinkMessage): void {

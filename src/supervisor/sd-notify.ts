@@ -5,7 +5,7 @@
  * workers serve, RELOADING=1 around a reload, STOPPING=1, MAINPID= when a new
  * master takes over (the unit needs `NotifyAccess=all` for that), and STATUS=.
  */
-import { loadBinding } from '../native/binding.js';
+import { loadBinding, type NativeBinding } from '../native/binding.js';
 import { systemError } from '../native/system-error.js';
 
 /** Environment variable naming the notify socket. */
@@ -14,9 +14,11 @@ export const NOTIFY_SOCKET_ENV = 'NOTIFY_SOCKET';
 /** Sends notifications to systemd, or does nothing when not started by it. */
 export class SdNotify {
   readonly #socket: string | undefined;
+  readonly #native: () => NativeBinding;
 
-  /** Reads NOTIFY_SOCKET from `env` (kept there: a new master started by this one notifies too). */
-  constructor(env: NodeJS.ProcessEnv = process.env) {
+  /** Reads NOTIFY_SOCKET from `env` (kept there: a new master started by this one notifies too); sends through `native`'s addon. */
+  constructor(env: NodeJS.ProcessEnv = process.env, native: () => NativeBinding = loadBinding) {
+    this.#native = native;
     const s = env[NOTIFY_SOCKET_ENV];
     this.#socket = s && (s.startsWith('/') || s.startsWith('@')) ? s : undefined;
   }
@@ -36,7 +38,7 @@ export class SdNotify {
     const text = Object.entries(fields)
       .map(([k, v]) => `${k}=${String(v).replace(/\n/g, ' ')}`)
       .join('\n');
-    const rc = loadBinding().datagramSend(this.#socket, Buffer.from(text));
+    const rc = this.#native().datagramSend(this.#socket, Buffer.from(text));
     if (rc < 0) throw systemError(rc, 'sendto', this.#socket);
   }
 }

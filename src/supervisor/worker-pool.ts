@@ -10,10 +10,12 @@ import type net from 'node:net';
 import fs from 'node:fs';
 import path from 'node:path';
 import { removeDeadTemps } from '../core/atomic-file.js';
+import type { TimerHandle } from '../core/clock.js';
 import { BatonError } from '../core/errors.js';
 import type { DrainReport } from '../drain/connection-tracker.js';
 import type { ObservedEvent } from '../observe/master-metrics.js';
 import { ensurePrivateDir } from '../handover/upgrade-socket.js';
+import { realPlatform, type Platform } from '../platform/platform.js';
 import type { Config } from './config.js';
 import type { HeldListener } from './held-listeners.js';
 import { WorkerProcess, type WorkerExit, type WorkerSpec, type WorkerStatus } from './worker-process.js';
@@ -29,7 +31,7 @@ interface Slot {
   /** Times of recent crashes (within the restart window). */
   crashes: number[];
   crashLoop: boolean;
-  restartTimer: NodeJS.Timeout | undefined;
+  restartTimer: TimerHandle | undefined;
   /** Its app binds a listener the master does not hold and finds it in use: restarting cannot help (until a reload). */
   unconfigured: boolean;
 }
@@ -77,12 +79,23 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
   readonly counters: PoolCounters = { restarts: 0, migrated: 0, drained: 0, forced: 0 };
 
   readonly #output: WorkerSpec['output'];
+  readonly #platform: Platform;
   /** Listener names reported as unconfigured (reported once each). */
   readonly #unconfigured = new Set<string>();
 
-  /** `dir` is this master's private directory of worker slot sockets; `output` receives the workers' lines (see WorkerSpec). */
-  constructor(config: PoolConfig, listeners: readonly HeldListener[], dir: string, output?: WorkerSpec['output']) {
+  /**
+   * `dir` is this master's private directory of worker slot sockets; `output` receives the workers' lines (see WorkerSpec);
+   * workers are spawned and timed through `platform`.
+   */
+  constructor(
+    config: PoolConfig,
+    listeners: readonly HeldListener[],
+    dir: string,
+    output?: WorkerSpec['output'],
+    platform: Platform = realPlatform,
+  ) {
     super();
+    this.#platform = platform;
     this.#config = config;
     this.#listeners = listeners;
     this.#dir = dir;
@@ -263,7 +276,7 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
   }
 
   #cancelRestart(slot: Slot): void {
-    clearTimeout(slot.restartTimer);
+    this.#platform.clock.clearTimeout(slot.restartTimer);
     slot.restartTimer = undefined;
   }
 
@@ -289,23 +302,27 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
     let worker: WorkerProcess;
     try {
       ensurePrivateDir(socketDir);
-      worker = WorkerProcess.spawn({
-        slot: slot.index,
-        app: c.app,
-        args: c.args,
-        env: {
-          // baton's own lines in the workers (zero-code) in the master's format.
-          BATON_LOG: resolveLogFormat(c.log.format, c.log.file),
-          ...c.env,
-          ...(c.consistency ? { BATON_CONSISTENCY: '1' } : {}),
+      worker = WorkerProcess.spawn(
+        {
+          slot: slot.index,
+          app: c.app,
+          args: c.args,
+          env: {
+            // baton's own lines in the workers (zero-code) in the master's format.
+            BATON_LOG: resolveLogFormat(c.log.format, c.log.file),
+            ...c.env,
+            ...(c.consistency ? { BATON_CONSISTENCY: '1' } : {}),
+          },
+          listeners: this.#listeners,
+          socketDir,
+          readyTimeoutMs: c.timeouts.readyMs,
+          drainMs: c.timeouts.drainMs,
+          livenessMs: c.timeouts.livenessMs,
+          output: this.#output,
         },
-        listeners: this.#listeners,
-        socketDir,
-        readyTimeoutMs: c.timeouts.readyMs,
-        drainMs: c.timeouts.drainMs,
-        livenessMs: c.timeouts.livenessMs,
-        output: this.#output,
-      });
+        process.pid,
+        this.#platform,
+      );
     } catch (err) {
       this.emit('log', 'error', `worker ${slot.index}: ${(err as Error).message}`, {
         event: 'worker-failed',
@@ -347,7 +364,7 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
         // worker that was not taken over, e.g. one whose upgrade socket was gone.
         void this.#retire(slot, old).stop(this.#config.timeouts.drainMs, this.#config.timeouts.killGraceMs);
       }
-      const now = Date.now();
+      const now = this.#platform.clock.now();
       slot.crashes = slot.crashes.filter((t) => now - t < this.#config.restart.windowMs);
       if (slot.crashLoop && slot.crashes.length < this.#config.restart.crashLoopCount) slot.crashLoop = false;
       this.emit('log', 'info', `worker ${slot.index} ready (pid ${worker.pid})`, {
@@ -422,7 +439,7 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
     if (slot.unconfigured) return;
     if (!this.#active || slot.index >= this.#config.workers || slot.restartTimer || slot.pending || slot.current) return;
     const r = this.#config.restart;
-    const now = Date.now();
+    const now = this.#platform.clock.now();
     slot.crashes = slot.crashes.filter((t) => now - t < r.windowMs);
     slot.crashes.push(now);
     const n = slot.crashes.length;
@@ -435,7 +452,7 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
       );
       this.emit('log', 'error', err.message, { event: 'crash-loop', code: err.code, slot: slot.index });
     }
-    slot.restartTimer = setTimeout(() => {
+    slot.restartTimer = this.#platform.clock.setTimeout(() => {
       slot.restartTimer = undefined;
       if (!this.#active || slot.current || slot.pending || slot.index >= this.#config.workers) return;
       this.counters.restarts++;

@@ -10,8 +10,9 @@ import readline from 'node:readline';
 import { BatonError } from '../core/errors.js';
 import type { Phase } from '../core/phase.js';
 import { REGISTER_URL } from '../adopt/register-url.js';
-import { spawnWithListeners } from '../handover/exec.js';
+import type { TimerHandle } from '../core/clock.js';
 import type { ObservedEvent } from '../observe/master-metrics.js';
+import { realPlatform, type Platform } from '../platform/platform.js';
 import type { HeldListener } from './held-listeners.js';
 import { SUPERVISED_ENV, type MasterMessage, type Supervision, type WorkerMessage } from './worker-link.js';
 import { decodeWorkerMessage } from './wire.js';
@@ -108,19 +109,22 @@ export class WorkerProcess extends EventEmitter<WorkerEvents> {
   #socketPath: string | undefined;
   #expected = false;
   readonly #child: ChildProcess;
-  #readyTimer: NodeJS.Timeout | undefined;
-  #killTimer: NodeJS.Timeout | undefined;
+  readonly #platform: Platform;
+  #readyTimer: TimerHandle | undefined;
+  #killTimer: TimerHandle | undefined;
   readonly #statusWaiters: ((connections: number | undefined) => void)[] = [];
 
-  private constructor(child: ChildProcess, spec: WorkerSpec) {
+  private constructor(child: ChildProcess, spec: WorkerSpec, platform: Platform) {
     super();
     this.#child = child;
+    this.#platform = platform;
+    const clock = platform.clock;
     this.slot = spec.slot;
     this.pid = child.pid!;
     this.exited = new Promise((resolve) => {
       child.once('exit', (code, signal) => {
-        clearTimeout(this.#readyTimer);
-        clearTimeout(this.#killTimer);
+        clock.clearTimeout(this.#readyTimer);
+        clock.clearTimeout(this.#killTimer);
         const wasStarting = this.#state === 'starting';
         this.#state = 'exited';
         for (const w of this.#statusWaiters.splice(0)) w(undefined);
@@ -150,7 +154,7 @@ export class WorkerProcess extends EventEmitter<WorkerEvents> {
       this.#onMessage(m);
     });
     child.on('error', () => undefined); // IPC write errors after exit; 'exit' reports the end
-    this.#readyTimer = setTimeout(() => {
+    this.#readyTimer = clock.setTimeout(() => {
       if (this.#state !== 'starting') return;
       this.emit(
         'failed',
@@ -162,10 +166,10 @@ export class WorkerProcess extends EventEmitter<WorkerEvents> {
 
   /**
    * Spawns `node --import <baton register> <app> <args>` with the listeners as fds 3… (LISTEN_FDS) and
-   * an IPC channel. Throws ERR_BATON_WORKER_FAILED when the process cannot be
+   * an IPC channel (through `platform`). Throws ERR_BATON_WORKER_FAILED when the process cannot be
    * spawned at all.
    */
-  static spawn(spec: WorkerSpec, masterPid = process.pid): WorkerProcess {
+  static spawn(spec: WorkerSpec, masterPid = process.pid, platform: Platform = realPlatform): WorkerProcess {
     const supervision: Supervision = {
       slot: spec.slot,
       socketDir: spec.socketDir,
@@ -173,7 +177,7 @@ export class WorkerProcess extends EventEmitter<WorkerEvents> {
       drainMs: spec.drainMs,
       livenessMs: spec.livenessMs,
     };
-    const child = spawnWithListeners(
+    const child = platform.spawn(
       spec.listeners.map((l) => ({ name: l.name, fd: l.fd })),
       // Zero-code adoption is preloaded: an unmodified app gets its listeners through
       // baton; an app that uses baton's library itself is left alone by it.
@@ -193,7 +197,7 @@ export class WorkerProcess extends EventEmitter<WorkerEvents> {
       readline.createInterface({ input: child.stdout! }).on('line', (line) => output(line, 'stdout', who));
       readline.createInterface({ input: child.stderr! }).on('line', (line) => output(line, 'stderr', who));
     }
-    return new WorkerProcess(child, spec);
+    return new WorkerProcess(child, spec, platform);
   }
 
   get state(): WorkerState {
@@ -214,8 +218,8 @@ export class WorkerProcess extends EventEmitter<WorkerEvents> {
       this.#state = 'stopping';
       this.#send({ baton: 'master', type: 'stop', drainMs });
     }
-    clearTimeout(this.#killTimer);
-    this.#killTimer = setTimeout(() => this.kill('SIGKILL'), drainMs + killGraceMs);
+    this.#platform.clock.clearTimeout(this.#killTimer);
+    this.#killTimer = this.#platform.clock.setTimeout(() => this.kill('SIGKILL'), drainMs + killGraceMs);
     return this.exited;
   }
 
@@ -249,13 +253,14 @@ export class WorkerProcess extends EventEmitter<WorkerEvents> {
   connections(timeoutMs = 500): Promise<number | undefined> {
     if (this.#state === 'exited' || !this.#child.connected) return Promise.resolve(undefined);
     return new Promise((resolve) => {
-      const timer = setTimeout(() => {
+      const clock = this.#platform.clock;
+      const timer = clock.setTimeout(() => {
         const i = this.#statusWaiters.indexOf(done);
         if (i >= 0) this.#statusWaiters.splice(i, 1);
         resolve(undefined);
       }, timeoutMs);
       const done = (n: number | undefined) => {
-        clearTimeout(timer);
+        clock.clearTimeout(timer);
         resolve(n);
       };
       this.#statusWaiters.push(done);
@@ -303,7 +308,7 @@ export class WorkerProcess extends EventEmitter<WorkerEvents> {
     this.#origin = m.origin;
     this.#socketPath = m.socketPath;
     if (m.phase === 'serving' && this.#state === 'starting') {
-      clearTimeout(this.#readyTimer);
+      this.#platform.clock.clearTimeout(this.#readyTimer);
       this.#state = 'ready';
       this.emit('ready');
     } else if (m.phase === 'draining' && this.#state === 'ready') {
@@ -315,7 +320,7 @@ export class WorkerProcess extends EventEmitter<WorkerEvents> {
       this.#state = 'ready';
       this.emit('ready');
     } else if (m.phase === 'failed' && this.#state === 'starting') {
-      clearTimeout(this.#readyTimer);
+      this.#platform.clock.clearTimeout(this.#readyTimer);
       this.emit('failed', new BatonError('ERR_BATON_WORKER_FAILED', `worker ${this.slot} (pid ${this.pid}): its takeover failed`));
       this.kill('SIGTERM');
     }

@@ -1,8 +1,5 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import readline from 'node:readline';
 import { fileURLToPath } from 'node:url';
 
@@ -11,12 +8,7 @@ export function fixture(name: string): string {
   return fileURLToPath(new URL(`../fixtures/${name}.js`, import.meta.url));
 }
 
-/** A fresh private directory for one test (never a fixed /tmp path). */
-export function tempDir(prefix = 'baton-test-'): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
-  fs.chmodSync(dir, 0o700);
-  return dir;
-}
+export { tempDir } from './temp-dirs.js';
 
 export interface FixtureEvent {
   event: string;

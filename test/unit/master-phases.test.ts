@@ -1,0 +1,210 @@
+/**
+ * The master's phase machine with fake workers, a fake new master and fake
+ * signals: start → running, HUP (reloading, or refused for a bad config),
+ * USR2 → upgrading → superseded, WINCH → standby (absorb asked of the new
+ * master), the new master's exit → running again (rollback), a new master
+ * that dies before it is ready, signals refused in the wrong phase, and a new
+ * master's own side (ready told to the old one, TERM as a rollback, giving up
+ * when its workers crash-loop).
+ */
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { test, type TestContext } from 'node:test';
+import { Master, PARENT_MASTER_ENV, type MasterPhase } from '../../src/supervisor/master.js';
+import { tempDir } from '../helpers/temp-dirs.js';
+import { FakePlatform, settle, type FakeChild } from './fake-platform.js';
+
+const CONFIG = (dir: string, extra = '') =>
+  [
+    'name: app',
+    'app: app.mjs',
+    `runDir: ${dir}`,
+    'workers: 2',
+    'listeners:',
+    '  http: { host: 127.0.0.1, port: 0 }',
+    `log: { file: ${path.join(dir, 'master.log')} }`,
+    'timeouts: { readyMs: 5000, drainMs: 1000, fastMs: 200, killGraceMs: 100 }',
+    'restart: { initialDelayMs: 10, crashLoopCount: 2 }',
+    extra,
+  ].join('\n');
+
+async function startMaster(t: TestContext, options: { parent?: boolean; config?: string } = {}) {
+  const dir = tempDir('baton-unit-master-');
+  fs.writeFileSync(path.join(dir, 'app.mjs'), '');
+  const configFile = path.join(dir, 'baton.yaml');
+  fs.writeFileSync(configFile, options.config ?? CONFIG(dir));
+  const platform = new FakePlatform();
+  const env: NodeJS.ProcessEnv = {};
+  if (options.parent) {
+    env[PARENT_MASTER_ENV] = '4242';
+    platform.process.hasChannel = true;
+    platform.process.connected = true;
+  }
+  const master = await Master.start({ configFile, overrides: {}, env, platform });
+  t.after(async () => {
+    if (master.phase !== 'exited') {
+      platform.process.raise('SIGTERM');
+      await settle();
+      await platform.clock.advance(10_000);
+    }
+  });
+  const phases: MasterPhase[] = [];
+  master.on('phase', (to) => phases.push(to));
+  const workers = () => platform.spawned.filter((s) => s.args.includes('--import')).map((s) => s.child);
+  /** Every running worker that has not said so yet reports that it serves. */
+  const serveAll = async () => {
+    for (const w of workers()) if (w.exitCode === null && w.signalCode === null && w.sentOf('stop').length === 0) w.phase('serving');
+    await settle();
+  };
+  const pidFile = path.join(dir, 'app.pid');
+  return { dir, configFile, platform, master, phases, workers, serveAll, pidFile };
+}
+
+/** The new master spawned by USR2 (the one spawn that is not a worker). */
+function newMaster(platform: FakePlatform): FakeChild | undefined {
+  return platform.spawned.find((s) => !s.args.includes('--import'))?.child;
+}
+
+test('starting → running once every worker serves; HUP reloads; TERM stops and exits', async (t) => {
+  const { master, phases, workers, serveAll, pidFile, platform } = await startMaster(t);
+  assert.equal(master.phase, 'starting');
+  assert.equal(workers().length, 2);
+  workers()[0]!.phase('serving');
+  await settle();
+  assert.equal(master.phase, 'starting', 'one worker of two is not enough');
+  await serveAll();
+  assert.equal(master.phase, 'running');
+  assert.equal(Number(fs.readFileSync(pidFile, 'utf8')), process.pid, 'the pid file is written once running');
+
+  platform.process.raise('SIGHUP');
+  await settle();
+  assert.equal(master.phase, 'reloading');
+  assert.equal(workers().length, 4, 'a new worker per slot');
+  await serveAll();
+  assert.equal(master.phase, 'running');
+  const status = await master.status();
+  assert.equal(status.reload.last?.result, 'done');
+  assert.equal(status.counters.reloads, 1);
+
+  platform.process.raise('SIGTERM');
+  await settle();
+  assert.equal(master.phase, 'exited');
+  assert.equal(await master.exited(), 0);
+  assert.deepEqual(phases, ['running', 'reloading', 'running', 'stopping', 'exited']);
+  assert.equal(platform.running.length, 0, 'every worker is gone');
+  assert.equal(platform.process.listeners('SIGHUP'), 0, 'signal handlers are removed');
+  assert.equal(platform.process.keptAlive, 0, 'the event loop is let go');
+  assert.equal(fs.existsSync(pidFile), false, 'its pid file is removed');
+});
+
+test('HUP with a broken config is refused and changes nothing', async (t) => {
+  const { master, configFile, serveAll, workers, platform } = await startMaster(t);
+  await serveAll();
+  fs.writeFileSync(configFile, 'workers: two\n');
+  platform.process.raise('SIGHUP');
+  await settle();
+  assert.equal(master.phase, 'running');
+  assert.equal(workers().length, 2, 'no new worker');
+  const status = await master.status();
+  assert.equal(status.reload.last?.result, 'refused');
+  assert.match(status.lastError ?? '', /reload refused: .*workers/);
+});
+
+test('USR2 → upgrading → superseded; WINCH → standby; the new master exits → running with new workers', async (t) => {
+  const { master, phases, serveAll, workers, platform, pidFile } = await startMaster(t);
+  await serveAll();
+  platform.process.raise('SIGWINCH');
+  assert.equal(master.phase, 'running', 'WINCH is refused while no newer master serves');
+
+  platform.process.raise('SIGUSR2');
+  assert.equal(master.phase, 'upgrading');
+  const child = newMaster(platform);
+  assert.ok(child, 'a new master was spawned');
+  const spawned = platform.spawned.find((s) => s.child === child)!;
+  assert.equal(spawned.env[PARENT_MASTER_ENV], String(process.pid));
+  assert.deepEqual(
+    spawned.listeners.map((l) => l.name),
+    ['http'],
+    'it inherits the listeners',
+  );
+  assert.equal(fs.existsSync(`${pidFile}.oldbin`), true, 'the pid file became .oldbin');
+
+  platform.process.raise('SIGUSR2');
+  assert.equal(platform.spawned.filter((s) => !s.args.includes('--import')).length, 1, 'a second USR2 is refused');
+
+  child.message({ baton: 'new-master', type: 'ready', pid: child.pid });
+  assert.equal(master.phase, 'superseded');
+
+  platform.process.raise('SIGWINCH');
+  assert.equal(master.phase, 'standby');
+  const absorb = child.sentOf('absorb') as { workers: { slot: number; socketPath: string }[] }[];
+  assert.equal(absorb.length, 1);
+  assert.deepEqual(
+    absorb[0]!.workers.map((w) => w.slot),
+    [0, 1],
+    'the new master is asked to take both workers over',
+  );
+  // Not taken over within readyMs: they drain by themselves.
+  await platform.clock.advance(5_000);
+  assert.equal(workers().filter((w) => w.sentOf('stop').length === 1).length, 2);
+  assert.equal(platform.running.filter((c) => c !== child).length, 0);
+
+  child.exit(0);
+  await settle();
+  assert.equal(master.phase, 'running', 'rollback: the new master is gone');
+  assert.equal(workers().length, 4, 'standby restarted its workers');
+  assert.equal(Number(fs.readFileSync(pidFile, 'utf8')), process.pid, 'the pid file is back');
+  assert.deepEqual(phases, ['running', 'upgrading', 'superseded', 'standby', 'running']);
+});
+
+test('a new master that dies before it is ready: upgrade failed, running again', async (t) => {
+  const { master, serveAll, platform, pidFile } = await startMaster(t);
+  await serveAll();
+  platform.process.raise('SIGUSR2');
+  newMaster(platform)!.exit(1);
+  await settle();
+  assert.equal(master.phase, 'running');
+  const status = await master.status();
+  assert.match(status.lastError ?? '', /exited with code 1 before it was ready; this master serves on/);
+  assert.equal(fs.existsSync(pidFile), true);
+  assert.equal(fs.existsSync(`${pidFile}.oldbin`), false);
+});
+
+test('a new master tells the old one when it serves, and rolls back to it on TERM', async (t) => {
+  const { master, serveAll, platform, workers } = await startMaster(t, { parent: true });
+  await serveAll();
+  assert.equal(master.phase, 'running');
+  assert.deepEqual(platform.process.sent, [{ baton: 'new-master', type: 'ready', pid: process.pid }]);
+
+  platform.process.raise('SIGTERM');
+  await settle();
+  assert.equal(master.phase, 'running', 'it waits for the old master to serve again');
+  assert.deepEqual(platform.process.sent.at(-1), { baton: 'new-master', type: 'resume' });
+  assert.equal(
+    workers().every((w) => w.sentOf('stop').length === 0),
+    true,
+  );
+  platform.process.raise('message', { baton: 'old-master', type: 'resumed' });
+  await settle();
+  assert.equal(master.phase, 'exited');
+  assert.equal(await master.exited(), 0);
+  assert.equal(
+    workers().every((w) => (w.sentOf('stop')[0] as { drainMs?: number })?.drainMs === 1000),
+    true,
+    'its workers drain gracefully (drainMs, not fastMs)',
+  );
+});
+
+test('a new master whose workers crash-loop while starting gives up, so the old one serves on', async (t) => {
+  const { master, platform, workers } = await startMaster(t, { parent: true });
+  for (let round = 0; round < 3 && master.phase === 'starting'; round++) {
+    for (const w of workers()) if (w.exitCode === null && w.signalCode === null) w.exit(1);
+    await settle();
+    await platform.clock.advance(100);
+  }
+  assert.equal(await master.exited(), 1);
+  assert.deepEqual(master.phaseHistory, ['starting', 'stopping', 'exited']);
+  const status = await master.status();
+  assert.match(status.lastError ?? '', /workers keep failing; exiting so the old master serves on/);
+});
