@@ -30,7 +30,8 @@ const workerMessage = z.discriminatedUnion('type', [
     origin: z.string().max(64),
     socketPath: z.string().max(4096),
   }),
-  z.object({ baton: z.literal('worker'), type: z.literal('status'), phase, connections: count }),
+  // The master reads only the count; the phase comes with it for a person reading the IPC.
+  z.object({ baton: z.literal('worker'), type: z.literal('status'), phase: phase.optional(), connections: count }),
   z.object({ baton: z.literal('worker'), type: z.literal('drained'), migrated: count, drained: count, forced: count }),
   z.object({ baton: z.literal('worker'), type: z.literal('listener'), name: z.string().min(1).max(256) }),
   z.object({

@@ -36,7 +36,7 @@ export interface Supervision {
 /** A message from a worker to its master. */
 export type WorkerMessage =
   | { baton: 'worker'; type: 'phase'; phase: Phase; generation: number; origin: string; socketPath: string }
-  | { baton: 'worker'; type: 'status'; phase: Phase; connections: number }
+  | { baton: 'worker'; type: 'status'; phase?: Phase; connections: number }
   | { baton: 'worker'; type: 'drained'; migrated: number; drained: number; forced: number }
   /** One of the worker's diagnostics events (phase, migration batch), for the master's metrics. */
   | { baton: 'worker'; type: 'observe'; observed: ObservedEvent }
