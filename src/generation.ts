@@ -1,4 +1,3 @@
-import { failpoint } from './core/failpoint.js';
 import { once, EventEmitter } from 'node:events';
 import type net from 'node:net';
 import type { ChildProcess } from 'node:child_process';
@@ -9,66 +8,26 @@ import { removeOwnPidFile, writePidFile } from './core/atomic-file.js';
 import { PhaseMachine, type Phase } from './core/phase.js';
 import type { ConnectionTracker, DrainReport } from './drain/connection-tracker.js';
 import type { SocketMigration } from './migrate/emigration.js';
-import { adoptConnections } from './migrate/immigration.js';
+import type { ImmigrationHost } from './migrate/immigration.js';
 import { Parking } from './migrate/parking.js';
 import { WebSocketRegistry, type WebSocketMigration, type WssLike } from './migrate/websocket.js';
-import { spawnSuccessor, type ExecCommand } from './handover/exec.js';
+import { spawnSuccessor } from './handover/exec.js';
 import { LISTEN_FDS_START } from './handover/inherit.js';
-import { PredecessorSide } from './handover/predecessor.js';
+import { PredecessorSide, type PredecessorOutcome, type UpgradeReport } from './handover/predecessor.js';
+import type { GenerationSettings, Origin } from './handover/settings.js';
+import { SuccessorSide, type SuccessorHost, type SuccessorOutcome } from './handover/successor.js';
 import type { ListenerSet, ListenAddress, Listener } from './listeners/listener-set.js';
 import { UnixChannel, probeUnixSocket } from './native/unix-channel.js';
-import { FramePeer, isPeerLoss } from './protocol/frame-peer.js';
-import { greetPredecessor } from './handover/greeting.js';
+import { isPeerLoss } from './protocol/frame-peer.js';
 import { closeQuietly } from './native/socket-info.js';
 import { missingInternalWarning, probeNodeInternals, probeWebSocketServer, type MissingInternal } from './native/internals.js';
-import { FrameType, type DonePayload, type LateStatePayload, type StatePayload } from './protocol/frames.js';
 import { LateState, type LateStateProvider, type LateStateReceiver } from './handover/late-state.js';
+import type { DonePayload, StatePayload } from './protocol/frames.js';
+
+export type { GenerationSettings, Origin } from './handover/settings.js';
+export type { UpgradeReport } from './handover/predecessor.js';
 
 const debug = debuglog('baton');
-
-/** How this generation came to be. */
-export type Origin = 'fresh' | 'takeover' | 'exec' | 'systemd' | 'supervisor';
-
-/** The resolved settings of a generation (see {@link Defaults} for each default). */
-export interface GenerationSettings {
-  name: string;
-  socketPath: string;
-  helloTimeoutMs: number;
-  readyTimeoutMs: number;
-  drainTimeoutMs: number;
-  migrateTimeoutMs: number;
-  livenessTimeoutMs: number;
-  migrateBatchSize: number;
-  migrate: boolean;
-  migrateAfterResponse: boolean;
-  closeUpgraded: boolean;
-  killGraceMs: number;
-  maxFrameBytes: number;
-  preAuthFrameBytes: number;
-  maxStateBytes: number;
-  upgradeSignal: NodeJS.Signals | null;
-  allowRoot: boolean;
-  allowedUids: readonly number[];
-  pidFile: string | undefined;
-  exec: ExecCommand;
-  state: (() => unknown) | undefined;
-  /** Data consistency mode (StartOptions.consistency). */
-  consistency: boolean;
-  /** What app this generation runs (StartOptions.app). */
-  app: string | undefined;
-  namedOnPurpose: boolean;
-}
-
-/** Reported on `'upgrade'` once a successor is ready and this generation drains. */
-export interface UpgradeReport {
-  via: 'takeover' | 'exec';
-  successorPid: number;
-  successorGeneration: number;
-  /** From the successor's hello to its ready. */
-  timeToReadyMs: number;
-  /** Connections open here when accepting stopped. */
-  connections: number;
-}
 
 /** Reported on the successor when its predecessor finished draining. */
 export type PredecessorDone = DonePayload & { pid: number };
@@ -106,7 +65,8 @@ export interface Beginning {
   number: number;
   listeners: ListenerSet;
   tracker: ConnectionTracker;
-  predecessor: FramePeer | undefined;
+  /** The conversation with the predecessor, after its State: Ready, Draining and the migrated connections are still to come. */
+  predecessor: SuccessorSide | undefined;
   predecessorPid: number | undefined;
   state: StatePayload;
   /** Emitted as `'warning'` right after start() resolved (e.g. the predecessor vanished before its listeners came). */
@@ -138,8 +98,8 @@ export class Generation extends EventEmitter<GenerationEvents> {
   readonly #tracker: ConnectionTracker;
   readonly #state: StatePayload;
   #stateProvider: (() => unknown) | undefined;
-  #predecessor: FramePeer | undefined;
-  #predecessorReply: Promise<unknown> | undefined;
+  /** This generation as a successor: the rest of its takeover (handover/successor.ts). */
+  #predecessor: SuccessorSide | undefined;
   #signalHandler: (() => void) | undefined;
   readonly #socketHandlers = new Map<string, SocketMigration>();
   readonly #parking = new Parking();
@@ -150,9 +110,9 @@ export class Generation extends EventEmitter<GenerationEvents> {
   #stopRequested = false;
   /**
    * This generation as a predecessor: its upgrade socket, the successor it
-   * serves, its drain and rollback (handover/predecessor.ts). Kept apart so
-   * this class reads as the lifecycle: set-up, ready, upgrade, stop, and the
-   * successor's side of a takeover.
+   * serves, its drain and rollback (handover/predecessor.ts). Both sides
+   * report outcomes; only this class moves phases and emits events, so it
+   * reads as the lifecycle: set-up, ready, upgrade, stop, absorb.
    */
   readonly #asPredecessor: PredecessorSide;
 
@@ -185,7 +145,7 @@ export class Generation extends EventEmitter<GenerationEvents> {
     if (beginning.predecessor) {
       this.#predecessor = beginning.predecessor;
       this.#phases.transition('taking-over');
-      this.#watchPredecessor(beginning.predecessor);
+      beginning.predecessor.follow(this.#successorHost());
     }
     // Node's internals are looked at once per process; what is missing degrades migration, not serving.
     this.#degraded.push(...probeNodeInternals());
@@ -353,12 +313,19 @@ export class Generation extends EventEmitter<GenerationEvents> {
     // Start accepting on inherited listeners only now, just before the predecessor stops.
     await this.#listeners.activate();
     const socket = this.#asPredecessor.bindUpgradeSocket();
-    const peer = this.#predecessor;
-    if (peer && !peer.closed) {
+    const side = this.#predecessor;
+    if (side && !side.peer.closed) {
       try {
-        await peer.send(FrameType.Ready, { listeners: this.#listeners.all.length });
-        failpoint('successor.ready-sent');
-        await this.#awaitDraining();
+        if (!(await side.ready(this.#listeners.all.length))) {
+          // A predecessor frozen after it read Ready: this generation holds the listeners, it serves.
+          this.emit(
+            'warning',
+            new BatonError(
+              'ERR_BATON_PREDECESSOR_LOST',
+              `predecessor pid ${this.predecessorPid} did not answer ready with Draining within ${this.settings.helloTimeoutMs} ms (helloTimeoutMs); serving on alone`,
+            ),
+          );
+        }
       } catch (err) {
         if (!isPeerLoss(err)) {
           socket?.close();
@@ -379,7 +346,7 @@ export class Generation extends EventEmitter<GenerationEvents> {
       socket?.close();
       throw new BatonError('ERR_BATON_ABORTED', 'the takeover was aborted by the predecessor');
     }
-    peer?.channel.unref(); // only the predecessor's Done is still to come
+    side?.unref(); // only the predecessor's Done is still to come
     this.#asPredecessor.publish(socket);
     this.#writePidFile();
     this.#phases.transition('serving');
@@ -428,6 +395,11 @@ export class Generation extends EventEmitter<GenerationEvents> {
     this.#stopRequested = true;
     const draining = this.#asPredecessor.drainRun;
     if (draining) return draining;
+    if (this.phase === 'taking-over') {
+      return Promise.reject(
+        new BatonError('ERR_BATON_INVALID_PHASE', 'stop() is not allowed while taking over; the predecessor still serves'),
+      );
+    }
     if (this.phase === 'handing-over') {
       // Wait for the handover's outcome: if it succeeds the drain is already under way.
       return new Promise((resolve, reject) => {
@@ -445,39 +417,6 @@ export class Generation extends EventEmitter<GenerationEvents> {
     return report;
   }
 
-  /**
-   * Successor side, in ready(): waits for the predecessor's Draining, within
-   * `helloTimeoutMs` (the predecessor answers each step within it). A
-   * predecessor frozen after it read Ready would otherwise keep this
-   * generation from ever publishing its upgrade socket and pid file: past the
-   * bound it serves on alone, as it holds the listeners already (warning
-   * ERR_BATON_PREDECESSOR_LOST). Should the predecessor run again, it reads our
-   * Ready and drains into this generation as usual. Resolves with true when
-   * Draining came, false at the bound; rejects as the reply does.
-   */
-  async #awaitDraining(): Promise<boolean> {
-    let timer: NodeJS.Timeout | undefined;
-    const bound = new Promise<false>((resolve) => {
-      // Judged after the poll phase: a Draining that came during a pause of this event loop counts.
-      timer = setTimeout(() => setImmediate(() => resolve(false)), this.settings.helloTimeoutMs);
-    });
-    try {
-      const came = await Promise.race([this.#predecessorReply!.then(() => true as const), bound]);
-      if (!came) {
-        this.emit(
-          'warning',
-          new BatonError(
-            'ERR_BATON_PREDECESSOR_LOST',
-            `predecessor pid ${this.predecessorPid} did not answer ready with Draining within ${this.settings.helloTimeoutMs} ms (helloTimeoutMs); serving on alone`,
-          ),
-        );
-      }
-      return came;
-    } finally {
-      clearTimeout(timer);
-    }
-  }
-
   #fail(err: Error): void {
     if (this.phase === 'failed') return;
     this.#listeners.stopAccepting();
@@ -485,27 +424,6 @@ export class Generation extends EventEmitter<GenerationEvents> {
     this.#removeSignal();
     this.#phases.transition('failed');
     this.emit('failed', err);
-  }
-
-  /** Successor side: the predecessor's next frame is Draining (after our Ready) or an abort. */
-  #watchPredecessor(peer: FramePeer): void {
-    // The channel stays ref'd until ready(): with its listeners deferred, it is
-    // what keeps a successor's event loop alive while the app sets up.
-    const reply = peer.expect(FrameType.Draining);
-    this.#predecessorReply = reply;
-    reply.then(
-      () => {
-        // Here, not after ready()'s await: the receive loop starts in this same turn, and a
-        // fault placed later would fire only after the first batches were adopted.
-        failpoint('successor.draining-received');
-        void this.#receiveFromPredecessor(peer);
-      },
-      (err: unknown) => {
-        if (isPeerLoss(err)) return; // handled in ready(): we hold the listeners, serve on
-        peer.close();
-        if (this.phase === 'taking-over' || this.phase === 'starting') this.#fail(asError(err));
-      },
-    );
   }
 
   /**
@@ -531,38 +449,36 @@ export class Generation extends EventEmitter<GenerationEvents> {
     if (found.kind !== 'running') {
       throw new BatonError('ERR_BATON_PREDECESSOR_LOST', `nothing answers on ${socketPath} (${found.kind})`);
     }
-    const peer = new FramePeer(found.channel, {
-      maxFrameBytes: this.settings.maxFrameBytes,
-      preAuthFrameBytes: this.settings.preAuthFrameBytes,
-      label: `generation at ${socketPath}`,
-    });
+    const side = new SuccessorSide(found.channel, this.settings, `generation at ${socketPath}`);
     const counts = { adopted: 0, refused: 0 };
-    const count = (c: { adopted: number; refused: number }) => {
-      counts.adopted += c.adopted;
-      counts.refused += c.refused;
-    };
     try {
-      const { reply, timeout } = await greetPredecessor(peer, found.channel, this.settings, this.number);
-      const manifest = await peer.expect(FrameType.Listeners, this.settings.helloTimeoutMs, timeout);
-      for (const fd of manifest.fds) closeQuietly(fd);
-      await peer.expect(FrameType.State, this.settings.helloTimeoutMs, timeout);
-      await peer.send(FrameType.Ready, { listeners: this.#listeners.all.length });
-      await peer.expect(FrameType.Draining, this.settings.helloTimeoutMs, timeout);
-      failpoint('successor.draining-received');
-      this.on('connections-in', count);
-      await this.#receiveFromPredecessor(peer, reply.pid);
+      // Its listener fds are closed here (this generation has its own), its state is ignored.
+      await side.takeOver(this.number, (_manifest, fds) => fds.forEach(closeQuietly));
+      side.follow(
+        this.#successorHost((o) => {
+          if (o.kind === 'connections-in') {
+            counts.adopted += o.adopted;
+            counts.refused += o.refused;
+          }
+        }),
+      );
+      if (!(await side.ready(this.#listeners.all.length))) {
+        throw new BatonError(
+          'ERR_BATON_PEER_TIMEOUT',
+          `${side.label} did not answer ready with Draining within ${this.settings.helloTimeoutMs} ms (helloTimeoutMs)`,
+        );
+      }
+      await side.finished;
       return counts;
     } catch (err) {
-      peer.close();
+      side.close();
       throw err;
-    } finally {
-      this.off('connections-in', count);
     }
   }
 
-  /** Successor side, after Draining: migrated connections, then Done. */
-  async #receiveFromPredecessor(peer: FramePeer, pid = this.predecessorPid ?? 0): Promise<void> {
-    const host = {
+  /** Where this generation, as a successor, adopts migrated connections and hears of its predecessor (`also`: absorb's counts). */
+  #successorHost(also?: (outcome: SuccessorOutcome) => void): SuccessorHost {
+    const immigration: ImmigrationHost = {
       serverOf: (name: string) => this.#listeners.get(name)?.server,
       socketHandlers: (name: string) => this.#socketHandlers.get(name),
       websockets: this.#websockets,
@@ -575,38 +491,75 @@ export class Generation extends EventEmitter<GenerationEvents> {
           new BatonError('ERR_BATON_MIGRATION_LOST', `a migrated HTTP/2 connection of listener '${listener}' was closed: ${why}`),
         ),
     };
-    this.#lateState.expect();
-    try {
-      for (;;) {
-        const frame = await peer.receive();
-        if (frame.type === FrameType.LateState) {
-          this.#lateState.take(frame.payload as LateStatePayload);
-          continue;
-        }
-        if (frame.type === FrameType.Connections) {
-          failpoint('successor.connections-received');
-          const { ack } = adoptConnections(frame, host);
-          await peer.send(FrameType.ConnectionsAck, ack);
-          failpoint('successor.connections-acked');
-          this.emit('connections-in', { adopted: ack.adopted.length, refused: ack.refused.length });
-          continue;
-        }
-        if (frame.type !== FrameType.Done) {
-          for (const fd of frame.fds) closeQuietly(fd);
-          throw new BatonError('ERR_BATON_UNEXPECTED_FRAME', `${peer.label} sent frame type ${frame.type} while draining`);
-        }
-        const done = frame.payload as DonePayload;
-        this.#lateState.end();
-        failpoint('successor.done-received');
-        // Release the channel first: when 'predecessor-done' fires, nothing of the predecessor is held.
-        peer.close();
-        this.emit('predecessor-done', { ...done, pid });
-        return;
-      }
-    } catch (err) {
-      this.#lateState.end();
-      peer.close();
-      if (!isPeerLoss(err)) this.emit('warning', asError(err));
+    return {
+      immigration,
+      lateState: this.#lateState,
+      report: (outcome) => {
+        also?.(outcome);
+        this.#onSuccessor(outcome);
+      },
+    };
+  }
+
+  /** What the successor side reported: the phase it means, and the event. */
+  #onSuccessor(o: SuccessorOutcome): void {
+    switch (o.kind) {
+      case 'connections-in':
+        this.emit('connections-in', { adopted: o.adopted, refused: o.refused });
+        break;
+      case 'predecessor-done':
+        this.emit('predecessor-done', o.done);
+        break;
+      case 'aborted':
+        // Only a takeover fails with it; absorb() rejects with the same error.
+        if (this.phase === 'taking-over' || this.phase === 'starting') this.#fail(o.error);
+        break;
+      case 'warning':
+        this.emit('warning', o.error);
+        break;
+    }
+  }
+
+  /** What the predecessor side reported: the phase it means, and the event. */
+  #onPredecessor(o: PredecessorOutcome): void {
+    switch (o.kind) {
+      case 'peer-refused':
+        this.emit('peer-refused', o.error);
+        break;
+      case 'handover-started':
+        this.#phases.transition('handing-over');
+        this.emit('upgrade-start', { via: o.via, pid: o.pid });
+        break;
+      case 'handover-failed':
+        if (o.started) this.#phases.transition('serving');
+        this.emit('upgrade-failed', o.error);
+        // A stop() requested meanwhile goes ahead now.
+        if (o.started && this.#stopRequested) void this.stop();
+        break;
+      case 'draining':
+        this.#phases.transition('draining');
+        break;
+      case 'successor-ready':
+        this.emit('upgrade', o.report);
+        break;
+      case 'rolled-back':
+        this.#writePidFile();
+        this.#phases.transition('serving');
+        this.emit('upgrade-failed', o.error);
+        break;
+      case 'drained':
+        this.#removePidFile();
+        this.#removeSignal();
+        // 'drained' first, as documented: a host that exits on phase 'exited' must still get the report.
+        this.emit('drained', o.report);
+        this.#phases.transition('exited');
+        break;
+      case 'connections-out':
+        this.emit('connections-out', { adopted: o.adopted, refused: o.refused, withBytes: o.withBytes });
+        break;
+      case 'warning':
+        this.emit('warning', o.error);
+        break;
     }
   }
 
@@ -615,24 +568,12 @@ export class Generation extends EventEmitter<GenerationEvents> {
     return new PredecessorSide({
       settings: this.settings,
       number: this.number,
-      phases: this.#phases,
+      phase: () => this.phase,
       listeners: this.#listeners,
-      tracker: this.#tracker,
-      parking: this.#parking,
-      socketHandlers: this.#socketHandlers,
-      websockets: this.#websockets,
+      connections: { tracker: this.#tracker, parking: this.#parking, socketHandlers: this.#socketHandlers, websockets: this.#websockets },
       lateState: this.#lateState,
       stateProvider: () => this.#stateProvider,
-      emit: this.emit.bind(this),
-      writePidFile: () => this.#writePidFile(),
-      retire: () => {
-        this.#removePidFile();
-        this.#removeSignal();
-      },
-      resumeStop: () => {
-        if (this.#stopRequested) void this.stop();
-      },
-      exited: () => this.exited(),
+      report: (outcome) => this.#onPredecessor(outcome),
     });
   }
 

@@ -2,19 +2,19 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { BatonError, asError, isBatonError } from './core/errors.js';
 import { Defaults } from './core/options.js';
-import { failpoint } from './core/failpoint.js';
 import { ConnectionTracker } from './drain/connection-tracker.js';
 import type { ExecCommand } from './handover/exec.js';
 import { CHANNEL_FD_ENV, adoptInheritedFd, takeListenFds, type InheritedListener } from './handover/inherit.js';
 import { defaultSocketDir, ensurePrivateDir } from './handover/upgrade-socket.js';
-import { Generation, type GenerationSettings, type Origin } from './generation.js';
+import { Generation } from './generation.js';
+import type { GenerationSettings, Origin } from './handover/settings.js';
+import { SuccessorSide } from './handover/successor.js';
 import { ListenerSet } from './listeners/listener-set.js';
 import { UnixChannel, probeUnixSocket } from './native/unix-channel.js';
 import { closeQuietly, dupFd } from './native/socket-info.js';
-import { FramePeer, isPeerLoss } from './protocol/frame-peer.js';
+import { isPeerLoss } from './protocol/frame-peer.js';
 import { linkToMaster, takeSupervision } from './supervisor/worker-link.js';
-import { FrameType, type HelloPayload, type ListenersPayload, type StatePayload } from './protocol/frames.js';
-import { greetPredecessor } from './handover/greeting.js';
+import type { ListenersPayload } from './protocol/frames.js';
 import { processGlobal } from './core/process-global.js';
 
 /** Options of {@link start}. Every timeout is in milliseconds; defaults in {@link Defaults}. */
@@ -199,28 +199,14 @@ export async function start(options: StartOptions): Promise<Generation> {
     );
   }
 
-  const peer = new FramePeer(channel, {
-    maxFrameBytes: settings.maxFrameBytes,
-    preAuthFrameBytes: settings.preAuthFrameBytes,
-    label: `predecessor at ${settings.socketPath}`,
-  });
-  let reply: HelloPayload | undefined;
-  let holdsListeners = false;
+  const side = new SuccessorSide(channel, settings, `predecessor at ${settings.socketPath}`);
   try {
-    const greeting = await greetPredecessor(peer, channel, settings);
-    reply = greeting.reply;
-    const { timeout } = greeting;
-    const manifest = await peer.expect(FrameType.Listeners, settings.helloTimeoutMs, timeout);
-    failpoint('successor.listeners-received');
-    const received = adoptManifest(manifest.payload as ListenersPayload, manifest.fds, pool);
-    // A supervised worker takes its listeners from the master (the config may
-    // have changed them); the predecessor's copies of the same names go unclaimed.
-    pool = supervised ? [...pool, ...received] : [...received, ...pool];
-    holdsListeners = true;
-    // A predecessor asked for consistency finishes its requests in flight first (up to its drain timeout).
-    const stateWaitMs = settings.consistency ? settings.helloTimeoutMs + settings.drainTimeoutMs : settings.helloTimeoutMs;
-    const state = (await peer.expect(FrameType.State, stateWaitMs, timeout)).payload as StatePayload;
-    failpoint('successor.state-received');
+    const { reply, state } = await side.takeOver(0, (manifest, fds) => {
+      const received = adoptManifest(manifest, fds, pool);
+      // A supervised worker takes its listeners from the master (the config may
+      // have changed them); the predecessor's copies of the same names go unclaimed.
+      pool = supervised ? [...pool, ...received] : [...received, ...pool];
+    });
     const listeners = new ListenerSet(pool, (s) => tracker.track(s), {
       deferInherited: options.acceptBeforeReady !== true,
       byName: supervised,
@@ -231,25 +217,25 @@ export async function start(options: StartOptions): Promise<Generation> {
         number: reply.generation + 1,
         listeners,
         tracker,
-        predecessor: peer,
+        predecessor: side,
         predecessorPid: reply.pid,
-        state: { present: state.present === true, value: state.value },
+        state: { present: state.present, value: state.value },
       }),
     );
   } catch (err) {
-    peer.close();
+    side.close();
     // A predecessor that stops answering once its listeners are here (frozen, then maybe killed)
     // is treated as gone too: this process holds the sockets, so it serves rather than nobody.
     // Should the predecessor resume, its State meets a closed channel and it serves on beside us.
-    if (isPeerLoss(err) || (holdsListeners && isBatonError(err, 'ERR_BATON_HELLO_TIMEOUT'))) {
+    if (isPeerLoss(err) || (side.listenersReceived && isBatonError(err, 'ERR_BATON_PEER_TIMEOUT'))) {
       // The predecessor is gone before start() got all it sends: nobody serves. Carry on as a
       // generation of our own, with the listeners we hold (inherited on the exec path, or received
       // already), binding the rest: the predecessor's ports are free once it is gone, or about to
       // be — a bind retries EADDRINUSE for BIND_RETRY_MS.
-      const number = (reply?.generation ?? 0) + 1;
+      const number = (side.reply?.generation ?? 0) + 1;
       const warning = new BatonError(
         'ERR_BATON_PREDECESSOR_LOST',
-        `${peer.label} went away before the handover's listeners and state were complete (${asError(err).message}); generation ${number} (pid ${process.pid}) carries on alone with the ${pool.length} listeners it holds and binds the others itself`,
+        `${side.label} went away before the handover's listeners and state were complete (${asError(err).message}); generation ${number} (pid ${process.pid}) carries on alone with the ${pool.length} listeners it holds and binds the others itself`,
         { cause: err },
       );
       const listeners = new ListenerSet(pool, (s) => tracker.track(s), { byName: supervised, retryAddressInUseMs: BIND_RETRY_MS });
@@ -268,7 +254,7 @@ export async function start(options: StartOptions): Promise<Generation> {
     }
     for (const l of pool) closeQuietly(l.fd);
     if (isBatonError(err)) throw err;
-    throw new BatonError('ERR_BATON_PREDECESSOR_LOST', `takeover from ${peer.label} failed: ${asError(err).message}`, { cause: err });
+    throw new BatonError('ERR_BATON_PREDECESSOR_LOST', `takeover from ${side.label} failed: ${asError(err).message}`, { cause: err });
   }
 }
 
@@ -277,7 +263,7 @@ export const BIND_RETRY_MS = 2_000;
 
 /** Matches the manifest with the fds: riding on the frame (takeover) or inherited by number (exec). */
 function adoptManifest(payload: ListenersPayload, frameFds: number[], inherited: InheritedListener[]): InheritedListener[] {
-  const entries = Array.isArray(payload?.listeners) ? payload.listeners : [];
+  const entries = payload.listeners;
   const out: InheritedListener[] = [];
   try {
     if (frameFds.length > 0) {

@@ -23,6 +23,8 @@ export const ErrorCodes = {
   ERR_BATON_UPGRADE_IN_PROGRESS: 'an upgrade is already in progress',
   /** The peer did not send its hello in time. */
   ERR_BATON_HELLO_TIMEOUT: 'handover hello timed out',
+  /** The other side of a handover did not send the frame a later step waits for in time (the message names the frame and the timeout). */
+  ERR_BATON_PEER_TIMEOUT: 'handover peer did not answer in time',
   /** The successor did not become ready within the ready timeout. */
   ERR_BATON_READY_TIMEOUT: 'successor not ready in time',
   /** Data consistency mode: requests were still in flight when the quiesce timed out. */

@@ -1,8 +1,9 @@
 /**
  * The successor's opening of a handover conversation: Hello both ways, with
  * the protocol version checked; the fd table made ready for the connections
- * the predecessor announced. Shared by start() (a successor taking over) and
- * Generation#absorb (a serving generation taking another one's connections).
+ * the predecessor announced (the successor's half, used by SuccessorSide in
+ * handover/successor.ts); the predecessor's check of a successor's Hello and
+ * the uid rule both sides apply (used by PredecessorSide).
  */
 import { failpoint } from '../core/failpoint.js';
 import { debuglog } from 'node:util';
@@ -44,8 +45,8 @@ export function uidAllowed(uid: number, settings: Pick<GreetingSettings, 'allowR
 /**
  * Sends this process's Hello, waits for the predecessor's (checked against its
  * schema and protocol version by the FramePeer: ERR_BATON_PROTOCOL_VERSION,
- * ERR_BATON_BAD_FRAME); renames `peer` after the predecessor's pid.
- * `timeout` builds the error for the later steps' waits.
+ * ERR_BATON_BAD_FRAME) within `helloTimeoutMs` (else ERR_BATON_HELLO_TIMEOUT);
+ * renames `peer` after the predecessor's pid.
  *
  * Before a byte is sent, the predecessor's credentials (SO_PEERCRED of
  * `channel`) are checked with {@link uidAllowed}: the directory's checks
@@ -58,7 +59,7 @@ export async function greetPredecessor(
   channel: UnixChannel,
   settings: GreetingSettings,
   generation = 0,
-): Promise<{ reply: HelloPayload; timeout: () => BatonError }> {
+): Promise<HelloPayload> {
   const creds = channel.peerCredentials();
   if (!uidAllowed(creds.uid, settings)) {
     throw new BatonError(
@@ -81,11 +82,15 @@ export async function greetPredecessor(
   failpoint('successor.connected');
   await peer.send(FrameType.Hello, hello);
   failpoint('successor.hello-sent');
-  const timeout = () => new BatonError('ERR_BATON_HELLO_TIMEOUT', `${peer.label} did not answer within ${settings.helloTimeoutMs} ms`);
-  const reply = (await peer.expect(FrameType.Hello, settings.helloTimeoutMs, timeout)).payload as HelloPayload;
+  const timeout = () =>
+    new BatonError(
+      'ERR_BATON_HELLO_TIMEOUT',
+      `${peer.label} did not answer the Hello within ${settings.helloTimeoutMs} ms (helloTimeoutMs)`,
+    );
+  const reply = (await peer.expect(FrameType.Hello, settings.helloTimeoutMs, timeout)).payload;
   peer.label = `predecessor pid ${reply.pid}`;
   if (typeof reply.connections === 'number' && reply.connections > 0) makeRoomForConnections(channel, reply.connections);
-  return { reply, timeout };
+  return reply;
 }
 
 /**
@@ -111,8 +116,7 @@ function makeRoomForConnections(channel: UnixChannel, connections: number): void
  * given on purpose — the same app. Throws ERR_BATON_PEER_REFUSED or
  * ERR_BATON_APP_MISMATCH.
  */
-export function checkHello(payload: unknown, name: string, pid: number, app?: string): HelloPayload {
-  const h = payload as HelloPayload;
+export function checkHello(h: HelloPayload, name: string, pid: number, app?: string): HelloPayload {
   if (h.name !== name) {
     throw new BatonError('ERR_BATON_PEER_REFUSED', `successor pid ${pid} is for server '${h.name}', not '${name}'`);
   }

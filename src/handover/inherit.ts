@@ -7,14 +7,9 @@ export const LISTEN_FDS_START = 3;
 /** Environment variable naming the exec-path channel fd (a unix stream socket to the predecessor). */
 export const CHANNEL_FD_ENV = 'BATON_CHANNEL_FD';
 
-/** A listening socket this process received, not yet adopted by a server. */
-export interface InheritedListener {
-  /** Name from LISTEN_FDNAMES or the manifest; `undefined` when systemd gave none ("unknown"). */
-  name: string | undefined;
-  /** An fd with CLOEXEC set, owned by the pool until taken. */
-  fd: number;
-  description: SocketDescription;
-}
+// The pool's entries are the listener set's concept (listeners/ sits below handover/).
+import type { InheritedListener } from '../listeners/listener-set.js';
+export type { InheritedListener };
 
 /**
  * Reads systemd's socket-passing convention (LISTEN_FDS, LISTEN_FDNAMES,

@@ -10,16 +10,18 @@
  * and rolls back to serving if the successor dies before the drain ended.
  *
  * The same drain, without a successor, is what Generation#stop runs.
+ *
+ * This side moves no phase and emits no event: it reports what happened
+ * ({@link PredecessorOutcome}) to its generation, which moves its phases and
+ * emits its events.
  */
 import type { LateState } from './late-state.js';
 import { failpoint } from '../core/failpoint.js';
 import type { ChildProcess } from 'node:child_process';
-import type { EventEmitter } from 'node:events';
 import type net from 'node:net';
 import { BatonError, asError, fileWriteFailed, isBatonError } from '../core/errors.js';
-import type { PhaseMachine } from '../core/phase.js';
+import type { Phase } from '../core/phase.js';
 import type { ConnectionTracker, DrainReport } from '../drain/connection-tracker.js';
-import type { GenerationEvents, GenerationSettings, UpgradeReport } from '../generation.js';
 import type { ListenerSet } from '../listeners/listener-set.js';
 import type { Emigration, SocketMigration } from '../migrate/emigration.js';
 import type { Migrator } from '../migrate/kind.js';
@@ -43,28 +45,55 @@ import { Liveness } from './liveness.js';
 import { childExit, explainSuccessorFailure, stopSuccessorProcess } from './successor-process.js';
 import { UpgradeSocket } from './upgrade-socket.js';
 import { Quiesced } from './quiesce.js';
+import type { GenerationSettings } from './settings.js';
 
-/** The generation's events that the predecessor side emits (documented on {@link GenerationEvents}). */
-export type PredecessorEvents = Pick<
-  GenerationEvents,
-  'upgrade-start' | 'upgrade' | 'upgrade-failed' | 'peer-refused' | 'drained' | 'connections-out' | 'warning'
->;
+/** Reported once a successor is ready and the generation drains into it (Generation's `'upgrade'`). */
+export interface UpgradeReport {
+  via: 'takeover' | 'exec';
+  successorPid: number;
+  successorGeneration: number;
+  /** From the successor's hello to its ready. */
+  timeToReadyMs: number;
+  /** Connections open here when accepting stopped. */
+  connections: number;
+}
 
 /**
- * What the predecessor side needs of its generation, given once to the
- * {@link PredecessorSide} constructor. The generation keeps owning all of it:
- * the listeners (and their fds), the tracked and parked connections, the phase
- * machine, the pid file and the upgrade signal.
+ * What the predecessor side reports to its generation, in the order it
+ * happens; the generation moves its phases and emits its events for each
+ * (Generation's `#onPredecessor`).
  */
-export interface PredecessorHost {
-  readonly settings: GenerationSettings;
-  /** The generation's number; its successor becomes number + 1. */
-  readonly number: number;
-  /** The generation's phases: read to refuse a second successor, transitioned through the handover and drain. */
-  readonly phases: PhaseMachine;
-  /** The generation's listeners: their fds go to the successor, they stop accepting for the drain (or resume on rollback). */
-  readonly listeners: ListenerSet;
-  /** The generation's connections, drained (or migrated) when it hands over or stops. */
+export type PredecessorOutcome =
+  /** A peer on the upgrade socket was refused before a handover began (uid, garbage, version, busy). */
+  | { kind: 'peer-refused'; error: Error }
+  /** A successor's Hello was accepted: the handover begins (→ `handing-over`). */
+  | { kind: 'handover-started'; via: 'takeover' | 'exec'; pid: number }
+  /**
+   * The handover failed before the successor was ready; `started` tells
+   * whether it had begun (→ back to `serving`) or the exec child failed before
+   * its Hello (the phase never changed).
+   */
+  | { kind: 'handover-failed'; error: Error; started: boolean }
+  /** Accepting stopped and the drain began, into a ready successor or (Generation#stop) by itself (→ `draining`). */
+  | { kind: 'draining' }
+  /** The successor is ready and the drain into it runs (after `'draining'`). */
+  | { kind: 'successor-ready'; report: UpgradeReport }
+  /** The successor died before the drain ended: this side accepts again and has its upgrade socket back (→ `serving`). */
+  | { kind: 'rolled-back'; error: Error }
+  /** The drain ended; everything this side held is closed (→ `exited`). */
+  | { kind: 'drained'; report: DrainReport }
+  /** A batch of live connections left for the successor. */
+  | { kind: 'connections-out'; adopted: number; refused: number; withBytes: number }
+  /** Something went wrong that did not stop serving. */
+  | { kind: 'warning'; error: Error };
+
+/**
+ * A generation's connections and how each migrates, as the drain needs them:
+ * all of it stays the generation's (tracked sockets, parked fds, the app's
+ * handlers).
+ */
+export interface DrainSubjects {
+  /** Every connection of the generation's servers, drained (or migrated) when it hands over or stops. */
   readonly tracker: ConnectionTracker;
   /** Idle connections adopted from the previous generation that no client woke yet: they leave or drain too. */
   readonly parking: Parking;
@@ -72,20 +101,30 @@ export interface PredecessorHost {
   readonly socketHandlers: ReadonlyMap<string, SocketMigration>;
   /** The app's WebSocket servers and migration handlers, by listener name (Generation#migrateWebSockets). */
   readonly websockets: WebSocketRegistry;
+}
+
+/**
+ * What the predecessor side needs of its generation, given once to the
+ * {@link PredecessorSide} constructor. The generation keeps owning all of it:
+ * the listeners (and their fds), the tracked and parked connections, its
+ * phases, the pid file and the upgrade signal.
+ */
+export interface PredecessorHost {
+  readonly settings: GenerationSettings;
+  /** The generation's number; its successor becomes number + 1. */
+  readonly number: number;
+  /** The generation's phase now: a successor is served only while `serving`. */
+  phase(): Phase;
+  /** The generation's listeners: their fds go to the successor, they stop accepting for the drain (or resume on rollback). */
+  readonly listeners: ListenerSet;
+  /** The generation's connections, drained or migrated. */
+  readonly connections: DrainSubjects;
   /** State handed to a successor during the drain, once complete (feature `late-state`, handover/late-state.ts). */
   readonly lateState: LateState;
   /** The app's state provider now: read at each handover, since Generation#setState may change it at any time. */
   stateProvider(): (() => unknown) | undefined;
-  /** Emits one of the generation's events (the generation's own emit, bound). */
-  emit: EventEmitter<PredecessorEvents>['emit'];
-  /** Writes the pid file (if configured): called when this generation serves again after a rollback. */
-  writePidFile(): void;
-  /** Removes the pid file and the upgrade signal handler: called once the drain is over, before `'drained'`. */
-  retire(): void;
-  /** The handover failed and the generation serves again: a stop() requested meanwhile goes ahead now. */
-  resumeStop(): void;
-  /** Resolves with the report of the generation's next `'drained'` (Generation#exited). */
-  exited(): Promise<DrainReport>;
+  /** Takes each outcome, synchronously, as it happens. */
+  report(outcome: PredecessorOutcome): void;
 }
 
 /** How a successor came: connected to the upgrade socket, or spawned by the exec path. */
@@ -136,6 +175,8 @@ export class PredecessorSide {
   #drainRun: Promise<DrainReport> | undefined;
   /** Set while the successor asked for consistency: this generation is quiesced until its Ready (or failure). */
   #quiesced: Quiesced | undefined;
+  /** Callers of a drain that rolled back: they get the report of the drain that ends the generation. */
+  #nextDrain: ((report: DrainReport) => void)[] = [];
 
   constructor(host: PredecessorHost) {
     this.#host = host;
@@ -161,14 +202,11 @@ export class PredecessorSide {
       return UpgradeSocket.bind(
         socketPath,
         (channel) => void this.#acceptSuccessor(channel),
-        (err, closed) => this.#host.emit('warning', acceptFailed(socketPath, err, closed)),
+        (err, closed) => this.#warn(acceptFailed(socketPath, err, closed)),
       );
     } catch (err) {
       // A full disk, a vanished directory: best effort, the generation serves without it.
-      this.#host.emit(
-        'warning',
-        fileWriteFailed(`${socketPath}.${process.pid}.tmp`, 'no takeover can reach this generation; serving on', err),
-      );
+      this.#warn(fileWriteFailed(`${socketPath}.${process.pid}.tmp`, 'no takeover can reach this generation; serving on', err));
       return undefined;
     }
   }
@@ -184,7 +222,7 @@ export class PredecessorSide {
       socket.publish();
     } catch (err) {
       socket.close();
-      this.#host.emit('warning', fileWriteFailed(socket.path, 'no takeover can reach this generation; serving on', err));
+      this.#warn(fileWriteFailed(socket.path, 'no takeover can reach this generation; serving on', err));
       return;
     }
     this.#upgradeSocket = socket;
@@ -210,8 +248,9 @@ export class PredecessorSide {
    * (Generation#stop). `unlinkSocket` removes the upgrade socket path; a
    * handover keeps it, so the path never disappears before the successor's
    * publish. Memoised: a second call returns the running drain. Settles with
-   * the report once the phase is `'exited'`, or with the next drain's report
-   * after a rollback.
+   * the report once the drain ended (`'drained'`), or with the next drain's
+   * report after a rollback. The generation refuses a drain while it takes
+   * over (Generation#stop).
    */
   async drain(
     target: DrainTarget | undefined,
@@ -221,11 +260,9 @@ export class PredecessorSide {
     if (this.#drainRun) return this.#drainRun;
     const host = this.#host;
     const successor = target?.peer;
+    const { tracker, parking } = host.connections;
     const run = async (): Promise<DrainReport> => {
-      if (host.phases.phase === 'taking-over') {
-        throw new BatonError('ERR_BATON_INVALID_PHASE', 'stop() is not allowed while taking over; the predecessor still serves');
-      }
-      host.phases.transition('draining');
+      host.report({ kind: 'draining' });
       this.#upgradeSocket?.close(unlinkSocket);
       // With a successor, keep the listening sockets alive (not accepting) until
       // the drain ends: if the successor dies meanwhile, this generation rolls
@@ -259,7 +296,7 @@ export class PredecessorSide {
       };
       if (successor) {
         lost = () => {
-          if (nobodyServes()) host.tracker.cancelDrain();
+          if (nobodyServes()) tracker.cancelDrain();
         };
         successor.channel.once('end', lost);
         successor.channel.once('error', lost);
@@ -274,16 +311,16 @@ export class PredecessorSide {
             })
           : undefined;
       const migration = successor && host.settings.migrate ? this.#migrator(successor) : undefined;
-      const parked = host.parking.size;
+      const parked = parking.size;
       // With migration they leave with the HTTP/1.1 kind (its departures take them at the drain's start).
-      if (!migration) host.parking.wakeAll(); // they drain like any idle connection
-      const draining = host.tracker.drain(drainTimeoutMs, migration?.migrator);
+      if (!migration) parking.wakeAll(); // they drain like any idle connection
+      const draining = tracker.drain(drainTimeoutMs, migration?.migrator);
       if (!migration) quiesced?.release(); // with migration, its first look just offered every paused connection
       // A successor that died right after Ready may have closed the channel already, its end
       // read with the Ready itself, before `lost` listened: roll back now.
       if (successor?.closed) lost?.();
       // After the drain's start (the kinds' departures began their closes): late state is complete only once they are done.
-      const late = successor && target?.lateState ? host.lateState.deliver(successor, (e) => host.emit('warning', e)) : undefined;
+      const late = successor && target?.lateState ? host.lateState.deliver(successor, (e) => this.#warn(e)) : undefined;
       await told;
       if (successor) failpoint('predecessor.draining-sent');
       let report = await draining;
@@ -294,7 +331,7 @@ export class PredecessorSide {
       if (report && successor) {
         const outcome = liveness ? await liveness.final() : successor.closed ? 'closed' : 'alive';
         if (outcome === 'hung' || (outcome === 'closed' && nobodyServes())) {
-          host.tracker.cancelDrain();
+          tracker.cancelDrain();
           report = undefined;
         }
       }
@@ -315,9 +352,10 @@ export class PredecessorSide {
         // channel: read them first (those connections were its own and died with it),
         // then close the channel.
         await migration?.emigration.settled();
+        const next = new Promise<DrainReport>((resolve) => this.#nextDrain.push(resolve));
         await this.#rollBack(successor!, reserve);
         this.#drainRun = undefined;
-        return host.exited();
+        return next;
       }
       for (const { fd } of reserve) closeQuietly(fd);
       for (const l of host.listeners.all) l.server.close(() => undefined);
@@ -332,10 +370,8 @@ export class PredecessorSide {
         .catch(() => undefined);
       if (successor) failpoint('predecessor.done-sent');
       successor?.close();
-      host.retire();
-      // 'drained' first, as documented: a host that exits on phase 'exited' must still get the report.
-      host.emit('drained', report);
-      host.phases.transition('exited');
+      host.report({ kind: 'drained', report });
+      for (const resolve of this.#nextDrain.splice(0)) resolve(report);
       return report;
     };
     this.#drainRun = run();
@@ -354,8 +390,7 @@ export class PredecessorSide {
   #killHung(target: DrainTarget, lost: () => void): Promise<void> {
     const s = this.#host.settings;
     const outcome = target.kill();
-    this.#host.emit(
-      'warning',
+    this.#warn(
       new BatonError(
         'ERR_BATON_SUCCESSOR_LOST',
         `${target.peer.label} stopped answering: no Pong within ${s.livenessTimeoutMs} ms (livenessTimeoutMs) after it was ready; ${outcome}; generation ${this.#host.number} (pid ${process.pid}) takes its listeners back`,
@@ -381,7 +416,11 @@ export class PredecessorSide {
 
   /** Open connections: tracked sockets and parked fds alike leave or drain. */
   #openConnections(): number {
-    return this.#host.tracker.size + this.#host.parking.size;
+    return this.#host.connections.tracker.size + this.#host.connections.parking.size;
+  }
+
+  #warn(error: Error): void {
+    this.#host.report({ kind: 'warning', error });
   }
 
   /** Whether a peer of `uid` may take over: the same uid, root if allowed, or a listed uid. */
@@ -398,7 +437,7 @@ export class PredecessorSide {
       creds = channel.peerCredentials();
     } catch (err) {
       channel.close();
-      this.#host.emit('peer-refused', asError(err));
+      this.#host.report({ kind: 'peer-refused', error: asError(err) });
       return;
     }
     const peer = new FramePeer(channel, {
@@ -411,7 +450,7 @@ export class PredecessorSide {
         'ERR_BATON_PEER_REFUSED',
         `upgrade socket ${this.#host.settings.socketPath}: peer pid ${creds.pid} has uid ${creds.uid}, which may not take over a server of uid ${process.getuid?.()}`,
       );
-      this.#host.emit('peer-refused', err);
+      this.#host.report({ kind: 'peer-refused', error: err });
       await peer.fail(err);
       return;
     }
@@ -438,11 +477,14 @@ export class PredecessorSide {
       const frame = await peer.expect(
         FrameType.Hello,
         how.via === 'exec' ? s.readyTimeoutMs : s.helloTimeoutMs,
+        // An exec child's time to its Hello is part of its start-up: bounded by the ready timeout, from spawn.
         () =>
-          new BatonError(
-            how.via === 'exec' ? 'ERR_BATON_READY_TIMEOUT' : 'ERR_BATON_HELLO_TIMEOUT',
-            `successor pid ${pid} sent no hello within ${how.via === 'exec' ? s.readyTimeoutMs : s.helloTimeoutMs} ms`,
-          ),
+          how.via === 'exec'
+            ? new BatonError(
+                'ERR_BATON_READY_TIMEOUT',
+                `successor pid ${pid} did not become ready within ${s.readyTimeoutMs} ms (readyTimeoutMs): it sent no hello`,
+              )
+            : new BatonError('ERR_BATON_HELLO_TIMEOUT', `successor pid ${pid} sent no hello within ${s.helloTimeoutMs} ms`),
       );
       hello = checkHello(frame.payload, s.name, pid, s.app);
       failpoint('predecessor.hello-received');
@@ -455,23 +497,21 @@ export class PredecessorSide {
       const e = await explainSuccessorFailure(err, child, exitPromise, pid, s.killGraceMs);
       await peer.fail(e);
       stopSuccessorProcess(child, exitPromise, s.killGraceMs);
-      if (how.via === 'takeover') host.emit('peer-refused', e);
-      else host.emit('upgrade-failed', e);
+      host.report(how.via === 'takeover' ? { kind: 'peer-refused', error: e } : { kind: 'handover-failed', error: e, started: false });
       throw e;
     }
-    if (host.phases.phase !== 'serving') {
+    if (host.phase() !== 'serving') {
       const e = new BatonError(
         'ERR_BATON_UPGRADE_IN_PROGRESS',
-        `generation ${host.number} (pid ${process.pid}) is ${host.phases.phase}: another successor is taking over or it is shutting down; successor pid ${hello.pid} refused`,
+        `generation ${host.number} (pid ${process.pid}) is ${host.phase()}: another successor is taking over or it is shutting down; successor pid ${hello.pid} refused`,
       );
       await peer.fail(e);
       stopSuccessorProcess(child, exitPromise, s.killGraceMs);
-      host.emit('peer-refused', e);
+      host.report({ kind: 'peer-refused', error: e });
       throw e;
     }
-    host.phases.transition('handing-over');
     const started = performance.now();
-    host.emit('upgrade-start', { via: how.via, pid: hello.pid });
+    host.report({ kind: 'handover-started', via: how.via, pid: hello.pid });
     try {
       const state = this.#collectState();
       const reply: HelloPayload = {
@@ -509,9 +549,7 @@ export class PredecessorSide {
       stopSuccessorProcess(child, exitPromise, s.killGraceMs);
       await this.#quiesced?.resume(); // nothing was lost: the requests held meanwhile are served here
       this.#quiesced = undefined;
-      host.phases.transition('serving');
-      host.emit('upgrade-failed', e);
-      host.resumeStop();
+      host.report({ kind: 'handover-failed', error: e, started: true });
       throw e;
     }
     const report: UpgradeReport = {
@@ -529,7 +567,7 @@ export class PredecessorSide {
       kill: () => killSuccessor(child, pid),
     };
     void this.drain(target, false);
-    host.emit('upgrade', report);
+    host.report({ kind: 'successor-ready', report });
     return report;
   }
 
@@ -554,25 +592,24 @@ export class PredecessorSide {
 
   /**
    * The successor died while this generation drained: accept again on the
-   * reserved listening sockets, take the upgrade socket path back, rewrite the
-   * pid file, and serve on as before (`draining` → `serving`). Connections the
-   * successor had adopted died with it (reported by the migration warning).
+   * reserved listening sockets and take the upgrade socket path back (best
+   * effort: a full disk must not cost the rollback; reported as warnings),
+   * then report it: the generation rewrites its pid file and serves on as
+   * before (`draining` → `serving`). Connections the successor had adopted
+   * died with it (reported by the migration warning).
    */
   async #rollBack(successor: FramePeer, reserve: { server: net.Server; fd: number }[]): Promise<void> {
     const host = this.#host;
     successor.close();
     await host.listeners.resumeAccepting(reserve);
-    // Both best effort (a full disk must not cost the rollback): reported as warnings.
     this.publish(this.bindUpgradeSocket());
-    host.writePidFile();
-    host.phases.transition('serving');
-    host.emit(
-      'upgrade-failed',
-      new BatonError(
+    host.report({
+      kind: 'rolled-back',
+      error: new BatonError(
         'ERR_BATON_SUCCESSOR_LOST',
         `${successor.label} went away after it was ready; generation ${host.number} (pid ${process.pid}) rolled back and accepts again`,
       ),
-    );
+    });
   }
 
   /** How connections leave for `successor` during the drain. */
@@ -581,12 +618,12 @@ export class PredecessorSide {
     return createMigrator(successor, {
       settings: host.settings,
       nameOf: (server) => host.listeners.of(server)?.name,
-      socketHandlers: (name) => host.socketHandlers.get(name),
-      websockets: host.websockets,
-      parking: host.parking,
-      keep: (socket) => host.tracker.keep(socket),
-      onBatch: (info) => host.emit('connections-out', info),
-      onWarning: (err) => host.emit('warning', err),
+      socketHandlers: (name) => host.connections.socketHandlers.get(name),
+      websockets: host.connections.websockets,
+      parking: host.connections.parking,
+      keep: (socket) => host.connections.tracker.keep(socket),
+      onBatch: (info) => host.report({ kind: 'connections-out', ...info }),
+      onWarning: (err) => this.#warn(err),
     });
   }
 }

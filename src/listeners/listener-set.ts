@@ -1,12 +1,20 @@
 import fs from 'node:fs';
 import net from 'node:net';
 import { BatonError } from '../core/errors.js';
-import { type InheritedListener } from '../handover/inherit.js';
 import type { ListenerEntry } from '../protocol/frames.js';
 import type { SocketDescription } from '../native/socket-info.js';
 import { probeUnixSocket } from '../native/unix-channel.js';
 import { closeQuietly, describeSocket, dupFd } from '../native/socket-info.js';
 import { handleFd } from '../native/internals.js';
+
+/** A listening socket this process received, not yet adopted by a server. */
+export interface InheritedListener {
+  /** Name from LISTEN_FDNAMES or the manifest; `undefined` when systemd gave none ("unknown"). */
+  name: string | undefined;
+  /** An fd with CLOEXEC set, owned by the pool until taken. */
+  fd: number;
+  description: SocketDescription;
+}
 
 /** How long the listening socket of a server the app closed stays open for a re-listen (see ListenerSet). */
 export const RELISTEN_HOLD_MS = 10_000;

@@ -320,11 +320,11 @@ export class Emigration {
                 `${this.#peer.label} did not acknowledge ${f.batch.length} migrated connections within ${this.#timeoutMs} ms`,
               ),
           );
-          ack = frame.payload as ConnectionsAckPayload;
-          if (ack?.batch !== f.number || !Array.isArray(ack.adopted) || !Array.isArray(ack.refused)) {
+          ack = frame.payload; // decoded with its schema (protocol/payloads.ts)
+          if (ack.batch !== f.number) {
             throw new BatonError(
               'ERR_BATON_UNEXPECTED_FRAME',
-              `${this.#peer.label} acknowledged batch ${String(ack?.batch)} instead of ${f.number}`,
+              `${this.#peer.label} acknowledged batch ${ack.batch} instead of ${f.number}`,
             );
           }
         } catch (err) {

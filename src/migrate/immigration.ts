@@ -1,6 +1,6 @@
 import type net from 'node:net';
 import { closeQuietly } from '../native/socket-info.js';
-import type { ConnectionsAckPayload, ConnectionsPayload, Frame } from '../protocol/frames.js';
+import type { ConnectionsAckPayload, DecodedFrame, FrameType } from '../protocol/frames.js';
 import type { ArrivalHost } from './kind.js';
 import { kindNamed } from './kinds.js';
 
@@ -20,10 +20,13 @@ export interface ImmigrationHost extends ArrivalHost {
  * refused: that connection stays with the predecessor and drains there.
  * Every fd is either adopted or closed here. Returns the acknowledgement.
  */
-export function adoptConnections(frame: Frame, host: ImmigrationHost): { ack: ConnectionsAckPayload; sockets: net.Socket[] } {
-  const payload = frame.payload as ConnectionsPayload;
-  const entries = Array.isArray(payload?.connections) ? payload.connections : [];
-  const ack: ConnectionsAckPayload = { batch: payload?.batch ?? 0, adopted: [], refused: [] };
+export function adoptConnections(
+  frame: DecodedFrame<typeof FrameType.Connections>,
+  host: ImmigrationHost,
+): { ack: ConnectionsAckPayload; sockets: net.Socket[] } {
+  const payload = frame.payload;
+  const entries = payload.connections;
+  const ack: ConnectionsAckPayload = { batch: payload.batch, adopted: [], refused: [] };
   const sockets: net.Socket[] = [];
   entries.forEach((entry, i) => {
     const fd = frame.fds[i];

@@ -2,7 +2,16 @@ import { BatonError, ErrorCodes, asError, isBatonError, type ErrorCode } from '.
 import { Defaults } from '../core/options.js';
 import { closeQuietly } from '../native/socket-info.js';
 import type { UnixChannel } from '../native/unix-channel.js';
-import { FrameDecoder, FrameType, encodeFrame, frameTypeName, type ErrorPayload, type Frame, type PingPayload } from './frames.js';
+import {
+  FrameDecoder,
+  FrameType,
+  encodeFrame,
+  frameTypeName,
+  type DecodedFrame,
+  type ErrorPayload,
+  type Frame,
+  type PingPayload,
+} from './frames.js';
 import { checkPayload } from './payloads.js';
 
 /** How a {@link FramePeer.ping} ended. */
@@ -33,8 +42,8 @@ export class FramePeer {
   label: string;
   readonly #maxFrameBytes: number;
   readonly #decoder: FrameDecoder;
-  readonly #queue: Frame[] = [];
-  #waiter: { resolve: (f: Frame) => void; reject: (e: Error) => void } | undefined;
+  readonly #queue: DecodedFrame[] = [];
+  #waiter: { resolve: (f: DecodedFrame) => void; reject: (e: Error) => void } | undefined;
   #failure: Error | undefined;
   #closed = false;
   #nextPing = 1;
@@ -63,16 +72,17 @@ export class FramePeer {
   }
 
   /**
-   * Resolves with the next frame. Rejects when the channel closes or fails, when
-   * the peer sends an Error frame (as a BatonError with the peer's code), or
-   * after `timeoutMs` with `onTimeout()`'s error.
+   * Resolves with the next frame, its payload decoded (a check of `type`
+   * narrows it). Rejects when the channel closes or fails, when the peer sends
+   * an Error frame (as a BatonError with the peer's code), or after
+   * `timeoutMs` with `onTimeout()`'s error (default ERR_BATON_PEER_TIMEOUT).
    */
-  receive(timeoutMs?: number, onTimeout?: () => Error): Promise<Frame> {
+  receive(timeoutMs?: number, onTimeout?: () => Error): Promise<DecodedFrame> {
     const next = this.#queue.shift();
     if (next) return settleFrame(next, this.label);
     if (this.#failure) return Promise.reject(this.#failure);
     if (this.#waiter) return Promise.reject(new Error('FramePeer.receive() called while another receive is pending'));
-    return new Promise<Frame>((resolve, reject) => {
+    return new Promise<DecodedFrame>((resolve, reject) => {
       let timer: NodeJS.Timeout | undefined;
       const done = () => {
         if (timer) clearTimeout(timer);
@@ -90,7 +100,7 @@ export class FramePeer {
       };
       if (timeoutMs !== undefined) {
         timer = setTimeout(() => {
-          const err = onTimeout?.() ?? new BatonError('ERR_BATON_HELLO_TIMEOUT', `${this.label} sent nothing in ${timeoutMs} ms`);
+          const err = onTimeout?.() ?? new BatonError('ERR_BATON_PEER_TIMEOUT', `${this.label} sent nothing in ${timeoutMs} ms`);
           this.#waiter?.reject(err);
         }, timeoutMs);
       }
@@ -125,9 +135,9 @@ export class FramePeer {
   }
 
   /** Receives the next frame and checks its type; an unexpected type is an error (its fds are closed). */
-  async expect(type: FrameType, timeoutMs?: number, onTimeout?: () => Error): Promise<Frame> {
+  async expect<T extends FrameType>(type: T, timeoutMs?: number, onTimeout?: () => Error): Promise<DecodedFrame<T>> {
     const frame = await this.receive(timeoutMs, onTimeout);
-    if (frame.type !== type) {
+    if (!isFrameOf(frame, type)) {
       for (const fd of frame.fds) closeQuietly(fd);
       throw new BatonError(
         'ERR_BATON_UNEXPECTED_FRAME',
@@ -166,13 +176,13 @@ export class FramePeer {
   }
 
   /** Ping and Pong are the channel's own business: answered or settled here, never queued. */
-  #liveness(f: Frame): boolean {
+  #liveness(f: DecodedFrame): boolean {
     if (f.type !== FrameType.Ping && f.type !== FrameType.Pong) return false;
     for (const fd of f.fds) closeQuietly(fd);
-    const seq = (f.payload as Partial<PingPayload> | null)?.seq;
+    const seq = f.payload.seq;
     if (f.type === FrameType.Ping) {
-      if (!this.closed) this.send(FrameType.Pong, { seq } satisfies Partial<PingPayload>).catch(() => undefined);
-    } else if (typeof seq === 'number') {
+      if (!this.closed) this.send(FrameType.Pong, { seq } satisfies PingPayload).catch(() => undefined);
+    } else {
       this.#pings.get(seq)?.('pong');
     }
     return true;
@@ -192,7 +202,7 @@ export class FramePeer {
       return;
     }
     for (let i = 0; i < frames.length; i++) {
-      let f: Frame;
+      let f: DecodedFrame;
       try {
         f = checkPayload(frames[i]!, this.label);
       } catch (err) {
@@ -215,11 +225,15 @@ export class FramePeer {
   }
 }
 
-async function settleFrame(frame: Frame, label: string): Promise<Frame> {
+function isFrameOf<T extends FrameType>(frame: DecodedFrame, type: T): frame is DecodedFrame & DecodedFrame<T> {
+  return frame.type === type;
+}
+
+async function settleFrame(frame: DecodedFrame, label: string): Promise<DecodedFrame> {
   if (frame.type !== FrameType.Error) return frame;
   for (const fd of frame.fds) closeQuietly(fd);
-  // Checked against its schema already (payloads.ts); a code this build does not know becomes ERR_BATON_ABORTED.
-  const p = frame.payload as ErrorPayload;
+  // Decoded with its schema already (payloads.ts); a code this build does not know becomes ERR_BATON_ABORTED.
+  const p = frame.payload;
   const code = Object.hasOwn(ErrorCodes, p.code) ? (p.code as ErrorCode) : 'ERR_BATON_ABORTED';
   throw new BatonError(code, `${label} reported ${p.code}: ${p.message}`);
 }

@@ -146,6 +146,11 @@ export interface StatePayload {
   value?: unknown;
 }
 
+export interface ReadyPayload {
+  /** Listeners the successor serves on. */
+  listeners: number;
+}
+
 export interface DrainingPayload {
   /** Connections open in the predecessor when it stopped accepting. */
   connections: number;
@@ -207,6 +212,31 @@ export interface Frame {
   payload: unknown;
   fds: number[];
 }
+
+/** The payload type of each frame type; payloads.ts holds the schema of each, checked against these at compile time. */
+export interface FramePayloads {
+  [FrameType.Hello]: HelloPayload;
+  [FrameType.Listeners]: ListenersPayload;
+  [FrameType.State]: StatePayload;
+  [FrameType.Ready]: ReadyPayload;
+  [FrameType.Draining]: DrainingPayload;
+  [FrameType.Done]: DonePayload;
+  [FrameType.Error]: ErrorPayload;
+  [FrameType.Connections]: ConnectionsPayload;
+  [FrameType.ConnectionsAck]: ConnectionsAckPayload;
+  [FrameType.Ping]: PingPayload;
+  [FrameType.Pong]: PingPayload;
+  [FrameType.LateState]: LateStatePayload;
+}
+
+/**
+ * A frame whose payload was decoded with its type's schema (payloads.ts
+ * `checkPayload`; FramePeer hands out only such frames). The union of every
+ * type, so a check of `type` narrows `payload`.
+ */
+export type DecodedFrame<T extends FrameType = FrameType> = {
+  [K in T]: Omit<Frame, 'type' | 'payload'> & { type: K; payload: FramePayloads[K] };
+}[T];
 
 /** Encodes one frame. Throws ERR_BATON_FRAME_TOO_LARGE when the payload exceeds `maxBytes`. */
 export function encodeFrame(type: FrameType, payload: unknown, fdCount: number, maxBytes: number): Buffer {

@@ -13,7 +13,7 @@
 import { createRequire } from 'node:module';
 import type { ZodType } from 'zod';
 import { BatonError } from '../core/errors.js';
-import { FrameType, PROTOCOL_VERSION, frameTypeName, type Frame } from './frames.js';
+import { FrameType, PROTOCOL_VERSION, frameTypeName, type DecodedFrame, type Frame, type FramePayloads } from './frames.js';
 
 /** Linux's largest possible pid_max (PID_MAX_LIMIT, 2^22). */
 const PID_MAX = 4_194_304;
@@ -26,14 +26,17 @@ const TEXT_MAX = 16 * 1024;
  * the first check rather than with this module: a generation that starts
  * fresh never pays for it, and a successor sends its Hello before it does.
  */
-export function payloadSchemas(): Record<FrameType, ZodType> {
+export function payloadSchemas(): PayloadSchemas {
   schemas ??= buildSchemas(createRequire(import.meta.url)('zod') as typeof import('zod'));
   return schemas;
 }
 
-let schemas: Record<FrameType, ZodType> | undefined;
+/** One schema per frame type, each decoding to that type's payload (frames.ts FramePayloads): checked when this compiles. */
+type PayloadSchemas = { [K in FrameType]: ZodType<FramePayloads[K]> };
 
-function buildSchemas({ z }: typeof import('zod')): Record<FrameType, ZodType> {
+let schemas: PayloadSchemas | undefined;
+
+function buildSchemas({ z }: typeof import('zod')): PayloadSchemas {
   const count = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
   const id = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
 
@@ -124,7 +127,7 @@ function buildSchemas({ z }: typeof import('zod')): Record<FrameType, ZodType> {
     [FrameType.Ping]: pingSchema,
     [FrameType.Pong]: pingSchema,
     [FrameType.LateState]: lateStateSchema,
-  };
+  } satisfies PayloadSchemas;
 }
 
 /**
@@ -136,7 +139,7 @@ function buildSchemas({ z }: typeof import('zod')): Record<FrameType, ZodType> {
  * ERR_BATON_PROTOCOL_VERSION for a Hello of another protocol version; the
  * caller then owns (and closes) the frame's fds.
  */
-export function checkPayload(frame: Frame, from: string): Frame {
+export function checkPayload(frame: Frame, from: string): DecodedFrame {
   const type = frameTypeName(frame.type);
   if (frame.type === FrameType.Hello) {
     // The version first: a peer of another version may send other fields.
@@ -157,9 +160,13 @@ export function checkPayload(frame: Frame, from: string): Frame {
       `${from} sent ${article(type)} ${type} frame with a bad payload: ${field}: ${issue.message}`,
     );
   }
-  const payload = result.data as Record<string, unknown[]>;
+  const decoded = { ...frame, payload: result.data } as DecodedFrame;
   const carried =
-    frame.type === FrameType.Listeners ? payload.listeners!.length : frame.type === FrameType.Connections ? payload.connections!.length : 0;
+    decoded.type === FrameType.Listeners
+      ? decoded.payload.listeners.length
+      : decoded.type === FrameType.Connections
+        ? decoded.payload.connections.length
+        : 0;
   const allowed = frame.type === FrameType.Listeners ? [0, carried] : [carried];
   if (!allowed.includes(frame.fds.length)) {
     throw new BatonError(
@@ -167,7 +174,7 @@ export function checkPayload(frame: Frame, from: string): Frame {
       `${from} sent ${article(type)} ${type} frame naming ${carried} ${frame.type === FrameType.Listeners ? 'listeners' : 'connections'} with ${frame.fds.length} fds`,
     );
   }
-  return { ...frame, payload: result.data };
+  return decoded;
 }
 
 function article(word: string): string {

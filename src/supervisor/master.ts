@@ -24,6 +24,7 @@ import { HeldListeners } from './held-listeners.js';
 import { createSupervisorLog, type SupervisorLog } from './logger.js';
 import { SdNotify } from './sd-notify.js';
 import { WorkerPool } from './worker-pool.js';
+import { decodeMasterLinkMessage, decodeStateFileCounters, type MasterLinkMessage } from './wire.js';
 import { closeQuietly } from '../native/socket-info.js';
 import { phaseBegins, publishPhase } from '../observe/channels.js';
 import { MasterMetrics, METRICS_FD_NAME, takeMetricsFd } from '../observe/master-metrics.js';
@@ -82,15 +83,6 @@ function parseNames(raw: string | undefined): string[] {
     return [];
   }
 }
-
-/** Messages between an old master and the new master it started. */
-type MasterLinkMessage =
-  | { baton: 'new-master'; type: 'ready'; pid: number }
-  | { baton: 'new-master'; type: 'resume' }
-  | { baton: 'old-master'; type: 'resumed' }
-  /** A retired worker of the old master finished draining: its counts go on in the new master's counters. */
-  | { baton: 'old-master'; type: 'drained'; migrated: number; drained: number; forced: number }
-  | { baton: 'old-master'; type: 'absorb'; workers: { slot: number; socketPath: string }[] };
 
 /** What `baton start` passes to {@link Master.start}. */
 export interface MasterOptions {
@@ -540,7 +532,8 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
       `USR2: new master pid ${child.pid} starting; the pid file is now ${pidFile}.oldbin`,
     );
     child.on('error', () => undefined);
-    child.on('message', (m: MasterLinkMessage) => {
+    child.on('message', (raw: unknown) => {
+      const m = decodeMasterLinkMessage(raw);
       if (m?.baton !== 'new-master') return;
       if (m.type === 'ready' && this.phase === 'upgrading') {
         failpoint('master.superseded');
@@ -683,7 +676,8 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
 
   #linkToParent(): void {
     const link = this.#platform.process;
-    link.on('message', (m: MasterLinkMessage) => {
+    link.on('message', (raw: unknown) => {
+      const m = decodeMasterLinkMessage(raw);
       if (m?.baton !== 'old-master') return;
       if (m.type === 'resumed') this.#resumeWaiter?.();
       else if (m.type === 'drained') {
@@ -934,16 +928,10 @@ function readCounters(file: string): MasterCounters {
     forced: 0,
   };
   try {
-    const s = JSON.parse(fs.readFileSync(file, 'utf8')) as Partial<PersistedState>;
-    if (s.version !== 1 || typeof s.counters !== 'object') return zero;
-    const out = { ...zero };
-    for (const k of Object.keys(zero) as (keyof MasterCounters)[]) {
-      const v = s.counters[k];
-      if (typeof v === 'number' && Number.isFinite(v) && v >= 0) out[k] = v;
-    }
-    return out;
+    const names = Object.keys(zero) as (keyof MasterCounters)[];
+    return { ...zero, ...decodeStateFileCounters(fs.readFileSync(file, 'utf8'), names) };
   } catch {
-    return zero;
+    return zero; // no file (the first master), or unreadable
   }
 }
 

@@ -38,14 +38,14 @@ export interface Supervision {
 export type WorkerMessage =
   | { baton: 'worker'; type: 'phase'; phase: Phase; generation: number; origin: string; socketPath: string }
   /** `degraded`: the internals of Node or ws the worker lacks, each with what degrades (Generation#degraded). */
-  | { baton: 'worker'; type: 'status'; phase: Phase; connections: number; degraded?: MissingInternal[] }
+  | { baton: 'worker'; type: 'status'; phase?: Phase; connections: number; degraded?: MissingInternal[] }
   | { baton: 'worker'; type: 'drained'; migrated: number; drained: number; forced: number }
   /** One of the worker's diagnostics events (phase, migration batch), for the master's metrics. */
   | { baton: 'worker'; type: 'observe'; observed: ObservedEvent }
   /** A listener the worker bound itself (zero-code, not configured), sent with its net.Server handle. */
   | { baton: 'worker'; type: 'listener'; name: string }
   /** A listen() of the app failed (e.g. EADDRINUSE for a listener the master does not hold); `address` is printable. */
-  | { baton: 'worker'; type: 'listen-failed'; name: string; address: string; code: string | undefined; message: string };
+  | { baton: 'worker'; type: 'listen-failed'; name: string; address: string; code?: string; message: string };
 
 /** A message from the master to a worker. */
 export type MasterMessage =
@@ -58,13 +58,37 @@ export function takeSupervision(env: NodeJS.ProcessEnv): Supervision | undefined
   const raw = env[SUPERVISED_ENV];
   if (raw === undefined) return undefined;
   delete env[SUPERVISED_ENV];
+  let s: Partial<Record<keyof Supervision, unknown>> | null;
   try {
-    const s = JSON.parse(raw) as Supervision;
-    if (Number.isInteger(s.slot) && typeof s.socketDir === 'string' && Number.isInteger(s.masterPid)) return s;
+    s = JSON.parse(raw) as typeof s;
   } catch {
-    // fall through
+    return undefined;
   }
+  if (!s || !isCount(s.slot) || typeof s.socketDir !== 'string' || !isCount(s.masterPid)) return undefined;
+  if (s.drainMs !== undefined && !isDuration(s.drainMs)) return undefined;
+  return { slot: s.slot, socketDir: s.socketDir, masterPid: s.masterPid, ...(s.drainMs !== undefined ? { drainMs: s.drainMs } : {}) };
+}
+
+/**
+ * A master's IPC message, or undefined for anything else (the app's own
+ * messages, a malformed one). Checked by hand, not with a schema like the
+ * master's side (wire.ts): a worker does not load zod for three small messages.
+ */
+export function decodeMasterMessage(m: unknown): MasterMessage | undefined {
+  const o = m as Partial<Record<string, unknown>> | null;
+  if (typeof o !== 'object' || o === null || o.baton !== 'master') return undefined;
+  if (o.type === 'status') return { baton: 'master', type: 'status' };
+  if (o.type === 'stop' && isDuration(o.drainMs)) return { baton: 'master', type: 'stop', drainMs: o.drainMs };
+  if (o.type === 'absorb' && typeof o.socketPath === 'string') return { baton: 'master', type: 'absorb', socketPath: o.socketPath };
   return undefined;
+}
+
+function isDuration(v: unknown): v is number {
+  return typeof v === 'number' && Number.isFinite(v) && v >= 0;
+}
+
+function isCount(v: unknown): v is number {
+  return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
 }
 
 /**
@@ -104,8 +128,9 @@ export function linkToMaster(generation: Generation): void {
   const stop = (drainMs?: number) => {
     generation.stop(drainMs === undefined ? {} : { drainTimeoutMs: drainMs }).catch(() => undefined);
   };
-  process.on('message', (m: MasterMessage) => {
-    if (m?.baton !== 'master') return;
+  process.on('message', (raw: unknown) => {
+    const m = decodeMasterMessage(raw);
+    if (!m) return;
     if (m.type === 'stop') stop(m.drainMs);
     else if (m.type === 'status')
       send({

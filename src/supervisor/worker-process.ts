@@ -16,6 +16,7 @@ import { realPlatform, type Platform } from '../platform/platform.js';
 import type { HeldListener } from './held-listeners.js';
 import { SUPERVISED_ENV, type MasterMessage, type Supervision, type WorkerMessage } from './worker-link.js';
 import type { MissingInternal } from '../native/internals.js';
+import { decodeWorkerMessage } from './wire.js';
 
 /** Where a worker is in its life, as the master tracks it. */
 export type WorkerState =
@@ -143,13 +144,15 @@ export class WorkerProcess extends EventEmitter<WorkerEvents> {
         resolve(exit);
       });
     });
-    child.on('message', (m: WorkerMessage, handle: unknown) => {
-      if (m?.baton === 'worker' && m.type === 'listener') {
+    child.on('message', (raw: unknown, handle: unknown) => {
+      const m = decodeWorkerMessage(raw);
+      if (!m) return;
+      if (m.type === 'listener') {
         if (handle instanceof net.Server) this.emit('listener', m.name, handle);
         return;
       }
-      if (m?.baton === 'worker' && m.type === 'listen-failed') {
-        this.emit('listen-failed', { name: String(m.name), address: String(m.address), code: m.code, message: String(m.message) });
+      if (m.type === 'listen-failed') {
+        this.emit('listen-failed', { name: m.name, address: m.address, code: m.code, message: m.message });
         return;
       }
       this.#onMessage(m);
@@ -291,7 +294,6 @@ export class WorkerProcess extends EventEmitter<WorkerEvents> {
   }
 
   #onMessage(m: WorkerMessage): void {
-    if (m?.baton !== 'worker') return;
     if (m.type === 'status') {
       if (Array.isArray(m.degraded)) this.#degraded = m.degraded;
       for (const w of this.#statusWaiters.splice(0)) w(m.connections);
