@@ -132,8 +132,8 @@ export class SuccessorSide {
 
   /**
    * Waits, from now on, for the predecessor's answer to Ready: its Draining
-   * starts the receive loop (in the same turn, so that the migrated
-   * connections are read at once), reporting to `host`. An abort instead
+   * starts the receive loop (its first read one turn later, once ready() has
+   * made this generation `serving`), reporting to `host`. An abort instead
    * (Error frame, bad frame) is reported as `'aborted'`; a lost channel is not
    * reported here ({@link SuccessorSide.ready} tells it). Call once, after
    * {@link SuccessorSide.takeOver}. The channel stays ref'd until
@@ -203,6 +203,9 @@ export class SuccessorSide {
   async #receiveConnections(host: SuccessorHost): Promise<void> {
     const peer = this.peer;
     host.lateState?.expect();
+    // One turn first: ready()'s continuation (publishing this generation, phase 'serving') runs
+    // before the first batch is adopted — Draining and that batch often arrive in one read.
+    await new Promise<void>((resolve) => setImmediate(resolve));
     try {
       for (;;) {
         const frame = await peer.receive();
