@@ -24,10 +24,21 @@ let failed = false;
 /** Directories made outside any test: removed at exit. */
 const fileLevel: string[] = [];
 
-function remove(dirs: string[], keep: boolean): void {
+/** Directories a cleanup could not remove yet (a process of the test still writing there as it exits): tried again at exit. */
+const busy: string[] = [];
+
+function remove(dirs: string[], keep: boolean, last = false): void {
   for (const dir of dirs.splice(0)) {
-    if (keep) process.stderr.write(`kept the directory of a failed test: ${dir}\n`);
-    else fs.rmSync(dir, { recursive: true, force: true, maxRetries: 3 });
+    if (keep) {
+      process.stderr.write(`kept the directory of a failed test: ${dir}\n`);
+      continue;
+    }
+    try {
+      fs.rmSync(dir, { recursive: true, force: true, maxRetries: 3 });
+    } catch {
+      // Cleaning up never fails a test: ENOTEMPTY while an exiting app still writes its files.
+      if (!last) busy.push(dir);
+    }
   }
 }
 
@@ -50,6 +61,7 @@ if (process.env.NODE_TEST_CONTEXT !== undefined || process.execArgv.includes('--
 process.once('exit', () => {
   cleanup();
   remove(fileLevel, process.exitCode !== undefined && process.exitCode !== 0 && process.env[KEEP_TEST_DIRS_ENV] === '1');
+  remove(busy, false, true);
 });
 
 /** A fresh private (0700) directory for one test (never a fixed /tmp path); removed after the test (see the module comment). */
