@@ -253,17 +253,16 @@ function clientSettings(s: http2.Settings): ClientSettings {
  * The successor's side: reads the connection up to the fence's
  * acknowledgement (already in the kernel when the fd was sent), then starts a
  * session of `server` on it behind an {@link Http2Bridge} fed the synthetic
- * preface. Owns `fd` from the call on. `onLost` is told if the bytes are not
+ * preface. Owns `socket` (made on the migrated fd) from the call on. `onLost` is told if the bytes are not
  * what the predecessor promised (the connection is closed then).
  */
 export function adoptHttp2Session(
-  fd: number,
+  socket: net.Socket,
   server: net.Server,
   travel: Http2Travel,
   timeoutMs: number,
   onLost: (why: string) => void,
-): net.Socket {
-  const socket = new net.Socket({ fd, readable: true, writable: true });
+): void {
   const fence = Buffer.from(travel.fence, 'base64');
   let data: Buffer = Buffer.alloc(0);
   const lose = (why: string) => {
@@ -299,5 +298,4 @@ export function adoptHttp2Session(
   socket.on('data', onData);
   socket.once('end', onEnd);
   socket.on('error', () => {}); // a reset before the session exists: 'close' follows
-  return socket;
 }

@@ -13,9 +13,8 @@ import type http2 from 'node:http2';
 import type net from 'node:net';
 import tls from 'node:tls';
 import { debuglog } from 'node:util';
-import { closeQuietly } from '../native/socket-info.js';
 import { adoptHttp2Session, followHttp2Session, offerHttp2Session, type Http2Travel } from './http2-session.js';
-import type { MigrationKind } from './kind.js';
+import { adoptAsSocket, refuse, type MigrationKind } from './kind.js';
 
 const debug = debuglog('baton:migrate');
 
@@ -55,11 +54,11 @@ export const h2cKind: MigrationKind = {
   adopt(fd, entry, server, host) {
     // A listener whose server changed protocol in this version cannot take the connection: it stays and drains there.
     if (!isH2cServer(server)) {
-      closeQuietly(fd);
-      return { adopted: false, reason: `listener '${entry.listener}' is not served by an h2c server here` };
+      return refuse(fd, `listener '${entry.listener}' is not served by an h2c server here`);
     }
     // The session starts once the client's bytes up to the fence are read (see http2-session.ts).
-    const socket = adoptHttp2Session(fd, server, entry.state as Http2Travel, host.timeoutMs, (why) => host.onLost(entry.listener, why));
-    return { adopted: true, socket };
+    return adoptAsSocket(fd, (socket) =>
+      adoptHttp2Session(socket, server, entry.state as Http2Travel, host.timeoutMs, (why) => host.onLost(entry.listener, why)),
+    );
   },
 };

@@ -15,9 +15,8 @@
 import http from 'node:http';
 import type net from 'node:net';
 import { http1ConnectionsList } from '../native/internals.js';
-import { closeQuietly } from '../native/socket-info.js';
 import { idleHttp1Sockets } from './http1-idle.js';
-import type { DepartureHost, Departures, MigrationKind } from './kind.js';
+import { refuse, type DepartureHost, type Departures, type MigrationKind } from './kind.js';
 
 /** The HTTP/1.1 keep-alive kind (see the module comment). */
 export const http1Kind: MigrationKind = {
@@ -28,8 +27,7 @@ export const http1Kind: MigrationKind = {
   adopt(fd, entry, server, host) {
     // A listener whose server changed protocol in this version cannot take it: it stays and drains there.
     if (!(server instanceof http.Server)) {
-      closeQuietly(fd);
-      return { adopted: false, reason: `listener '${entry.listener}' is not served by an HTTP/1.1 server here` };
+      return refuse(fd, `listener '${entry.listener}' is not served by an HTTP/1.1 server here`);
     }
     // Idle between two requests: parked until the client speaks (see Parking).
     host.park(fd, server, entry.listener);

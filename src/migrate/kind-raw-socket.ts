@@ -9,9 +9,8 @@
  * the head, with the app's `state(socket)`. Successor: the head is put back
  * in front of a new `net.Socket`, which the app's `adopt(socket, state)` takes.
  */
-import net from 'node:net';
-import { closeQuietly } from '../native/socket-info.js';
-import type { DepartureHost, MigrationKind } from './kind.js';
+import type net from 'node:net';
+import { adoptAsSocket, refuse, type DepartureHost, type MigrationKind } from './kind.js';
 import { resumeReading, stopReading, takeBuffered } from './socket-control.js';
 
 /** The raw-socket kind (see the module comment). */
@@ -23,26 +22,13 @@ export const rawSocketKind: MigrationKind = {
   adopt(fd, entry, server, host) {
     const handlers = host.socketHandlers(entry.listener);
     if (!handlers) {
-      closeQuietly(fd);
-      return { adopted: false, reason: `listener '${entry.listener}' has no socket handler in this generation` };
+      return refuse(fd, `listener '${entry.listener}' has no socket handler in this generation`);
     }
-    let socket: net.Socket;
-    try {
-      socket = new net.Socket({ fd, readable: true, writable: true });
-    } catch (err) {
-      closeQuietly(fd);
-      return { adopted: false, reason: (err as Error).message };
-    }
-    try {
+    return adoptAsSocket(fd, (socket) => {
       if (entry.head) socket.unshift(Buffer.from(entry.head, 'base64'));
       host.track(socket, server);
       handlers.adopt(socket, entry.state);
-    } catch (err) {
-      // Refused: closing our fd leaves the connection with the predecessor, untouched.
-      socket.destroy();
-      return { adopted: false, reason: `adopting it threw: ${(err as Error).message}` };
-    }
-    return { adopted: true, socket };
+    });
   },
 };
 

@@ -12,11 +12,9 @@
  * Successor: a server-side WebSocket of the server registered under the same
  * listener and key is built on the socket and given to the app.
  */
-import net from 'node:net';
 import { BatonError } from '../core/errors.js';
 import { webSocketOn, webSocketReceiver, webSocketSocket } from '../native/internals.js';
-import { closeQuietly } from '../native/socket-info.js';
-import type { MigrationKind } from './kind.js';
+import { adoptAsSocket, refuse, type MigrationKind } from './kind.js';
 import { adoptWebSocket, closeWebSocket, offerWebSocket, type WebSocketTravel } from './websocket.js';
 
 /** The WebSocket kind (see the module comment). */
@@ -52,30 +50,17 @@ export const webSocketKind: MigrationKind = {
     const travel = entry.state as WebSocketTravel;
     const found = host.websockets.find(entry.listener, travel?.key);
     if (!found) {
-      closeQuietly(fd);
-      return {
-        adopted: false,
-        reason: `listener '${entry.listener}' has no websocket handler for WebSocketServer '${travel?.key ?? '#0'}' in this generation`,
-      };
+      return refuse(
+        fd,
+        `listener '${entry.listener}' has no websocket handler for WebSocketServer '${travel?.key ?? '#0'}' in this generation`,
+      );
     }
-    let socket: net.Socket;
-    try {
-      socket = new net.Socket({ fd, readable: true, writable: true });
-    } catch (err) {
-      closeQuietly(fd);
-      return { adopted: false, reason: (err as Error).message };
-    }
-    try {
+    return adoptAsSocket(fd, (socket) => {
       host.track(socket, server);
       const head = entry.head ? Buffer.from(entry.head, 'base64') : Buffer.alloc(0);
       const ws = adoptWebSocket(found.wss, socket, head, travel, found.handlers);
       host.websockets.adopted(ws, found, server, travel?.request);
-    } catch (err) {
-      // Refused: closing our fd leaves the connection with the predecessor, untouched.
-      socket.destroy();
-      return { adopted: false, reason: `adopting it threw: ${(err as Error).message}` };
-    }
-    return { adopted: true, socket };
+    });
   },
   closeGracefully(socket, timeoutMs) {
     const ws = webSocketOn(socket);

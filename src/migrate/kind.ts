@@ -20,8 +20,9 @@
  *   entry of a Connections frame and its fd.
  */
 import type http2 from 'node:http2';
-import type net from 'node:net';
+import net from 'node:net';
 import type { BatonError } from '../core/errors.js';
+import { closeQuietly } from '../native/socket-info.js';
 import type { MigratedConnection } from '../protocol/frames.js';
 import type { Emigration, SocketMigration } from './emigration.js';
 import type { Parking } from './parking.js';
@@ -103,6 +104,34 @@ export interface ArrivalHost extends AppMigrations {
 
 /** How an adoption ended: adopted (with the socket made for it, if any), or refused with a reason. */
 export type Arrival = { adopted: true; socket?: net.Socket } | { adopted: false; reason: string };
+
+/** Refuses a migrated connection: its fd is closed here, the connection stays with the predecessor. */
+export function refuse(fd: number, reason: string): Arrival {
+  closeQuietly(fd);
+  return { adopted: false, reason };
+}
+
+/**
+ * The successor's usual adoption of a migrated fd: a `net.Socket` on it, given
+ * to `take` (which tracks it and hands it to the app). Either step failing
+ * refuses the connection — the fd, or the socket made of it, is closed here,
+ * which leaves the connection with the predecessor, untouched.
+ */
+export function adoptAsSocket(fd: number, take: (socket: net.Socket) => void): Arrival {
+  let socket: net.Socket;
+  try {
+    socket = new net.Socket({ fd, readable: true, writable: true });
+  } catch (err) {
+    return refuse(fd, (err as Error).message);
+  }
+  try {
+    take(socket);
+  } catch (err) {
+    socket.destroy();
+    return { adopted: false, reason: `adopting it threw: ${(err as Error).message}` };
+  }
+  return { adopted: true, socket };
+}
 
 /** One way connections migrate. Stateless: per-drain state lives in its {@link Departures}. */
 export interface MigrationKind {
