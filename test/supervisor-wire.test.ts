@@ -75,6 +75,10 @@ describe('supervisor wire decoding', () => {
     const env: NodeJS.ProcessEnv = { BATON_SUPERVISED: JSON.stringify({ slot: 1, socketDir: '/run/d', masterPid: 7, drainMs: 100 }) };
     assert.deepEqual(takeSupervision(env), { slot: 1, socketDir: '/run/d', masterPid: 7, drainMs: 100 });
     assert.equal(env.BATON_SUPERVISED, undefined, 'the variable is removed');
+    // Every setting the master passes arrives (timeouts.livenessMs was once dropped here).
+    const full = { slot: 0, socketDir: '/run/d', masterPid: 7, drainMs: 100, livenessMs: 777 };
+    assert.deepEqual(takeSupervision({ BATON_SUPERVISED: JSON.stringify(full) }), full);
+    assert.equal(takeSupervision({ BATON_SUPERVISED: JSON.stringify({ ...full, livenessMs: -1 }) }), undefined);
     assert.equal(takeSupervision({ BATON_SUPERVISED: JSON.stringify({ slot: 1.5, socketDir: '/run/d', masterPid: 7 }) }), undefined);
     assert.equal(takeSupervision({ BATON_SUPERVISED: 'null' }), undefined);
   });

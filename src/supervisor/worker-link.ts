@@ -53,6 +53,9 @@ export type MasterMessage =
   | { baton: 'master'; type: 'status' }
   | { baton: 'master'; type: 'absorb'; socketPath: string };
 
+/** The optional fields of {@link Supervision}: all durations in ms. */
+const OPTIONAL_DURATIONS = ['drainMs', 'livenessMs'] as const satisfies readonly (keyof Supervision)[];
+
 /** The supervision this process runs under, if any; the variable is removed so the app's children do not see it. */
 export function takeSupervision(env: NodeJS.ProcessEnv): Supervision | undefined {
   const raw = env[SUPERVISED_ENV];
@@ -65,8 +68,15 @@ export function takeSupervision(env: NodeJS.ProcessEnv): Supervision | undefined
     return undefined;
   }
   if (!s || !isCount(s.slot) || typeof s.socketDir !== 'string' || !isCount(s.masterPid)) return undefined;
-  if (s.drainMs !== undefined && !isDuration(s.drainMs)) return undefined;
-  return { slot: s.slot, socketDir: s.socketDir, masterPid: s.masterPid, ...(s.drainMs !== undefined ? { drainMs: s.drainMs } : {}) };
+  const supervision: Supervision = { slot: s.slot, socketDir: s.socketDir, masterPid: s.masterPid };
+  // Every optional field is a duration: checked in one loop, so a field added to Supervision is not dropped here.
+  for (const key of OPTIONAL_DURATIONS) {
+    const value = s[key];
+    if (value === undefined) continue;
+    if (!isDuration(value)) return undefined;
+    supervision[key] = value;
+  }
+  return supervision;
 }
 
 /**
