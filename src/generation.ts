@@ -147,8 +147,9 @@ export class Generation extends EventEmitter<GenerationEvents> {
       this.#phases.transition('taking-over');
       beginning.predecessor.follow(this.#successorHost());
     }
-    // Node's internals are looked at once per process; what is missing degrades migration, not serving.
-    this.#degraded.push(...probeNodeInternals());
+    // Node's internals are looked at once per process, and only for a generation that migrates: what is
+    // missing degrades migration, not serving.
+    if (settings.migrate) this.#degraded.push(...probeNodeInternals());
     const warnings = [...(beginning.warnings ?? []), ...this.#degraded.map((m) => missingInternalWarning(m))];
     // After start() resolved and its caller attached listeners (an `await` continues in a microtask, before this).
     if (warnings.length > 0) setImmediate(() => warnings.forEach((w) => this.emit('warning', w)));
@@ -346,10 +347,10 @@ export class Generation extends EventEmitter<GenerationEvents> {
       socket?.close();
       throw new BatonError('ERR_BATON_ABORTED', 'the takeover was aborted by the predecessor');
     }
-    side?.unref(); // only the predecessor's Done is still to come
     this.#asPredecessor.publish(socket);
     this.#writePidFile();
     this.#phases.transition('serving');
+    side?.serve(); // migrated connections reach a generation that serves
   }
 
   /**
@@ -468,6 +469,7 @@ export class Generation extends EventEmitter<GenerationEvents> {
           `${side.label} did not answer ready with Draining within ${this.settings.helloTimeoutMs} ms (helloTimeoutMs)`,
         );
       }
+      side.serve();
       await side.finished;
       return counts;
     } catch (err) {

@@ -19,6 +19,7 @@ import { FramePeer, isPeerLoss } from '../protocol/frame-peer.js';
 import {
   FrameType,
   frameTypeName,
+  hasFeature,
   type DonePayload,
   type HelloPayload,
   type ListenersPayload,
@@ -80,6 +81,7 @@ export class SuccessorSide {
   #reply: HelloPayload | undefined;
   #listenersReceived = false;
   #draining: Promise<unknown> | undefined;
+  #host: SuccessorHost | undefined;
   #finished: Promise<void> = Promise.resolve();
 
   /** Takes `channel` over (a connection to the predecessor's upgrade socket, or the exec path's inherited one). */
@@ -131,25 +133,22 @@ export class SuccessorSide {
   }
 
   /**
-   * Waits, from now on, for the predecessor's answer to Ready: its Draining
-   * starts the receive loop (its first read one turn later, once ready() has
-   * made this generation `serving`), reporting to `host`. An abort instead
-   * (Error frame, bad frame) is reported as `'aborted'`; a lost channel is not
-   * reported here ({@link SuccessorSide.ready} tells it). Call once, after
-   * {@link SuccessorSide.takeOver}. The channel stays ref'd until
-   * {@link SuccessorSide.unref}: with its listeners deferred, it is what keeps
-   * a successor's event loop alive while the app sets up.
+   * Waits, from now on, for the predecessor's answer to Ready. An abort
+   * (Error frame, bad frame) is reported to `host` as `'aborted'`; a lost
+   * channel is not reported here ({@link SuccessorSide.ready} tells it);
+   * Draining is taken by {@link SuccessorSide.serve}. Call once, after
+   * {@link SuccessorSide.takeOver}. The channel stays ref'd until serve(): with
+   * its listeners deferred, it is what keeps a successor's event loop alive
+   * while the app sets up.
    */
   follow(host: SuccessorHost): void {
     const peer = this.peer;
+    this.#host = host;
     const draining = peer.expect(FrameType.Draining);
     this.#draining = draining;
-    this.#finished = draining.then(
-      () => {
-        // Here, not after ready()'s await: a fault placed later would fire only after the first batches were adopted.
-        failpoint('successor.draining-received');
-        return this.#receiveConnections(host);
-      },
+    draining.then(
+      // Here, when it arrives: a fault placed at serve() would fire only after the app saw this generation serving.
+      () => failpoint('successor.draining-received'),
       (err: unknown) => {
         if (isPeerLoss(err)) return;
         peer.close();
@@ -184,14 +183,28 @@ export class SuccessorSide {
     }
   }
 
+  /**
+   * This generation serves (its phase is `serving`): migrated connections
+   * are taken from now on. The receive loop runs once Draining came — at once
+   * if it already has, its frames waiting on the channel meanwhile — until
+   * Done, reporting to the host given to follow(). The channel no longer keeps
+   * the process alive: only the predecessor's Done is still to come. Call
+   * once, after {@link SuccessorSide.ready}, whatever it resolved with.
+   */
+  serve(): void {
+    const host = this.#host;
+    const draining = this.#draining;
+    if (!host || !draining) throw new Error('SuccessorSide.serve() called before follow()');
+    this.peer.channel.unref();
+    this.#finished = draining.then(
+      () => this.#receiveConnections(host),
+      () => undefined, // reported by follow() or ready()
+    );
+  }
+
   /** Settles when the receive loop ended (Done, a loss, a failure: all reported), or at once when it never started. Never rejects. */
   get finished(): Promise<void> {
     return this.#finished;
-  }
-
-  /** Lets the process exit while only the predecessor's Done is still to come. */
-  unref(): void {
-    this.peer.channel.unref();
   }
 
   /** Closes the channel (and every fd still queued on it). Idempotent. */
@@ -202,15 +215,14 @@ export class SuccessorSide {
   /** After Draining: migrated connections, each batch acknowledged, then Done. */
   async #receiveConnections(host: SuccessorHost): Promise<void> {
     const peer = this.peer;
-    host.lateState?.expect();
-    // One turn first: ready()'s continuation (publishing this generation, phase 'serving') runs
-    // before the first batch is adopted — Draining and that batch often arrive in one read.
-    await new Promise<void>((resolve) => setImmediate(resolve));
+    // Late state comes only from a predecessor that speaks it: a reconnect is not held for one that never sends.
+    const late = hasFeature(this.#reply, 'late-state') ? host.lateState : undefined;
+    late?.expect();
     try {
       for (;;) {
         const frame = await peer.receive();
         if (frame.type === FrameType.LateState) {
-          host.lateState?.take(frame.payload);
+          late?.take(frame.payload);
           continue;
         }
         if (frame.type === FrameType.Connections) {
@@ -225,7 +237,7 @@ export class SuccessorSide {
           for (const fd of frame.fds) closeQuietly(fd);
           throw new BatonError('ERR_BATON_UNEXPECTED_FRAME', `${peer.label} sent a ${frameTypeName(frame.type)} frame while draining`);
         }
-        host.lateState?.end();
+        late?.end();
         failpoint('successor.done-received');
         // Release the channel first: when the generation reports Done, nothing of the predecessor is held.
         peer.close();
@@ -233,7 +245,7 @@ export class SuccessorSide {
         return;
       }
     } catch (err) {
-      host.lateState?.end();
+      late?.end();
       peer.close();
       if (!isPeerLoss(err)) host.report({ kind: 'warning', error: asError(err) });
     }
