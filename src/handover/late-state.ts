@@ -11,6 +11,9 @@ import type { FramePeer } from '../protocol/frame-peer.js';
  */
 export type LateStateProvider = () => unknown;
 
+/** What a provider still running at the bound stands for. */
+const EXPIRED = Symbol('expired');
+
 /** Takes one key's late state in the successor (called once per delivery, in the order sent). */
 export type LateStateReceiver = (value: unknown) => void;
 
@@ -62,25 +65,43 @@ export class LateState {
   /**
    * Predecessor: runs every provider and sends each value to `peer`, in
    * registration order. A provider that throws, or a value that cannot be
-   * sent, is reported through `warn` and skipped; resolves when all were
-   * handled (never rejects).
+   * sent, is reported through `warn` and skipped; so is every provider still
+   * running `boundMs` after the call — the successor holds its restores no
+   * longer than that either (helloTimeoutMs), and the drain's Done waits for
+   * this. Resolves when all were handled (never rejects).
    */
-  async deliver(peer: FramePeer, warn: (err: Error) => void): Promise<void> {
-    for (const [key, provider] of this.#providers) {
-      let value: unknown;
-      try {
-        value = await provider();
-      } catch (err) {
-        warn(new BatonError('ERR_BATON_LATE_STATE', `late state '${key}' was not handed over: ${asError(err).message}`));
-        continue;
+  async deliver(peer: FramePeer, warn: (err: Error) => void, boundMs: number): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const expired = new Promise<typeof EXPIRED>((resolve) => {
+      timer = setTimeout(() => resolve(EXPIRED), boundMs);
+    });
+    try {
+      for (const [key, provider] of this.#providers) {
+        let value: unknown;
+        try {
+          value = await Promise.race([provider(), expired]);
+        } catch (err) {
+          warn(new BatonError('ERR_BATON_LATE_STATE', `late state '${key}' was not handed over: ${asError(err).message}`));
+          continue;
+        }
+        if (value === EXPIRED) {
+          warn(new BatonError('ERR_BATON_LATE_STATE', `late state '${key}' was not handed over: not ready within ${boundMs} ms`));
+          return;
+        }
+        await this.#send(peer, key, value, warn);
       }
-      if (value === undefined || peer.closed) continue;
-      try {
-        await peer.send(FrameType.LateState, { key, value } satisfies LateStatePayload);
-      } catch (err) {
-        if (peer.closed) return;
-        warn(new BatonError('ERR_BATON_LATE_STATE', `late state '${key}' was not handed over: ${asError(err).message}`));
-      }
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  async #send(peer: FramePeer, key: string, value: unknown, warn: (err: Error) => void): Promise<void> {
+    if (value === undefined || peer.closed) return;
+    try {
+      await peer.send(FrameType.LateState, { key, value } satisfies LateStatePayload);
+    } catch (err) {
+      if (peer.closed) return;
+      warn(new BatonError('ERR_BATON_LATE_STATE', `late state '${key}' was not handed over: ${asError(err).message}`));
     }
   }
 

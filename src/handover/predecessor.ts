@@ -34,6 +34,7 @@ import { FramePeer } from '../protocol/frame-peer.js';
 import {
   FrameType,
   PROTOCOL_VERSION,
+  FEATURES,
   hasFeature,
   type DonePayload,
   type HelloPayload,
@@ -294,9 +295,12 @@ export class PredecessorSide {
         }
         return true;
       };
+      /** The verdict on the successor's lost channel ('error', 'end', a closed final Ping: judged once): nobody else serves. */
+      let orphaned: boolean | undefined;
       if (successor) {
         lost = () => {
-          if (nobodyServes()) tracker.cancelDrain();
+          orphaned ??= nobodyServes();
+          if (orphaned) tracker.cancelDrain();
         };
         successor.channel.once('end', lost);
         successor.channel.once('error', lost);
@@ -320,17 +324,19 @@ export class PredecessorSide {
       // read with the Ready itself, before `lost` listened: roll back now.
       if (successor?.closed) lost?.();
       // After the drain's start (the kinds' departures began their closes): late state is complete only once they are done.
-      const late = successor && target?.lateState ? host.lateState.deliver(successor, (e) => this.#warn(e)) : undefined;
+      const late =
+        successor && target?.lateState ? host.lateState.deliver(successor, (e) => this.#warn(e), host.settings.helloTimeoutMs) : undefined;
       await told;
       if (successor) failpoint('predecessor.draining-sent');
       let report = await draining;
       // The drain ends only with a successor that still answers: one that hung
-      // now would leave nobody serving once this generation exits.
-      // A successor whose channel closed before Done — killed after acknowledging the last batch,
-      // when the drain had nothing left to cancel — is as gone as a hung one.
+      // now would leave nobody serving once this generation exits. One whose
+      // channel closed — killed after acknowledging the last batch, when the
+      // drain had nothing left to cancel — is judged as a lost channel is.
       if (report && successor) {
         const outcome = liveness ? await liveness.final() : successor.closed ? 'closed' : 'alive';
-        if (outcome === 'hung' || (outcome === 'closed' && nobodyServes())) {
+        if (outcome === 'closed') lost?.();
+        if (outcome === 'hung' || orphaned === true) {
           tracker.cancelDrain();
           report = undefined;
         }
@@ -520,6 +526,8 @@ export class PredecessorSide {
         generation: host.number,
         name: s.name,
         node: process.version,
+        // What this side speaks: the successor expects late state only from a predecessor that names it.
+        features: [...FEATURES],
       };
       // The successor grows its fd table for these before it is ready, not while they arrive.
       if (s.migrate) reply.connections = this.#openConnections();
