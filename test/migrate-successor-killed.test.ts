@@ -8,7 +8,9 @@
  * no generation left serving, it accepts again (phase draining → serving),
  * takes the upgrade socket back and answers every kept connection's next
  * request with keep-alive (generation 1, no reconnect, 0 failures). New
- * connections reach it, and a later upgrade works.
+ * connections reach it, and a later upgrade works. And a successor killed
+ * right after acknowledging the last batch — the drain over, nothing left to
+ * cancel — is rolled back from too.
  */
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
@@ -178,6 +180,56 @@ describe('successor killed during migration', () => {
       await log.waitEvent('exit', next.pid);
     } finally {
       await Promise.all(clients.map((t) => t.client.destroy().catch(() => undefined)));
+    }
+  });
+
+  it('killed right after acknowledging the last batch, when the drain is already over: the predecessor still rolls back', async () => {
+    // Every connection idle: they all leave at the drain's start in one batch, and the successor dies on its ack.
+    // The predecessor's drain then has nothing left to cancel; only the closed channel says the successor is gone.
+    const IDLE = 20;
+    const env = { BATON_SOCKET_DIR: tempDir(), KEEP_ALIVE_TIMEOUT_MS: '300000' };
+    const first = spawnFixture(fixture('server'), env, log);
+    const listening = await log.waitEvent('listening', first.pid);
+    await log.waitEvent('ready', first.pid);
+    const clients = Array.from(
+      { length: IDLE },
+      () => new Client(`http://127.0.0.1:${listening.http}`, { keepAliveTimeout: 600_000, keepAliveMaxTimeout: 600_000 }),
+    );
+    const generationOf = async (c: Client) => {
+      const res = await c.request({ path: '/', method: 'GET' });
+      await res.body.text();
+      return Number(res.headers['x-generation']);
+    };
+    try {
+      assert.deepEqual(new Set(await Promise.all(clients.map(generationOf))), new Set([1]));
+      const since = log.events.length;
+      const successor = spawnFixture(fixture('server'), { ...env, DIE_AFTER_ADOPTING: String(IDLE) }, log);
+      const [, signal] = (await once(successor, 'exit')) as [number | null, NodeJS.Signals | null];
+      assert.equal(signal, 'SIGKILL', 'the successor killed itself after its last acknowledgement');
+      const out = log.events.slice(since).filter((e) => e.event === 'connections-out' && e.pid === first.pid);
+      assert.equal(
+        out.reduce((n, e) => n + (e.args as { adopted: number }[])[0]!.adopted, 0),
+        IDLE,
+        'every connection was handed over: nothing was left to drain',
+      );
+      const rolledBack = await log.waitFor(
+        (e) => e.event === 'upgrade-failed' && e.pid === first.pid && e.code === 'ERR_BATON_SUCCESSOR_LOST',
+        'the predecessor rolling back',
+        30_000,
+        since,
+      );
+      assert.match(String(rolledBack.message), /rolled back/);
+      assert.equal(
+        log.events.slice(since).find((e) => (e.event === 'drained' || e.event === 'exit') && e.pid === first.pid),
+        undefined,
+        'the predecessor neither reported a finished drain nor exited',
+      );
+      // It serves: a new connection is answered by generation 1.
+      const fresh = new Client(`http://127.0.0.1:${listening.http}`);
+      assert.equal(await generationOf(fresh), 1);
+      await fresh.close();
+    } finally {
+      await Promise.all(clients.map((c) => c.destroy().catch(() => undefined)));
     }
   });
 });
