@@ -8,7 +8,7 @@
  *
  * The endpoint's listening socket survives a binary upgrade like the app's
  * listeners: the old master passes it to the new one (inherited fd named
- * {@link METRICS_FD_NAME}). A master answers scrapes while it is the newest
+ * METRICS_FD_NAME, metrics-fd.ts). A master answers scrapes while it is the newest
  * one: a new master from its phase `running` on, the old one until it is
  * `superseded` (and again after a rollback, `running`). The socket never
  * closes, so a scrape is never refused, and a scrape in progress on the old
@@ -16,15 +16,11 @@
  */
 import type http from 'node:http';
 import { closeQuietly, dupFd } from '../native/socket-info.js';
-import type { InheritedListener } from '../handover/inherit.js';
 import type { MasterStatus } from '../supervisor/master.js';
 import { bindListener } from '../supervisor/held-listeners.js';
 import { ChannelNames, subscribe, type BatchEvent, type PhaseEvent } from './channels.js';
 import { MetricSet, type LastUpgrade, type MetricsSnapshot } from './metric-set.js';
 import { metricsServer } from './metrics-http.js';
-
-/** The name of the metrics socket among the fds an old master passes to a new one. */
-export const METRICS_FD_NAME = 'baton-metrics';
 
 /**
  * How long a scrape waits for each worker's connection count. A worker busy
@@ -38,13 +34,6 @@ const MASTER_PHASES = ['starting', 'running', 'reloading', 'upgrading', 'superse
 /** An event a worker forwards to its master (WorkerMessage `observe`). */
 export type ObservedEvent = { channel: 'phase'; event: PhaseEvent } | { channel: 'batch'; event: BatchEvent };
 
-/** Takes the metrics socket out of the fds inherited from an old master (the rest are the app's listeners). */
-export function takeMetricsFd(inherited: InheritedListener[]): number | undefined {
-  const i = inherited.findIndex((l) => l.name === METRICS_FD_NAME);
-  if (i < 0) return undefined;
-  return inherited.splice(i, 1)[0]!.fd;
-}
-
 /** The master's view of its metrics. Owns the metrics socket's fd; {@link MasterMetrics.close} closes it. */
 export class MasterMetrics {
   readonly set: MetricSet;
@@ -57,13 +46,21 @@ export class MasterMetrics {
   private constructor(fd: number, name: string, status: (connectionsTimeoutMs: number) => Promise<MasterStatus>) {
     this.#fd = fd;
     this.set = new MetricSet('master', async () => this.#snapshot(await status(WORKER_ANSWER_MS)), { app: name });
-    // The master's own phases, from the channel its phase machine publishes on.
+    // The master's phase durations, from the channel its phase machine publishes on (when observing is on).
     this.#unsubscribe = subscribe<PhaseEvent>(ChannelNames.phase, (e) => {
-      if (e.role !== 'master' || e.pid !== process.pid) return;
-      this.set.observePhase('master', e.from, e.durationMs / 1000);
-      if (e.to === 'running') this.serve();
-      else if (e.to === 'superseded') this.#pause();
+      if (e.role === 'master') this.set.observePhase('master', e.from, e.durationMs / 1000);
     });
+  }
+
+  /**
+   * The master moved to phase `to`: the newest master answers scrapes — from
+   * `running` on (also after a rollback), until `superseded`. Called by the
+   * master's phase machine itself, not through the diagnostics channel, which
+   * may be off.
+   */
+  onPhase(to: string): void {
+    if (to === 'running') this.serve();
+    else if (to === 'superseded') this.#pause();
   }
 
   /**

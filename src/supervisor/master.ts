@@ -27,7 +27,8 @@ import { WorkerPool } from './worker-pool.js';
 import { decodeMasterLinkMessage, decodeStateFileCounters, type MasterLinkMessage } from './wire.js';
 import { closeQuietly } from '../native/socket-info.js';
 import { phaseBegins, publishPhase } from '../observe/channels.js';
-import { MasterMetrics, METRICS_FD_NAME, takeMetricsFd } from '../observe/master-metrics.js';
+import type { MasterMetrics } from '../observe/master-metrics.js';
+import { METRICS_FD_NAME, takeMetricsFd } from '../observe/metrics-fd.js';
 
 /**
  * The phases of a master. Every transition is emitted as `'phase'` and logged.
@@ -239,6 +240,7 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
     this.#exited = new Promise((resolve) => (this.#exit = resolve));
     this.#phases.on('phase', (to, from) => {
       publishPhase(this, 'master', undefined, from, to);
+      this.#metrics?.onPhase(to);
       this.#log.info({ event: 'master-phase', phase: to, from }, `master phase ${from} -> ${to}`);
       this.emit('phase', to, from);
     });
@@ -289,7 +291,10 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
     // The endpoint asks the master for its status at scrape time (the first scrape is accepted after the master exists).
     const self: { master?: Master } = {};
     const metrics = config.metrics
-      ? await MasterMetrics.open(config.metrics, metricsFd, config.name, (ms) => self.master!.status(ms))
+      ? // Loaded only when configured: prom-client costs a master (and every CLI command) ~80 ms to load.
+        await (
+          await import('../observe/master-metrics.js')
+        ).MasterMetrics.open(config.metrics, metricsFd, config.name, (ms) => self.master!.status(ms))
       : undefined;
     const master = new Master(options, config, logger, listeners, parentPid, metrics);
     self.master = master;
