@@ -53,7 +53,11 @@ test('baton upgrade --report writes the JSON report and an SVG timeline of the u
     'the new master was sampled',
   );
   const lastOld = r.samples.filter((s) => oldKeys(s).length > 0).at(-1)!;
-  assert.ok(r.samples.at(-1)!.t >= lastOld.t);
+  assert.deepEqual(
+    oldKeys(lastOld).filter((k) => lastOld.connections[k] !== 0),
+    [],
+    `the old master's last sample (at ${lastOld.t} ms) still had connections`,
+  );
   assert.equal(r.samples.at(-1)!.cut, 0);
   // The SVG: a document with a line per generation and every step marked.
   const svg = fs.readFileSync(path.join(dir, 'upgrade.svg'), 'utf8');

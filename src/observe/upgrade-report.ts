@@ -12,7 +12,7 @@ import type { MasterStatus } from '../supervisor/master.js';
 import { lineChart, type Series } from './svg-chart.js';
 
 /** How often the masters are asked for their status during an upgrade. */
-export const SAMPLE_INTERVAL_MS = 100;
+const SAMPLE_INTERVAL_MS = 100;
 
 /** One sample of the masters during the upgrade. */
 export interface ReportSample {
@@ -99,6 +99,10 @@ export class UpgradeRecorder {
         sample.connections[key] = (sample.connections[key] ?? 0) + (w.connections ?? 0);
       }
     }
+    // A generation no longer sampled (its workers or its master exited) holds no connections: its line ends at 0.
+    for (const [key, n] of Object.entries(this.#samples.at(-1)?.connections ?? {})) {
+      if (n > 0 && !(key in sample.connections)) sample.connections[key] = 0;
+    }
     this.#samples.push(sample);
   }
 
@@ -128,13 +132,13 @@ export class UpgradeRecorder {
 }
 
 /** The SVG file written next to a report's JSON file. */
-export function svgPathOf(file: string): string {
+function svgPathOf(file: string): string {
   const ext = path.extname(file);
   return `${ext ? file.slice(0, -ext.length) : file}.svg`;
 }
 
 /** The SVG timeline of a report: connections per master and generation, connections cut and migrated, steps marked. */
-export function reportSvg(r: UpgradeReportData): string {
+function reportSvg(r: UpgradeReportData): string {
   const keys = [...new Set(r.samples.flatMap((s) => Object.keys(s.connections)))];
   const series: Series[] = keys.map((k) => ({
     label: k,
