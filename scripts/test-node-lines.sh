@@ -32,7 +32,7 @@ for major in "$@"; do
     echo "=== test slice on Node $("$bin/node" --version) ==="
     files=()
     for f in "${SLICE_FILES[@]}"; do files+=("dist/test/$f.test.js"); done
-    PATH="$bin:$PATH" bash -c 'npm run build --silent && node --test --test-concurrency=1 --test-timeout=30000 dist/test/unit/*.test.js && node --test --test-concurrency=1 --test-timeout=300000 "$@"' _ "${files[@]}" 2>&1 | tee "$logs/$major.log"
+    PATH="$bin:$PATH" bash -c 'npm run test:unit && node --test --test-concurrency=1 --test-timeout=300000 "$@"' _ "${files[@]}" 2>&1 | tee "$logs/$major.log"
   else
     echo "=== npm test on Node $("$bin/node" --version) ==="
     PATH="$bin:$PATH" npm test 2>&1 | tee "$logs/$major.log"

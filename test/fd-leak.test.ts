@@ -1,8 +1,8 @@
 /**
- * No fd leak across upgrades: 50 upgrades in a row, alternating takeover and
+ * No fd leak across upgrades: 10 upgrades in a row, alternating takeover and
  * exec, with a few HTTP requests served by every generation. Once a generation
  * serves and its predecessor is done, the test counts its open fds from
- * outside (/proc/<pid>/fd): after 50 upgrades a generation holds as many fds as
+ * outside (/proc/<pid>/fd): after 10 upgrades a generation holds as many fds as
  * the first one did, every generation in between holds that many too, and
  * every predecessor process has exited.
  */

@@ -15,6 +15,7 @@
  *   text when stderr is a terminal, JSON otherwise.
  */
 import path from 'node:path';
+import { Defaults } from '../core/options.js';
 import { installAdoption, startBeforeApp } from './adoption.js';
 import { defaultAppName } from './app-name.js';
 
@@ -34,7 +35,7 @@ installAdoption({
   appEntry: entry,
   namedOnPurpose: Boolean(env.BATON_NAME),
   consistency,
-  livenessMs: env.BATON_LIVENESS_MS === undefined ? undefined : positive(env.BATON_LIVENESS_MS, 5_000),
+  livenessMs: env.BATON_LIVENESS_MS === undefined ? undefined : positive(env.BATON_LIVENESS_MS, Defaults.livenessTimeoutMs),
   report: (event, data, text) => {
     process.stderr.write(json ? `${JSON.stringify({ event, pid: process.pid, ...data })}\n` : `[baton pid ${process.pid}] ${text}\n`);
   },

@@ -12,7 +12,9 @@ import { publishStep } from '../observe/channels.js';
  * generation, worker or master gets there first — at exactly that step.
  *
  * Inert unless the environment variable `BATON_FAULTS` names a directory when
- * this module loads: then every {@link failpoint} call is a single boolean test.
+ * this module loads: then every {@link failpoint} call is a single boolean test
+ * (after the step's publish on `baton:handover:step`, itself one check while
+ * nobody subscribes).
  *
  * Actions (the file's content, trimmed):
  * - `kill` — SIGKILL: the process vanishes at this step.

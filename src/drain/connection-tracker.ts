@@ -5,8 +5,6 @@ import type { Departures, Migrator } from '../migrate/kind.js';
 import { closeUpgraded, prepareServer } from '../migrate/kinds.js';
 import { hasHttpParser } from '../native/internals.js';
 
-export type { Migrator } from '../migrate/kind.js';
-
 /**
  * What happens to upgraded connections (WebSocket, any protocol after an HTTP
  * `Upgrade`) that do not migrate, during a drain into a ready successor.

@@ -107,7 +107,7 @@ export function handleWriteQueue(socket: net.Socket): number {
 
 type Parser = { socket?: net.Socket };
 /** Node's list of the parsers of an http.Server's connections. */
-export type Http1ConnectionsList = { idle(): Parser[]; active?(): Parser[] };
+type Http1ConnectionsList = { idle(): Parser[]; active?(): Parser[] };
 
 /** Node's list of the HTTP/1.1 connections of `server` (set once it listens); undefined when not there. */
 export function http1ConnectionsList(server: net.Server): Http1ConnectionsList | undefined {
@@ -252,7 +252,7 @@ export function onCompleteUpgrade(wss: WssLike, follow: (ws: WsLike, req: http.I
 /** What degrades without a socket's stream handle. */
 const NO_HANDLE = 'no connection migrates (every kind freezes its connections through it): connections drain';
 /** What degrades without Node's HTTP connection list. */
-export const NO_HTTP1_LIST =
+const NO_HTTP1_LIST =
   'HTTP/1.1 connections drain (Connection: close, keep-alive timeout) instead of migrating, and data consistency mode cannot tell when requests are in flight';
 
 let probed: readonly MissingInternal[] | undefined;

@@ -137,7 +137,7 @@ function last(kind: string, outcome: { result: string; at: string } | undefined,
 }
 
 /** What a scrape of the master shows, from its status. */
-export function masterSnapshot(s: MasterStatus): MetricsSnapshot {
+function masterSnapshot(s: MasterStatus): MetricsSnapshot {
   const c = s.counters;
   const workers: Record<string, number> = { starting: 0, ready: 0, stopping: 0 };
   for (const w of s.workers) workers[w.state] = (workers[w.state] ?? 0) + 1;

@@ -35,9 +35,10 @@ function remove(dirs: string[], keep: boolean, last = false): void {
     }
     try {
       fs.rmSync(dir, { recursive: true, force: true, maxRetries: 3 });
-    } catch {
+    } catch (err) {
       // Cleaning up never fails a test: ENOTEMPTY while an exiting app still writes its files.
       if (!last) busy.push(dir);
+      else process.stderr.write(`could not remove the test directory ${dir}: ${(err as Error).message}\n`);
     }
   }
 }
