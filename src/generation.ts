@@ -175,6 +175,11 @@ export class Generation extends EventEmitter<GenerationEvents> {
     return this.#tracker.size + this.#parking.size;
   }
 
+  /** Requests this generation's servers received so far (a counter from 0 at its start; see ConnectionTracker.requests). */
+  get requests(): number {
+    return this.#tracker.requests;
+  }
+
   /**
    * The private internals of Node (probed at start-up) and of registered ws
    * servers that are missing, each with what degrades without it (also

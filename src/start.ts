@@ -181,7 +181,7 @@ export async function start(options: StartOptions): Promise<Generation> {
   const tracker = new ConnectionTracker();
   const supervised = supervision !== undefined;
   const linked = (g: Generation): Generation => {
-    if (supervised) linkToMaster(g);
+    if (supervision) linkToMaster(g, { observe: supervision.observe === true });
     return g;
   };
   if (!channel) {

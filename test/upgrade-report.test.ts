@@ -2,8 +2,11 @@
  * `baton upgrade --report FILE` under keep-alive load: the JSON report has
  * every step the command printed, samples of both masters' connections by
  * generation (the old generation's connections fall to 0 as the new one's
- * rise) and the summary the command printed; the SVG timeline next to it
- * draws each generation and marks each step.
+ * rise), requests per second by generation — which add up to the masters'
+ * request counters and match what the load generator counted over the same
+ * time — failed requests as baton counts them, and the summary the command
+ * printed; the SVG timeline next to it draws each generation's connections
+ * and requests per second and marks each step.
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -23,7 +26,10 @@ test('baton upgrade --report writes the JSON report and an SVG timeline of the u
   const { dir, cfg, master: old, load } = await masterUnderLoad(t, log, 'workers: 2\nupgrade: { healthWindowMs: 300 }', 32, 100);
   writeApp(dir, 'v2');
   const file = path.join(dir, 'upgrade.json');
-  const { stdout } = await run(process.execPath, [cli, 'upgrade', '-c', cfg, '--report', file]);
+  // What the load generator counted, over wall-clock time, to compare with the report's requests.
+  const counted: [number, number][] = [[Date.now(), load.result.ok + load.result.failed]];
+  const counting = setInterval(() => counted.push([Date.now(), load.result.ok + load.result.failed]), 10);
+  const { stdout } = await run(process.execPath, [cli, 'upgrade', '-c', cfg, '--report', file]).finally(() => clearInterval(counting));
   assert.match(stdout, new RegExp(`report: ${file}, ${path.join(dir, 'upgrade.svg')}`));
   const r = JSON.parse(fs.readFileSync(file, 'utf8')) as UpgradeReportData;
   assert.equal(r.result, 'done');
@@ -59,12 +65,56 @@ test('baton upgrade --report writes the JSON report and an SVG timeline of the u
     `the old master's last sample (at ${lastOld.t} ms) still had connections`,
   );
   assert.equal(r.samples.at(-1)!.cut, 0);
+
+  // Requests: each master's counter moved by exactly what its generations' intervals add up to.
+  const intervals = (prefix: string) =>
+    r.samples.reduce((a, s) => a + Object.entries(s.requests).reduce((b, [k, n]) => b + (k.startsWith(prefix) ? n : 0), 0), 0);
+  const total = (c: Record<string, number>) => Object.values(c).reduce((a, n) => a + n, 0);
+  assert.deepEqual(Object.keys(r.requestCounters).sort(), [String(old.pid), String(newPid)].sort());
+  for (const [pid, c] of Object.entries(r.requestCounters)) {
+    assert.equal(intervals(`master ${pid} `), total(c.last) - total(c.first), `master ${pid}: the intervals add up to its counter`);
+  }
+  assert.equal(r.totals.requests, intervals('master '));
+  // Both generations served at a non-zero rate, the old one before the new one took over.
+  const rpsOf = (pid: number) =>
+    Math.max(
+      ...r.samples.flatMap((s) =>
+        Object.entries(s.rps)
+          .filter(([k]) => k.startsWith(`master ${pid} `))
+          .map(([, v]) => v),
+      ),
+    );
+  assert.ok(rpsOf(old.pid) > 0, 'the old generation served requests');
+  assert.ok(rpsOf(newPid) > 0, 'the new generation served requests');
+  // The load generator's count from the first sample to the last: baton counts a request when it
+  // arrives, the load when its answer did, so up to one request per connection (32) differs at each
+  // end, plus what 10 ms of sampling granularity (each side) and the status round trip hold.
+  const at = (ms: number) => {
+    const i = counted.findIndex(([when]) => when >= ms);
+    return i < 0 ? counted.at(-1)![1] : counted[i]![1];
+  };
+  const t0 = Date.parse(r.startedAt);
+  const generated = at(t0 + r.samples.at(-1)!.t) - at(t0 + r.samples[0]!.t);
+  const rate = generated / ((r.samples.at(-1)!.t - r.samples[0]!.t) / 1000);
+  const tolerance = 2 * 32 + rate * 0.05 + generated * 0.02;
+  t.diagnostic(`requests during the upgrade: baton ${r.totals.requests}, load generator ${generated}, tolerance ${Math.round(tolerance)}`);
+  assert.ok(generated > 0, 'the load ran during the upgrade');
+  assert.ok(
+    Math.abs(r.totals.requests - generated) <= tolerance,
+    `baton counted ${r.totals.requests} requests during the upgrade, the load generator ${generated} (tolerance ${Math.round(tolerance)})`,
+  );
+  // Failures as baton counts them (connections cut): none in this upgrade, in every interval and in the summary.
+  assert.equal(r.totals.failed, 0);
+  assert.equal(r.totals.failed, r.summary?.forced);
+  assert.ok(r.samples.every((s) => s.failed === 0));
   // The SVG: a document with a line per generation and every step marked.
   const svg = fs.readFileSync(path.join(dir, 'upgrade.svg'), 'utf8');
   assert.match(svg, /^<svg xmlns="http:\/\/www.w3.org\/2000\/svg"/);
   assert.match(svg, /<\/svg>\n$/);
   for (const s of r.steps) assert.ok(svg.includes(s.step.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;')), s.step);
   for (const k of new Set(r.samples.flatMap((s) => Object.keys(s.connections)))) assert.ok(svg.includes(k), k);
+  for (const k of new Set(r.samples.flatMap((s) => Object.keys(s.rps)))) assert.ok(svg.includes(`${k} req/s`), `${k} req/s`);
+  assert.ok(svg.includes('failed requests'));
 
   await load.waitForMore(50);
   const result = await load.stop();

@@ -13,7 +13,19 @@ import { loadBinding } from '../native/binding.js';
 import type { ConfigOverrides } from '../supervisor/config.js';
 import { Master } from '../supervisor/master.js';
 import { alive } from '../core/proc.js';
-import { locate, reload, requireCurrent, rollback, signal, tryStatus, upgrade, waitUntil, type Target } from './operations.js';
+import {
+  locate,
+  reload,
+  requireCurrent,
+  rollback,
+  signal,
+  tryStatus,
+  upgrade,
+  waitUntil,
+  type Target,
+  type UpgradeObserver,
+  type UpgradeSummary,
+} from './operations.js';
 import { UpgradeRecorder, writeUpgradeReport, type UpgradeReportData } from '../observe/upgrade-report.js';
 import { runWrapped } from './run-wrapper.js';
 import { formatStatus } from './status-format.js';
@@ -182,26 +194,32 @@ targetOptions(
 ).action(
   action(async (o: TargetOptions & { keepOld?: boolean; healthUrl?: string; window?: number; report?: string }) => {
     const print = (line: string) => process.stdout.write(`${line}\n`);
-    const target = targetOf(o);
-    const located = o.report ? await locate(target) : undefined;
-    const recorder = located && new UpgradeRecorder(requireCurrent(located), (pid) => tryStatus(located.config, pid));
-    const out = (line: string) => {
-      recorder?.mark(line.replace(/^\s*[✓✗]\s*/, ''));
-      print(line);
+    // --report: a recorder follows the upgrade from the moment it located the old master.
+    let recorder: { r: UpgradeRecorder; name: string } | undefined;
+    const observer: UpgradeObserver | undefined = o.report
+      ? {
+          begin: (oldPid, config) => (recorder = { r: new UpgradeRecorder(oldPid, (pid) => tryStatus(config, pid)), name: config.name }),
+          progress: (text) => recorder?.r.mark(text),
+          beforeQuit: async () => recorder?.r.sampleNow(),
+        }
+      : undefined;
+    const writeReport = async (result: 'done' | 'failed', error?: string, summary?: UpgradeSummary) => {
+      if (recorder) report(o.report!, await recorder.r.finish(recorder.name, result, error, summary && { ...summary }), print);
     };
-    let s: Awaited<ReturnType<typeof upgrade>>;
+    let s: UpgradeSummary;
     try {
-      s = await upgrade(target, { keepOld: o.keepOld, healthUrl: o.healthUrl, healthWindowMs: o.window }, out);
+      s = await upgrade(targetOf(o), { keepOld: o.keepOld, healthUrl: o.healthUrl, healthWindowMs: o.window, observer }, print);
     } catch (err) {
-      if (recorder) report(o.report!, await recorder.finish(located.config.name, 'failed', (err as Error).message), print);
+      await writeReport('failed', (err as Error).message);
       throw err;
     }
-    out(
+    const done =
       `upgrade done in ${s.durationMs} ms: master pid ${s.oldPid} → ${s.newPid}; old workers' connections: ` +
-        `${s.migrated} migrated, ${s.drained} closed cleanly, ${s.forced} cut (requests failed server-side: at most ${s.forced})` +
-        (s.oldMasterKept ? `; old master pid ${s.oldPid} kept in standby (baton rollback, or kill -QUIT ${s.oldPid})` : ''),
-    );
-    if (recorder) report(o.report!, await recorder.finish(located.config.name, 'done', undefined, { ...s }), print);
+      `${s.migrated} migrated, ${s.drained} closed cleanly, ${s.forced} cut (requests failed server-side: at most ${s.forced})` +
+      (s.oldMasterKept ? `; old master pid ${s.oldPid} kept in standby (baton rollback, or kill -QUIT ${s.oldPid})` : '');
+    observer?.progress(done);
+    print(done);
+    await writeReport('done', undefined, s);
   }),
 );
 

@@ -164,6 +164,18 @@ export interface UpgradeOptions {
   healthUrl?: string;
   /** Longest wait for each step; default the config's timeouts.readyMs + drainMs. */
   stepTimeoutMs?: number;
+  /** Follows the upgrade as it runs (`baton upgrade --report`). */
+  observer?: UpgradeObserver;
+}
+
+/** What follows an {@link upgrade} as it runs: the recorder of `baton upgrade --report`. */
+export interface UpgradeObserver {
+  /** The upgrade begins: the old master and the config were located; USR2 comes next. */
+  begin(oldPid: number, config: Config): void;
+  /** A line of progress, without its mark (✓, ✗) or indentation. */
+  progress(text: string): void;
+  /** The old master's workers drained; it is told to exit once this settles (its last counts can be read now). */
+  beforeQuit(): Promise<void>;
 }
 
 /** What {@link upgrade} reports. */
@@ -188,11 +200,16 @@ export interface UpgradeSummary {
 export async function upgrade(target: Target, options: UpgradeOptions, progress: Progress): Promise<UpgradeSummary> {
   const t0 = performance.now();
   const steps: { step: string; ms: number }[] = [];
+  const observer = options.observer;
+  const say = (text: string, mark?: '✓' | '✗') => {
+    observer?.progress(text);
+    progress(mark ? `  ${mark} ${text}` : text);
+  };
   let mark = t0;
   const step = (name: string) => {
     const now = performance.now();
     steps.push({ step: name, ms: Math.round(now - mark) });
-    progress(`  ✓ ${name} (${Math.round(now - mark)} ms)`);
+    say(`${name} (${Math.round(now - mark)} ms)`, '✓');
     mark = now;
   };
   const l = await locate(target);
@@ -208,7 +225,8 @@ export async function upgrade(target: Target, options: UpgradeOptions, progress:
   const window = options.healthWindowMs ?? config.upgrade.healthWindowMs;
   const healthUrl = options.healthUrl ?? config.upgrade.healthUrl;
 
-  progress(`upgrading '${config.name}': old master pid ${oldPid}`);
+  observer?.begin(oldPid, config);
+  say(`upgrading '${config.name}': old master pid ${oldPid}`);
   const before = await tryStatus(config, oldPid);
   signal(oldPid, 'SIGUSR2');
   // The old master names its new master (childPid) from the spawn on; the
@@ -240,7 +258,7 @@ export async function upgrade(target: Target, options: UpgradeOptions, progress:
 
   const healthy = await healthWindow(config, newPid, window, healthUrl);
   if (healthy !== true) {
-    progress(`  ✗ health check failed: ${healthy}; rolling back`);
+    say(`health check failed: ${healthy}; rolling back`, '✗');
     signal(newPid, 'SIGTERM');
     await waitUntil('the new master to exit', stepTimeout, () => (alive(newPid) ? undefined : true));
     throw new BatonError(
@@ -254,10 +272,11 @@ export async function upgrade(target: Target, options: UpgradeOptions, progress:
   const drained = await waitUntil("the old master's workers to stop", stepTimeout, async () => {
     const s = await tryStatus(config, oldPid);
     if (!s) throw new BatonError('ERR_BATON_UPGRADE_FAILED', `the old master (pid ${oldPid}) went away during the upgrade`);
-    if (!alive(newPid)) await newMasterDied(config, oldPid, newPid, stepTimeout, progress);
+    if (!alive(newPid)) await newMasterDied(config, oldPid, newPid, stepTimeout, say);
     return s.phase === 'standby' && s.workers.length === 0 ? s : undefined;
   });
   step('old workers drained');
+  await observer?.beforeQuit();
   if (!options.keepOld) {
     signal(oldPid, 'SIGQUIT');
     await waitUntil('the old master to exit', stepTimeout, () => (alive(oldPid) ? undefined : true));
@@ -280,8 +299,14 @@ export async function upgrade(target: Target, options: UpgradeOptions, progress:
  * again (it restarts its workers when it sees the death), then throws
  * ERR_BATON_UPGRADE_FAILED saying so.
  */
-async function newMasterDied(config: Config, oldPid: number, newPid: number, timeoutMs: number, progress: Progress): Promise<never> {
-  progress(`  ✗ the new master (pid ${newPid}) died; waiting for the old master (pid ${oldPid}) to serve again`);
+async function newMasterDied(
+  config: Config,
+  oldPid: number,
+  newPid: number,
+  timeoutMs: number,
+  say: (text: string, mark: '✗') => void,
+): Promise<never> {
+  say(`the new master (pid ${newPid}) died; waiting for the old master (pid ${oldPid}) to serve again`, '✗');
   await waitUntil('the old master to serve again', timeoutMs, async () => {
     const s = await tryStatus(config, oldPid);
     if (!s && !alive(oldPid))

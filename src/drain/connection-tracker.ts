@@ -90,10 +90,20 @@ export class ConnectionTracker {
   #onEmpty: (() => void) | undefined;
   #cancel: (() => void) | undefined;
   #upgraded: UpgradedPolicy | undefined;
+  #requests = 0;
 
   /** Open connections across all tracked servers. */
   get size(): number {
     return this.#sockets.size;
+  }
+
+  /**
+   * Requests the tracked servers received so far (their 'request' events: HTTP/1.x, and HTTP/2
+   * streams of the compatibility API), migrated connections' included: what the upgrade report's
+   * requests per second count. One increment per request, nothing more.
+   */
+  get requests(): number {
+    return this.#requests;
   }
 
   /** True once {@link ConnectionTracker.drain} was called. */
@@ -115,6 +125,7 @@ export class ConnectionTracker {
     server.on('connection', (socket: net.Socket) => this.add(socket, server));
     // prependListener: decide keep-alive before the app's handler writes headers.
     server.prependListener('request', (_req: unknown, res: unknown) => {
+      this.#requests++;
       if (!(res instanceof http.ServerResponse)) return; // HTTP/2 compat API: GOAWAY handles it
       if (this.#draining) {
         if (!this.#migrateAfter(res)) res.shouldKeepAlive = false;

@@ -115,3 +115,18 @@ export function lineChart(o: ChartOptions): string {
   );
   return `${parts.join('\n')}\n`;
 }
+
+/**
+ * Charts rendered by {@link lineChart} stacked top to bottom in one SVG
+ * document (each a nested `<svg>` at its offset), sharing nothing but the page.
+ */
+export function stackedCharts(charts: ChartOptions[]): string {
+  let y = 0;
+  const width = Math.max(...charts.map((c) => c.width ?? 760));
+  const parts = charts.map((c) => {
+    const nested = lineChart(c).replace(/^<svg xmlns="http:\/\/www.w3.org\/2000\/svg" /, `<svg x="0" y="${y}" `);
+    y += c.height ?? 320;
+    return nested;
+  });
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${y}" viewBox="0 0 ${width} ${y}">\n${parts.join('')}</svg>\n`;
+}

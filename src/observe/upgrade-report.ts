@@ -9,7 +9,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { MasterStatus } from '../supervisor/master.js';
-import { lineChart, type Series } from './svg-chart.js';
+import { stackedCharts, type Series } from './svg-chart.js';
 
 /** How often the masters are asked for their status during an upgrade. */
 const SAMPLE_INTERVAL_MS = 100;
@@ -20,10 +20,19 @@ export interface ReportSample {
   t: number;
   /** Open connections by `master <pid> / generation <n>`. */
   connections: Record<string, number>;
+  /**
+   * Requests received since the previous sample, by `master <pid> / generation <n>` (from the
+   * masters' request counters, status `requests`; the first sample has none: it is the base).
+   */
+  requests: Record<string, number>;
+  /** The same as requests per second over the interval. */
+  rps: Record<string, number>;
   /** Phase of each master (by pid). */
   phases: Record<string, string>;
   /** Connections cut so far by the masters sampled (their `counters.forced`), since the upgrade began. */
   cut: number;
+  /** Requests failed in this interval as baton counts them: at most one per connection cut (the new cuts since the previous sample). */
+  failed: number;
   /** Connections migrated so far, since the upgrade began. */
   migrated: number;
 }
@@ -40,14 +49,22 @@ export interface UpgradeReportData {
   /** Each step as `baton upgrade` printed it, with its time (ms since the upgrade began). */
   steps: { t: number; step: string }[];
   samples: ReportSample[];
+  /**
+   * Each master's request counters (status `requests`, by generation) as first and last sampled;
+   * the old master's first sample is the base, a new master counts from none. The samples'
+   * `requests` add up to `last - first` of each.
+   */
+  requestCounters: Record<string, { first: Record<string, number>; last: Record<string, number> }>;
+  /** Requests received during the upgrade (the sum of every sample's `requests`), and failed as baton counts them. */
+  totals: { requests: number; failed: number };
   /** What `baton upgrade` printed as its summary (done only). */
   summary: Record<string, unknown> | undefined;
 }
 
 /**
- * Samples the old master (and the new master it names as its child) until
- * {@link UpgradeRecorder.finish}. `status` asks one master (undefined when it
- * does not answer).
+ * Samples the old master (and the new master it names as its child) at once,
+ * then every {@link SAMPLE_INTERVAL_MS} until {@link UpgradeRecorder.finish}.
+ * `status` asks one master (undefined when it does not answer).
  */
 export class UpgradeRecorder {
   readonly #t0 = performance.now();
@@ -58,13 +75,14 @@ export class UpgradeRecorder {
   readonly #steps: { t: number; step: string }[] = [];
   readonly #samples: ReportSample[] = [];
   readonly #base = new Map<number, { forced: number; migrated: number }>();
+  readonly #requests = new Map<number, { first: Record<string, number>; last: Record<string, number> }>();
   #timer: NodeJS.Timeout | undefined;
-  #sampling: Promise<void> | undefined;
+  #sampling: Promise<void>;
 
   constructor(oldPid: number, status: (pid: number) => Promise<MasterStatus | undefined>) {
     this.#oldPid = oldPid;
     this.#status = status;
-    this.#schedule();
+    this.#sampling = this.#sample().finally(() => this.#schedule());
   }
 
   /** Marks a step (a line of `baton upgrade`'s progress). */
@@ -72,11 +90,19 @@ export class UpgradeRecorder {
     this.#steps.push({ t: Math.round(performance.now() - this.#t0), step });
   }
 
+  /** Takes a sample now (after the one under way): e.g. of the old master's last counts, before it is told to exit. */
+  sampleNow(): Promise<void> {
+    this.#sampling = this.#sampling.then(() => this.#sample());
+    return this.#sampling;
+  }
+
   #schedule(): void {
     this.#timer = setTimeout(() => {
-      this.#sampling = this.#sample().finally(() => {
-        if (this.#timer) this.#schedule();
-      });
+      this.#sampling = this.#sampling
+        .then(() => this.#sample())
+        .finally(() => {
+          if (this.#timer) this.#schedule();
+        });
     }, SAMPLE_INTERVAL_MS);
   }
 
@@ -85,7 +111,8 @@ export class UpgradeRecorder {
     const old = await this.#status(this.#oldPid);
     this.#newPid = old?.childPid ?? this.#newPid;
     const fresh = this.#newPid === undefined ? undefined : await this.#status(this.#newPid);
-    const sample: ReportSample = { t, connections: {}, phases: {}, cut: 0, migrated: 0 };
+    const previous = this.#samples.at(-1);
+    const sample: ReportSample = { t, connections: {}, requests: {}, rps: {}, phases: {}, cut: 0, failed: 0, migrated: 0 };
     for (const s of [old, fresh]) {
       if (!s) continue;
       sample.phases[String(s.pid)] = s.phase;
@@ -98,15 +125,35 @@ export class UpgradeRecorder {
         const key = `master ${s.pid} / generation ${w.generation ?? '?'}`;
         sample.connections[key] = (sample.connections[key] ?? 0) + (w.connections ?? 0);
       }
+      this.#countRequests(s, sample);
     }
     // A generation no longer sampled (its workers or its master exited) holds no connections: its line ends at 0.
-    for (const [key, n] of Object.entries(this.#samples.at(-1)?.connections ?? {})) {
+    for (const [key, n] of Object.entries(previous?.connections ?? {})) {
       if (n > 0 && !(key in sample.connections)) sample.connections[key] = 0;
     }
+    sample.failed = Math.max(0, sample.cut - (previous?.cut ?? 0));
+    const seconds = previous ? (t - previous.t) / 1000 : 0;
+    for (const [key, n] of Object.entries(sample.requests)) sample.rps[key] = seconds > 0 ? Math.round(n / seconds) : 0;
     this.#samples.push(sample);
   }
 
-  /** Stops sampling and returns the report. */
+  /**
+   * Adds to `sample.requests` what master `s` received since its previous sample. The old
+   * master's first sample is the base (what it served before the upgrade); a new master started
+   * during the upgrade, so it counts from none. A master that did not answer adds its share later.
+   */
+  #countRequests(s: MasterStatus, sample: ReportSample): void {
+    const counters = s.requests ?? {};
+    const known = this.#requests.get(s.pid);
+    const since = known?.last ?? (s.pid === this.#oldPid ? counters : {});
+    this.#requests.set(s.pid, { first: known?.first ?? since, last: counters });
+    for (const [generation, n] of Object.entries(counters)) {
+      const key = `master ${s.pid} / generation ${generation}`;
+      sample.requests[key] = (sample.requests[key] ?? 0) + n - (since[generation] ?? 0);
+    }
+  }
+
+  /** Takes a last sample, stops sampling and returns the report. */
   async finish(
     name: string,
     result: UpgradeReportData['result'],
@@ -115,7 +162,8 @@ export class UpgradeRecorder {
   ): Promise<UpgradeReportData> {
     clearTimeout(this.#timer);
     this.#timer = undefined;
-    await this.#sampling;
+    await this.sampleNow();
+    const sum = (f: (s: ReportSample) => number) => this.#samples.reduce((a, s) => a + f(s), 0);
     return {
       name,
       startedAt: this.#startedAt.toISOString(),
@@ -126,6 +174,8 @@ export class UpgradeRecorder {
       newPid: this.#newPid,
       steps: this.#steps,
       samples: this.#samples,
+      requestCounters: Object.fromEntries(this.#requests),
+      totals: { requests: sum((s) => Object.values(s.requests).reduce((a, n) => a + n, 0)), failed: sum((s) => s.failed) },
       summary,
     };
   }
@@ -137,25 +187,45 @@ function svgPathOf(file: string): string {
   return `${ext ? file.slice(0, -ext.length) : file}.svg`;
 }
 
-/** The SVG timeline of a report: connections per master and generation, connections cut and migrated, steps marked. */
+/**
+ * The SVG timeline of a report, two charts over the same time axis with every step marked: open
+ * connections per master and generation (and connections migrated and cut so far), then requests
+ * per second per master and generation and the requests failed (as baton counts them) per interval.
+ */
 function reportSvg(r: UpgradeReportData): string {
-  const keys = [...new Set(r.samples.flatMap((s) => Object.keys(s.connections)))];
-  const series: Series[] = keys.map((k) => ({
-    label: k,
-    points: r.samples.filter((s) => k in s.connections).map((s) => [s.t, s.connections[k]!] as [number, number]),
-  }));
-  series.push({ label: 'migrated (total)', points: r.samples.map((s) => [s.t, s.migrated]) });
-  series.push({ label: 'cut (total)', points: r.samples.map((s) => [s.t, s.cut]) });
-  return lineChart({
-    title: `baton upgrade '${r.name}': master ${r.oldPid} → ${r.newPid ?? '?'} (${r.result}, ${r.durationMs} ms)`,
-    xLabel: 'ms since the upgrade began',
-    yLabel: 'connections',
-    series,
-    events: r.steps.map((s) => ({ x: s.t, label: s.step })),
-    marksNote: 'grey: steps',
-    width: 960,
-    height: 400,
-  });
+  const keysOf = (f: (s: ReportSample) => Record<string, number>) => [...new Set(r.samples.flatMap((s) => Object.keys(f(s))))];
+  const lines = (f: (s: ReportSample) => Record<string, number>, label: (key: string) => string): Series[] =>
+    keysOf(f).map((k) => ({
+      label: label(k),
+      points: r.samples.filter((s) => k in f(s)).map((s) => [s.t, f(s)[k]!] as [number, number]),
+    }));
+  const connections = lines(
+    (s) => s.connections,
+    (k) => k,
+  );
+  connections.push({ label: 'migrated (total)', points: r.samples.map((s) => [s.t, s.migrated]) });
+  connections.push({ label: 'cut (total)', points: r.samples.map((s) => [s.t, s.cut]) });
+  const requests = lines(
+    (s) => s.rps,
+    (k) => `${k} req/s`,
+  );
+  requests.push({ label: 'failed requests', points: r.samples.map((s) => [s.t, s.failed]) });
+  const events = r.steps.map((s) => ({ x: s.t, label: s.step }));
+  const common = { xLabel: 'ms since the upgrade began', events, marksNote: 'grey: steps', width: 960, height: 400 };
+  return stackedCharts([
+    {
+      ...common,
+      title: `baton upgrade '${r.name}': master ${r.oldPid} → ${r.newPid ?? '?'} (${r.result}, ${r.durationMs} ms)`,
+      yLabel: 'connections',
+      series: connections,
+    },
+    {
+      ...common,
+      title: `requests per second (${r.totals.requests} during the upgrade); failed requests per interval (${r.totals.failed})`,
+      yLabel: 'requests/s; failed per interval',
+      series: requests,
+    },
+  ]);
 }
 
 /** Writes the report as JSON to `file` and its SVG timeline to {@link svgPathOf}(file). */

@@ -114,6 +114,12 @@ export interface MasterStatus {
   workersWanted: number;
   crashLoop: number[];
   counters: MasterCounters;
+  /**
+   * Requests this master's workers received since it started, by generation number: exited workers'
+   * final counts plus live ones' as of this status (not persisted: a new master starts from none).
+   * What `baton upgrade --report` draws as requests per second.
+   */
+  requests: Record<string, number>;
   lastError: string | undefined;
   /** Reload requests (HUP) received, and the outcome of the last reload: what `baton reload` waits for. */
   reload: ReloadStatus;
@@ -748,6 +754,7 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
 
   /** This master's status, with every worker's connections (each worker gets `connectionsTimeoutMs` to answer, default 500). */
   async status(connectionsTimeoutMs?: number): Promise<MasterStatus> {
+    const workers = await this.#pool.status(connectionsTimeoutMs);
     return {
       pid: this.pid,
       name: this.#config.name,
@@ -760,10 +767,11 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
       parentPid: this.#parentPid,
       childPid: this.#child?.pid,
       listeners: this.#listeners.status(),
-      workers: await this.#pool.status(connectionsTimeoutMs),
+      workers,
       workersWanted: this.#config.workers,
       crashLoop: this.#pool.crashLooping,
       counters: this.#allCounters(),
+      requests: this.#pool.requestsByGeneration(),
       lastError: this.#lastError,
       reload: { requests: this.#reloadRequests, last: this.#lastReload, lastSuccessAt: this.#lastReloadSuccessAt },
       upgrade: this.#lastUpgrade,

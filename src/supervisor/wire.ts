@@ -36,12 +36,20 @@ const workerMessage = z.discriminatedUnion('type', [
     type: z.literal('status'),
     phase: phase.optional(),
     connections: count,
+    requests: count.optional(),
     degraded: z
       .array(z.object({ internal: z.string().max(256), degrades: text }))
       .max(64)
       .optional(),
   }),
-  z.object({ baton: z.literal('worker'), type: z.literal('drained'), migrated: count, drained: count, forced: count }),
+  z.object({
+    baton: z.literal('worker'),
+    type: z.literal('drained'),
+    migrated: count,
+    drained: count,
+    forced: count,
+    requests: count.optional(),
+  }),
   z.object({ baton: z.literal('worker'), type: z.literal('listener'), name: z.string().min(1).max(256) }),
   z.object({
     baton: z.literal('worker'),

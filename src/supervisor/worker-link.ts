@@ -8,9 +8,11 @@
  * `{ baton: 'master', type: 'absorb', socketPath }` (take the live connections of
  * the generation at that upgrade socket: an old master's retiring worker).
  * Worker → master: `{ baton: 'worker', type: 'phase', phase, generation, origin }` on
- * every phase change, `{ baton: 'worker', type: 'status', phase, connections, degraded }`,
- * `{ baton: 'worker', type: 'drained', migrated, drained, forced }` once its drain ended,
- * `{ baton: 'worker', type: 'observe', observed }` for each of its diagnostics events (master metrics).
+ * every phase change, `{ baton: 'worker', type: 'status', phase, connections, requests, degraded }`,
+ * `{ baton: 'worker', type: 'drained', migrated, drained, forced, requests }` once its drain ended
+ * (`requests`: its generation's request count, final there),
+ * `{ baton: 'worker', type: 'observe', observed }` for each of its diagnostics events, only when the
+ * master asked for them (Supervision `observe`: it serves metrics).
  */
 import type { Generation } from '../generation.js';
 import type { Phase } from '../core/phase.js';
@@ -32,14 +34,16 @@ export interface Supervision {
   drainMs?: number;
   /** The config's `timeouts.livenessMs`: a successor worker that stops answering Pings this long after its ready is killed (StartOptions.livenessTimeoutMs). */
   livenessMs?: number;
+  /** The master serves metrics (config `metrics`): forward the diagnostics events. Otherwise nothing is subscribed nor sent. */
+  observe?: boolean;
 }
 
 /** A message from a worker to its master. */
 export type WorkerMessage =
   | { baton: 'worker'; type: 'phase'; phase: Phase; generation: number; origin: string; socketPath: string }
   /** `degraded`: the internals of Node or ws the worker lacks, each with what degrades (Generation#degraded). */
-  | { baton: 'worker'; type: 'status'; phase?: Phase; connections: number; degraded?: MissingInternal[] }
-  | { baton: 'worker'; type: 'drained'; migrated: number; drained: number; forced: number }
+  | { baton: 'worker'; type: 'status'; phase?: Phase; connections: number; requests?: number; degraded?: MissingInternal[] }
+  | { baton: 'worker'; type: 'drained'; migrated: number; drained: number; forced: number; requests?: number }
   /** One of the worker's diagnostics events (phase, migration batch), for the master's metrics. */
   | { baton: 'worker'; type: 'observe'; observed: ObservedEvent }
   /** A listener the worker bound itself (zero-code, not configured), sent with its net.Server handle. */
@@ -76,6 +80,7 @@ export function takeSupervision(env: NodeJS.ProcessEnv): Supervision | undefined
     if (!isDuration(value)) return undefined;
     supervision[key] = value;
   }
+  if (s.observe === true) supervision.observe = true;
   return supervision;
 }
 
@@ -107,12 +112,13 @@ function isCount(v: unknown): v is number {
  * gracefully: an orphaned worker would hold the listeners forever. The IPC
  * channel never keeps the worker alive by itself.
  */
-export function linkToMaster(generation: Generation): void {
+export function linkToMaster(generation: Generation, options: { observe: boolean }): void {
   const send = (m: WorkerMessage) => {
     if (process.connected) process.send?.(m, undefined, {}, () => undefined);
   };
   if (!process.send) return;
-  forwardObservations((observed) => send({ baton: 'worker', type: 'observe', observed }));
+  // Only a master that serves metrics reads them: otherwise no subscriber, so the channels stay free.
+  if (options.observe) forwardObservations((observed) => send({ baton: 'worker', type: 'observe', observed }));
   const phase = (p: Phase) =>
     send({
       baton: 'worker',
@@ -122,7 +128,9 @@ export function linkToMaster(generation: Generation): void {
       origin: generation.origin,
       socketPath: generation.settings.socketPath,
     });
-  generation.on('drained', (r) => send({ baton: 'worker', type: 'drained', migrated: r.migrated, drained: r.drained, forced: r.forced }));
+  generation.on('drained', (r) =>
+    send({ baton: 'worker', type: 'drained', migrated: r.migrated, drained: r.drained, forced: r.forced, requests: generation.requests }),
+  );
   generation.on('phase', phase);
   generation.on('listen-failed', ({ name, address, error }) =>
     send({
@@ -148,6 +156,7 @@ export function linkToMaster(generation: Generation): void {
         type: 'status',
         phase: generation.phase,
         connections: generation.connections,
+        requests: generation.requests,
         degraded: [...generation.degraded],
       });
     // A retiring worker of an old master hands its live connections to this one.

@@ -61,7 +61,7 @@ export interface PoolEvents {
 }
 
 /** Settings the pool reads from the config on each start or reload. */
-type PoolConfig = Pick<Config, 'app' | 'args' | 'env' | 'workers' | 'timeouts' | 'restart' | 'name' | 'consistency' | 'log'>;
+type PoolConfig = Pick<Config, 'app' | 'args' | 'env' | 'workers' | 'timeouts' | 'restart' | 'name' | 'consistency' | 'log' | 'metrics'>;
 
 /**
  * The worker slots of one master. Workers get the master's listeners as
@@ -77,6 +77,8 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
   /** Only the first worker was started (see start()). */
   #staggered = false;
   readonly counters: PoolCounters = { restarts: 0, migrated: 0, drained: 0, forced: 0 };
+  /** Requests of this pool's workers that exited, by generation number (each worker's last count). */
+  readonly #finishedRequests = new Map<string, number>();
 
   readonly #output: WorkerSpec['output'];
   readonly #platform: Platform;
@@ -246,6 +248,21 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
     return workers.map((w, i) => w.status(counts[i]));
   }
 
+  /**
+   * Requests this pool's workers received since the pool began, by generation number (as a string):
+   * the final counts of workers that exited plus the live workers' counts as of their last answer
+   * (call after {@link WorkerPool.status}, which asks them). Not carried over to another master.
+   */
+  requestsByGeneration(): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const [g, n] of this.#finishedRequests) out[g] = n;
+    for (const w of this.workers) {
+      const key = String(w.generation ?? 'unknown');
+      if (w.requests !== undefined) out[key] = (out[key] ?? 0) + w.requests;
+    }
+    return out;
+  }
+
   /** Removes the slot socket directories (after every worker is gone). */
   removeDir(): void {
     fs.rmSync(this.#dir, { recursive: true, force: true });
@@ -318,6 +335,7 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
           readyTimeoutMs: c.timeouts.readyMs,
           drainMs: c.timeouts.drainMs,
           livenessMs: c.timeouts.livenessMs,
+          observe: c.metrics !== undefined,
           output: this.#output,
         },
         process.pid,
@@ -384,6 +402,8 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
   #onExit(slot: Slot, worker: WorkerProcess, exit: WorkerExit): void {
     // A worker killed before it published its upgrade socket leaves the socket's temporary name behind.
     removeDeadTemps(path.join(this.#dir, `w${slot.index}`));
+    const key = String(worker.generation ?? 'unknown');
+    if (worker.requests !== undefined) this.#finishedRequests.set(key, (this.#finishedRequests.get(key) ?? 0) + worker.requests);
     slot.retiring.delete(worker);
     if (slot.pending === worker) slot.pending = undefined;
     if (slot.current === worker) {

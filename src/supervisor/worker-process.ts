@@ -51,6 +51,8 @@ export interface WorkerSpec {
   drainMs?: number;
   /** `timeouts.livenessMs`: how long the worker, as a predecessor, waits for its successor's Pong after the successor's ready. */
   livenessMs?: number;
+  /** The master serves metrics: the worker forwards its diagnostics events (Supervision `observe`). */
+  observe?: boolean;
   /**
    * Where the worker's stdout and stderr lines go. Absent: the worker writes
    * to the master's own stdout and stderr (inherited). Given (the master logs
@@ -69,6 +71,8 @@ export interface WorkerStatus {
   generation: number | undefined;
   origin: string | undefined;
   connections: number | undefined;
+  /** Requests its generation received (its last answer, or its final count once its drain ended; undefined before it answered). */
+  requests: number | undefined;
   /** Internals of Node or ws the worker lacks, each with what degrades (as of its last status answer). */
   degraded: MissingInternal[];
   startedAt: string;
@@ -111,6 +115,7 @@ export class WorkerProcess extends EventEmitter<WorkerEvents> {
   #origin: string | undefined;
   #socketPath: string | undefined;
   #degraded: MissingInternal[] = [];
+  #requests: number | undefined;
   #expected = false;
   readonly #child: ChildProcess;
   readonly #platform: Platform;
@@ -180,6 +185,7 @@ export class WorkerProcess extends EventEmitter<WorkerEvents> {
       masterPid,
       drainMs: spec.drainMs,
       livenessMs: spec.livenessMs,
+      ...(spec.observe ? { observe: true } : {}),
     };
     const child = platform.spawn(
       spec.listeners.map((l) => ({ name: l.name, fd: l.fd })),
@@ -272,6 +278,16 @@ export class WorkerProcess extends EventEmitter<WorkerEvents> {
     });
   }
 
+  /** Its generation's number, once it reported a phase. */
+  get generation(): number | undefined {
+    return this.#generation;
+  }
+
+  /** Requests its generation received, as of its last answer (its final count once its drain ended). */
+  get requests(): number | undefined {
+    return this.#requests;
+  }
+
   /** Status output (connections asked separately). */
   status(connections: number | undefined): WorkerStatus {
     return {
@@ -282,6 +298,7 @@ export class WorkerProcess extends EventEmitter<WorkerEvents> {
       generation: this.#generation,
       origin: this.#origin,
       connections,
+      requests: this.#requests,
       degraded: this.#degraded,
       startedAt: this.startedAt.toISOString(),
       uptimeMs: Date.now() - this.startedAt.getTime(),
@@ -296,6 +313,7 @@ export class WorkerProcess extends EventEmitter<WorkerEvents> {
   #onMessage(m: WorkerMessage): void {
     if (m.type === 'status') {
       if (Array.isArray(m.degraded)) this.#degraded = m.degraded;
+      if (m.requests !== undefined) this.#requests = m.requests;
       for (const w of this.#statusWaiters.splice(0)) w(m.connections);
       return;
     }
@@ -304,6 +322,7 @@ export class WorkerProcess extends EventEmitter<WorkerEvents> {
       return;
     }
     if (m.type === 'drained') {
+      if (m.requests !== undefined) this.#requests = m.requests;
       this.emit('drained', { migrated: m.migrated, drained: m.drained, forced: m.forced });
       return;
     }
