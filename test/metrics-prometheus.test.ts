@@ -65,8 +65,12 @@ test(
       await prom.value('baton_upgrade_last_success_timestamp_seconds{kind="reload"}', t1),
       Date.parse(afterReload.reload.last!.at) / 1000,
     );
-    assert.equal(await prom.value('baton_connections_migrated_total', t1), afterReload.counters.migrated);
-    assert.equal(await prom.value('baton_connections_cut_total', t1), afterReload.counters.forced);
+    assert.equal(await prom.value('sum(baton_connections_migrated_total)', t1), afterReload.counters.migrated);
+    assert.equal(await prom.value('sum(baton_connections_cut_total)', t1), afterReload.counters.forced);
+    // By protocol: the load's keep-alive connections are HTTP/1.1, each counted as the status counts it.
+    assert.ok(afterReload.byProtocol.http1!.migrated > 0);
+    assert.equal(await prom.value('baton_connections_migrated_total{protocol="http1"}', t1), afterReload.byProtocol.http1!.migrated);
+    assert.equal(await prom.value('baton_connections_drained_total{protocol="http1"}', t1), afterReload.byProtocol.http1!.drained);
     // The batches the old workers forwarded add up to the migrations their drain reports counted.
     assert.equal(await prom.value('sum(baton_migration_connections_total{result="adopted"})', t1), afterReload.counters.migrated);
     assert.equal(await prom.value('baton_generation', t1), Math.max(...afterReload.workers.map((w) => w.generation!)));
@@ -90,13 +94,14 @@ test(
       'counters outlive the master',
     );
     assert.equal(await prom.value('baton_upgrade_last_successful{kind="binary"}', t2), 1);
-    assert.equal(await prom.value('baton_connections_migrated_total', t2), afterUpgrade.counters.migrated);
-    // What the old master's workers handed over during the upgrade (WINCH) is in the new master's counters.
+    assert.equal(await prom.value('sum(baton_connections_migrated_total)', t2), afterUpgrade.counters.migrated);
+    // What the old master's workers handed over during the upgrade (WINCH) is in the new master's counters, by protocol too.
     assert.equal(
-      (await prom.value('baton_connections_migrated_total', t2)) - (await prom.value('baton_connections_migrated_total', t1)),
+      (await prom.value('sum(baton_connections_migrated_total)', t2)) - (await prom.value('sum(baton_connections_migrated_total)', t1)),
       Number(summary[3]),
     );
-    assert.equal(await prom.value('baton_connections_cut_total', t2), afterUpgrade.counters.forced);
+    assert.equal(await prom.value('baton_connections_migrated_total{protocol="http1"}', t2), afterUpgrade.byProtocol.http1!.migrated);
+    assert.equal(await prom.value('sum(baton_connections_cut_total)', t2), afterUpgrade.counters.forced);
     assert.equal(Number(summary[5]), 0);
     assert.equal(await prom.value('baton_phase{role="master",phase="running"}', t2), 1);
     assert.ok((await prom.value('process_resident_memory_bytes', t2)) > 0, "prom-client's process metrics");

@@ -1,6 +1,8 @@
 import http from 'node:http';
 import type http2 from 'node:http2';
 import type net from 'node:net';
+import tls from 'node:tls';
+import type { ConnectionProtocol, DrainByProtocol } from '../core/drain-counts.js';
 import type { Departures, Migrator } from '../migrate/kind.js';
 import { closeUpgraded, prepareServer } from '../migrate/kinds.js';
 import { hasHttpParser } from '../native/internals.js';
@@ -33,6 +35,11 @@ export interface DrainReport {
   forced: number;
   /** Connections handed to the successor alive (0 without migration). */
   migrated: number;
+  /**
+   * The same three by protocol ({@link ConnectionProtocol}; migrated by migration kind). Each
+   * protocol's `drained` is its connections at the start less those cut and migrated, at least 0.
+   */
+  byProtocol: DrainByProtocol;
   durationMs: number;
 }
 
@@ -80,6 +87,8 @@ export class ConnectionTracker {
       inflight.delete(this);
     })(this.#inflight);
   readonly #tracked = new WeakSet<net.Server>();
+  /** Tracked servers that made HTTP/2 sessions: their connections speak `http2`. */
+  readonly #http2Servers = new WeakSet<net.Server>();
   readonly #serverOf = new WeakMap<net.Socket, net.Server>();
   /** Connections that stay in this process whatever happens (migration refused or failed). */
   #kept = new WeakSet<net.Socket>();
@@ -137,6 +146,7 @@ export class ConnectionTracker {
     server.on('session', (session: http2.ServerHttp2Session) => {
       this.#sessions.add(session);
       this.#sessionServer.set(session, server);
+      this.#http2Servers.add(server);
       session.once('close', () => this.#sessions.delete(session));
       if (this.#draining) this.#considerSession(session);
     });
@@ -180,6 +190,24 @@ export class ConnectionTracker {
     const server = this.#serverOf.get(socket);
     if (!(server instanceof http.Server)) return false;
     return !socket.destroyed && !hasHttpParser(socket);
+  }
+
+  /** The protocol `socket` speaks now (see {@link ConnectionProtocol}); asked at a drain's start and end only. */
+  #protocolOf(socket: net.Socket): ConnectionProtocol {
+    const server = this.#serverOf.get(socket);
+    if (server && this.#http2Servers.has(server)) return 'http2';
+    if (server instanceof http.Server) return hasHttpParser(socket) || socket.destroyed ? 'http1' : 'websocket';
+    return server instanceof tls.Server ? 'tls' : 'socket';
+  }
+
+  /** Open connections by protocol. */
+  #byProtocol(sockets: Iterable<net.Socket>): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const socket of sockets) {
+      const p = this.#protocolOf(socket);
+      out[p] = (out[p] ?? 0) + 1;
+    }
+    return out;
   }
 
   /** Drain into a successor: upgraded connections that will not migrate are closed gracefully at once (see {@link UpgradedPolicy}). */
@@ -259,6 +287,7 @@ export class ConnectionTracker {
   drain(timeoutMs: number, migrator?: Migrator): Promise<DrainReport | undefined> {
     const started = performance.now();
     const connections = this.#sockets.size;
+    const atStart = this.#byProtocol(this.#sockets);
     this.#draining = true;
     this.#migrator = migrator;
     this.#departures.clear();
@@ -275,6 +304,7 @@ export class ConnectionTracker {
     }
     return new Promise<DrainReport | undefined>((resolve) => {
       let forced = 0;
+      let forcedBy: Record<string, number> = {};
       this.#cancel = () => {
         clearTimeout(timer);
         this.#onEmpty = undefined;
@@ -286,16 +316,25 @@ export class ConnectionTracker {
         this.#onEmpty = undefined;
         this.#cancel = undefined;
         const migrated = migrator?.migrated ?? 0;
+        const migratedBy = migrator?.migratedByKind ?? {};
+        const byProtocol: DrainByProtocol = {};
+        for (const p of new Set([...Object.keys(atStart), ...Object.keys(forcedBy), ...Object.keys(migratedBy)])) {
+          const m = migratedBy[p] ?? 0;
+          const f = forcedBy[p] ?? 0;
+          byProtocol[p] = { migrated: m, drained: Math.max(0, (atStart[p] ?? 0) - f - m), forced: f };
+        }
         resolve({
           connections,
           drained: Math.max(0, connections - forced - migrated),
           forced,
           migrated,
+          byProtocol,
           durationMs: performance.now() - started,
         });
       };
       const timer = setTimeout(() => {
         forced = Math.min(this.#sockets.size, connections);
+        forcedBy = this.#byProtocol(this.#sockets);
         for (const session of this.#sessions) session.destroy();
         for (const socket of this.#sockets) socket.destroy();
         if (this.#sockets.size === 0) finish();

@@ -106,6 +106,7 @@ export class Emigration {
   #scheduled = false;
   #broken: Error | undefined;
   #migrated = 0;
+  readonly #migratedByKind: Record<string, number> = {};
   #returned = 0;
   #unacknowledged = 0;
   #firstOffer = 0;
@@ -142,6 +143,11 @@ export class Emigration {
   /** Connections the successor adopted. */
   get migrated(): number {
     return this.#migrated;
+  }
+
+  /** Connections the successor adopted, by kind (an entry's `kind`). */
+  get migratedByKind(): Readonly<Record<string, number>> {
+    return this.#migratedByKind;
   }
 
   /** Connections of batches the successor never acknowledged (let go: it holds them). */
@@ -348,6 +354,7 @@ export class Emigration {
     for (const l of f.batch) {
       if (adopted.has(l.id)) {
         this.#migrated++;
+        this.#migratedByKind[l.entry.kind] = (this.#migratedByKind[l.entry.kind] ?? 0) + 1;
         if (l.entry.head !== undefined) withBytes++;
         // The successor's copies keep these connections alive; closing ours waits
         // until nothing is left to send (releasing a socket costs ~10 µs), so the

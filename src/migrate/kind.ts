@@ -177,4 +177,6 @@ export interface Migrator {
   stop(): void;
   /** Connections the successor adopted so far. */
   readonly migrated: number;
+  /** The same by migration kind (`http1`, `http2`, `websocket`, `socket`). */
+  readonly migratedByKind: Readonly<Record<string, number>>;
 }

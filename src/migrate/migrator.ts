@@ -64,6 +64,9 @@ export function createMigrator(successor: FramePeer, host: MigratorHost): { migr
     get migrated() {
       return emigration.migrated;
     },
+    get migratedByKind() {
+      return emigration.migratedByKind;
+    },
     departuresFor(server) {
       const name = host.nameOf(server);
       if (name === undefined) return undefined;

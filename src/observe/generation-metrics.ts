@@ -15,6 +15,7 @@
  * Prometheus, which `rate()` and `increase()` handle).
  */
 import type http from 'node:http';
+import { addByProtocol, type DrainByProtocol } from '../core/drain-counts.js';
 import type { Generation } from '../generation.js';
 import { ChannelNames, subscribe, type BatchEvent, type PhaseEvent } from './channels.js';
 import { MetricSet, type LastUpgrade, type MetricsSnapshot, type OutcomeCount } from './metric-set.js';
@@ -54,10 +55,12 @@ export function generationMetrics(generation: Generation, labels: Record<string,
     const previous = last.get(kind);
     last.set(kind, { kind, successful: result === 'done', at, lastSuccessAt: result === 'done' ? at : previous?.lastSuccessAt });
   };
-  const addDrain = (r: { migrated: number; drained: number; forced: number }) => {
+  const byProtocol: DrainByProtocol = {};
+  const addDrain = (r: { migrated: number; drained: number; forced: number; byProtocol?: DrainByProtocol }) => {
     totals.migrated += r.migrated;
     totals.drained += r.drained;
     totals.cut += r.forced;
+    addByProtocol(byProtocol, r.byProtocol);
   };
   const snapshot = (): MetricsSnapshot => ({
     upgrades: [...outcomes.values()],
@@ -65,6 +68,7 @@ export function generationMetrics(generation: Generation, labels: Record<string,
     phases: [{ role: 'generation', phase: generation.phase, all: GENERATION_PHASES }],
     connections: [{ generation: generation.number, phase: generation.phase, count: generation.connections }],
     ...totals,
+    byProtocol,
     generation: generation.number,
   });
   const set = new MetricSet('library', snapshot, labels);

@@ -157,6 +157,7 @@ function masterSnapshot(s: MasterStatus): MetricsSnapshot {
     migrated: c.migrated,
     drained: c.drained,
     cut: c.forced,
+    byProtocol: s.byProtocol,
     generation: generations.length > 0 ? Math.max(...generations) : undefined,
     workers,
     restarts: c.restarts,

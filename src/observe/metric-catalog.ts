@@ -73,22 +73,22 @@ export const MetricCatalog = [
   {
     name: 'baton_connections_migrated_total',
     type: 'counter',
-    labels: [],
-    help: 'Connections handed alive to a newer generation by generations that finished draining.',
+    labels: ['protocol'],
+    help: 'Connections handed alive to a newer generation by generations that finished draining, by protocol.',
     from: 'both',
   },
   {
     name: 'baton_connections_drained_total',
     type: 'counter',
-    labels: [],
-    help: 'Connections that ended by themselves during a drain.',
+    labels: ['protocol'],
+    help: 'Connections that ended by themselves during a drain, by protocol.',
     from: 'both',
   },
   {
     name: 'baton_connections_cut_total',
     type: 'counter',
-    labels: [],
-    help: 'Connections destroyed at the drain timeout.',
+    labels: ['protocol'],
+    help: 'Connections destroyed at the drain timeout, by protocol.',
     from: 'both',
   },
   {

@@ -11,6 +11,7 @@
  * is done per request.
  */
 import client from 'prom-client';
+import type { DrainByProtocol } from '../core/drain-counts.js';
 import type { BatchEvent } from './channels.js';
 import { MetricCatalog, PHASE_BUCKETS, type MetricName } from './metric-catalog.js';
 
@@ -41,6 +42,8 @@ export interface MetricsSnapshot {
   migrated: number;
   drained: number;
   cut: number;
+  /** The three by protocol; what they do not cover (counts from before protocols were reported) shows as `unknown`. */
+  byProtocol: DrainByProtocol;
   generation: number | undefined;
   workers?: Record<string, number>;
   restarts?: number;
@@ -117,9 +120,18 @@ export class MetricSet {
     ] as const)
       counter(name)?.reset();
     for (const u of s.upgrades) mirror('baton_upgrades_total', u.count, { kind: u.kind, result: u.result });
-    mirror('baton_connections_migrated_total', s.migrated);
-    mirror('baton_connections_drained_total', s.drained);
-    mirror('baton_connections_cut_total', s.cut);
+    const byProtocol = (name: MetricName, total: number, of: (c: DrainByProtocol[string]) => number) => {
+      let covered = 0;
+      for (const [protocol, c] of Object.entries(s.byProtocol)) {
+        mirror(name, of(c), { protocol });
+        covered += of(c);
+      }
+      // Every connection counted somewhere: sum(...) over protocols is the total.
+      if (total > covered || covered === 0) mirror(name, Math.max(0, total - covered), { protocol: 'unknown' });
+    };
+    byProtocol('baton_connections_migrated_total', s.migrated, (c) => c.migrated);
+    byProtocol('baton_connections_drained_total', s.drained, (c) => c.drained);
+    byProtocol('baton_connections_cut_total', s.cut, (c) => c.forced);
     mirror('baton_requests_failed_total', s.cut);
     if (s.restarts !== undefined) mirror('baton_worker_restarts_total', s.restarts);
     for (const name of [

@@ -24,7 +24,8 @@ import { HeldListeners } from './held-listeners.js';
 import { createSupervisorLog, type SupervisorLog } from './logger.js';
 import { SdNotify } from './sd-notify.js';
 import { WorkerPool } from './worker-pool.js';
-import { decodeMasterLinkMessage, decodeStateFileCounters, type MasterLinkMessage } from './wire.js';
+import { decodeMasterLinkMessage, decodeStateFileByProtocol, decodeStateFileCounters, type MasterLinkMessage } from './wire.js';
+import { addByProtocol, type DrainByProtocol } from '../core/drain-counts.js';
 import { closeQuietly } from '../native/socket-info.js';
 import { phaseBegins, publishPhase } from '../observe/channels.js';
 import type { MasterMetrics } from '../observe/master-metrics.js';
@@ -120,6 +121,8 @@ export interface MasterStatus {
    * What `baton upgrade --report` draws as requests per second.
    */
   requests: Record<string, number>;
+  /** {@link MasterCounters} `migrated`, `drained` and `forced` by protocol (http1, http2, websocket, tls, socket), persisted with them; counts from before baton reported protocols are in none. */
+  byProtocol: DrainByProtocol;
   lastError: string | undefined;
   /** Reload requests (HUP) received, and the outcome of the last reload: what `baton reload` waits for. */
   reload: ReloadStatus;
@@ -173,6 +176,7 @@ interface PersistedState {
   updatedAt: string;
   config: Omit<Config, 'source'> & { source: string | undefined };
   counters: MasterCounters;
+  byProtocol?: DrainByProtocol;
 }
 
 /** The supervisor's master. Create with {@link Master.start}; it runs until {@link Master.exited}. */
@@ -193,6 +197,8 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
   /** The new master this one started (USR2), while it runs. */
   #child: ChildProcess | undefined;
   #counters: MasterCounters;
+  /** The persisted part of the counters' drain counts by protocol (the pool's are added in status). */
+  readonly #byProtocol: DrainByProtocol;
   #lastError: string | undefined;
   #reloading: Promise<void> | undefined;
   #reloadAgain = false;
@@ -236,7 +242,7 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
     this.#listeners = listeners;
     this.#parentPid = parentPid;
     this.#notify = new SdNotify(options.env ?? process.env, this.#platform.native);
-    this.#counters = readCounters(config.stateFile);
+    ({ counters: this.#counters, byProtocol: this.#byProtocol } = readCounters(config.stateFile));
     // With a log file, the workers' output goes there too (one file, reopened on USR1).
     const output = config.log.file
       ? (line: string, stream: 'stdout' | 'stderr', w: { slot: number; pid: number }) =>
@@ -695,6 +701,7 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
         this.#counters.migrated += m.migrated;
         this.#counters.drained += m.drained;
         this.#counters.forced += m.forced;
+        addByProtocol(this.#byProtocol, m.byProtocol);
         this.#persist();
       } else if (m.type === 'absorb') {
         failpoint('master.absorbing');
@@ -772,6 +779,7 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
       crashLoop: this.#pool.crashLooping,
       counters: this.#allCounters(),
       requests: this.#pool.requestsByGeneration(),
+      byProtocol: this.#allByProtocol(),
       lastError: this.#lastError,
       reload: { requests: this.#reloadRequests, last: this.#lastReload, lastSuccessAt: this.#lastReloadSuccessAt },
       upgrade: this.#lastUpgrade,
@@ -788,6 +796,13 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
       drained: c.drained + p.drained,
       forced: c.forced + p.forced,
     };
+  }
+
+  #allByProtocol(): DrainByProtocol {
+    const all: DrainByProtocol = {};
+    addByProtocol(all, this.#byProtocol);
+    addByProtocol(all, this.#pool.byProtocol);
+    return all;
   }
 
   #restorePidFile(): void {
@@ -869,6 +884,7 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
       updatedAt: new Date().toISOString(),
       config: this.#config,
       counters: this.#allCounters(),
+      byProtocol: this.#allByProtocol(),
     };
     this.#fileOp('state file', this.#config.stateFile, () =>
       writeFileAtomic(this.#config.stateFile, `${JSON.stringify(state, null, 2)}\n`, 0o600),
@@ -928,7 +944,7 @@ function slotDirPath(runDir: string, name: string, pid: number): string {
 }
 
 /** Counters persisted by the previous master, or zeros. */
-function readCounters(file: string): MasterCounters {
+function readCounters(file: string): { counters: MasterCounters; byProtocol: DrainByProtocol } {
   const zero: MasterCounters = {
     reloads: 0,
     reloadsFailed: 0,
@@ -942,9 +958,10 @@ function readCounters(file: string): MasterCounters {
   };
   try {
     const names = Object.keys(zero) as (keyof MasterCounters)[];
-    return { ...zero, ...decodeStateFileCounters(fs.readFileSync(file, 'utf8'), names) };
+    const json = fs.readFileSync(file, 'utf8');
+    return { counters: { ...zero, ...decodeStateFileCounters(json, names) }, byProtocol: decodeStateFileByProtocol(json) };
   } catch {
-    return zero; // no file (the first master), or unreadable
+    return { counters: zero, byProtocol: {} }; // no file (the first master), or unreadable
   }
 }
 

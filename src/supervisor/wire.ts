@@ -11,6 +11,7 @@
  */
 import { z } from 'zod';
 import type { Phase } from '../core/phase.js';
+import type { DrainByProtocol } from '../core/drain-counts.js';
 import type { WorkerMessage } from './worker-link.js';
 
 /** A worker's diagnostics event (observe/master-metrics.ts), named through the message so this module imports no metrics. */
@@ -19,6 +20,8 @@ type ObservedEvent = Extract<WorkerMessage, { type: 'observe' }>['observed'];
 const PID_MAX = 4_194_304;
 const count = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
 const text = z.string().max(16 * 1024);
+/** Drain counts by protocol (DrainByProtocol): a few short names. */
+const byProtocol = z.record(z.string().max(32), z.object({ migrated: count, drained: count, forced: count }));
 const phase = z.enum(['starting', 'taking-over', 'serving', 'handing-over', 'draining', 'exited', 'failed'] satisfies Phase[]);
 
 const workerMessage = z.discriminatedUnion('type', [
@@ -49,6 +52,7 @@ const workerMessage = z.discriminatedUnion('type', [
     drained: count,
     forced: count,
     requests: count.optional(),
+    byProtocol: byProtocol.optional(),
   }),
   z.object({ baton: z.literal('worker'), type: z.literal('listener'), name: z.string().min(1).max(256) }),
   z.object({
@@ -84,14 +88,21 @@ export type MasterLinkMessage =
   | { baton: 'new-master'; type: 'resume' }
   | { baton: 'old-master'; type: 'resumed' }
   /** A retired worker of the old master finished draining: its counts go on in the new master's counters. */
-  | { baton: 'old-master'; type: 'drained'; migrated: number; drained: number; forced: number }
+  | { baton: 'old-master'; type: 'drained'; migrated: number; drained: number; forced: number; byProtocol?: DrainByProtocol }
   | { baton: 'old-master'; type: 'absorb'; workers: { slot: number; socketPath: string }[] };
 
 const masterLinkMessage = z.discriminatedUnion('type', [
   z.object({ baton: z.literal('new-master'), type: z.literal('ready'), pid: z.number().int().min(1).max(PID_MAX) }),
   z.object({ baton: z.literal('new-master'), type: z.literal('resume') }),
   z.object({ baton: z.literal('old-master'), type: z.literal('resumed') }),
-  z.object({ baton: z.literal('old-master'), type: z.literal('drained'), migrated: count, drained: count, forced: count }),
+  z.object({
+    baton: z.literal('old-master'),
+    type: z.literal('drained'),
+    migrated: count,
+    drained: count,
+    forced: count,
+    byProtocol: byProtocol.optional(),
+  }),
   z.object({
     baton: z.literal('old-master'),
     type: z.literal('absorb'),
@@ -135,4 +146,14 @@ export function decodeStateFileCounters<K extends string>(json: string, names: r
     if (v.success) out[name] = v.data;
   }
   return out;
+}
+
+/** A state file's drain counts by protocol (DrainByProtocol); none when absent or malformed (an older or damaged file). */
+export function decodeStateFileByProtocol(json: string): DrainByProtocol {
+  try {
+    const r = z.object({ byProtocol: byProtocol.refine((v) => Object.keys(v).length <= 16) }).safeParse(JSON.parse(json));
+    return r.success ? r.data.byProtocol : {};
+  } catch {
+    return {};
+  }
 }

@@ -9,11 +9,12 @@
  * the generation at that upgrade socket: an old master's retiring worker).
  * Worker → master: `{ baton: 'worker', type: 'phase', phase, generation, origin }` on
  * every phase change, `{ baton: 'worker', type: 'status', phase, connections, requests, degraded }`,
- * `{ baton: 'worker', type: 'drained', migrated, drained, forced, requests }` once its drain ended
+ * `{ baton: 'worker', type: 'drained', migrated, drained, forced, requests, byProtocol }` once its drain ended
  * (`requests`: its generation's request count, final there),
  * `{ baton: 'worker', type: 'observe', observed }` for each of its diagnostics events, only when the
  * master asked for them (Supervision `observe`: it serves metrics).
  */
+import type { DrainByProtocol } from '../core/drain-counts.js';
 import type { Generation } from '../generation.js';
 import type { Phase } from '../core/phase.js';
 import type { MissingInternal } from '../native/internals.js';
@@ -43,7 +44,7 @@ export type WorkerMessage =
   | { baton: 'worker'; type: 'phase'; phase: Phase; generation: number; origin: string; socketPath: string }
   /** `degraded`: the internals of Node or ws the worker lacks, each with what degrades (Generation#degraded). */
   | { baton: 'worker'; type: 'status'; phase?: Phase; connections: number; requests?: number; degraded?: MissingInternal[] }
-  | { baton: 'worker'; type: 'drained'; migrated: number; drained: number; forced: number; requests?: number }
+  | { baton: 'worker'; type: 'drained'; migrated: number; drained: number; forced: number; requests?: number; byProtocol?: DrainByProtocol }
   /** One of the worker's diagnostics events (phase, migration batch), for the master's metrics. */
   | { baton: 'worker'; type: 'observe'; observed: ObservedEvent }
   /** A listener the worker bound itself (zero-code, not configured), sent with its net.Server handle. */
@@ -129,7 +130,15 @@ export function linkToMaster(generation: Generation, options: { observe: boolean
       socketPath: generation.settings.socketPath,
     });
   generation.on('drained', (r) =>
-    send({ baton: 'worker', type: 'drained', migrated: r.migrated, drained: r.drained, forced: r.forced, requests: generation.requests }),
+    send({
+      baton: 'worker',
+      type: 'drained',
+      migrated: r.migrated,
+      drained: r.drained,
+      forced: r.forced,
+      requests: generation.requests,
+      byProtocol: r.byProtocol,
+    }),
   );
   generation.on('phase', phase);
   generation.on('listen-failed', ({ name, address, error }) =>

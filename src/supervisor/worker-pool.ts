@@ -12,13 +12,13 @@ import path from 'node:path';
 import { removeDeadTemps } from '../core/atomic-file.js';
 import type { TimerHandle } from '../core/clock.js';
 import { BatonError } from '../core/errors.js';
-import type { DrainReport } from '../drain/connection-tracker.js';
+import { addByProtocol, type DrainByProtocol } from '../core/drain-counts.js';
 import type { ObservedEvent } from '../observe/master-metrics.js';
 import { ensurePrivateDir } from '../handover/upgrade-socket.js';
 import { realPlatform, type Platform } from '../platform/platform.js';
 import type { Config } from './config.js';
 import type { HeldListener } from './held-listeners.js';
-import { WorkerProcess, type WorkerExit, type WorkerSpec, type WorkerStatus } from './worker-process.js';
+import { WorkerProcess, type WorkerDrainReport, type WorkerExit, type WorkerSpec, type WorkerStatus } from './worker-process.js';
 
 interface Slot {
   readonly index: number;
@@ -55,7 +55,7 @@ export interface PoolEvents {
   /** A worker bound a listener the master does not have (see WorkerProcess 'listener'). */
   listener: [name: string, server: net.Server];
   /** A worker's drain ended (already added to the counters). */
-  drained: [report: { migrated: number; drained: number; forced: number }];
+  drained: [report: WorkerDrainReport];
   /** A worker forwarded one of its diagnostics events (metrics). */
   observe: [event: ObservedEvent];
 }
@@ -77,6 +77,8 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
   /** Only the first worker was started (see start()). */
   #staggered = false;
   readonly counters: PoolCounters = { restarts: 0, migrated: 0, drained: 0, forced: 0 };
+  /** The drain counts of {@link WorkerPool.counters} by protocol, as the workers reported them. */
+  readonly byProtocol: DrainByProtocol = {};
   /** Requests of this pool's workers that exited, by generation number (each worker's last count). */
   readonly #finishedRequests = new Map<string, number>();
 
@@ -269,11 +271,12 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
   }
 
   /** Adds what a worker's drain report says to the counters. */
-  #countDrain(report: Pick<DrainReport, 'migrated' | 'drained' | 'forced'>): void {
+  #countDrain(report: WorkerDrainReport): void {
     this.counters.migrated += report.migrated;
     this.counters.drained += report.drained;
     this.counters.forced += report.forced;
-    this.emit('drained', { migrated: report.migrated, drained: report.drained, forced: report.forced });
+    addByProtocol(this.byProtocol, report.byProtocol);
+    this.emit('drained', report);
   }
 
   #stopSlot(slot: Slot, drainMs: number): void {

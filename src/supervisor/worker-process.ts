@@ -11,6 +11,7 @@ import { BatonError } from '../core/errors.js';
 import type { Phase } from '../core/phase.js';
 import { REGISTER_URL } from '../adopt/register-url.js';
 import type { TimerHandle } from '../core/clock.js';
+import type { DrainByProtocol } from '../core/drain-counts.js';
 import type { ObservedEvent } from '../observe/master-metrics.js';
 import { realPlatform, type Platform } from '../platform/platform.js';
 import type { HeldListener } from './held-listeners.js';
@@ -79,6 +80,14 @@ export interface WorkerStatus {
   uptimeMs: number;
 }
 
+/** How a worker's connections left when its drain ended: totals, and by protocol (older workers may not say). */
+export interface WorkerDrainReport {
+  migrated: number;
+  drained: number;
+  forced: number;
+  byProtocol: DrainByProtocol | undefined;
+}
+
 /** Events of a {@link WorkerProcess}. */
 export interface WorkerEvents {
   /** Its generation serves. */
@@ -92,7 +101,7 @@ export interface WorkerEvents {
   /** A listen() of its app failed (the app usually exits next). */
   'listen-failed': [info: { name: string; address: string; code: string | undefined; message: string }];
   /** Its drain ended: how its connections left. */
-  drained: [report: { migrated: number; drained: number; forced: number }];
+  drained: [report: WorkerDrainReport];
   /** It forwarded one of its diagnostics events (phase, migration batch) for the master's metrics. */
   observe: [event: ObservedEvent];
   exit: [exit: WorkerExit];
@@ -323,7 +332,7 @@ export class WorkerProcess extends EventEmitter<WorkerEvents> {
     }
     if (m.type === 'drained') {
       if (m.requests !== undefined) this.#requests = m.requests;
-      this.emit('drained', { migrated: m.migrated, drained: m.drained, forced: m.forced });
+      this.emit('drained', { migrated: m.migrated, drained: m.drained, forced: m.forced, byProtocol: m.byProtocol });
       return;
     }
     if (m.type !== 'phase') return;
