@@ -28,3 +28,5 @@ export { defaultSocketDir } from './handover/upgrade-socket.js';
 export { type ExecCommand } from './handover/exec.js';
 export { adoptedReady } from './adopt/adoption.js';
 export { ChannelNames, type PhaseEvent, type StepEvent, type BatchEvent } from './observe/channels.js';
+export { recordUpgrades, type RecordUpgradesOptions } from './observe/generation-report.js';
+export type { UpgradeReportData, ReportSample } from './observe/upgrade-report.js';

@@ -15,7 +15,8 @@ import path from 'node:path';
 import { after, test } from 'node:test';
 import { promisify } from 'node:util';
 import type { UpgradeReportData } from '../src/observe/upgrade-report.js';
-import { EventLog, killAll, waitGone } from './helpers/server-process.js';
+import { HttpLoad } from './helpers/http-load.js';
+import { EventLog, fixture, killAll, spawnFixture, tempDir, upgradeFixture, waitGone } from './helpers/server-process.js';
 import { cli, masterUnderLoad, writeApp } from './helpers/supervisor.js';
 
 const run = promisify(execFile);
@@ -122,3 +123,58 @@ test('baton upgrade --report writes the JSON report and an SVG timeline of the u
   process.kill(newPid, 'SIGQUIT');
   await waitGone(newPid, 15_000);
 });
+
+// The library's report (recordUpgrades): the fixture records the upgrade that replaces it.
+for (const via of ['takeover', 'exec'] as const) {
+  test(`recordUpgrades: a ${via} upgrade of a start() generation under load writes the same report`, async () => {
+    const dir = tempDir();
+    const env = { BATON_SOCKET_DIR: dir, UPGRADE_REPORT: path.join(dir, 'report-%p.json') };
+    const first = spawnFixture(fixture('server'), env, log);
+    const listening = await log.waitEvent('listening', first.pid);
+    await log.waitEvent('ready', first.pid);
+    const load = new HttpLoad(`http://127.0.0.1:${listening.http}`, 16);
+    await load.waitForMore(200);
+    const since = log.events.length;
+    const next = await upgradeFixture(log, env, via, first.pid!, 2, since);
+    const written = await log.waitEvent('upgrade-report', first.pid);
+    const drained = (await log.waitEvent('drained', first.pid)).args as { migrated: number; forced: number }[];
+    await log.waitEvent('exit', first.pid);
+    await load.waitForGeneration((g) => g === 2);
+    await load.waitForMore(50);
+    const result = await load.stop();
+    assert.equal(result.failed, 0, `failed requests: ${result.errors.join('; ')}`);
+
+    assert.equal(written.json, path.join(dir, `report-${first.pid}.json`));
+    const r = JSON.parse(fs.readFileSync(written.json as string, 'utf8')) as UpgradeReportData;
+    assert.equal(r.result, 'done');
+    assert.equal(r.oldPid, first.pid);
+    assert.equal(r.newPid, next.pid);
+    const steps = r.steps.map((s) => s.step);
+    for (const step of ['predecessor.ready-received', 'phase handing-over', 'phase draining', 'predecessor.done-sent'])
+      assert.ok(steps.includes(step), `${step} in ${steps.join(', ')}`);
+    r.steps.forEach((s, i) => assert.ok(i === 0 || s.t >= r.steps[i - 1]!.t));
+    // Requests: the intervals add up to the generation's counter, and that counter is every
+    // response the load generator got from generation 1 (no other client spoke to it).
+    const key = `pid ${first.pid} / generation 1`;
+    const counter = r.requestCounters[String(first.pid)]!;
+    assert.equal(
+      r.samples.reduce((a, s) => a + s.requests[key]!, 0),
+      counter.last['1']! - counter.first['1']!,
+    );
+    assert.equal(r.totals.requests, counter.last['1']! - counter.first['1']!);
+    assert.equal(counter.last['1'], result.generations.get(1), 'the generation counted every request the load sent it');
+    assert.ok(r.samples.length >= 2);
+    // Connections: migrated as the drain report says, none cut, no failed request.
+    assert.equal(r.samples.at(-1)!.migrated, drained[0]!.migrated);
+    assert.ok(drained[0]!.migrated > 0, 'keep-alive connections migrated');
+    assert.equal(r.samples.at(-1)!.connections[key], 0);
+    assert.equal(r.totals.failed, drained[0]!.forced);
+    assert.equal(r.totals.failed, 0);
+    const svg = fs.readFileSync(written.svg as string, 'utf8');
+    assert.match(svg, /^<svg xmlns="http:\/\/www.w3.org\/2000\/svg"/);
+    assert.ok(svg.includes(`${key} req/s`));
+    for (const s of r.steps) assert.ok(svg.includes(s.step), s.step);
+    process.kill(next.pid!, 'SIGTERM');
+    await log.waitEvent('exit', next.pid);
+  });
+}
