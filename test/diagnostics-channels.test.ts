@@ -128,3 +128,40 @@ test('one takeover: phase events equal phaseHistory, handover steps follow the p
   assert.equal(adopted, done.migrated);
   assert.deepEqual(Object.keys(pred.batches[0]!.adopted), ['http1']);
 });
+
+test('NODE_DEBUG=baton traces each phase, handover step and migration batch as text on stderr; nothing without it', async () => {
+  const dir = tempDir();
+  const first = spawnFixture(fixture('server'), { BATON_SOCKET_DIR: dir, NODE_DEBUG: 'baton' }, log);
+  const listening = await log.waitEvent('listening', first.pid);
+  await log.waitEvent('ready', first.pid);
+  // Idle keep-alive connections: they migrate in a batch.
+  const clients = Array.from({ length: 4 }, () => new Client(`http://127.0.0.1:${listening.http}`, { keepAliveTimeout: 600_000 }));
+  for (const c of clients) await (await c.request({ path: '/', method: 'GET' })).body.text();
+  const since = log.events.length;
+  // The successor without NODE_DEBUG: it traces nothing.
+  const next = await upgradeFixture(log, { BATON_SOCKET_DIR: dir, NODE_DEBUG: '' }, 'takeover', first.pid!, 2, since);
+  await log.waitEvent('exit', first.pid);
+  const traced = (pid: number) =>
+    log.output.filter((l) => l.startsWith(`[stderr ${pid}] BATON ${pid}: `)).map((l) => l.slice(`[stderr ${pid}] BATON ${pid}: `.length));
+  const lines = traced(first.pid!);
+  for (const [from, to] of [
+    ['starting', 'serving'],
+    ['serving', 'handing-over'],
+    ['handing-over', 'draining'],
+    ['draining', 'exited'],
+  ])
+    assert.ok(
+      lines.some((l) => new RegExp(`^generation 1 \\(pid ${first.pid}\\): ${from} -> ${to} after \\d+\\.\\d ms$`).test(l)),
+      `${from} -> ${to} in:\n${lines.join('\n')}`,
+    );
+  for (const step of ['predecessor.hello-received', 'predecessor.ready-received', 'predecessor.connections-sent', 'predecessor.done-sent'])
+    assert.ok(lines.includes(`step ${step} (pid ${first.pid})`), `${step} in:\n${lines.join('\n')}`);
+  assert.ok(
+    lines.some((l) => new RegExp(`^migration batch 1 \\(pid ${first.pid}\\): adopted \\{"http1":\\d+\\}`).test(l)),
+    `a migration batch in:\n${lines.join('\n')}`,
+  );
+  assert.deepEqual(traced(next.pid!), [], 'no trace without NODE_DEBUG');
+  for (const c of clients) await c.close();
+  process.kill(next.pid!, 'SIGTERM');
+  await log.waitEvent('exit', next.pid);
+});
