@@ -209,6 +209,8 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
   /** The metrics endpoint (config `metrics`), if configured. */
   #metrics: MasterMetrics | undefined;
   #resumeWaiter: (() => void) | undefined;
+  /** A pending state-file write (#persistSoon). */
+  #persistTimer: TimerHandle | undefined;
   /** After WINCH: drains the old workers the new master did not take over in time. */
   #winchFallback: TimerHandle | undefined;
   readonly #signalHandlers = new Map<NodeJS.Signals, () => void>();
@@ -257,11 +259,12 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
       this.emit('phase', to, from);
     });
     this.#pool.on('observe', (e) => this.#metrics?.observe(e));
-    // Counters outlive the master: a drain's counts are persisted at once, or, while a newer
-    // master runs (it owns the state file), handed to it.
+    // Counters outlive the master: a drain's counts are persisted (the drains of a reload's
+    // workers end together: one write for them, see #persistSoon), or, while a newer master runs
+    // (it owns the state file), handed to it.
     this.#pool.on('drained', (r) => {
       if (this.#child) this.#sendChild({ baton: 'old-master', type: 'drained', ...r });
-      else this.#persist();
+      else this.#persistSoon();
     });
     this.#pool.on('log', (level, message, details) => {
       this.#log[level](details, message);
@@ -521,6 +524,8 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
       );
     }
     if (this.phase !== 'running') return refuse(`this master is ${this.phase}; an upgrade needs phase 'running'`);
+    // The new master starts from the state file: counts still to be written go first.
+    this.#flushPersist();
     const pidFile = this.#config.pidFile;
     if (readPidFile(pidFile) === this.pid) this.#fileOp('pid file', pidFile, () => renameDurable(pidFile, `${pidFile}.oldbin`));
     let child: ChildProcess;
@@ -702,7 +707,7 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
         this.#counters.drained += m.drained;
         this.#counters.forced += m.forced;
         addByProtocol(this.#byProtocol, m.byProtocol);
-        this.#persist();
+        this.#persistSoon();
       } else if (m.type === 'absorb') {
         failpoint('master.absorbing');
         const n = this.#pool.absorb(m.workers);
@@ -735,6 +740,7 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
     this.#phases.transition('stopping');
     this.#notifySystemd({ STOPPING: 1 });
     await this.#pool.stopAll(drainMs);
+    this.#flushPersist();
     // A new master this one started lives on without it.
     if (this.#child) {
       this.#child.disconnect?.();
@@ -872,8 +878,24 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
     }
   }
 
+  /**
+   * Writes the state file within {@link PERSIST_COALESCE_MS}: the drains that end together (a
+   * reload's workers, an old master's retiring ones) cost one write (write, fsync, rename, fsync),
+   * not one each. Flushed before a new master is spawned (it reads the file) and at shutdown.
+   */
+  #persistSoon(): void {
+    this.#persistTimer ??= this.#platform.clock.setTimeout(() => this.#persist(), PERSIST_COALESCE_MS);
+  }
+
+  /** Writes now what {@link Master.#persistSoon} would write later, if anything. */
+  #flushPersist(): void {
+    if (this.#persistTimer !== undefined) this.#persist();
+  }
+
   /** Writes the state file (only the master that owns the pid file does, or the newest one when there is none). */
   #persist(): void {
+    this.#platform.clock.clearTimeout(this.#persistTimer);
+    this.#persistTimer = undefined;
     // Without a pid file (it could not be written: a full disk) the newest master writes it.
     const owner = readPidFile(this.#config.pidFile);
     if (owner !== this.pid && (owner !== undefined || this.#child !== undefined)) return;
@@ -937,6 +959,9 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
     if (this.#child?.connected) this.#child.send(m, undefined, {}, () => undefined);
   }
 }
+
+/** How long the state-file write after a drain waits for other drains ending at the same time. */
+const PERSIST_COALESCE_MS = 200;
 
 /** The private directory of master `pid`'s worker slots (their upgrade sockets). */
 function slotDirPath(runDir: string, name: string, pid: number): string {
