@@ -18,8 +18,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Pool } from 'undici';
 import { benchFixture, EventLog, killAll, spawnFixture, tempDir } from './lib/processes.js';
-import { median } from './lib/stats.js';
-import { cpuSeconds } from './lib/throughput.js';
+import { mean, median } from './lib/stats.js';
+import { abbaRounds, cpuPerRequest } from './lib/throughput.js';
 
 /** One run of one variant. */
 export interface ObserveRun {
@@ -71,8 +71,6 @@ async function load(url: string, connections: number, total: number): Promise<{ 
   return { requests, failed };
 }
 
-const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
-
 /** Runs the benchmark (see the module comment). */
 export async function measureObserveCost(
   o: { rounds: number; requests: number; connections: number; warmupRequests?: number },
@@ -94,18 +92,12 @@ export async function measureObserveCost(
     // Warm-up: both servers' code optimised (JIT) before anything is measured.
     for (const variant of ['on', 'off'] as const) await load(servers[variant].url, o.connections, o.warmupRequests ?? o.requests);
     progress(`${o.rounds} ABBA rounds of ${o.requests} requests per variant, ${o.connections} keep-alive connections`);
-    const runs: ObserveRun[] = [];
-    for (let round = 1; round <= o.rounds; round++) {
-      const order = round % 2 === 1 ? (['on', 'off'] as const) : (['off', 'on'] as const);
-      for (const variant of order) {
-        const { url, pid } = servers[variant];
-        const before = cpuSeconds(pid);
-        const r = await load(url, o.connections, o.requests);
-        const cpu = cpuSeconds(pid) - before;
-        runs.push({ round, variant, requests: r.requests, failed: r.failed, serverCpuUsPerRequest: (cpu * 1e6) / r.requests });
-        progress(`  round ${round} ${variant}: ${r.requests} requests, ${((cpu * 1e6) / r.requests).toFixed(2)} µs CPU each`);
-      }
-    }
+    const runs = await abbaRounds(['on', 'off'] as const, o.rounds, async (variant, round): Promise<ObserveRun> => {
+      const { url, pid } = servers[variant];
+      const r = await cpuPerRequest(pid, () => load(url, o.connections, o.requests));
+      progress(`  round ${round} ${variant}: ${r.requests} requests, ${r.cpuUs.toFixed(2)} µs CPU each`);
+      return { round, variant, requests: r.requests, failed: r.failed, serverCpuUsPerRequest: r.cpuUs };
+    });
     const of = (v: 'on' | 'off') => runs.filter((r) => r.variant === v).map((r) => r.serverCpuUsPerRequest);
     const roundRatios = of('on').map((on, i) => on / of('off')[i]!);
     return {

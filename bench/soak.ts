@@ -14,6 +14,7 @@ import { alive } from '../src/core/proc.js';
 import { allProcs, fdCount, rssKiB, treeOf, zombiesIn } from '../test/faults/proc-scan.js';
 import { Paths, targetFor, type PathName } from '../test/faults/targets.js';
 import { KeepAliveLoad, Prober, Traffic } from '../test/faults/traffic.js';
+import { mean } from './lib/stats.js';
 
 const upgrades = Number(process.env.SOAK_UPGRADES ?? 1000);
 const paths = (process.env.SOAK_PATHS ?? 'takeover,reload').split(',') as PathName[];
@@ -42,7 +43,6 @@ function slope(ys: number[]): number {
 /** Growth over the run, robust to noise: mean of the last tenth minus mean of the first tenth. */
 function growth(ys: number[]): number {
   const k = Math.max(1, Math.floor(ys.length / 10));
-  const mean = (a: number[]) => a.reduce((x, y) => x + y, 0) / a.length;
   return mean(ys.slice(-k)) - mean(ys.slice(0, k));
 }
 

@@ -17,6 +17,11 @@ export function percentile(values: readonly number[], p: number): number {
   return sorted[rank - 1]!;
 }
 
+/** The arithmetic mean (NaN for none). */
+export function mean(values: readonly number[]): number {
+  return values.reduce((a, b) => a + b, 0) / values.length;
+}
+
 /** The median (the mean of the two middle values for an even count). */
 export function median(values: readonly number[]): number {
   if (values.length === 0) return NaN;

@@ -7,7 +7,7 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import type { BatonFixtures } from './baton-fixture.js';
 import { benchFixture, spawnFixture, type EventLog } from './processes.js';
-import { median } from './stats.js';
+import { mean, median } from './stats.js';
 import { runWrk } from './wrk.js';
 
 /** One wrk run against one of the two servers. */
@@ -46,7 +46,29 @@ export function cpuSeconds(pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
 }
 
-const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+/**
+ * `rounds` rounds of one `measure` per variant, back to back, alternating the order (ABBA: A B,
+ * B A, …) so a drift in machine load favours neither. Resolves with every run, in run order.
+ */
+export async function abbaRounds<V extends string, R>(
+  variants: readonly [V, V],
+  rounds: number,
+  measure: (variant: V, round: number) => Promise<R>,
+): Promise<R[]> {
+  const runs: R[] = [];
+  for (let round = 1; round <= rounds; round++) {
+    const [a, b] = variants;
+    for (const variant of round % 2 === 1 ? [a, b] : [b, a]) runs.push(await measure(variant, round));
+  }
+  return runs;
+}
+
+/** Runs `work` (resolving with the requests it completed) and returns those and process `pid`'s CPU µs per request over it. */
+export async function cpuPerRequest<R extends { requests: number }>(pid: number, work: () => Promise<R>): Promise<R & { cpuUs: number }> {
+  const before = cpuSeconds(pid);
+  const r = await work();
+  return { ...r, cpuUs: ((cpuSeconds(pid) - before) * 1e6) / r.requests };
+}
 
 /** How {@link measureThroughput} runs wrk. */
 export interface ThroughputOptions {
@@ -79,26 +101,22 @@ export async function measureThroughput(
   };
   o.progress?.(`warm-up ${o.warmupS} s each, then ${o.rounds} rounds of ${o.runS} s per server`);
   for (const server of ['baton', 'plain'] as const) await runWrk(servers[server].url, { ...WRK_SHAPE, durationS: o.warmupS });
-  const runs: ThroughputRun[] = [];
-  for (let round = 1; round <= o.rounds; round++) {
-    // Alternate the order (ABBA) so a drift in machine load does not favour one server.
-    const order = round % 2 === 1 ? (['baton', 'plain'] as const) : (['plain', 'baton'] as const);
-    for (const server of order) {
-      const { url, pid } = servers[server];
-      const cpuBefore = cpuSeconds(pid);
-      const r = await runWrk(url, { ...WRK_SHAPE, durationS: o.runS });
-      const cpu = cpuSeconds(pid) - cpuBefore;
-      runs.push({
-        round,
-        server,
-        requestsPerSec: r.requestsPerSec,
-        requests: r.requests,
-        errors: r.errors.total,
-        latencyP99Ms: r.latencyMs.p99,
-        serverCpuUsPerRequest: (cpu * 1e6) / r.requests,
-      });
-    }
-  }
+  const runs = await abbaRounds(['baton', 'plain'] as const, o.rounds, async (server, round): Promise<ThroughputRun> => {
+    const { url, pid } = servers[server];
+    const r = await cpuPerRequest(pid, async () => {
+      const w = await runWrk(url, { ...WRK_SHAPE, durationS: o.runS });
+      return { requests: w.requests, w };
+    });
+    return {
+      round,
+      server,
+      requestsPerSec: r.w.requestsPerSec,
+      requests: r.requests,
+      errors: r.w.errors.total,
+      latencyP99Ms: r.w.latencyMs.p99,
+      serverCpuUsPerRequest: r.cpuUs,
+    };
+  });
   const plainExit = fixtures.waitFor((e) => e.event === 'exit' && e.pid === plainChild.pid, 'plain server exit');
   plainChild.kill('SIGTERM');
   await Promise.all([plainExit, fixtures.stop(baton.pid)]);
