@@ -1,13 +1,13 @@
-/** connectionStateRecovery across `baton reload` and `baton upgrade` (see test/socketio-upgrade.test.ts). */
+/**
+ * connectionStateRecovery across `baton reload` and `baton upgrade` (see test/socketio-upgrade.test.ts).
+ * Under reload, before each upgrade a client connects that never answers the close frame (a stalled
+ * network): the old worker takes the store once every session was sent its close, not once every
+ * closing handshake ended, so nobody's reconnect waits for that client.
+ */
 import { describeSocketIo } from './helpers/socketio.js';
 
 describeSocketIo('socket.io connectionStateRecovery under upgrades (baton start)', [
-  {
-    path: 'reload',
-    transports: ['websocket'],
-    recovery: true,
-    todo: 'every session recovered, but WebSocket clients stalled 3.2 s (load 11) to 5.6 s (load 16), uniformly: likely the old worker waits the full 2 s for a session that does not close before it takes the store; open',
-  },
+  { path: 'reload', transports: ['websocket'], recovery: true, holdout: true },
   {
     path: 'upgrade',
     transports: undefined,

@@ -8,13 +8,12 @@ import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import { io, type Socket } from 'socket.io-client';
 import { execFile } from 'node:child_process';
-import fs from 'node:fs';
-import { join as pathJoin } from 'node:path';
+import { once } from 'node:events';
 import { promisify } from 'node:util';
+import WebSocket from 'ws';
 import { AppRunner, appFile } from './adopt.js';
-import { freePort } from './socket-activate.js';
-import { cli, startMaster } from './supervisor.js';
-import { EventLog, killAll, tempDir } from './server-process.js';
+import { cli, startMaster, writeAppConfig } from './supervisor.js';
+import { EventLog, killAll, tempDir, type FixtureEvent } from './server-process.js';
 
 const CLIENTS = process.env.BATON_TEST_FULL === '1' ? 200 : 50;
 const UPGRADES = 10;
@@ -64,6 +63,7 @@ interface Client {
 
 /** Every client opened, closed after the tests whatever happened. */
 const everyClient: Socket[] = [];
+const everyHoldout: WebSocket[] = [];
 
 function open(url: string, id: string, transports: string[] | undefined): Promise<Client> {
   // retries needs ackTimeout (it makes acks error-first); long enough never to resend to a live server.
@@ -140,12 +140,44 @@ function tickProblems(c: Client): string[] {
   return problems;
 }
 
+/** When a master log event was written (its `time`), on this process's performance.now() clock. */
+function loggedAt(e: FixtureEvent): number {
+  return Date.parse(String(e.time)) - performance.timeOrigin;
+}
+
+/**
+ * A socket.io client that never completes a closing handshake: a raw
+ * engine.io WebSocket that connects to namespace '/' and then stops reading
+ * its socket (as a client on a stalled network does), so the server's 1012
+ * close frame is never answered and its session stays connected in the old
+ * generation until ws's close timeout (30 s). Nothing the other clients get
+ * may wait for it.
+ */
+async function holdout(url: string): Promise<WebSocket> {
+  const ws = new WebSocket(`${url.replace(/^http/, 'ws')}/socket.io/?EIO=4&transport=websocket`);
+  everyHoldout.push(ws);
+  const connected = new Promise<void>((resolve, reject) => {
+    ws.on('error', reject);
+    ws.on('message', (data) => {
+      const text = String(data);
+      if (text.startsWith('0'))
+        ws.send('40{"client":"holdout"}'); // engine.io open: socket.io CONNECT
+      else if (text === '2')
+        ws.send('3'); // engine.io ping
+      else if (text.startsWith('40')) resolve();
+    });
+  });
+  await connected;
+  ws.pause();
+  return ws;
+}
+
 /** A running app and a way to upgrade it: resolves when the successor is ready (`readyAt`) and the old generation let go. */
 interface Deployment {
   url: string;
   upgrade(): Promise<{ readyAt: number }>;
   stop(): void;
-  /** Lines of baton's socket.io debug log (NODE_DEBUG=baton:socketio) the app processes wrote to stderr (`baton run` only). */
+  /** Lines of baton's socket.io debug log (NODE_DEBUG=baton:socketio) the app processes wrote to stderr. */
   debugLines(): string[];
 }
 
@@ -159,6 +191,8 @@ export interface Case {
   recovery?: boolean;
   /** The contrast: baton does not hand socket.io's store over (BATON_SOCKETIO_STORE=0). */
   noStore?: boolean;
+  /** Before each upgrade one more client connects that never answers the close frame ({@link holdout}). */
+  holdout?: boolean;
   /** A known failure, still run and reported (node:test `todo`): what fails and why it is open. */
   todo?: string;
 }
@@ -175,6 +209,7 @@ export function describeSocketIo(title: string, cases: Case[], contrast = false)
     const masters: number[] = [];
     after(() => {
       for (const s of everyClient) s.disconnect();
+      for (const ws of everyHoldout) ws.terminate();
       killAll(log.events.filter((e) => e.event === 'ready').map((e) => e.pid));
       killAll(masters);
       apps.killAll();
@@ -210,22 +245,12 @@ export function describeSocketIo(title: string, cases: Case[], contrast = false)
     /** `baton start` with one worker (reload: `baton reload`; upgrade: `baton upgrade`). */
     async function underStart(path: 'reload' | 'upgrade', env: NodeJS.ProcessEnv): Promise<Deployment> {
       const dir = tempDir('baton-sio-');
-      const port = await freePort();
-      const cfg = pathJoin(dir, 'baton.yaml');
-      const vars = { PORT: String(port), BATON_READY_QUIET_MS: '50', ...env };
-      fs.writeFileSync(
-        cfg,
-        [
-          'name: app',
-          `app: ${appFile('socketio.mjs')}`,
-          `runDir: ${dir}`,
-          'workers: 1',
-          'listeners:',
-          `  http: { host: 127.0.0.1, port: ${port} }`,
-          `env: ${JSON.stringify(vars)}`,
-          'upgrade: { healthWindowMs: 200 }',
-        ].join('\n'),
-      );
+      const vars = Object.fromEntries(Object.entries(env).filter((kv): kv is [string, string] => kv[1] !== undefined));
+      const { port, cfg } = await writeAppConfig(dir, appFile('socketio.mjs'), {
+        workers: 1,
+        env: vars,
+        extra: 'upgrade: { healthWindowMs: 200 }',
+      });
       let master = await startMaster(log, cfg);
       masters.push(master.pid);
       return {
@@ -234,14 +259,16 @@ export function describeSocketIo(title: string, cases: Case[], contrast = false)
           const since = log.events.length;
           if (path === 'reload') {
             process.kill(master.pid, 'SIGHUP');
+            // The new worker serves from its 'worker-ready' on: the old one's clients must be gone 2 s after it.
+            const ready = await log.waitFor((e) => e.event === 'worker-ready' && e.pid === master.pid, 'new worker ready', 30_000, since);
             await log.waitFor((e) => e.event === 'reload-done' && e.pid === master.pid, 'reload done', 30_000, since);
-            return { readyAt: performance.now() };
+            return { readyAt: loggedAt(ready) };
           }
           const old = master.pid;
           const command = execFileP(process.execPath, [cli, 'upgrade', '-c', cfg]);
           // The new master serves from its 'master-ready' on; the old one's workers are taken over after the health window.
           const ready = await log.waitFor((e) => e.event === 'master-ready' && e.pid !== old, 'new master ready', 30_000, since);
-          const readyAt = performance.now();
+          const readyAt = loggedAt(ready);
           const { stdout } = await command;
           assert.match(stdout, new RegExp(`master pid ${old} → ${ready.pid}`));
           master = { ...master, pid: ready.pid };
@@ -249,7 +276,8 @@ export function describeSocketIo(title: string, cases: Case[], contrast = false)
           return { readyAt };
         },
         stop: () => process.kill(master.pid, 'SIGTERM'),
-        debugLines: () => [],
+        // The workers write to the master's stderr, which the log keeps as '[stderr <pid>] …' lines.
+        debugLines: () => log.output.filter((l) => l.includes('BATON:SOCKETIO')).map((l) => l.trim()),
       };
     }
 
@@ -292,6 +320,7 @@ export function describeSocketIo(title: string, cases: Case[], contrast = false)
           // Those connected after earlier upgrades move too.
           const moving = [...clients, ...late];
           const before = new Map(moving.map((cl) => [cl, cl.connects.length]));
+          const held = c.holdout ? await holdout(url) : undefined;
           const { readyAt } = await app.upgrade();
           // Every client is back, on the new generation, after at most one reconnect.
           await Promise.all(
@@ -313,6 +342,10 @@ export function describeSocketIo(title: string, cases: Case[], contrast = false)
           assert.equal(count, clients.length + late.length, `the new generation serves ${count} clients`);
           const everyone = [...clients, ...late];
           while (everyone.some((cl) => !cl.broadcasts.has(tag))) await new Promise((r) => setTimeout(r, 20));
+          if (held) {
+            held.terminate();
+            await once(held, 'close');
+          }
         }
       } finally {
         for (const cl of [...clients, ...late]) cl.running = false;
