@@ -191,6 +191,8 @@ export interface Case {
   recovery?: boolean;
   /** The contrast: baton does not hand socket.io's store over (BATON_SOCKETIO_STORE=0). */
   noStore?: boolean;
+  /** How many clients (default 50, 200 with BATON_TEST_FULL=1). */
+  clients?: number;
   /** Before each upgrade one more client connects that never answers the close frame ({@link holdout}). */
   holdout?: boolean;
   /** A known failure, still run and reported (node:test `todo`): what fails and why it is open. */
@@ -299,7 +301,7 @@ export function describeSocketIo(title: string, cases: Case[], contrast = false)
       const app = path === 'takeover' || path === 'exec' ? await underRun(path, env) : await underStart(path, env);
       const url = app.url;
       const prefix = `${path}-${label}`;
-      const clients = await Promise.all(Array.from({ length: CLIENTS }, (_, i) => open(url, `${prefix}-c${i}`, transports)));
+      const clients = await Promise.all(Array.from({ length: c.clients ?? CLIENTS }, (_, i) => open(url, `${prefix}-c${i}`, transports)));
       const late: Client[] = [];
       const recoveryProblems: string[] = [];
       /** With recovery, a client keeps its id and room, and gets the broadcasts it missed: ticks checked at the end. */
@@ -402,7 +404,7 @@ export function describeSocketIo(title: string, cases: Case[], contrast = false)
 
     for (const c of cases) {
       const label = `${labelOf(c.transports)}${c.recovery ? ', connectionStateRecovery' : ''}`;
-      const name = `${c.transports?.join('+') ?? 'default'}${c.recovery ? '-rec' : ''}`;
+      const name = `${c.transports?.join('+') ?? 'default'}${c.recovery ? '-rec' : ''}${c.holdout ? '-holdout' : ''}-${c.clients ?? CLIENTS}`;
       // Long-polling only: an ack the old generation queued while the client had no poll pending is
       // stranded (the client's next poll reaches the successor, which does not know the session), so
       // the client sends that message again: processed twice, about once in 500 client-upgrades.
@@ -412,7 +414,7 @@ export function describeSocketIo(title: string, cases: Case[], contrast = false)
           ? 'polling: an ack queued at the cut with no poll pending is stranded (docs/zero-code.md)'
           : undefined);
       it(
-        `${c.path}, ${label}: ${CLIENTS} clients, ${UPGRADES} upgrades, no message or ack lost or duplicated${c.recovery ? ', every session recovered with its missed broadcasts' : ''}`,
+        `${c.path}, ${label}${c.holdout ? ', a client that never answers the close' : ''}: ${c.clients ?? CLIENTS} clients, ${UPGRADES} upgrades, no message or ack lost or duplicated${c.recovery ? ', every session recovered with its missed broadcasts' : ''}`,
         { todo },
         async () => {
           const { recoveryProblems } = await scenario(c, UPGRADES, name);
