@@ -13,7 +13,9 @@
  * - **connectionStateRecovery**: when the app enabled it, socket.io's
  *   in-memory store (each namespace adapter's `sessions` and `packets`:
  *   persisted sessions and the broadcasts they may have missed) is complete
- *   only once the old generation closed its sessions; it travels to the
+ *   only once the old generation closed its sessions — once each was sent
+ *   its close (not once its client answered it: a slow client would hold
+ *   everyone's restore; see `sealed`), at most 2 s; it travels to the
  *   successor as late state (`handOverLate('socket.io')`, after Draining).
  *   The successor holds every `restoreSession()` until that delivery came
  *   (or no predecessor drains into it, or `helloTimeoutMs`), so a client
