@@ -17,7 +17,7 @@ describeSocketIo('socket.io connectionStateRecovery under upgrades (baton start)
     transports: ['websocket'],
     recovery: true,
     holdout: true,
-    todo: "at loads of 13–36 some clients still stall 2.0–2.6 s: the store is taken 24–104 ms after the cutover and restores are held ≤ 32 ms, the rest is the reconnect itself — the client's close delivery (100–250 ms), its reconnection delay (100–300 ms) and 50 handshakes into the new worker on a starved CPU (spread over 1–1.3 s); open",
+    todo: "at loads of 13–36 some clients still stall 2.0–2.7 s: the store is taken 24–104 ms after the cutover and restores are held ≤ 32 ms, the rest is the reconnect itself — the client's close delivery (100–250 ms), its reconnection delay (100–300 ms) and 50 handshakes into the new worker on a starved CPU (spread over 1–1.3 s); open",
   },
   {
     path: 'upgrade',
