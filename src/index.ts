@@ -27,4 +27,4 @@ export { type ListenAddress, type Listener, type ListenerOrigin } from './listen
 export { defaultSocketDir } from './handover/upgrade-socket.js';
 export { type ExecCommand } from './handover/exec.js';
 export { adoptedReady } from './adopt/adoption.js';
-export { ChannelNames, type PhaseEvent, type StepEvent, type BatchEvent } from './observe/channels.js';
+export { ChannelNames, type PhaseEvent, type StepEvent, type BatchEvent } from './core/channels.js';
