@@ -16,6 +16,7 @@
  * comes from baton's install that runs the app, `import 'baton'` from the
  * app's own dependency — two copies of this module, one host.
  */
+import type net from 'node:net';
 import { BatonError } from './core/errors.js';
 import { processGlobal } from './core/process-global.js';
 import type { Generation } from './generation.js';
@@ -47,10 +48,10 @@ export interface Host {
   attach(generation: Generation): void;
   /**
    * A listener the app bound itself (zero-code adoption, not one of the
-   * host's): the host may take a copy of `server`'s handle. Does not take
-   * ownership of the server.
+   * host's): the host may take a copy of `server`'s handle. The server stays
+   * the app's.
    */
-  listenerBound?(name: string, server: object): void;
+  listenerBound?(name: string, server: net.Server): void;
 }
 
 /** The process-wide registrations (one per process, whatever copy of baton asks). */

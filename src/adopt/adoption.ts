@@ -64,7 +64,7 @@ interface State {
   websockets: { wss: object; key: string }[];
   /** WebSocketServers created so far in this process (their keys are `ws#<n>`, in creation order). */
   websocketCount: number;
-  /** Started by `baton start` (a worker): new listeners are handed to the master. */
+  /** The process's host (host.ts; a `baton start` worker's master), if any: a listener the app binds itself is handed to it. */
   host: Host | undefined;
   /** The app's socket.io, hooked (adopt/socketio.ts), if it uses it. */
   socketIo: SocketIoHooks | undefined;

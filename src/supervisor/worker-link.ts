@@ -12,7 +12,6 @@
  * `{ baton: 'worker', type: 'drained', migrated, drained, forced }` once its drain ended,
  * `{ baton: 'worker', type: 'observe', observed }` for each of its diagnostics events (master metrics).
  */
-import type net from 'node:net';
 import type { Generation } from '../generation.js';
 import type { Host } from '../host.js';
 import type { Phase } from '../core/phase.js';
@@ -115,15 +114,11 @@ function isCount(v: unknown): v is number {
 export function supervisorHost(supervision: Supervision): Host {
   return {
     name: `supervisor master ${supervision.masterPid}`,
-    settings: {
-      socketDir: supervision.socketDir,
-      ...(supervision.drainMs === undefined ? {} : { drainTimeoutMs: supervision.drainMs }),
-      ...(supervision.livenessMs === undefined ? {} : { livenessTimeoutMs: supervision.livenessMs }),
-    },
+    settings: { socketDir: supervision.socketDir, drainTimeoutMs: supervision.drainMs, livenessTimeoutMs: supervision.livenessMs },
     attach: linkToMaster,
     listenerBound: (name, server) => {
       if (process.send && process.connected)
-        process.send({ baton: 'worker', type: 'listener', name } satisfies WorkerMessage, server as net.Server, {}, () => undefined);
+        process.send({ baton: 'worker', type: 'listener', name } satisfies WorkerMessage, server, {}, () => undefined);
     },
   };
 }
