@@ -2,7 +2,7 @@ import { once, EventEmitter } from 'node:events';
 import type net from 'node:net';
 import type { ChildProcess } from 'node:child_process';
 import { debuglog } from 'node:util';
-import { phaseBegins, publishPhase } from './observe/channels.js';
+import { phaseBegins, publishPhase } from './core/channels.js';
 import { BatonError, asError, fileWriteFailed, isBatonError } from './core/errors.js';
 import { removeOwnPidFile, writePidFile } from './core/atomic-file.js';
 import { PhaseMachine, type Phase } from './core/phase.js';

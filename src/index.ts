@@ -26,5 +26,5 @@ export { type MissingInternal } from './native/internals.js';
 export { type ListenAddress, type Listener, type ListenerOrigin } from './listeners/listener-set.js';
 export { defaultSocketDir } from './handover/upgrade-socket.js';
 export { type ExecCommand } from './handover/exec.js';
-export { adoptedReady } from './adopt/adoption.js';
-export { ChannelNames, type PhaseEvent, type StepEvent, type BatchEvent } from './observe/channels.js';
+export { adoptedReady } from './host.js';
+export { ChannelNames, type PhaseEvent, type StepEvent, type BatchEvent } from './core/channels.js';

@@ -14,9 +14,9 @@ import { ListenerSet } from './listeners/listener-set.js';
 import { UnixChannel, probeUnixSocket } from './native/unix-channel.js';
 import { closeQuietly, dupFd } from './native/socket-info.js';
 import { isPeerLoss } from './protocol/frame-peer.js';
-import { linkToMaster, takeSupervision } from './supervisor/worker-link.js';
 import type { ListenersPayload } from './protocol/frames.js';
 import { processGlobal } from './core/process-global.js';
+import { currentHost } from './host.js';
 
 /** Options of {@link start}. Every timeout is in milliseconds; defaults in {@link Defaults}. */
 export interface StartOptions {
@@ -131,18 +131,18 @@ const namePattern = /^[A-Za-z0-9._-]{1,64}$/;
 export async function start(options: StartOptions): Promise<Generation> {
   session.started = true;
   const env = options.env ?? process.env;
-  // Under `baton start` the master owns the listeners, the pid file and the
-  // upgrade signal; the worker's upgrade socket lives in its slot's directory.
-  const supervision = takeSupervision(env);
+  // A host (host.ts; under `baton start`, the worker's master) owns the listeners, the pid file and
+  // the upgrade signal; the upgrade socket lives in the directory it names.
+  const host = currentHost();
   const settings = resolveSettings(
-    supervision
+    host
       ? {
           ...options,
-          socketDir: supervision.socketDir,
+          socketDir: host.settings.socketDir,
           pidFile: undefined,
           upgradeSignal: null,
-          drainTimeoutMs: supervision.drainMs ?? options.drainTimeoutMs,
-          livenessTimeoutMs: supervision.livenessMs ?? options.livenessTimeoutMs,
+          drainTimeoutMs: host.settings.drainTimeoutMs ?? options.drainTimeoutMs,
+          livenessTimeoutMs: host.settings.livenessTimeoutMs ?? options.livenessTimeoutMs,
         }
       : options,
   );
@@ -176,15 +176,16 @@ export async function start(options: StartOptions): Promise<Generation> {
       origin = 'takeover';
     } else {
       if (found.kind === 'stale') fs.rmSync(settings.socketPath, { force: true });
-      // A worker's LISTEN_FDS come from its master, not from systemd.
-      origin = pool.length > 0 ? (supervision ? 'supervisor' : 'systemd') : 'fresh';
+      // A worker's LISTEN_FDS come from its master (the host), not from systemd.
+      origin = pool.length > 0 ? (host ? 'supervisor' : 'systemd') : 'fresh';
     }
   }
 
   const tracker = new ConnectionTracker();
-  const supervised = supervision !== undefined;
+  // The host's listeners go by name, and win over a predecessor's copies of the same names.
+  const supervised = host !== undefined;
   const linked = (g: Generation): Generation => {
-    if (supervised) linkToMaster(g);
+    host?.attach(g);
     return g;
   };
   if (!channel) {

@@ -5,7 +5,7 @@
  * listener of this process's generation — inherited from a predecessor or the
  * service manager, or bound — and the server is tracked for drain and
  * migration. Once the app's listeners are up (no new listen() for `quietMs`),
- * the generation is declared ready; or the app calls {@link adoptedReady}.
+ * the generation is declared ready; or the app calls `adoptedReady()` (host.ts).
  *
  * Installed by `node --import baton/register` (`baton run`, and `baton start`'s
  * workers). It stays out
@@ -19,7 +19,7 @@ import { Defaults } from '../core/options.js';
 import type { Generation } from '../generation.js';
 import { librarySessionStarted, start } from '../start.js';
 import { listenerName, parseListenArgs } from './listen-args.js';
-import { SUPERVISED_ENV } from '../supervisor/worker-link.js';
+import { currentHost, registerAdoptedReady, type Host } from '../host.js';
 import { hookSocketIo, type SocketIoHooks } from './socketio.js';
 import { webSocketSocket, type WsLike } from '../native/internals.js';
 
@@ -28,7 +28,7 @@ export interface AdoptionOptions {
   /** The generation's name (its upgrade socket). */
   name: string;
   socketDir?: string;
-  /** `auto`: ready once no listen() came for `quietMs`; `explicit`: the app calls {@link adoptedReady}. */
+  /** `auto`: ready once no listen() came for `quietMs`; `explicit`: the app calls `adoptedReady()` (host.ts). */
   ready: 'auto' | 'explicit';
   quietMs: number;
   /**
@@ -66,8 +66,8 @@ interface State {
   websockets: { wss: object; key: string }[];
   /** WebSocketServers created so far in this process (their keys are `ws#<n>`, in creation order). */
   websocketCount: number;
-  /** Started by `baton start` (a worker): new listeners are handed to the master. */
-  supervised: boolean;
+  /** The process's host (host.ts; a `baton start` worker's master), if any: a listener the app binds itself is handed to it. */
+  host: Host | undefined;
   /** The app's socket.io, hooked (adopt/socketio.ts), if it uses it. */
   socketIo: SocketIoHooks | undefined;
 }
@@ -94,7 +94,7 @@ export function installAdoption(options: AdoptionOptions): void {
     readyCalled: false,
     websockets: [],
     websocketCount: 0,
-    supervised: process.env[SUPERVISED_ENV] !== undefined,
+    host: currentHost(),
     socketIo: undefined,
   };
   state = s;
@@ -164,23 +164,17 @@ export async function startBeforeApp(): Promise<boolean> {
   }
 }
 
-/**
- * Declares the adopted generation ready (for `ready: 'explicit'`; harmless in
- * `auto`). Resolves once the predecessor, if any, has stopped accepting.
- */
-export async function adoptedReady(): Promise<void> {
-  const s = state;
-  if (!s?.generation) throw new BatonError('ERR_BATON_INVALID_PHASE', 'adoptedReady(): no adopted listener yet');
-  await ready(s);
-}
-
 /** BATON_CLOSE_UPGRADED=0: upgraded connections (and socket.io sessions) that cannot migrate wait for the drain timeout. */
 function closeUpgraded(): boolean {
   return process.env.BATON_CLOSE_UPGRADED !== '0';
 }
 
 function generationOf(s: State): Promise<Generation> {
-  s.generation ??= start({
+  if (s.generation) return s.generation;
+  // From the first listen() on, the app may declare the generation ready (adoptedReady(), host.ts);
+  // it resolves once the predecessor, if any, has stopped accepting (harmless with `ready: 'auto'`).
+  registerAdoptedReady(() => ready(s));
+  s.generation = start({
     name: s.options.name,
     socketDir: s.options.socketDir,
     acceptBeforeReady: true,
@@ -191,7 +185,7 @@ function generationOf(s: State): Promise<Generation> {
     ...(s.options.maxGenerations === undefined ? {} : { maxGenerations: s.options.maxGenerations }),
     app: s.options.appEntry,
     // Under the supervisor the master names the slot: a reload may run another app on purpose (a new `app:`).
-    namedOnPurpose: s.options.namedOnPurpose === true || s.supervised,
+    namedOnPurpose: s.options.namedOnPurpose === true || s.host !== undefined,
     // BATON_CLOSE_UPGRADED=0 holds upgraded connections that cannot migrate until the drain timeout.
     closeUpgraded: closeUpgraded(),
   }).then((g) => {
@@ -219,9 +213,7 @@ async function adopt(s: State, server: net.Server, name: string, address: Parame
     // Under the supervisor, a listener the master did not have is handed to it
     // (a copy of the listening socket), so the other workers and the next
     // master accept on the same socket instead of failing with EADDRINUSE.
-    if (s.supervised && !again && listener.origin === 'bound' && process.send && process.connected) {
-      process.send({ baton: 'worker', type: 'listener', name }, server, {}, () => undefined);
-    }
+    if (!again && listener.origin === 'bound') s.host?.listenerBound?.(name, server);
     // A raw net server: its connections migrate alive and reach the next
     // generation's app as new 'connection's (bytes it had not read yet included).
     if (Object.getPrototypeOf(server) === net.Server.prototype) {
