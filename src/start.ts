@@ -56,6 +56,8 @@ export interface StartOptions {
    */
   closeUpgraded?: boolean;
   killGraceMs?: number;
+  /** How long a predecessor's UDP sockets stay open for replies after it stopped reading them (see Defaults.datagramLingerMs). */
+  datagramLingerMs?: number;
   maxFrameBytes?: number;
   /** Largest frame a peer may send before its Hello (see Defaults.preAuthFrameBytes). */
   preAuthFrameBytes?: number;
@@ -318,6 +320,7 @@ function resolveSettings(o: StartOptions): GenerationSettings {
     migrateAfterResponse: o.migrateAfterResponse ?? true,
     closeUpgraded: o.closeUpgraded ?? true,
     killGraceMs: num('killGraceMs'),
+    datagramLingerMs: num('datagramLingerMs'),
     maxFrameBytes: num('maxFrameBytes'),
     preAuthFrameBytes: num('preAuthFrameBytes'),
     maxStateBytes: num('maxStateBytes'),
