@@ -211,6 +211,8 @@ export async function start(options: StartOptions): Promise<Generation> {
     });
     const listeners = new ListenerSet(pool, (s) => tracker.track(s), {
       deferInherited: options.acceptBeforeReady !== true,
+      // Binding a UDP socket is what the app waits for; reading can wait for ready (its handlers are attached by then).
+      deferDatagrams: true,
       byName: supervised,
     });
     return linked(

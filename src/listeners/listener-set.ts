@@ -78,6 +78,8 @@ export class ListenerSet {
   /** Inherited listeners claimed but not yet accepting (see `deferInherited`). */
   readonly #deferred: { server: net.Server; inherited: InheritedListener }[] = [];
   #deferInherited: boolean;
+  /** Inherited datagram sockets are bound but not read until {@link ListenerSet.activate}. */
+  #deferDatagrams: boolean;
   readonly #byName: boolean;
   readonly #retryAddressInUseMs: number;
   /** Names whose listen() is under way. */
@@ -104,11 +106,14 @@ export class ListenerSet {
    * before handing its listeners over binds ports the dying process may still
    * hold for a moment.
    * `holdMs`: how long a closed server's socket is held for a re-listen.
+   * With `deferDatagrams` (default: `deferInherited`), an inherited UDP socket
+   * is bound at once but read only from {@link ListenerSet.activate} on (the
+   * predecessor reads it until then).
    */
   constructor(
     pool: InheritedListener[],
     onServer: (server: net.Server) => void,
-    options: { deferInherited?: boolean; byName?: boolean; retryAddressInUseMs?: number; holdMs?: number } = {},
+    options: { deferInherited?: boolean; deferDatagrams?: boolean; byName?: boolean; retryAddressInUseMs?: number; holdMs?: number } = {},
   ) {
     this.#pool = pool;
     this.#onServer = onServer;
@@ -116,7 +121,8 @@ export class ListenerSet {
     this.#byName = options.byName ?? false;
     this.#holdMs = options.holdMs ?? RELISTEN_HOLD_MS;
     this.#retryAddressInUseMs = options.retryAddressInUseMs ?? 0;
-    this.#datagrams = new DatagramListeners(pool, () => this.#deferInherited);
+    this.#deferDatagrams = options.deferDatagrams ?? this.#deferInherited;
+    this.#datagrams = new DatagramListeners(pool, () => this.#deferDatagrams);
   }
 
   /**
@@ -152,7 +158,7 @@ export class ListenerSet {
    * Binds `socket` to the datagram listener called `name`: the inherited UDP
    * socket of that name when there is one, else a fresh bind (see
    * DatagramListeners#listen). Names are shared with stream listeners: one
-   * name, one listener. With `deferInherited`, an inherited socket is bound
+   * name, one listener. With `deferDatagrams`, an inherited socket is bound
    * (the app may send) but read only from {@link ListenerSet.activate} on.
    */
   async listenDatagram(name: string, address: DatagramAddress, socket: dgram.Socket): Promise<DatagramListener> {
@@ -294,6 +300,7 @@ export class ListenerSet {
    */
   async activate(): Promise<void> {
     this.#deferInherited = false;
+    this.#deferDatagrams = false;
     this.#datagrams.activate();
     for (const { server, inherited } of this.#deferred.splice(0)) await adopt(server, inherited);
   }
