@@ -24,6 +24,7 @@ export { Defaults } from './core/options.js';
 export { type DrainReport } from './drain/connection-tracker.js';
 export { type MissingInternal } from './native/internals.js';
 export { type ListenAddress, type Listener, type ListenerOrigin } from './listeners/listener-set.js';
+export { type DatagramAddress, type DatagramListener, type DatagramType } from './listeners/datagram-listeners.js';
 export { defaultSocketDir } from './handover/upgrade-socket.js';
 export { type ExecCommand } from './handover/exec.js';
 export { adoptedReady } from './host.js';

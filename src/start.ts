@@ -57,6 +57,8 @@ export interface StartOptions {
    */
   closeUpgraded?: boolean;
   killGraceMs?: number;
+  /** How long a predecessor's UDP sockets stay open for replies after it stopped reading them (see Defaults.datagramLingerMs). */
+  datagramLingerMs?: number;
   maxFrameBytes?: number;
   /** Largest frame a peer may send before its Hello (see Defaults.preAuthFrameBytes). */
   preAuthFrameBytes?: number;
@@ -214,6 +216,8 @@ export async function start(options: StartOptions): Promise<Generation> {
     });
     const listeners = new ListenerSet(pool, (s) => tracker.track(s), {
       deferInherited: options.acceptBeforeReady !== true,
+      // Binding a UDP socket is what the app waits for; reading can wait for ready (its handlers are attached by then).
+      deferDatagrams: true,
       byName: supervised,
     });
     return linked(
@@ -335,6 +339,7 @@ function resolveSettings(o: StartOptions): GenerationSettings {
     migrateAfterResponse: o.migrateAfterResponse ?? true,
     closeUpgraded: o.closeUpgraded ?? true,
     killGraceMs: num('killGraceMs'),
+    datagramLingerMs: num('datagramLingerMs'),
     maxFrameBytes: num('maxFrameBytes'),
     preAuthFrameBytes: num('preAuthFrameBytes'),
     maxStateBytes: num('maxStateBytes'),

@@ -45,6 +45,10 @@ export interface SocketDescription {
    * otherwise the filesystem path it was bound to.
    */
   readonly path?: string;
+  /** Peer address of a connected inet/inet6 socket (a TCP connection, a connected UDP socket); absent otherwise. */
+  readonly peerAddress?: string;
+  /** Peer port of a connected inet/inet6 socket; absent otherwise. */
+  readonly peerPort?: number;
 }
 
 /** Result of a successful {@link NativeBinding.recvmsg}. */
