@@ -8,14 +8,15 @@ import { CHANNEL_FD_ENV, adoptInheritedFd, takeListenFds, type InheritedListener
 import { defaultSocketDir, ensurePrivateDir } from './handover/upgrade-socket.js';
 import { Generation } from './generation.js';
 import type { GenerationSettings, Origin } from './handover/settings.js';
+import { Lineage } from './handover/lineage.js';
 import { SuccessorSide } from './handover/successor.js';
 import { ListenerSet } from './listeners/listener-set.js';
 import { UnixChannel, probeUnixSocket } from './native/unix-channel.js';
 import { closeQuietly, dupFd } from './native/socket-info.js';
 import { isPeerLoss } from './protocol/frame-peer.js';
-import { linkToMaster, takeSupervision } from './supervisor/worker-link.js';
 import type { ListenersPayload } from './protocol/frames.js';
 import { processGlobal } from './core/process-global.js';
+import { currentHost } from './host.js';
 
 /** Options of {@link start}. Every timeout is in milliseconds; defaults in {@link Defaults}. */
 export interface StartOptions {
@@ -56,10 +57,14 @@ export interface StartOptions {
    */
   closeUpgraded?: boolean;
   killGraceMs?: number;
+  /** How long a predecessor's UDP sockets stay open for replies after it stopped reading them (see Defaults.datagramLingerMs). */
+  datagramLingerMs?: number;
   maxFrameBytes?: number;
   /** Largest frame a peer may send before its Hello (see Defaults.preAuthFrameBytes). */
   preAuthFrameBytes?: number;
   maxStateBytes?: number;
+  /** Most generations alive at once, draining ones included (Defaults.maxGenerations; at least 2). */
+  maxGenerations?: number;
   /** Signal that triggers the exec upgrade path; `null` installs no handler. Default SIGUSR2. */
   upgradeSignal?: NodeJS.Signals | null;
   /** Let root take over this server (default true). */
@@ -128,18 +133,18 @@ const namePattern = /^[A-Za-z0-9._-]{1,64}$/;
 export async function start(options: StartOptions): Promise<Generation> {
   session.started = true;
   const env = options.env ?? process.env;
-  // Under `baton start` the master owns the listeners, the pid file and the
-  // upgrade signal; the worker's upgrade socket lives in its slot's directory.
-  const supervision = takeSupervision(env);
+  // A host (host.ts; under `baton start`, the worker's master) owns the listeners, the pid file and
+  // the upgrade signal; the upgrade socket lives in the directory it names.
+  const host = currentHost();
   const settings = resolveSettings(
-    supervision
+    host
       ? {
           ...options,
-          socketDir: supervision.socketDir,
+          socketDir: host.settings.socketDir,
           pidFile: undefined,
           upgradeSignal: null,
-          drainTimeoutMs: supervision.drainMs ?? options.drainTimeoutMs,
-          livenessTimeoutMs: supervision.livenessMs ?? options.livenessTimeoutMs,
+          drainTimeoutMs: host.settings.drainTimeoutMs ?? options.drainTimeoutMs,
+          livenessTimeoutMs: host.settings.livenessTimeoutMs ?? options.livenessTimeoutMs,
         }
       : options,
   );
@@ -173,15 +178,16 @@ export async function start(options: StartOptions): Promise<Generation> {
       origin = 'takeover';
     } else {
       if (found.kind === 'stale') fs.rmSync(settings.socketPath, { force: true });
-      // A worker's LISTEN_FDS come from its master, not from systemd.
-      origin = pool.length > 0 ? (supervision ? 'supervisor' : 'systemd') : 'fresh';
+      // A worker's LISTEN_FDS come from its master (the host), not from systemd.
+      origin = pool.length > 0 ? (host ? 'supervisor' : 'systemd') : 'fresh';
     }
   }
 
   const tracker = new ConnectionTracker();
-  const supervised = supervision !== undefined;
+  // The host's listeners go by name, and win over a predecessor's copies of the same names.
+  const supervised = host !== undefined;
   const linked = (g: Generation): Generation => {
-    if (supervision) linkToMaster(g, { observe: supervision.observe === true });
+    host?.attach(g);
     return g;
   };
   if (!channel) {
@@ -194,6 +200,7 @@ export async function start(options: StartOptions): Promise<Generation> {
         tracker,
         predecessor: undefined,
         predecessorPid: undefined,
+        lineage: Lineage.none(),
         state: { present: false },
       }),
     );
@@ -209,6 +216,8 @@ export async function start(options: StartOptions): Promise<Generation> {
     });
     const listeners = new ListenerSet(pool, (s) => tracker.track(s), {
       deferInherited: options.acceptBeforeReady !== true,
+      // Binding a UDP socket is what the app waits for; reading can wait for ready (its handlers are attached by then).
+      deferDatagrams: true,
       byName: supervised,
     });
     return linked(
@@ -219,6 +228,7 @@ export async function start(options: StartOptions): Promise<Generation> {
         tracker,
         predecessor: side,
         predecessorPid: reply.pid,
+        lineage: Lineage.after(reply),
         state: { present: state.present, value: state.value },
       }),
     );
@@ -247,6 +257,8 @@ export async function start(options: StartOptions): Promise<Generation> {
           tracker,
           predecessor: undefined,
           predecessorPid: undefined,
+          // The predecessor is gone (it drops out); generations older than it may still drain.
+          lineage: side.reply ? Lineage.after(side.reply) : Lineage.none(),
           state: { present: false },
           warnings: [warning],
         }),
@@ -293,6 +305,15 @@ function adoptManifest(payload: ListenersPayload, frameFds: number[], inherited:
   return out;
 }
 
+/** `maxGenerations`: an integer of at least 2 (one serving, one draining), else ERR_BATON_INVALID_OPTION. */
+function generationsBound(v: number | undefined): number {
+  const n = v ?? Defaults.maxGenerations;
+  if (!Number.isInteger(n) || n < 2) {
+    throw new BatonError('ERR_BATON_INVALID_OPTION', `start(): maxGenerations must be an integer of at least 2 (got ${JSON.stringify(v)})`);
+  }
+  return n;
+}
+
 function resolveSettings(o: StartOptions): GenerationSettings {
   if (typeof o?.name !== 'string' || !namePattern.test(o.name)) {
     throw new BatonError('ERR_BATON_INVALID_OPTION', `start(): name must match ${namePattern} (got ${JSON.stringify(o?.name)})`);
@@ -318,9 +339,11 @@ function resolveSettings(o: StartOptions): GenerationSettings {
     migrateAfterResponse: o.migrateAfterResponse ?? true,
     closeUpgraded: o.closeUpgraded ?? true,
     killGraceMs: num('killGraceMs'),
+    datagramLingerMs: num('datagramLingerMs'),
     maxFrameBytes: num('maxFrameBytes'),
     preAuthFrameBytes: num('preAuthFrameBytes'),
     maxStateBytes: num('maxStateBytes'),
+    maxGenerations: generationsBound(o.maxGenerations),
     upgradeSignal: o.upgradeSignal === undefined ? 'SIGUSR2' : o.upgradeSignal,
     allowRoot: o.allowRoot ?? true,
     allowedUids: o.allowedUids ?? [],

@@ -22,9 +22,12 @@ export interface GenerationSettings {
   migrateAfterResponse: boolean;
   closeUpgraded: boolean;
   killGraceMs: number;
+  datagramLingerMs: number;
   maxFrameBytes: number;
   preAuthFrameBytes: number;
   maxStateBytes: number;
+  /** Most generations alive at once (Defaults.maxGenerations). */
+  maxGenerations: number;
   upgradeSignal: NodeJS.Signals | null;
   allowRoot: boolean;
   allowedUids: readonly number[];

@@ -14,7 +14,7 @@
  * is replaced in turn).
  */
 import type { Generation } from '../generation.js';
-import { ChannelNames, subscribe, type StepEvent } from './channels.js';
+import { ChannelNames, subscribe, type StepEvent } from '../core/channels.js';
 import { writeUpgradeReport, type ReportSample, type UpgradeReportData } from './upgrade-report.js';
 
 /** How often the generation is sampled during an upgrade. */

@@ -12,7 +12,7 @@
  */
 import client from 'prom-client';
 import type { DrainByProtocol } from '../core/drain-counts.js';
-import type { BatchEvent } from './channels.js';
+import type { BatchEvent } from '../core/channels.js';
 import { MetricCatalog, PHASE_BUCKETS, type MetricName } from './metric-catalog.js';
 
 /** An upgrade outcome count. */

@@ -8,8 +8,23 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import type { MasterStatus } from '../supervisor/master.js';
 import { stackedCharts, type Series } from './svg-chart.js';
+
+/**
+ * What the recorder reads from a master's status (`baton status --json`; the
+ * supervisor's MasterStatus has these fields): declared here, so the report
+ * depends on the shape it reads and not on the supervisor.
+ */
+export interface SampledMaster {
+  pid: number;
+  phase: string;
+  /** The new master this one spawned (a binary upgrade), if any. */
+  childPid: number | undefined;
+  counters: { forced: number; migrated: number };
+  /** Requests this master's workers received, by generation number (its request counters). */
+  requests: Record<string, number>;
+  workers: readonly { generation?: number | undefined; connections?: number | undefined }[];
+}
 
 /** How often the masters are asked for their status during an upgrade. */
 const SAMPLE_INTERVAL_MS = 100;
@@ -69,7 +84,7 @@ export interface UpgradeReportData {
 export class UpgradeRecorder {
   readonly #t0 = performance.now();
   readonly #startedAt = new Date();
-  readonly #status: (pid: number) => Promise<MasterStatus | undefined>;
+  readonly #status: (pid: number) => Promise<SampledMaster | undefined>;
   readonly #oldPid: number;
   #newPid: number | undefined;
   readonly #steps: { t: number; step: string }[] = [];
@@ -79,7 +94,7 @@ export class UpgradeRecorder {
   #timer: NodeJS.Timeout | undefined;
   #sampling: Promise<void>;
 
-  constructor(oldPid: number, status: (pid: number) => Promise<MasterStatus | undefined>) {
+  constructor(oldPid: number, status: (pid: number) => Promise<SampledMaster | undefined>) {
     this.#oldPid = oldPid;
     this.#status = status;
     this.#sampling = this.#sample().finally(() => this.#schedule());
@@ -142,7 +157,7 @@ export class UpgradeRecorder {
    * master's first sample is the base (what it served before the upgrade); a new master started
    * during the upgrade, so it counts from none. A master that did not answer adds its share later.
    */
-  #countRequests(s: MasterStatus, sample: ReportSample): void {
+  #countRequests(s: SampledMaster, sample: ReportSample): void {
     const counters = s.requests ?? {};
     const known = this.#requests.get(s.pid);
     const since = known?.last ?? (s.pid === this.#oldPid ? counters : {});
