@@ -275,6 +275,10 @@ program
     '--consistent',
     'data consistency mode: the app loads only once the running generation has stopped taking requests and finished those in flight (requests wait, none fails)',
   )
+  .option(
+    '--no-tls-ticket-keys',
+    "keep each generation's TLS session-ticket keys to itself (by default a successor gets them, so TLS clients resume their sessions after an upgrade)",
+  )
   .addOption(logFormatOption())
   .action(
     action(
@@ -288,6 +292,7 @@ program
           quietMs: string;
           livenessMs?: number;
           consistent?: boolean;
+          tlsTicketKeys: boolean;
           logFormat?: string;
         },
       ) => {
@@ -296,6 +301,7 @@ program
         const env: NodeJS.ProcessEnv = { ...process.env, BATON_READY: o.ready, BATON_READY_QUIET_MS: o.quietMs };
         if (o.logFormat) env.BATON_LOG = o.logFormat;
         if (o.consistent) env.BATON_CONSISTENCY = '1';
+        if (!o.tlsTicketKeys) env.BATON_TLS_TICKET_KEYS = '0';
         if (o.livenessMs !== undefined) env.BATON_LIVENESS_MS = String(o.livenessMs);
         if (o.name) env.BATON_NAME = o.name;
         if (o.socketDir) env.BATON_SOCKET_DIR = o.socketDir;
