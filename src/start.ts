@@ -8,15 +8,16 @@ import { CHANNEL_FD_ENV, adoptInheritedFd, takeListenFds, type InheritedListener
 import { defaultSocketDir, ensurePrivateDir } from './handover/upgrade-socket.js';
 import { Generation } from './generation.js';
 import type { GenerationSettings, Origin } from './handover/settings.js';
+import { Lineage } from './handover/lineage.js';
 import { SuccessorSide } from './handover/successor.js';
 import { ListenerSet } from './listeners/listener-set.js';
 import { UnixChannel, probeUnixSocket } from './native/unix-channel.js';
 import { closeQuietly, dupFd } from './native/socket-info.js';
 import { isPeerLoss } from './protocol/frame-peer.js';
-import { linkToMaster, masterTicketKeys, takeSupervision } from './supervisor/worker-link.js';
 import { receivedTicketKeys } from './listeners/ticket-keys.js';
 import type { ListenersPayload } from './protocol/frames.js';
 import { processGlobal } from './core/process-global.js';
+import { currentHost } from './host.js';
 
 /** Options of {@link start}. Every timeout is in milliseconds; defaults in {@link Defaults}. */
 export interface StartOptions {
@@ -67,10 +68,14 @@ export interface StartOptions {
    */
   tlsTicketKeys?: boolean;
   killGraceMs?: number;
+  /** How long a predecessor's UDP sockets stay open for replies after it stopped reading them (see Defaults.datagramLingerMs). */
+  datagramLingerMs?: number;
   maxFrameBytes?: number;
   /** Largest frame a peer may send before its Hello (see Defaults.preAuthFrameBytes). */
   preAuthFrameBytes?: number;
   maxStateBytes?: number;
+  /** Most generations alive at once, draining ones included (Defaults.maxGenerations; at least 2). */
+  maxGenerations?: number;
   /** Signal that triggers the exec upgrade path; `null` installs no handler. Default SIGUSR2. */
   upgradeSignal?: NodeJS.Signals | null;
   /** Let root take over this server (default true). */
@@ -139,20 +144,20 @@ const namePattern = /^[A-Za-z0-9._-]{1,64}$/;
 export async function start(options: StartOptions): Promise<Generation> {
   session.started = true;
   const env = options.env ?? process.env;
-  // Under `baton start` the master owns the listeners, the pid file and the
-  // upgrade signal; the worker's upgrade socket lives in its slot's directory.
-  const supervision = takeSupervision(env);
+  // A host (host.ts; under `baton start`, the worker's master) owns the listeners, the pid file and
+  // the upgrade signal; the upgrade socket lives in the directory it names.
+  const host = currentHost();
   const settings = resolveSettings(
-    supervision
+    host
       ? {
           ...options,
-          socketDir: supervision.socketDir,
+          socketDir: host.settings.socketDir,
           pidFile: undefined,
           upgradeSignal: null,
-          drainTimeoutMs: supervision.drainMs ?? options.drainTimeoutMs,
-          livenessTimeoutMs: supervision.livenessMs ?? options.livenessTimeoutMs,
-          // The master's config decides (tlsTicketKeys: false turns the handover's keys off too).
-          tlsTicketKeys: supervision.ticketKeys ?? options.tlsTicketKeys,
+          drainTimeoutMs: host.settings.drainTimeoutMs ?? options.drainTimeoutMs,
+          livenessTimeoutMs: host.settings.livenessTimeoutMs ?? options.livenessTimeoutMs,
+          // The host's setting decides (a master's tlsTicketKeys: false turns the handover's keys off too).
+          tlsTicketKeys: host.settings.tlsTicketKeys ?? options.tlsTicketKeys,
         }
       : options,
   );
@@ -186,20 +191,21 @@ export async function start(options: StartOptions): Promise<Generation> {
       origin = 'takeover';
     } else {
       if (found.kind === 'stale') fs.rmSync(settings.socketPath, { force: true });
-      // A worker's LISTEN_FDS come from its master, not from systemd.
-      origin = pool.length > 0 ? (supervision ? 'supervisor' : 'systemd') : 'fresh';
+      // A worker's LISTEN_FDS come from its master (the host), not from systemd.
+      origin = pool.length > 0 ? (host ? 'supervisor' : 'systemd') : 'fresh';
     }
   }
 
   const tracker = new ConnectionTracker();
-  const supervised = supervision !== undefined;
+  // The host's listeners go by name, and win over a predecessor's copies of the same names.
+  const supervised = host !== undefined;
   const linked = (g: Generation): Generation => {
-    if (supervised) linkToMaster(g);
+    host?.attach(g);
     return g;
   };
   // Under `baton start` the master's TLS session-ticket keys (the same for every worker of it), asked for over IPC.
   const masterKeys =
-    supervision?.ticketKeys === true && settings.tlsTicketKeys ? await masterTicketKeys(settings.helloTimeoutMs) : new Map();
+    host?.ticketKeys && settings.tlsTicketKeys ? await host.ticketKeys(settings.helloTimeoutMs) : new Map<string, string>();
   if (!channel) {
     const listeners = new ListenerSet(pool, (s) => tracker.track(s), { byName: supervised, ticketKeys: masterKeys });
     return linked(
@@ -210,6 +216,7 @@ export async function start(options: StartOptions): Promise<Generation> {
         tracker,
         predecessor: undefined,
         predecessorPid: undefined,
+        lineage: Lineage.none(),
         state: { present: false },
       }),
     );
@@ -228,6 +235,8 @@ export async function start(options: StartOptions): Promise<Generation> {
     });
     const listeners = new ListenerSet(pool, (s) => tracker.track(s), {
       deferInherited: options.acceptBeforeReady !== true,
+      // Binding a UDP socket is what the app waits for; reading can wait for ready (its handlers are attached by then).
+      deferDatagrams: true,
       byName: supervised,
       ticketKeys,
     });
@@ -239,6 +248,7 @@ export async function start(options: StartOptions): Promise<Generation> {
         tracker,
         predecessor: side,
         predecessorPid: reply.pid,
+        lineage: Lineage.after(reply),
         state: { present: state.present, value: state.value },
       }),
     );
@@ -271,6 +281,8 @@ export async function start(options: StartOptions): Promise<Generation> {
           tracker,
           predecessor: undefined,
           predecessorPid: undefined,
+          // The predecessor is gone (it drops out); generations older than it may still drain.
+          lineage: side.reply ? Lineage.after(side.reply) : Lineage.none(),
           state: { present: false },
           warnings: [warning],
         }),
@@ -317,6 +329,15 @@ function adoptManifest(payload: ListenersPayload, frameFds: number[], inherited:
   return out;
 }
 
+/** `maxGenerations`: an integer of at least 2 (one serving, one draining), else ERR_BATON_INVALID_OPTION. */
+function generationsBound(v: number | undefined): number {
+  const n = v ?? Defaults.maxGenerations;
+  if (!Number.isInteger(n) || n < 2) {
+    throw new BatonError('ERR_BATON_INVALID_OPTION', `start(): maxGenerations must be an integer of at least 2 (got ${JSON.stringify(v)})`);
+  }
+  return n;
+}
+
 function resolveSettings(o: StartOptions): GenerationSettings {
   if (typeof o?.name !== 'string' || !namePattern.test(o.name)) {
     throw new BatonError('ERR_BATON_INVALID_OPTION', `start(): name must match ${namePattern} (got ${JSON.stringify(o?.name)})`);
@@ -343,9 +364,11 @@ function resolveSettings(o: StartOptions): GenerationSettings {
     closeUpgraded: o.closeUpgraded ?? true,
     tlsTicketKeys: o.tlsTicketKeys ?? true,
     killGraceMs: num('killGraceMs'),
+    datagramLingerMs: num('datagramLingerMs'),
     maxFrameBytes: num('maxFrameBytes'),
     preAuthFrameBytes: num('preAuthFrameBytes'),
     maxStateBytes: num('maxStateBytes'),
+    maxGenerations: generationsBound(o.maxGenerations),
     upgradeSignal: o.upgradeSignal === undefined ? 'SIGUSR2' : o.upgradeSignal,
     allowRoot: o.allowRoot ?? true,
     allowedUids: o.allowedUids ?? [],

@@ -20,7 +20,7 @@ describe('baton start: 2 workers share the master keys, reloads keep them', () =
   for (const keys of [true, false]) {
     test(`${keys ? 'tlsTicketKeys (default)' : 'contrast: tlsTicketKeys: false'}: ${UPGRADES} reloads, reconnects to either worker ${keys ? 'all resume' : 'after a reload never resume'}`, async (t) => {
       const dir = tempDir('baton-tls-sup-');
-      const { port, cfg } = await writeAppConfig(dir, appFile('https.mjs'), keys ? '' : 'tlsTicketKeys: false');
+      const { port, cfg } = await writeAppConfig(dir, appFile('https.mjs'), keys ? {} : { extra: 'tlsTicketKeys: false' });
       const master = await startMaster(log, cfg);
       t.after(() => killAll([master.pid]));
       const load = await httpsLoad(t, port);

@@ -33,6 +33,12 @@ export const Defaults = {
    * is short; large enough that the per-frame cost stays small.
    */
   migrateBatchSize: 1024,
+  /**
+   * A predecessor with datagram (UDP) listeners keeps them open for sending
+   * at least this many ms after it stopped reading them (its successor's
+   * ready), for replies to datagrams it read last — the drain ends no sooner.
+   */
+  datagramLingerMs: 1_000,
   /** An exec successor that was aborted gets SIGTERM, then SIGKILL after this many ms. */
   killGraceMs: 2_000,
   /**
@@ -44,6 +50,13 @@ export const Defaults = {
   preAuthFrameBytes: 8 * 1024,
   /** Largest frame accepted on the upgrade channel. */
   maxFrameBytes: 16 * 1024 * 1024,
+  /**
+   * Most generations of a server alive at once: the serving one and older
+   * ones still draining (a long download, a slow request). An upgrade that
+   * would make more is refused (ERR_BATON_TOO_MANY_GENERATIONS) and the
+   * serving generation goes on; at least 2.
+   */
+  maxGenerations: 8,
   /** Largest app state (JSON, UTF-8 bytes) handed over. */
   maxStateBytes: 8 * 1024 * 1024,
 } as const;

@@ -19,6 +19,7 @@ import type { LateState } from './late-state.js';
 import { failpoint } from '../core/failpoint.js';
 import type { ChildProcess } from 'node:child_process';
 import type net from 'node:net';
+import { setTimeout as delay } from 'node:timers/promises';
 import { BatonError, asError, fileWriteFailed, isBatonError } from '../core/errors.js';
 import type { Phase } from '../core/phase.js';
 import type { ConnectionTracker, DrainReport } from '../drain/connection-tracker.js';
@@ -39,10 +40,12 @@ import {
   hasFeature,
   type DonePayload,
   type HelloPayload,
+  type LineageEntry,
   type ListenerEntry,
   type StatePayload,
 } from '../protocol/frames.js';
 import { checkHello, uidAllowed } from './greeting.js';
+import { tooManyGenerations } from './lineage.js';
 import { Liveness } from './liveness.js';
 import { childExit, explainSuccessorFailure, stopSuccessorProcess } from './successor-process.js';
 import { UpgradeSocket } from './upgrade-socket.js';
@@ -125,6 +128,8 @@ export interface PredecessorHost {
   readonly lateState: LateState;
   /** The app's state provider now: read at each handover, since Generation#setState may change it at any time. */
   stateProvider(): (() => unknown) | undefined;
+  /** The older generations still alive now (handover/lineage.ts): the successor learns them, and they count against maxGenerations. */
+  olderGenerations(): LineageEntry[];
   /** Takes each outcome, synchronously, as it happens. */
   report(outcome: PredecessorOutcome): void;
 }
@@ -273,6 +278,7 @@ export class PredecessorSide {
       this.#quiesced = undefined;
       const reserve = quiesced?.takeReserve() ?? (successor ? host.listeners.reserve() : []);
       host.listeners.stopAccepting();
+      const stoppedReadingAt = performance.now();
       let lost: (() => void) | undefined;
       /** Set once the successor was declared hung: its own upgrade socket does not count as a server. */
       let hungPid: number | undefined;
@@ -366,6 +372,11 @@ export class PredecessorSide {
       }
       for (const { fd } of reserve) closeQuietly(fd);
       for (const l of host.listeners.all) l.server.close(() => undefined);
+      if (host.listeners.datagrams.length > 0) {
+        // Replies to the datagrams read last may still be on their way out (the app's own timers).
+        await delay(Math.max(0, stoppedReadingAt + host.settings.datagramLingerMs - performance.now()));
+        host.listeners.closeDatagrams();
+      }
       await late;
       await successor
         ?.send(FrameType.Done, {
@@ -507,11 +518,16 @@ export class PredecessorSide {
       host.report(how.via === 'takeover' ? { kind: 'peer-refused', error: e } : { kind: 'handover-failed', error: e, started: false });
       throw e;
     }
-    if (host.phase() !== 'serving') {
-      const e = new BatonError(
-        'ERR_BATON_UPGRADE_IN_PROGRESS',
-        `generation ${host.number} (pid ${process.pid}) is ${host.phase()}: another successor is taking over or it is shutting down; successor pid ${hello.pid} refused`,
-      );
+    const older = host.olderGenerations();
+    const refusal =
+      host.phase() !== 'serving'
+        ? new BatonError(
+            'ERR_BATON_UPGRADE_IN_PROGRESS',
+            `generation ${host.number} (pid ${process.pid}) is ${host.phase()}: another successor is taking over or it is shutting down; successor pid ${hello.pid} refused`,
+          )
+        : tooManyGenerations(s.name, host.number, older, s.maxGenerations, `successor pid ${hello.pid}`);
+    if (refusal) {
+      const e = refusal;
       await peer.fail(e);
       stopSuccessorProcess(child, exitPromise, s.killGraceMs);
       host.report({ kind: 'peer-refused', error: e });
@@ -529,6 +545,7 @@ export class PredecessorSide {
         node: process.version,
         // What this side speaks: the successor expects late state only from a predecessor that names it.
         features: [...FEATURES],
+        lineage: older,
       };
       // The successor grows its fd table for these before it is ready, not while they arrive.
       if (s.migrate) reply.connections = this.#openConnections();

@@ -24,9 +24,12 @@ export interface GenerationSettings {
   /** Hand TLS session-ticket keys to a successor and take them from a predecessor (StartOptions.tlsTicketKeys). */
   tlsTicketKeys: boolean;
   killGraceMs: number;
+  datagramLingerMs: number;
   maxFrameBytes: number;
   preAuthFrameBytes: number;
   maxStateBytes: number;
+  /** Most generations alive at once (Defaults.maxGenerations). */
+  maxGenerations: number;
   upgradeSignal: NodeJS.Signals | null;
   allowRoot: boolean;
   allowedUids: readonly number[];

@@ -103,6 +103,22 @@ export interface HelloPayload {
   namedOnPurpose?: boolean;
   /** The optional protocol features the sender speaks (see the module comment); absent means none. */
   features?: string[];
+  /**
+   * Predecessor only: the older generations of the server it knows are still
+   * alive (draining), newest first; the successor adds the predecessor itself
+   * and bounds the generations alive with them (handover/lineage.ts). Absent
+   * from older predecessors.
+   */
+  lineage?: LineageEntry[];
+}
+
+/** One older generation in a Hello's lineage: its pid and the start time that makes the pid unambiguous. */
+export interface LineageEntry {
+  pid: number;
+  /** Its generation number. */
+  generation: number;
+  /** The process's start time, /proc/<pid>/stat field 22 (clock ticks since boot). */
+  start: string;
 }
 
 /** The features this build speaks, announced in its Hello. */
@@ -127,10 +143,11 @@ export interface PingPayload {
 /** One listener in the manifest. */
 export interface ListenerEntry {
   name: string;
-  kind: 'tcp' | 'unix';
-  /** TCP: bound address; unix: socket path. */
+  /** A stream listener (`tcp`, `unix`) or a datagram socket (`udp4`, `udp6`). */
+  kind: 'tcp' | 'unix' | 'udp4' | 'udp6';
+  /** TCP and UDP: bound address; unix: socket path. */
   address: string;
-  /** TCP only. */
+  /** TCP and UDP only. */
   port?: number;
   /**
    * Exec path: the fd number the successor inherited for this listener.

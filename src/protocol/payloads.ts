@@ -53,6 +53,11 @@ function buildSchemas({ z }: typeof import('zod')): PayloadSchemas {
     consistency: z.boolean().optional(),
     app: z.string().max(4096).optional(),
     namedOnPurpose: z.boolean().optional(),
+    // Predecessor only: older generations still alive (handover/lineage.ts, LINEAGE_MAX).
+    lineage: z
+      .array(z.object({ pid: z.number().int().min(1).max(PID_MAX), generation: count, start: z.string().regex(/^[0-9]{1,20}$/) }))
+      .max(64)
+      .optional(),
     // More than any fd table can hold: a predecessor announcing it lies.
     connections: z
       .number()
@@ -64,7 +69,7 @@ function buildSchemas({ z }: typeof import('zod')): PayloadSchemas {
 
   const listenerEntry = z.object({
     name: z.string().min(1).max(NAME_MAX),
-    kind: z.enum(['tcp', 'unix']),
+    kind: z.enum(['tcp', 'unix', 'udp4', 'udp6']),
     address: z.string().max(4096),
     port: z.number().int().min(0).max(65535).optional(),
     inheritedFd: z.number().int().min(0).max(0x7fffffff).optional(),
