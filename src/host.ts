@@ -29,6 +29,8 @@ export interface HostSettings {
   drainTimeoutMs?: number;
   /** The host's liveness limit (StartOptions.livenessTimeoutMs), if it sets one. */
   livenessTimeoutMs?: number;
+  /** The host's TLS session-ticket key setting (StartOptions.tlsTicketKeys), if it sets one. */
+  tlsTicketKeys?: boolean;
 }
 
 /**
@@ -52,6 +54,12 @@ export interface Host {
    * the app's.
    */
   listenerBound?(name: string, server: net.Server): void;
+  /**
+   * The host's TLS session-ticket keys, base64 by listener name (a master's: the same for
+   * every worker it runs), asked for once by start() before the generation serves; an empty
+   * map when they did not come within `timeoutMs`. Secrets: only over the host's private channel.
+   */
+  ticketKeys?(timeoutMs: number): Promise<Map<string, string>>;
 }
 
 /** The process-wide registrations (one per process, whatever copy of baton asks). */

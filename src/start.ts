@@ -14,6 +14,7 @@ import { ListenerSet } from './listeners/listener-set.js';
 import { UnixChannel, probeUnixSocket } from './native/unix-channel.js';
 import { closeQuietly, dupFd } from './native/socket-info.js';
 import { isPeerLoss } from './protocol/frame-peer.js';
+import { receivedTicketKeys } from './listeners/ticket-keys.js';
 import type { ListenersPayload } from './protocol/frames.js';
 import { processGlobal } from './core/process-global.js';
 import { currentHost } from './host.js';
@@ -56,6 +57,16 @@ export interface StartOptions {
    * `drainTimeoutMs` and then destroys them. Applies to a migrating drain (`migrate`, the default).
    */
   closeUpgraded?: boolean;
+  /**
+   * TLS session resumption across generations: true (default) hands each TLS
+   * listener's session-ticket keys (`tls.Server#getTicketKeys`) to the
+   * successor, which sets them on the server listening under the same name,
+   * so clients reconnecting after an upgrade resume their sessions. false on
+   * either side: nothing travels, the successor keeps its own keys (and under
+   * `baton start`, config `tlsTicketKeys: false`, each worker keeps its own).
+   * The keys go only over the upgrade socket or the master's IPC channel.
+   */
+  tlsTicketKeys?: boolean;
   killGraceMs?: number;
   /** How long a predecessor's UDP sockets stay open for replies after it stopped reading them (see Defaults.datagramLingerMs). */
   datagramLingerMs?: number;
@@ -145,6 +156,8 @@ export async function start(options: StartOptions): Promise<Generation> {
           upgradeSignal: null,
           drainTimeoutMs: host.settings.drainTimeoutMs ?? options.drainTimeoutMs,
           livenessTimeoutMs: host.settings.livenessTimeoutMs ?? options.livenessTimeoutMs,
+          // The host's setting decides (a master's tlsTicketKeys: false turns the handover's keys off too).
+          tlsTicketKeys: host.settings.tlsTicketKeys ?? options.tlsTicketKeys,
         }
       : options,
   );
@@ -190,8 +203,11 @@ export async function start(options: StartOptions): Promise<Generation> {
     host?.attach(g);
     return g;
   };
+  // Under `baton start` the master's TLS session-ticket keys (the same for every worker of it), asked for over IPC.
+  const masterKeys =
+    host?.ticketKeys && settings.tlsTicketKeys ? await host.ticketKeys(settings.helloTimeoutMs) : new Map<string, string>();
   if (!channel) {
-    const listeners = new ListenerSet(pool, (s) => tracker.track(s), { byName: supervised });
+    const listeners = new ListenerSet(pool, (s) => tracker.track(s), { byName: supervised, ticketKeys: masterKeys });
     return linked(
       new Generation(settings, {
         origin,
@@ -207,8 +223,11 @@ export async function start(options: StartOptions): Promise<Generation> {
   }
 
   const side = new SuccessorSide(channel, settings, `predecessor at ${settings.socketPath}`);
+  // The predecessor's TLS session-ticket keys by listener name; a supervisor's win (one set for all its workers).
+  let ticketKeys: Map<string, string> = masterKeys;
   try {
     const { reply, state } = await side.takeOver(0, (manifest, fds) => {
+      if (settings.tlsTicketKeys) ticketKeys = new Map([...receivedTicketKeys(manifest.listeners), ...masterKeys]);
       const received = adoptManifest(manifest, fds, pool);
       // A supervised worker takes its listeners from the master (the config may
       // have changed them); the predecessor's copies of the same names go unclaimed.
@@ -219,6 +238,7 @@ export async function start(options: StartOptions): Promise<Generation> {
       // Binding a UDP socket is what the app waits for; reading can wait for ready (its handlers are attached by then).
       deferDatagrams: true,
       byName: supervised,
+      ticketKeys,
     });
     return linked(
       new Generation(settings, {
@@ -248,7 +268,11 @@ export async function start(options: StartOptions): Promise<Generation> {
         `${side.label} went away before the handover's listeners and state were complete (${asError(err).message}); generation ${number} (pid ${process.pid}) carries on alone with the ${pool.length} listeners it holds and binds the others itself`,
         { cause: err },
       );
-      const listeners = new ListenerSet(pool, (s) => tracker.track(s), { byName: supervised, retryAddressInUseMs: BIND_RETRY_MS });
+      const listeners = new ListenerSet(pool, (s) => tracker.track(s), {
+        byName: supervised,
+        retryAddressInUseMs: BIND_RETRY_MS,
+        ticketKeys,
+      });
       return linked(
         new Generation(settings, {
           origin,
@@ -338,6 +362,7 @@ function resolveSettings(o: StartOptions): GenerationSettings {
     migrate: o.migrate ?? true,
     migrateAfterResponse: o.migrateAfterResponse ?? true,
     closeUpgraded: o.closeUpgraded ?? true,
+    tlsTicketKeys: o.tlsTicketKeys ?? true,
     killGraceMs: num('killGraceMs'),
     datagramLingerMs: num('datagramLingerMs'),
     maxFrameBytes: num('maxFrameBytes'),

@@ -81,5 +81,16 @@ describe('supervisor wire decoding', () => {
     assert.equal(takeSupervision({ BATON_SUPERVISED: JSON.stringify({ ...full, livenessMs: -1 }) }), undefined);
     assert.equal(takeSupervision({ BATON_SUPERVISED: JSON.stringify({ slot: 1.5, socketDir: '/run/d', masterPid: 7 }) }), undefined);
     assert.equal(takeSupervision({ BATON_SUPERVISED: 'null' }), undefined);
+    // The master's ticket-key setting, both ways; its keys come by IPC only, with string values only.
+    for (const ticketKeys of [true, false]) {
+      assert.deepEqual(takeSupervision({ BATON_SUPERVISED: JSON.stringify({ ...full, ticketKeys }) }), { ...full, ticketKeys });
+    }
+    assert.deepEqual(decodeMasterMessage({ baton: 'master', type: 'ticket-keys', keys: { http: 'a2V5', bad: 7 } }), {
+      baton: 'master',
+      type: 'ticket-keys',
+      keys: { http: 'a2V5' },
+    });
+    assert.equal(decodeMasterMessage({ baton: 'master', type: 'ticket-keys' }), undefined);
+    assert.deepEqual(decodeWorkerMessage({ baton: 'worker', type: 'ticket-keys' }), { baton: 'worker', type: 'ticket-keys' });
   });
 });

@@ -198,6 +198,8 @@ function generationOf(s: State): Promise<Generation> {
     namedOnPurpose: s.options.namedOnPurpose === true || s.host !== undefined,
     // BATON_CLOSE_UPGRADED=0 holds upgraded connections that cannot migrate until the drain timeout.
     closeUpgraded: closeUpgraded(),
+    // BATON_TLS_TICKET_KEYS=0 (`baton run --no-tls-ticket-keys`): TLS session-ticket keys stay in each generation.
+    tlsTicketKeys: process.env.BATON_TLS_TICKET_KEYS !== '0',
   }).then((g) => {
     watch(s, g);
     // BATON_SOCKETIO_STORE=0 keeps socket.io's recovery store in the old generation.

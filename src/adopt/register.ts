@@ -8,6 +8,8 @@
  * - BATON_CONSISTENCY: `1` for data consistency mode — the app's main module
  *   is evaluated only once the predecessor has quiesced (see startBeforeApp);
  * - BATON_SOCKET_DIR: directory of upgrade sockets;
+ * - BATON_TLS_TICKET_KEYS: `0` keeps TLS session-ticket keys in each generation
+ *   (StartOptions.tlsTicketKeys; `baton run --no-tls-ticket-keys`);
  * - BATON_READY: `auto` (default: ready once no listen() came for
  *   BATON_READY_QUIET_MS, default 100) or `explicit` (the app calls adoptedReady());
  * - BATON_READY_TIMEOUT_MS: an app that never listens is reported (default 30000);

@@ -305,6 +305,10 @@ program
     '--consistent',
     'data consistency mode: the app loads only once the running generation has stopped taking requests and finished those in flight (requests wait, none fails)',
   )
+  .option(
+    '--no-tls-ticket-keys',
+    "keep each generation's TLS session-ticket keys to itself (by default a successor gets them, so TLS clients resume their sessions after an upgrade)",
+  )
   .addOption(logFormatOption())
   .action(
     action(
@@ -319,6 +323,7 @@ program
           livenessMs?: number;
           maxGenerations?: number;
           consistent?: boolean;
+          tlsTicketKeys: boolean;
           logFormat?: string;
         },
       ) => {
@@ -327,6 +332,7 @@ program
         const env: NodeJS.ProcessEnv = { ...process.env, BATON_READY: o.ready, BATON_READY_QUIET_MS: o.quietMs };
         if (o.logFormat) env.BATON_LOG = o.logFormat;
         if (o.consistent) env.BATON_CONSISTENCY = '1';
+        if (!o.tlsTicketKeys) env.BATON_TLS_TICKET_KEYS = '0';
         if (o.livenessMs !== undefined) env.BATON_LIVENESS_MS = String(o.livenessMs);
         if (o.maxGenerations !== undefined) env.BATON_MAX_GENERATIONS = String(o.maxGenerations);
         if (o.name) env.BATON_NAME = o.name;

@@ -11,6 +11,7 @@ import { BatonError, asError } from '../core/errors.js';
 import type { UnixChannel } from '../native/unix-channel.js';
 import { growFdTable } from '../native/socket-info.js';
 import type { FramePeer } from '../protocol/frame-peer.js';
+import { TICKET_KEYS_FEATURE } from '../listeners/ticket-keys.js';
 import { FEATURES, FrameType, PROTOCOL_VERSION, type HelloPayload } from '../protocol/frames.js';
 
 const debug = debuglog('baton:migrate');
@@ -28,6 +29,8 @@ export interface GreetingSettings {
   /** The app this process runs, and whether its name was given on purpose (see HelloPayload). */
   app?: string;
   namedOnPurpose?: boolean;
+  /** Take the predecessor's TLS session-ticket keys (feature tls-ticket-keys); false: the feature is not named. */
+  tlsTicketKeys?: boolean;
 }
 
 /**
@@ -74,7 +77,8 @@ export async function greetPredecessor(
     name: settings.name,
     node: process.version,
     // Our FramePeer answers Pings: the predecessor may check that this side stays alive once ready.
-    features: [...FEATURES],
+    // Without tlsTicketKeys the predecessor must not send keys: the feature is left out.
+    features: FEATURES.filter((f) => f !== TICKET_KEYS_FEATURE || settings.tlsTicketKeys !== false),
   };
   if (settings.consistency && generation === 0) hello.consistency = true;
   if (settings.app !== undefined) hello.app = settings.app;

@@ -24,6 +24,7 @@ import { BatonError, asError, fileWriteFailed, isBatonError } from '../core/erro
 import type { Phase } from '../core/phase.js';
 import type { ConnectionTracker, DrainReport } from '../drain/connection-tracker.js';
 import type { ListenerSet } from '../listeners/listener-set.js';
+import { TICKET_KEYS_FEATURE, withTicketKeys } from '../listeners/ticket-keys.js';
 import type { Emigration, SocketMigration } from '../migrate/emigration.js';
 import type { Migrator } from '../migrate/kind.js';
 import { createMigrator } from '../migrate/migrator.js';
@@ -549,13 +550,16 @@ export class PredecessorSide {
       // The successor grows its fd table for these before it is ready, not while they arrive.
       if (s.migrate) reply.connections = this.#openConnections();
       await peer.send(FrameType.Hello, reply);
+      // TLS listeners' session-ticket keys, to a successor that asked for them (listeners/ticket-keys.ts).
+      const keyed = (entries: ListenerEntry[]) =>
+        s.tlsTicketKeys && hasFeature(hello, TICKET_KEYS_FEATURE) ? withTicketKeys(entries, (n) => host.listeners.get(n)?.server) : entries;
       if (how.via === 'exec') {
         // The child inherited the listening fds when it was spawned: only their names and numbers travel.
-        await peer.send(FrameType.Listeners, { listeners: how.entries });
+        await peer.send(FrameType.Listeners, { listeners: keyed(how.entries) });
       } else {
         // The kernel copies the fds into the successor; the servers here keep their own.
         const { entries, fds } = host.listeners.manifest();
-        await peer.send(FrameType.Listeners, { listeners: entries }, fds);
+        await peer.send(FrameType.Listeners, { listeners: keyed(entries) }, fds);
       }
       failpoint('predecessor.listeners-sent');
       // Consistency mode: no request in flight when the successor's app loads its data (handover/quiesce.ts).

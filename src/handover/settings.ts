@@ -21,6 +21,8 @@ export interface GenerationSettings {
   migrate: boolean;
   migrateAfterResponse: boolean;
   closeUpgraded: boolean;
+  /** Hand TLS session-ticket keys to a successor and take them from a predecessor (StartOptions.tlsTicketKeys). */
+  tlsTicketKeys: boolean;
   killGraceMs: number;
   datagramLingerMs: number;
   maxFrameBytes: number;

@@ -7,6 +7,7 @@ import type { SocketDescription } from '../native/socket-info.js';
 import { probeUnixSocket } from '../native/unix-channel.js';
 import { closeQuietly, describeSocket, dupFd } from '../native/socket-info.js';
 import { handleFd } from '../native/internals.js';
+import { applyTicketKeys, type TicketKeys } from './ticket-keys.js';
 import { DatagramListeners, type DatagramAddress, type DatagramListener } from './datagram-listeners.js';
 
 /** A listening socket this process received, not yet adopted by a server. */
@@ -89,6 +90,8 @@ export class ListenerSet {
   readonly #holdMs: number;
   /** Servers whose close() is watched. */
   readonly #closeWatched = new WeakSet<net.Server>();
+  /** Session-ticket keys for the TLS servers that listen under these names (see listeners/ticket-keys.ts). */
+  readonly #ticketKeys: TicketKeys;
   /** Set by {@link ListenerSet.stopAccepting}: the generation is leaving, nothing is held any more. */
   #retired = false;
   /** The datagram (UDP) listeners: same pool, same names, their own file. */
@@ -106,6 +109,9 @@ export class ListenerSet {
    * before handing its listeners over binds ports the dying process may still
    * hold for a moment.
    * `holdMs`: how long a closed server's socket is held for a re-listen.
+   * `ticketKeys`: session-ticket keys by listener name (the predecessor's, or
+   * a supervisor's), set on a TLS server that listens under that name before
+   * it accepts, so the sessions of the previous generation resume here.
    * With `deferDatagrams` (default: `deferInherited`), an inherited UDP socket
    * is bound at once but read only from {@link ListenerSet.activate} on (the
    * predecessor reads it until then).
@@ -113,7 +119,14 @@ export class ListenerSet {
   constructor(
     pool: InheritedListener[],
     onServer: (server: net.Server) => void,
-    options: { deferInherited?: boolean; deferDatagrams?: boolean; byName?: boolean; retryAddressInUseMs?: number; holdMs?: number } = {},
+    options: {
+      deferInherited?: boolean;
+      deferDatagrams?: boolean;
+      byName?: boolean;
+      retryAddressInUseMs?: number;
+      holdMs?: number;
+      ticketKeys?: TicketKeys;
+    } = {},
   ) {
     this.#pool = pool;
     this.#onServer = onServer;
@@ -121,6 +134,7 @@ export class ListenerSet {
     this.#byName = options.byName ?? false;
     this.#holdMs = options.holdMs ?? RELISTEN_HOLD_MS;
     this.#retryAddressInUseMs = options.retryAddressInUseMs ?? 0;
+    this.#ticketKeys = options.ticketKeys ?? new Map();
     this.#deferDatagrams = options.deferDatagrams ?? this.#deferInherited;
     this.#datagrams = new DatagramListeners(pool, () => this.#deferDatagrams);
   }
@@ -210,6 +224,8 @@ export class ListenerSet {
     if (held || index >= 0) {
       const inherited = held?.inherited ?? this.#pool.splice(index, 1)[0]!;
       origin = held?.origin ?? 'inherited';
+      // Keys go by the socket's own name (a supervisor's listener claimed by address has the config's).
+      this.#setTicketKeys(server, inherited.name ?? name, name);
       if (this.#deferInherited && (!held || held.deferred)) {
         this.#deferred.push({ server, inherited });
         const d = inherited.description;
@@ -222,6 +238,7 @@ export class ListenerSet {
       }
       await adopt(server, inherited);
     } else {
+      this.#setTicketKeys(server, name, name);
       await bindFresh(server, address, this.#retryAddressInUseMs);
       origin = 'bound';
     }
@@ -232,6 +249,11 @@ export class ListenerSet {
         : { name, server, kind: 'tcp', address: bound.address, port: bound.port, origin };
     this.#add(listener);
     return listener;
+  }
+
+  /** Sets the ticket keys known for `socketName` (else for `name`) on `server`, before it accepts. */
+  #setTicketKeys(server: net.Server, socketName: string, name: string): void {
+    applyTicketKeys(server, this.#ticketKeys.get(socketName) ?? this.#ticketKeys.get(name));
   }
 
   /** The held socket of `name`, if it listens where `address` asks: taken out of the hold. */

@@ -8,10 +8,12 @@
  * connections of their HTTP server, while the WebSocketRegistry knows which
  * WebSockets migrate. So this kind accepts no server and offers, at the start
  * of a migrating drain, every open WebSocket of the registry ({@link Departures.start}).
- * It also closes gracefully (1012) any ws WebSocket that does not migrate.
+ * It also closes gracefully (1012) any ws WebSocket that does not migrate
+ * (over TLS — wss — none does: at the start of the drain, they are closed).
  * Successor: a server-side WebSocket of the server registered under the same
  * listener and key is built on the socket and given to the app.
  */
+import tls from 'node:tls';
 import {
   missingInternalWarning,
   WEBSOCKET_RECEIVER_MISSING,
@@ -35,12 +37,13 @@ export const webSocketKind: MigrationKind = {
           warned = true;
           host.warn(missingInternalWarning(WEBSOCKET_RECEIVER_MISSING, 'this ws'));
         }
-        if (listener !== undefined) {
+        const socket = webSocketSocket(ws);
+        // A wss WebSocket cannot travel either: its TLS keys stay in this process.
+        if (listener !== undefined && !(socket instanceof tls.TLSSocket)) {
           offerWebSocket(webSocketKind.name, ws, host.emigration, listener, registration, request, host.timeoutMs, host.keep);
           continue;
         }
-        // Its HTTP server is not a listener of this generation: it cannot travel.
-        const socket = webSocketSocket(ws);
+        // Its HTTP server is not a listener of this generation, or it is over TLS: it cannot travel.
         if (socket) host.keep(socket);
         closeWebSocket(ws, host.timeoutMs);
       }

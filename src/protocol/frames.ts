@@ -29,6 +29,9 @@ import { BatonError } from '../core/errors.js';
  *   that named it, the predecessor sends state that is complete only after
  *   the cutover (socket.io's connection-recovery store, once its sessions
  *   closed), one frame per key, before Done (handover/late-state.ts).
+ * - `tls-ticket-keys` (field `ticketKeys` of a Listeners entry): the
+ *   predecessor sends a TLS listener's session-ticket keys to a successor
+ *   that named it and did not opt out (listeners/ticket-keys.ts).
  */
 export const PROTOCOL_VERSION = 1;
 export const MAGIC = 0x42544f4e; // "BTON"
@@ -119,7 +122,7 @@ export interface LineageEntry {
 }
 
 /** The features this build speaks, announced in its Hello. */
-export const FEATURES: readonly string[] = ['ping', 'late-state'];
+export const FEATURES: readonly string[] = ['ping', 'late-state', 'tls-ticket-keys'];
 
 /** True when `hello` announces `feature` (a malformed list announces nothing). */
 export function hasFeature(hello: Partial<HelloPayload> | undefined, feature: string): boolean {
@@ -151,6 +154,11 @@ export interface ListenerEntry {
    * Takeover path: absent — the fds ride on the frame, in manifest order.
    */
   inheritedFd?: number;
+  /**
+   * Feature `tls-ticket-keys`, TLS listeners only: the server's session-ticket
+   * keys, base64 of 48 bytes (a secret: see listeners/ticket-keys.ts).
+   */
+  ticketKeys?: string;
 }
 
 export interface ListenersPayload {

@@ -73,6 +73,8 @@ function buildSchemas({ z }: typeof import('zod')): PayloadSchemas {
     address: z.string().max(4096),
     port: z.number().int().min(0).max(65535).optional(),
     inheritedFd: z.number().int().min(0).max(0x7fffffff).optional(),
+    // Feature tls-ticket-keys: 48 bytes of session-ticket keys, base64 (64 characters).
+    ticketKeys: z.base64().length(64).optional(),
   });
 
   const listenersSchema = z.object({ listeners: z.array(listenerEntry).max(4096) });

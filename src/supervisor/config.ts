@@ -51,6 +51,13 @@ export const configSchema = z.strictObject({
    * worker it replaces has stopped taking requests and finished those in flight.
    */
   consistency: z.boolean().default(false),
+  /**
+   * TLS session resumption across workers and reloads: the master makes one set of
+   * session-ticket keys per listener and gives it to every worker (over IPC), so a
+   * client resumes its session on any worker, before and after a reload. false: each
+   * worker keeps keys of its own.
+   */
+  tlsTicketKeys: z.boolean().default(true),
   /** Extra environment of the workers. */
   env: z.record(z.string(), z.string()).default({}),
   log: z

@@ -55,6 +55,7 @@ const workerMessage = z.discriminatedUnion('type', [
     byProtocol: byProtocol.optional(),
   }),
   z.object({ baton: z.literal('worker'), type: z.literal('listener'), name: z.string().min(1).max(256) }),
+  z.object({ baton: z.literal('worker'), type: z.literal('ticket-keys') }),
   z.object({
     baton: z.literal('worker'),
     type: z.literal('listen-failed'),

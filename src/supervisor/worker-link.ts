@@ -38,6 +38,12 @@ export interface Supervision {
   livenessMs?: number;
   /** The master serves metrics (config `metrics`): forward the diagnostics events. Otherwise nothing is subscribed nor sent. */
   observe?: boolean;
+  /**
+   * Config `tlsTicketKeys`: true, the master hands out TLS session-ticket keys and the worker asks
+   * for them before it serves ({@link masterTicketKeys}); false, no keys travel at all (not even in
+   * a reload's takeover). Absent (an older master): the worker's own setting.
+   */
+  ticketKeys?: boolean;
 }
 
 /** A message from a worker to its master. */
@@ -51,13 +57,17 @@ export type WorkerMessage =
   /** A listener the worker bound itself (zero-code, not configured), sent with its net.Server handle. */
   | { baton: 'worker'; type: 'listener'; name: string }
   /** A listen() of the app failed (e.g. EADDRINUSE for a listener the master does not hold); `address` is printable. */
-  | { baton: 'worker'; type: 'listen-failed'; name: string; address: string; code?: string; message: string };
+  | { baton: 'worker'; type: 'listen-failed'; name: string; address: string; code?: string; message: string }
+  /** Asks for the master's TLS session-ticket keys (answered with a 'ticket-keys' message). */
+  | { baton: 'worker'; type: 'ticket-keys' };
 
 /** A message from the master to a worker. */
 export type MasterMessage =
   | { baton: 'master'; type: 'stop'; drainMs: number }
   | { baton: 'master'; type: 'status' }
-  | { baton: 'master'; type: 'absorb'; socketPath: string };
+  | { baton: 'master'; type: 'absorb'; socketPath: string }
+  /** The master's TLS session-ticket keys, base64 by listener name (secrets: only ever on this channel). */
+  | { baton: 'master'; type: 'ticket-keys'; keys: Record<string, string> };
 
 /** The optional fields of {@link Supervision}: all durations in ms. */
 const OPTIONAL_DURATIONS = ['drainMs', 'livenessMs'] as const satisfies readonly (keyof Supervision)[];
@@ -83,6 +93,7 @@ export function takeSupervision(env: NodeJS.ProcessEnv): Supervision | undefined
     supervision[key] = value;
   }
   if (s.observe === true) supervision.observe = true;
+  if (typeof s.ticketKeys === 'boolean') supervision.ticketKeys = s.ticketKeys;
   return supervision;
 }
 
@@ -97,7 +108,36 @@ export function decodeMasterMessage(m: unknown): MasterMessage | undefined {
   if (o.type === 'status') return { baton: 'master', type: 'status' };
   if (o.type === 'stop' && isDuration(o.drainMs)) return { baton: 'master', type: 'stop', drainMs: o.drainMs };
   if (o.type === 'absorb' && typeof o.socketPath === 'string') return { baton: 'master', type: 'absorb', socketPath: o.socketPath };
+  if (o.type === 'ticket-keys' && typeof o.keys === 'object' && o.keys !== null) {
+    const keys = Object.entries(o.keys as Record<string, unknown>).filter((e): e is [string, string] => typeof e[1] === 'string');
+    return { baton: 'master', type: 'ticket-keys', keys: Object.fromEntries(keys) };
+  }
   return undefined;
+}
+
+/**
+ * Asks the master for its TLS session-ticket keys over the IPC channel and
+ * resolves with them by listener name (start() sets them on the worker's TLS
+ * servers: every worker of a master shares them, and so does every worker of
+ * a reload). No answer within `timeoutMs`, or no channel: an empty map (the
+ * worker's servers keep keys of their own).
+ */
+export function masterTicketKeys(timeoutMs: number): Promise<Map<string, string>> {
+  if (!process.send || !process.connected) return Promise.resolve(new Map());
+  return new Promise((resolve) => {
+    const done = (keys: Map<string, string>) => {
+      clearTimeout(timer);
+      process.off('message', onMessage);
+      resolve(keys);
+    };
+    const onMessage = (raw: unknown) => {
+      const m = decodeMasterMessage(raw);
+      if (m?.type === 'ticket-keys') done(new Map(Object.entries(m.keys)));
+    };
+    const timer = setTimeout(() => done(new Map()), timeoutMs);
+    process.on('message', onMessage);
+    process.send!({ baton: 'worker', type: 'ticket-keys' } satisfies WorkerMessage, undefined, {}, () => undefined);
+  });
 }
 
 function isDuration(v: unknown): v is number {
@@ -120,8 +160,15 @@ function isCount(v: unknown): v is number {
 export function supervisorHost(supervision: Supervision): Host {
   return {
     name: `supervisor master ${supervision.masterPid}`,
-    settings: { socketDir: supervision.socketDir, drainTimeoutMs: supervision.drainMs, livenessTimeoutMs: supervision.livenessMs },
+    settings: {
+      socketDir: supervision.socketDir,
+      drainTimeoutMs: supervision.drainMs,
+      livenessTimeoutMs: supervision.livenessMs,
+      tlsTicketKeys: supervision.ticketKeys,
+    },
     attach: (generation) => linkToMaster(generation, { observe: supervision.observe === true }),
+    // The master's TLS session-ticket keys, over IPC (config tlsTicketKeys).
+    ...(supervision.ticketKeys === true ? { ticketKeys: masterTicketKeys } : {}),
     listenerBound: (name, server) => {
       if (process.send && process.connected)
         process.send({ baton: 'worker', type: 'listener', name } satisfies WorkerMessage, server, {}, () => undefined);

@@ -15,6 +15,7 @@ import { BatonError } from '../core/errors.js';
 import { addByProtocol, type DrainByProtocol } from '../core/drain-counts.js';
 import type { ObservedEvent } from '../observe/master-metrics.js';
 import { ensurePrivateDir } from '../handover/upgrade-socket.js';
+import { newTicketKeys } from '../listeners/ticket-keys.js';
 import { realPlatform, type Platform } from '../platform/platform.js';
 import type { Config } from './config.js';
 import type { HeldListener } from './held-listeners.js';
@@ -61,7 +62,9 @@ export interface PoolEvents {
 }
 
 /** Settings the pool reads from the config on each start or reload. */
-type PoolConfig = Pick<Config, 'app' | 'args' | 'env' | 'workers' | 'timeouts' | 'restart' | 'name' | 'consistency' | 'log' | 'metrics'>;
+type PoolConfig = Pick<Config, 'app' | 'args' | 'env' | 'workers' | 'timeouts' | 'restart' | 'name' | 'consistency' | 'log' | 'metrics'> & {
+  tlsTicketKeys?: boolean;
+};
 
 /**
  * The worker slots of one master. Workers get the master's listeners as
@@ -86,6 +89,8 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
   readonly #platform: Platform;
   /** Listener names reported as unconfigured (reported once each). */
   readonly #unconfigured = new Set<string>();
+  /** TLS session-ticket keys by listener name, made once per name for this master's life: every worker, and every reload's, gets the same. */
+  readonly #ticketKeys = new Map<string, string>();
 
   /**
    * `dir` is this master's private directory of worker slot sockets; `output` receives the workers' lines (see WorkerSpec);
@@ -127,6 +132,12 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
   get allReady(): boolean {
     const slots = this.#slots.slice(0, this.#config.workers);
     return slots.length === this.#config.workers && slots.every((s) => s.current?.state === 'ready' && !s.pending);
+  }
+
+  /** The ticket keys of `listeners` (made for a name seen first), for a worker's spec. */
+  #ticketKeysFor(listeners: readonly HeldListener[]): Record<string, string> {
+    for (const l of listeners) if (!this.#ticketKeys.has(l.name)) this.#ticketKeys.set(l.name, newTicketKeys());
+    return Object.fromEntries(listeners.map((l) => [l.name, this.#ticketKeys.get(l.name)!]));
   }
 
   /** Listeners the app binds itself that the master does not hold, found in use by a second worker (see #onListenFailed). */
@@ -339,6 +350,7 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
           drainMs: c.timeouts.drainMs,
           livenessMs: c.timeouts.livenessMs,
           observe: c.metrics !== undefined,
+          ...(c.tlsTicketKeys !== false ? { ticketKeys: this.#ticketKeysFor(this.#listeners) } : {}),
           output: this.#output,
         },
         process.pid,

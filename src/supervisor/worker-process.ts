@@ -57,6 +57,11 @@ export interface WorkerSpec {
   /** The master serves metrics: the worker forwards its diagnostics events (Supervision `observe`). */
   observe?: boolean;
   /**
+   * The master's TLS session-ticket keys, base64 by listener name, given to the
+   * worker when it asks (over IPC only); absent with config `tlsTicketKeys: false`.
+   */
+  ticketKeys?: Readonly<Record<string, string>>;
+  /**
    * Where the worker's stdout and stderr lines go. Absent: the worker writes
    * to the master's own stdout and stderr (inherited). Given (the master logs
    * to a file): each line is handed to it, so it lands in the one log file
@@ -130,6 +135,8 @@ export class WorkerProcess extends EventEmitter<WorkerEvents> {
   #expected = false;
   readonly #child: ChildProcess;
   readonly #platform: Platform;
+  /** The master's ticket keys for this worker (WorkerSpec.ticketKeys): only ever sent to it over IPC. */
+  readonly #ticketKeys: Readonly<Record<string, string>>;
   #readyTimer: TimerHandle | undefined;
   #killTimer: TimerHandle | undefined;
   readonly #statusWaiters: ((connections: number | undefined) => void)[] = [];
@@ -138,6 +145,7 @@ export class WorkerProcess extends EventEmitter<WorkerEvents> {
     super();
     this.#child = child;
     this.#platform = platform;
+    this.#ticketKeys = spec.ticketKeys ?? {};
     const clock = platform.clock;
     this.slot = spec.slot;
     this.pid = child.pid!;
@@ -198,6 +206,7 @@ export class WorkerProcess extends EventEmitter<WorkerEvents> {
       drainMs: spec.drainMs,
       livenessMs: spec.livenessMs,
       ...(spec.observe ? { observe: true } : {}),
+      ticketKeys: spec.ticketKeys !== undefined,
     };
     const child = platform.spawn(
       spec.listeners.map((l) => ({ name: l.name, fd: l.fd })),
@@ -336,6 +345,10 @@ export class WorkerProcess extends EventEmitter<WorkerEvents> {
     if (m.type === 'drained') {
       if (m.requests !== undefined) this.#requests = m.requests;
       this.emit('drained', { migrated: m.migrated, drained: m.drained, forced: m.forced, byProtocol: m.byProtocol });
+      return;
+    }
+    if (m.type === 'ticket-keys') {
+      this.#send({ baton: 'master', type: 'ticket-keys', keys: { ...this.#ticketKeys } });
       return;
     }
     if (m.type !== 'phase') return;
