@@ -22,6 +22,7 @@ import { isPeerLoss } from './protocol/frame-peer.js';
 import { closeQuietly } from './native/socket-info.js';
 import { missingInternalWarning, probeNodeInternals, probeWebSocketServer, type MissingInternal } from './native/internals.js';
 import { LateState, type LateStateProvider, type LateStateReceiver } from './handover/late-state.js';
+import { tooManyGenerations, type Lineage } from './handover/lineage.js';
 import type { DonePayload, StatePayload } from './protocol/frames.js';
 
 export type { GenerationSettings, Origin } from './handover/settings.js';
@@ -68,6 +69,8 @@ export interface Beginning {
   /** The conversation with the predecessor, after its State: Ready, Draining and the migrated connections are still to come. */
   predecessor: SuccessorSide | undefined;
   predecessorPid: number | undefined;
+  /** The older generations that may still be alive (draining), bounded by maxGenerations. */
+  lineage: Lineage;
   state: StatePayload;
   /** Emitted as `'warning'` right after start() resolved (e.g. the predecessor vanished before its listeners came). */
   warnings?: Error[];
@@ -105,6 +108,7 @@ export class Generation extends EventEmitter<GenerationEvents> {
   readonly #parking = new Parking();
   readonly #websockets = new WebSocketRegistry((server) => this.#listeners.of(server)?.name);
   readonly #lateState = new LateState();
+  readonly #lineage: Lineage;
   /** Internals of Node or ws found missing, and what degrades without each (warned once each). */
   readonly #degraded: MissingInternal[] = [];
   #stopRequested = false;
@@ -126,6 +130,7 @@ export class Generation extends EventEmitter<GenerationEvents> {
     this.#listeners = beginning.listeners;
     this.#tracker = beginning.tracker;
     this.#state = beginning.state;
+    this.#lineage = beginning.lineage;
     this.#stateProvider = settings.state;
     this.#tracker.setUpgradedPolicy({
       claims: (socket) => this.#websockets.claims(socket),
@@ -367,6 +372,15 @@ export class Generation extends EventEmitter<GenerationEvents> {
         `generation ${this.number} (pid ${process.pid}) is ${this.phase}; an upgrade needs phase 'serving'`,
       );
     }
+    // Refused before a process is started for nothing (a takeover successor is refused after its Hello).
+    const refusal = tooManyGenerations(
+      this.settings.name,
+      this.number,
+      this.#lineage.alive(),
+      this.settings.maxGenerations,
+      'an exec upgrade',
+    );
+    if (refusal) throw refusal;
     const { entries, fds } = this.#listeners.manifest();
     const { channel, peerFd } = UnixChannel.pair();
     let child: ChildProcess;
@@ -575,6 +589,7 @@ export class Generation extends EventEmitter<GenerationEvents> {
       connections: { tracker: this.#tracker, parking: this.#parking, socketHandlers: this.#socketHandlers, websockets: this.#websockets },
       lateState: this.#lateState,
       stateProvider: () => this.#stateProvider,
+      olderGenerations: () => this.#lineage.alive(),
       report: (outcome) => this.#onPredecessor(outcome),
     });
   }
@@ -586,7 +601,11 @@ export class Generation extends EventEmitter<GenerationEvents> {
       debug('generation %d (pid %d): %s in phase %s', this.number, process.pid, signal, this.phase);
       this.upgrade().catch((err: unknown) => {
         // 'upgrade-failed' already reports a failed handover; report refusals here.
-        if (isBatonError(err, 'ERR_BATON_UPGRADE_IN_PROGRESS') || isBatonError(err, 'ERR_BATON_SPAWN_FAILED'))
+        if (
+          isBatonError(err, 'ERR_BATON_UPGRADE_IN_PROGRESS') ||
+          isBatonError(err, 'ERR_BATON_TOO_MANY_GENERATIONS') ||
+          isBatonError(err, 'ERR_BATON_SPAWN_FAILED')
+        )
           this.emit('upgrade-failed', asError(err));
       });
     };

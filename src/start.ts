@@ -8,6 +8,7 @@ import { CHANNEL_FD_ENV, adoptInheritedFd, takeListenFds, type InheritedListener
 import { defaultSocketDir, ensurePrivateDir } from './handover/upgrade-socket.js';
 import { Generation } from './generation.js';
 import type { GenerationSettings, Origin } from './handover/settings.js';
+import { Lineage } from './handover/lineage.js';
 import { SuccessorSide } from './handover/successor.js';
 import { ListenerSet } from './listeners/listener-set.js';
 import { UnixChannel, probeUnixSocket } from './native/unix-channel.js';
@@ -60,6 +61,8 @@ export interface StartOptions {
   /** Largest frame a peer may send before its Hello (see Defaults.preAuthFrameBytes). */
   preAuthFrameBytes?: number;
   maxStateBytes?: number;
+  /** Most generations alive at once, draining ones included (Defaults.maxGenerations; at least 2). */
+  maxGenerations?: number;
   /** Signal that triggers the exec upgrade path; `null` installs no handler. Default SIGUSR2. */
   upgradeSignal?: NodeJS.Signals | null;
   /** Let root take over this server (default true). */
@@ -194,6 +197,7 @@ export async function start(options: StartOptions): Promise<Generation> {
         tracker,
         predecessor: undefined,
         predecessorPid: undefined,
+        lineage: Lineage.none(),
         state: { present: false },
       }),
     );
@@ -219,6 +223,7 @@ export async function start(options: StartOptions): Promise<Generation> {
         tracker,
         predecessor: side,
         predecessorPid: reply.pid,
+        lineage: Lineage.after(reply),
         state: { present: state.present, value: state.value },
       }),
     );
@@ -247,6 +252,8 @@ export async function start(options: StartOptions): Promise<Generation> {
           tracker,
           predecessor: undefined,
           predecessorPid: undefined,
+          // The predecessor is gone (it drops out); generations older than it may still drain.
+          lineage: side.reply ? Lineage.after(side.reply) : Lineage.none(),
           state: { present: false },
           warnings: [warning],
         }),
@@ -293,6 +300,15 @@ function adoptManifest(payload: ListenersPayload, frameFds: number[], inherited:
   return out;
 }
 
+/** `maxGenerations`: an integer of at least 2 (one serving, one draining), else ERR_BATON_INVALID_OPTION. */
+function generationsBound(v: number | undefined): number {
+  const n = v ?? Defaults.maxGenerations;
+  if (!Number.isInteger(n) || n < 2) {
+    throw new BatonError('ERR_BATON_INVALID_OPTION', `start(): maxGenerations must be an integer of at least 2 (got ${JSON.stringify(v)})`);
+  }
+  return n;
+}
+
 function resolveSettings(o: StartOptions): GenerationSettings {
   if (typeof o?.name !== 'string' || !namePattern.test(o.name)) {
     throw new BatonError('ERR_BATON_INVALID_OPTION', `start(): name must match ${namePattern} (got ${JSON.stringify(o?.name)})`);
@@ -321,6 +337,7 @@ function resolveSettings(o: StartOptions): GenerationSettings {
     maxFrameBytes: num('maxFrameBytes'),
     preAuthFrameBytes: num('preAuthFrameBytes'),
     maxStateBytes: num('maxStateBytes'),
+    maxGenerations: generationsBound(o.maxGenerations),
     upgradeSignal: o.upgradeSignal === undefined ? 'SIGUSR2' : o.upgradeSignal,
     allowRoot: o.allowRoot ?? true,
     allowedUids: o.allowedUids ?? [],

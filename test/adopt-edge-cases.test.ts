@@ -227,7 +227,7 @@ describe('zero-code adoption: other servers and failures', () => {
 
   test('baton start --workers 2 runs an unmodified app; HUP under load: 0 failed requests', async (t) => {
     const dir = tempDir('baton-adopt-');
-    const { port, cfg } = await writeAppConfig(dir, appFile('express5.cjs'), 'timeouts: { drainMs: 5000 }');
+    const { port, cfg } = await writeAppConfig(dir, appFile('express5.cjs'), { extra: 'timeouts: { drainMs: 5000 }' });
     const master = await startMaster(log, cfg);
     t.after(() => killAll([master.pid]));
     const load = new HttpLoad(`http://127.0.0.1:${port}`, 64);

@@ -15,8 +15,7 @@ import { after, describe, test } from 'node:test';
 import { Pool } from 'undici';
 import { AppRunner, appFile } from './helpers/adopt.js';
 import { EventLog, killAll, tempDir } from './helpers/server-process.js';
-import { freePort } from './helpers/socket-activate.js';
-import { next, quit, startMaster } from './helpers/supervisor.js';
+import { next, quit, startMaster, writeAppConfig } from './helpers/supervisor.js';
 
 const UPGRADES = 10;
 const log = new EventLog();
@@ -145,22 +144,12 @@ describe('data consistency mode', () => {
 
   test('baton start with consistency: true in the config: 5 HUP reloads under the POST stream, every acknowledged write kept', async () => {
     const dir = tempDir('baton-consistency-');
-    const port = await freePort();
     const dataFile = path.join(dir, 'data.json');
-    const cfg = path.join(dir, 'baton.yaml');
-    fs.writeFileSync(
-      cfg,
-      [
-        'name: app',
-        `app: ${appFile('file-store.mjs')}`,
-        `runDir: ${dir}`,
-        'workers: 1',
-        'consistency: true',
-        'listeners:',
-        `  http: { host: 127.0.0.1, port: ${port} }`,
-        `env: { PORT: "${port}", DATA_FILE: ${JSON.stringify(dataFile)}, BATON_READY_QUIET_MS: "50" }`,
-      ].join('\n'),
-    );
+    const { port, cfg } = await writeAppConfig(dir, appFile('file-store.mjs'), {
+      workers: 1,
+      env: { DATA_FILE: dataFile },
+      extra: 'consistency: true',
+    });
     const master = await startMaster(log, cfg);
     const stream = new PostStream(`http://127.0.0.1:${port}`, 8);
     await stream.more(100);

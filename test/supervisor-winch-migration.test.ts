@@ -17,7 +17,7 @@ after(() => killAll(log.events.map((e) => e.pid)));
 
 test('USR2, WINCH, QUIT under baton start: 40 WebSocket clients keep their connections and every echo', async () => {
   const dir = tempDir('baton-sup-');
-  const { port, cfg } = await writeAppConfig(dir, appFile('ws-echo.mjs'), 'timeouts: { drainMs: 20000, readyMs: 20000 }');
+  const { port, cfg } = await writeAppConfig(dir, appFile('ws-echo.mjs'), { extra: 'timeouts: { drainMs: 20000, readyMs: 20000 }' });
   const old = await startMaster(log, cfg);
   const oldWorkers = (await statusOf(dir, old.pid)).workers.map((w) => w.pid);
 

@@ -44,6 +44,8 @@ export interface AdoptionOptions {
   consistency?: boolean;
   /** StartOptions.livenessTimeoutMs (`baton run --liveness-ms`); absent: the library's default. */
   livenessMs?: number;
+  /** StartOptions.maxGenerations (`baton run --max-generations`); absent: the library's default. */
+  maxGenerations?: number;
   /** Where baton's own lines go. */
   report: (event: string, data: Record<string, unknown>, text: string) => void;
 }
@@ -186,6 +188,7 @@ function generationOf(s: State): Promise<Generation> {
     // The app's time to be ready is also how long this generation, as a predecessor, waits for a successor's.
     readyTimeoutMs: s.options.readyTimeoutMs,
     ...(s.options.livenessMs === undefined ? {} : { livenessTimeoutMs: s.options.livenessMs }),
+    ...(s.options.maxGenerations === undefined ? {} : { maxGenerations: s.options.maxGenerations }),
     app: s.options.appEntry,
     // Under the supervisor the master names the slot: a reload may run another app on purpose (a new `app:`).
     namedOnPurpose: s.options.namedOnPurpose === true || s.supervised,

@@ -36,6 +36,8 @@ installAdoption({
   namedOnPurpose: Boolean(env.BATON_NAME),
   consistency,
   livenessMs: env.BATON_LIVENESS_MS === undefined ? undefined : positive(env.BATON_LIVENESS_MS, Defaults.livenessTimeoutMs),
+  // Checked by start() (an integer of at least 2): a bad value fails the app's start with a message naming it.
+  maxGenerations: env.BATON_MAX_GENERATIONS === undefined ? undefined : Number(env.BATON_MAX_GENERATIONS),
   report: (event, data, text) => {
     process.stderr.write(json ? `${JSON.stringify({ event, pid: process.pid, ...data })}\n` : `[baton pid ${process.pid}] ${text}\n`);
   },

@@ -13,7 +13,9 @@
  * - **connectionStateRecovery**: when the app enabled it, socket.io's
  *   in-memory store (each namespace adapter's `sessions` and `packets`:
  *   persisted sessions and the broadcasts they may have missed) is complete
- *   only once the old generation closed its sessions; it travels to the
+ *   only once the old generation closed its sessions — once each was sent
+ *   its close (not once its client answered it: a slow client would hold
+ *   everyone's restore; see `sealed`), at most 2 s; it travels to the
  *   successor as late state (`handOverLate('socket.io')`, after Draining).
  *   The successor holds every `restoreSession()` until that delivery came
  *   (or no predecessor drains into it, or `helloTimeoutMs`), so a client
@@ -55,6 +57,8 @@ interface SioSocketLike {
   pid?: string;
   rooms: Set<string>;
   data: unknown;
+  /** Its engine.io session: for a WebSocket, `transport.socket` is the `ws` WebSocket. */
+  conn?: { readyState?: string; transport?: { name?: string; socket?: { readyState?: number } } };
 }
 
 /** A persisted session of socket.io's SessionAwareAdapter. */
@@ -95,9 +99,11 @@ interface Store {
 
 const debug = debuglog('baton:socketio');
 const KEY = 'socket.io';
-/** The longest the old generation waits for its sessions to close before taking the store (those still open are included). */
+/** The longest the old generation waits for its sessions to be closed before taking the store (those still open are included). */
 const CLOSE_WAIT_MS = 2_000;
 const BINARY = '__baton_binary__';
+/** ws's readyState OPEN (the close frame not sent yet). */
+const WS_OPEN = 1;
 
 /** The socket.io of one process, once {@link hookSocketIo} found it. */
 export interface SocketIoHooks {
@@ -190,7 +196,7 @@ export function hookSocketIo(appEntry: string): SocketIoHooks | undefined {
           if (closeSessions) await closed(recovering);
           const store = { namespaces: recovering.map(take) } satisfies Store;
           debug(
-            'store taken %d ms after the cutover: %d sessions (%d still connected), %d packets',
+            'store taken %d ms after the cutover: %d sessions (%d still closing), %d packets',
             Math.round(performance.now() - started),
             store.namespaces.reduce((n, x) => n + x.sessions.length, 0),
             recovering.reduce((n, a) => n + a.nsp.sockets.size, 0),
@@ -233,10 +239,29 @@ function uniqueOffsets(adapterPath: string): void {
   }
 }
 
-/** Resolves once no socket of `adapters` is connected, or after CLOSE_WAIT_MS. */
+/**
+ * Whether nothing more of this generation can reach `socket`'s client, so
+ * its session and the broadcasts it got are final: its WebSocket sent the
+ * close frame (ws: CLOSING or CLOSED; nothing is sent after it), or its
+ * engine.io session left 'open' (a closing session sends and reads no
+ * packet). Its closing handshake may still be under way: that is the
+ * client's pace (a client slow to answer the close frame, or one that never
+ * does, until ws's 30 s close timeout), and waiting for it held every
+ * reconnecting client's restore with it.
+ */
+function sealed(socket: SioSocketLike): boolean {
+  const conn = socket.conn;
+  if (!conn) return false;
+  if (conn.readyState !== undefined && conn.readyState !== 'open') return true;
+  const ws = conn.transport?.name === 'websocket' ? conn.transport.socket : undefined;
+  return ws?.readyState !== undefined && ws.readyState !== WS_OPEN;
+}
+
+/** Resolves once every socket of `adapters` is sealed ({@link sealed}) or gone, or after CLOSE_WAIT_MS. */
 async function closed(adapters: AdapterLike[]): Promise<void> {
   const deadline = performance.now() + CLOSE_WAIT_MS;
-  while (adapters.some((a) => a.nsp.sockets.size > 0) && performance.now() < deadline) {
+  const open = () => adapters.some((a) => [...a.nsp.sockets.values()].some((s) => !sealed(s)));
+  while (open() && performance.now() < deadline) {
     await new Promise((r) => setTimeout(r, 10));
   }
 }

@@ -29,6 +29,12 @@ function positiveMs(value: string): number {
   return n;
 }
 
+function atLeastTwo(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 2) throw new InvalidArgumentError(`expected an integer of at least 2, got ${JSON.stringify(value)}`);
+  return n;
+}
+
 const program = new Command();
 program
   .name('baton')
@@ -271,6 +277,12 @@ program
       "after a successor's ready, its predecessor Pings it; one silent this long is killed and the old generation serves on (default 5000)",
     ).argParser(positiveMs),
   )
+  .addOption(
+    new Option(
+      '--max-generations <n>',
+      'most generations alive at once, the serving one and older ones still draining; an upgrade above it is refused (default 8)',
+    ).argParser(atLeastTwo),
+  )
   .option(
     '--consistent',
     'data consistency mode: the app loads only once the running generation has stopped taking requests and finished those in flight (requests wait, none fails)',
@@ -287,6 +299,7 @@ program
           ready: string;
           quietMs: string;
           livenessMs?: number;
+          maxGenerations?: number;
           consistent?: boolean;
           logFormat?: string;
         },
@@ -297,6 +310,7 @@ program
         if (o.logFormat) env.BATON_LOG = o.logFormat;
         if (o.consistent) env.BATON_CONSISTENCY = '1';
         if (o.livenessMs !== undefined) env.BATON_LIVENESS_MS = String(o.livenessMs);
+        if (o.maxGenerations !== undefined) env.BATON_MAX_GENERATIONS = String(o.maxGenerations);
         if (o.name) env.BATON_NAME = o.name;
         if (o.socketDir) env.BATON_SOCKET_DIR = o.socketDir;
         // The app runs in its own Node process (require.main, process.argv as usual); this one stays its parent

@@ -21,6 +21,8 @@ export const ErrorCodes = {
   ERR_BATON_PEER_REFUSED: 'upgrade peer refused',
   /** Another successor is already taking over this server. */
   ERR_BATON_UPGRADE_IN_PROGRESS: 'an upgrade is already in progress',
+  /** An upgrade would make more generations of the server alive at once than `maxGenerations` allows (older ones still drain). */
+  ERR_BATON_TOO_MANY_GENERATIONS: 'too many generations alive',
   /** The peer did not send its hello in time. */
   ERR_BATON_HELLO_TIMEOUT: 'handover hello timed out',
   /** The other side of a handover did not send the frame a later step waits for in time (the message names the frame and the timeout). */

@@ -44,6 +44,13 @@ export const Defaults = {
   preAuthFrameBytes: 8 * 1024,
   /** Largest frame accepted on the upgrade channel. */
   maxFrameBytes: 16 * 1024 * 1024,
+  /**
+   * Most generations of a server alive at once: the serving one and older
+   * ones still draining (a long download, a slow request). An upgrade that
+   * would make more is refused (ERR_BATON_TOO_MANY_GENERATIONS) and the
+   * serving generation goes on; at least 2.
+   */
+  maxGenerations: 8,
   /** Largest app state (JSON, UTF-8 bytes) handed over. */
   maxStateBytes: 8 * 1024 * 1024,
 } as const;

@@ -13,3 +13,19 @@ export function alive(pid: number): boolean {
     return false;
   }
 }
+
+/**
+ * When process `pid` started (field 22 of /proc/<pid>/stat, in clock ticks
+ * since boot), or undefined if it does not exist or has exited. With the pid,
+ * it names one process for good: a pid the kernel gave again to a newer
+ * process has another start time.
+ */
+export function startTime(pid: number): string | undefined {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return fields[0] === 'Z' ? undefined : fields[19];
+  } catch {
+    return undefined;
+  }
+}

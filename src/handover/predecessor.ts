@@ -38,10 +38,12 @@ import {
   hasFeature,
   type DonePayload,
   type HelloPayload,
+  type LineageEntry,
   type ListenerEntry,
   type StatePayload,
 } from '../protocol/frames.js';
 import { checkHello, uidAllowed } from './greeting.js';
+import { tooManyGenerations } from './lineage.js';
 import { Liveness } from './liveness.js';
 import { childExit, explainSuccessorFailure, stopSuccessorProcess } from './successor-process.js';
 import { UpgradeSocket } from './upgrade-socket.js';
@@ -124,6 +126,8 @@ export interface PredecessorHost {
   readonly lateState: LateState;
   /** The app's state provider now: read at each handover, since Generation#setState may change it at any time. */
   stateProvider(): (() => unknown) | undefined;
+  /** The older generations still alive now (handover/lineage.ts): the successor learns them, and they count against maxGenerations. */
+  olderGenerations(): LineageEntry[];
   /** Takes each outcome, synchronously, as it happens. */
   report(outcome: PredecessorOutcome): void;
 }
@@ -506,11 +510,16 @@ export class PredecessorSide {
       host.report(how.via === 'takeover' ? { kind: 'peer-refused', error: e } : { kind: 'handover-failed', error: e, started: false });
       throw e;
     }
-    if (host.phase() !== 'serving') {
-      const e = new BatonError(
-        'ERR_BATON_UPGRADE_IN_PROGRESS',
-        `generation ${host.number} (pid ${process.pid}) is ${host.phase()}: another successor is taking over or it is shutting down; successor pid ${hello.pid} refused`,
-      );
+    const older = host.olderGenerations();
+    const refusal =
+      host.phase() !== 'serving'
+        ? new BatonError(
+            'ERR_BATON_UPGRADE_IN_PROGRESS',
+            `generation ${host.number} (pid ${process.pid}) is ${host.phase()}: another successor is taking over or it is shutting down; successor pid ${hello.pid} refused`,
+          )
+        : tooManyGenerations(s.name, host.number, older, s.maxGenerations, `successor pid ${hello.pid}`);
+    if (refusal) {
+      const e = refusal;
       await peer.fail(e);
       stopSuccessorProcess(child, exitPromise, s.killGraceMs);
       host.report({ kind: 'peer-refused', error: e });
@@ -528,6 +537,7 @@ export class PredecessorSide {
         node: process.version,
         // What this side speaks: the successor expects late state only from a predecessor that names it.
         features: [...FEATURES],
+        lineage: older,
       };
       // The successor grows its fd table for these before it is ready, not while they arrive.
       if (s.migrate) reply.connections = this.#openConnections();

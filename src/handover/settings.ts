@@ -25,6 +25,8 @@ export interface GenerationSettings {
   maxFrameBytes: number;
   preAuthFrameBytes: number;
   maxStateBytes: number;
+  /** Most generations alive at once (Defaults.maxGenerations). */
+  maxGenerations: number;
   upgradeSignal: NodeJS.Signals | null;
   allowRoot: boolean;
   allowedUids: readonly number[];

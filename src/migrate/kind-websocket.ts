@@ -12,8 +12,13 @@
  * Successor: a server-side WebSocket of the server registered under the same
  * listener and key is built on the socket and given to the app.
  */
-import { BatonError } from '../core/errors.js';
-import { webSocketOn, webSocketReceiver, webSocketSocket } from '../native/internals.js';
+import {
+  missingInternalWarning,
+  WEBSOCKET_RECEIVER_MISSING,
+  webSocketOn,
+  webSocketReceiver,
+  webSocketSocket,
+} from '../native/internals.js';
 import { adoptAsSocket, refuse, type MigrationKind } from './kind.js';
 import { adoptWebSocket, closeWebSocket, offerWebSocket, type WebSocketTravel } from './websocket.js';
 
@@ -28,12 +33,7 @@ export const webSocketKind: MigrationKind = {
       for (const { ws, registration, listener, request } of host.websockets.open()) {
         if (!warned && webSocketReceiver(ws) === 'unknown') {
           warned = true;
-          host.warn(
-            new BatonError(
-              'ERR_BATON_INTERNAL_MISSING',
-              "ws internal 'WebSocket#_receiver' (its parser state) is not the one baton knows: WebSockets are closed with 1012 instead of migrating",
-            ),
-          );
+          host.warn(missingInternalWarning(WEBSOCKET_RECEIVER_MISSING, 'this ws'));
         }
         if (listener !== undefined) {
           offerWebSocket(webSocketKind.name, ws, host.emigration, listener, registration, request, host.timeoutMs, host.keep);

@@ -227,6 +227,12 @@ export function webSocketSocket(ws: WsLike): net.Socket | undefined {
 
 const GET_INFO = 0; // ws Receiver: waiting for the first bytes of a frame
 
+/** What degrades when a ws WebSocket's parser state is not the one baton knows ({@link webSocketReceiver} says `'unknown'`). */
+export const WEBSOCKET_RECEIVER_MISSING: MissingInternal = {
+  internal: 'ws WebSocket#_receiver',
+  degrades: 'WebSockets are closed with 1012 instead of migrating',
+};
+
 /**
  * Where ws's receiver of `ws` stands: `'deflate'` when permessage-deflate was
  * negotiated (its compression context cannot leave the process),

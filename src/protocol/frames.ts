@@ -100,6 +100,22 @@ export interface HelloPayload {
   namedOnPurpose?: boolean;
   /** The optional protocol features the sender speaks (see the module comment); absent means none. */
   features?: string[];
+  /**
+   * Predecessor only: the older generations of the server it knows are still
+   * alive (draining), newest first; the successor adds the predecessor itself
+   * and bounds the generations alive with them (handover/lineage.ts). Absent
+   * from older predecessors.
+   */
+  lineage?: LineageEntry[];
+}
+
+/** One older generation in a Hello's lineage: its pid and the start time that makes the pid unambiguous. */
+export interface LineageEntry {
+  pid: number;
+  /** Its generation number. */
+  generation: number;
+  /** The process's start time, /proc/<pid>/stat field 22 (clock ticks since boot). */
+  start: string;
 }
 
 /** The features this build speaks, announced in its Hello. */

@@ -53,6 +53,11 @@ function buildSchemas({ z }: typeof import('zod')): PayloadSchemas {
     consistency: z.boolean().optional(),
     app: z.string().max(4096).optional(),
     namedOnPurpose: z.boolean().optional(),
+    // Predecessor only: older generations still alive (handover/lineage.ts, LINEAGE_MAX).
+    lineage: z
+      .array(z.object({ pid: z.number().int().min(1).max(PID_MAX), generation: count, start: z.string().regex(/^[0-9]{1,20}$/) }))
+      .max(64)
+      .optional(),
     // More than any fd table can hold: a predecessor announcing it lies.
     connections: z
       .number()

@@ -8,13 +8,12 @@ import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import { io, type Socket } from 'socket.io-client';
 import { execFile } from 'node:child_process';
-import fs from 'node:fs';
-import { join as pathJoin } from 'node:path';
+import { once } from 'node:events';
 import { promisify } from 'node:util';
+import WebSocket from 'ws';
 import { AppRunner, appFile } from './adopt.js';
-import { freePort } from './socket-activate.js';
-import { cli, startMaster } from './supervisor.js';
-import { EventLog, killAll, tempDir } from './server-process.js';
+import { cli, startMaster, writeAppConfig } from './supervisor.js';
+import { EventLog, killAll, tempDir, type FixtureEvent } from './server-process.js';
 
 const CLIENTS = process.env.BATON_TEST_FULL === '1' ? 200 : 50;
 const UPGRADES = 10;
@@ -64,6 +63,7 @@ interface Client {
 
 /** Every client opened, closed after the tests whatever happened. */
 const everyClient: Socket[] = [];
+const everyHoldout: WebSocket[] = [];
 
 function open(url: string, id: string, transports: string[] | undefined): Promise<Client> {
   // retries needs ackTimeout (it makes acks error-first); long enough never to resend to a live server.
@@ -140,12 +140,44 @@ function tickProblems(c: Client): string[] {
   return problems;
 }
 
+/** When a master log event was written (its `time`), on this process's performance.now() clock. */
+function loggedAt(e: FixtureEvent): number {
+  return Date.parse(String(e.time)) - performance.timeOrigin;
+}
+
+/**
+ * A socket.io client that never completes a closing handshake: a raw
+ * engine.io WebSocket that connects to namespace '/' and then stops reading
+ * its socket (as a client on a stalled network does), so the server's 1012
+ * close frame is never answered and its session stays connected in the old
+ * generation until ws's close timeout (30 s). Nothing the other clients get
+ * may wait for it.
+ */
+async function holdout(url: string): Promise<WebSocket> {
+  const ws = new WebSocket(`${url.replace(/^http/, 'ws')}/socket.io/?EIO=4&transport=websocket`);
+  everyHoldout.push(ws);
+  const connected = new Promise<void>((resolve, reject) => {
+    ws.on('error', reject);
+    ws.on('message', (data) => {
+      const text = String(data);
+      if (text.startsWith('0'))
+        ws.send('40{"client":"holdout"}'); // engine.io open: socket.io CONNECT
+      else if (text === '2')
+        ws.send('3'); // engine.io ping
+      else if (text.startsWith('40')) resolve();
+    });
+  });
+  await connected;
+  ws.pause();
+  return ws;
+}
+
 /** A running app and a way to upgrade it: resolves when the successor is ready (`readyAt`) and the old generation let go. */
 interface Deployment {
   url: string;
   upgrade(): Promise<{ readyAt: number }>;
   stop(): void;
-  /** Lines of baton's socket.io debug log (NODE_DEBUG=baton:socketio) the app processes wrote to stderr (`baton run` only). */
+  /** Lines of baton's socket.io debug log (NODE_DEBUG=baton:socketio) the app processes wrote to stderr. */
   debugLines(): string[];
 }
 
@@ -159,6 +191,10 @@ export interface Case {
   recovery?: boolean;
   /** The contrast: baton does not hand socket.io's store over (BATON_SOCKETIO_STORE=0). */
   noStore?: boolean;
+  /** How many clients (default 50, 200 with BATON_TEST_FULL=1). */
+  clients?: number;
+  /** Before each upgrade one more client connects that never answers the close frame ({@link holdout}). */
+  holdout?: boolean;
   /** A known failure, still run and reported (node:test `todo`): what fails and why it is open. */
   todo?: string;
 }
@@ -175,6 +211,7 @@ export function describeSocketIo(title: string, cases: Case[], contrast = false)
     const masters: number[] = [];
     after(() => {
       for (const s of everyClient) s.disconnect();
+      for (const ws of everyHoldout) ws.terminate();
       killAll(log.events.filter((e) => e.event === 'ready').map((e) => e.pid));
       killAll(masters);
       apps.killAll();
@@ -210,22 +247,12 @@ export function describeSocketIo(title: string, cases: Case[], contrast = false)
     /** `baton start` with one worker (reload: `baton reload`; upgrade: `baton upgrade`). */
     async function underStart(path: 'reload' | 'upgrade', env: NodeJS.ProcessEnv): Promise<Deployment> {
       const dir = tempDir('baton-sio-');
-      const port = await freePort();
-      const cfg = pathJoin(dir, 'baton.yaml');
-      const vars = { PORT: String(port), BATON_READY_QUIET_MS: '50', ...env };
-      fs.writeFileSync(
-        cfg,
-        [
-          'name: app',
-          `app: ${appFile('socketio.mjs')}`,
-          `runDir: ${dir}`,
-          'workers: 1',
-          'listeners:',
-          `  http: { host: 127.0.0.1, port: ${port} }`,
-          `env: ${JSON.stringify(vars)}`,
-          'upgrade: { healthWindowMs: 200 }',
-        ].join('\n'),
-      );
+      const vars = Object.fromEntries(Object.entries(env).filter((kv): kv is [string, string] => kv[1] !== undefined));
+      const { port, cfg } = await writeAppConfig(dir, appFile('socketio.mjs'), {
+        workers: 1,
+        env: vars,
+        extra: 'upgrade: { healthWindowMs: 200 }',
+      });
       let master = await startMaster(log, cfg);
       masters.push(master.pid);
       return {
@@ -234,8 +261,10 @@ export function describeSocketIo(title: string, cases: Case[], contrast = false)
           const since = log.events.length;
           if (path === 'reload') {
             process.kill(master.pid, 'SIGHUP');
+            // The new worker serves from its 'worker-ready' on: the old one's clients must be gone 2 s after it.
+            const ready = await log.waitFor((e) => e.event === 'worker-ready' && e.pid === master.pid, 'new worker ready', 30_000, since);
             await log.waitFor((e) => e.event === 'reload-done' && e.pid === master.pid, 'reload done', 30_000, since);
-            return { readyAt: performance.now() };
+            return { readyAt: loggedAt(ready) };
           }
           const old = master.pid;
           const command = execFileP(process.execPath, [cli, 'upgrade', '-c', cfg]);
@@ -249,7 +278,8 @@ export function describeSocketIo(title: string, cases: Case[], contrast = false)
           return { readyAt };
         },
         stop: () => process.kill(master.pid, 'SIGTERM'),
-        debugLines: () => [],
+        // The workers write to the master's stderr, which the log keeps as '[stderr <pid>] …' lines.
+        debugLines: () => log.output.filter((l) => l.includes('BATON:SOCKETIO')).map((l) => l.trim()),
       };
     }
 
@@ -271,7 +301,7 @@ export function describeSocketIo(title: string, cases: Case[], contrast = false)
       const app = path === 'takeover' || path === 'exec' ? await underRun(path, env) : await underStart(path, env);
       const url = app.url;
       const prefix = `${path}-${label}`;
-      const clients = await Promise.all(Array.from({ length: CLIENTS }, (_, i) => open(url, `${prefix}-c${i}`, transports)));
+      const clients = await Promise.all(Array.from({ length: c.clients ?? CLIENTS }, (_, i) => open(url, `${prefix}-c${i}`, transports)));
       const late: Client[] = [];
       const recoveryProblems: string[] = [];
       /** With recovery, a client keeps its id and room, and gets the broadcasts it missed: ticks checked at the end. */
@@ -292,6 +322,7 @@ export function describeSocketIo(title: string, cases: Case[], contrast = false)
           // Those connected after earlier upgrades move too.
           const moving = [...clients, ...late];
           const before = new Map(moving.map((cl) => [cl, cl.connects.length]));
+          const held = c.holdout ? await holdout(url) : undefined;
           const { readyAt } = await app.upgrade();
           // Every client is back, on the new generation, after at most one reconnect.
           await Promise.all(
@@ -313,6 +344,10 @@ export function describeSocketIo(title: string, cases: Case[], contrast = false)
           assert.equal(count, clients.length + late.length, `the new generation serves ${count} clients`);
           const everyone = [...clients, ...late];
           while (everyone.some((cl) => !cl.broadcasts.has(tag))) await new Promise((r) => setTimeout(r, 20));
+          if (held) {
+            held.terminate();
+            await once(held, 'close');
+          }
         }
       } finally {
         for (const cl of [...clients, ...late]) cl.running = false;
@@ -369,7 +404,7 @@ export function describeSocketIo(title: string, cases: Case[], contrast = false)
 
     for (const c of cases) {
       const label = `${labelOf(c.transports)}${c.recovery ? ', connectionStateRecovery' : ''}`;
-      const name = `${c.transports?.join('+') ?? 'default'}${c.recovery ? '-rec' : ''}`;
+      const name = `${c.transports?.join('+') ?? 'default'}${c.recovery ? '-rec' : ''}${c.holdout ? '-holdout' : ''}-${c.clients ?? CLIENTS}`;
       // Long-polling only: an ack the old generation queued while the client had no poll pending is
       // stranded (the client's next poll reaches the successor, which does not know the session), so
       // the client sends that message again: processed twice, about once in 500 client-upgrades.
@@ -379,7 +414,7 @@ export function describeSocketIo(title: string, cases: Case[], contrast = false)
           ? 'polling: an ack queued at the cut with no poll pending is stranded (docs/zero-code.md)'
           : undefined);
       it(
-        `${c.path}, ${label}: ${CLIENTS} clients, ${UPGRADES} upgrades, no message or ack lost or duplicated${c.recovery ? ', every session recovered with its missed broadcasts' : ''}`,
+        `${c.path}, ${label}${c.holdout ? ', a client that never answers the close' : ''}: ${c.clients ?? CLIENTS} clients, ${UPGRADES} upgrades, no message or ack lost or duplicated${c.recovery ? ', every session recovered with its missed broadcasts' : ''}`,
         { todo },
         async () => {
           const { recoveryProblems } = await scenario(c, UPGRADES, name);

@@ -92,24 +92,36 @@ export function next(
   return log.waitFor(match, what, timeoutMs, since);
 }
 
+/** What {@link writeAppConfig} writes besides the defaults. */
+export interface AppConfigOptions {
+  /** Worker count (default 2). */
+  workers?: number;
+  /** Environment of the app, on top of PORT and BATON_READY_QUIET_MS=50 (which it may override). */
+  env?: Record<string, string>;
+  /** Further YAML lines (timeouts, upgrade, consistency, …). */
+  extra?: string;
+}
+
 /**
- * A config for an unmodified app (zero-code adoption) in 2 workers: listener
- * 'http' on a free port, which the app is told to listen on (PORT).
+ * A config `baton.yaml` in `dir` for an unmodified app (zero-code adoption):
+ * name 'app', runDir `dir`, listener 'http' on a free port, which the app is
+ * told to listen on (PORT), in `options.workers` workers (default 2).
  */
-export async function writeAppConfig(dir: string, app: string, extra = ''): Promise<{ port: number; cfg: string }> {
+export async function writeAppConfig(dir: string, app: string, options: AppConfigOptions = {}): Promise<{ port: number; cfg: string }> {
   const port = await freePort();
   const cfg = path.join(dir, 'baton.yaml');
+  const env = { PORT: String(port), BATON_READY_QUIET_MS: '50', ...options.env };
   fs.writeFileSync(
     cfg,
     [
       'name: app',
       `app: ${app}`,
       `runDir: ${dir}`,
-      'workers: 2',
+      `workers: ${options.workers ?? 2}`,
       'listeners:',
       `  http: { host: 127.0.0.1, port: ${port} }`,
-      `env: { PORT: "${port}", BATON_READY_QUIET_MS: "50" }`,
-      extra,
+      `env: ${JSON.stringify(env)}`,
+      options.extra ?? '',
     ].join('\n'),
   );
   return { port, cfg };
