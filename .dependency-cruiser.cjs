@@ -1,20 +1,10 @@
 /**
  * The module graph of src/ (`npm run lint` runs `depcruise` with this): no
- * import cycle, neither between files nor between folders; each layer builds
- * on those below it only (docs/architecture.md, "Module graph"). Type-only
- * imports count: a cycle of types is a cycle of concepts.
- *
- * Cycles known when this check came, still to be taken apart (issue 14), are
- * reported but do not fail the lint: between files, those listed in
- * .dependency-cruiser-known-violations.json (dependency-cruiser's baseline,
- * `--ignore-known`: a new file cycle fails; regenerate it with
- * `depcruise src --config .dependency-cruiser.cjs --output-type baseline
- * --output-to .dependency-cruiser-known-violations.json` once one is gone).
- * Between folders — which the baseline cannot hold — `no-folder-cycle` is a
- * warning until the known ones are gone (migrate/ ↔ drain/, adopt/ ↔
- * supervisor/, and those through observe/: core/failpoint.ts →
- * observe/channels.ts, observe/master-metrics.ts ↔ supervisor/): then make it
- * an error.
+ * import cycle, neither between files nor between folders, both errors; the
+ * library's root files (start.ts, generation.ts, host.ts, index.ts) sit
+ * between the layers below them and the hosts above (docs/architecture.md,
+ * "Module graph"). Type-only imports count: a cycle of types is a cycle of
+ * concepts. No baseline of known violations: a cycle fails the lint.
  */
 module.exports = {
   forbidden: [
@@ -28,27 +18,28 @@ module.exports = {
     {
       name: 'no-folder-cycle',
       comment: 'Folders of src/ import each other: a lower layer must not reach into a higher one.',
-      severity: 'warn',
+      severity: 'error',
       scope: 'folder',
       from: { path: '^src/' },
       to: { circular: true },
     },
     // dependency-cruiser's folder scope does not see the files at the root of src/ (start.ts,
-    // generation.ts, index.ts) as a folder of their own: two rules keep that layer in its place.
+    // generation.ts, host.ts, index.ts) as a folder of their own: two rules keep that layer in its place.
     {
       name: 'no-library-root-from-below',
       comment:
-        'start.ts, generation.ts and index.ts sit above every folder of src/ except the hosts (adopt/, cli/): a folder below that imports them makes a cycle.',
+        'The library root (start.ts, generation.ts, host.ts, index.ts) sits above core/ … platform/ and below observe/ and the hosts (adopt/, supervisor/, cli/): a folder below that imports it makes a cycle.',
       severity: 'error',
-      from: { path: '^src/(core|native|protocol|listeners|drain|migrate|handover|supervisor)/' },
+      from: { path: '^src/(core|native|protocol|listeners|drain|migrate|handover|platform)/' },
       to: { path: '^src/[^/]+\\.ts$' },
     },
     {
       name: 'no-hosts-from-library-root',
-      comment: 'The hosts (adopt/: zero-code, cli/) build on the library: its root files must not import them.',
+      comment:
+        'The hosts (adopt/: zero-code, supervisor/, cli/) and observe/ (metrics) build on the library: its root files must not import them; a host reaches the library through host.ts.',
       severity: 'error',
       from: { path: '^src/[^/]+\\.ts$' },
-      to: { path: '^src/(adopt|cli)/' },
+      to: { path: '^src/(observe|adopt|supervisor|cli)/' },
     },
   ],
   options: {

@@ -706,7 +706,34 @@ static bool set_string(napi_env env, napi_value object, const char* key, const c
   return true;
 }
 
-/* describeSocket(fd) -> { family, type, listening, address?, port?, path? } | -errno */
+/* Sets `addrKey` and `portKey` of `result` from an inet/inet6 sockaddr; other families set nothing. */
+static bool set_inet_address(napi_env env, napi_value result, const struct sockaddr_storage* ss,
+                             const char* addrKey, const char* portKey) {
+  char text[INET6_ADDRSTRLEN];
+  unsigned port;
+  if (ss->ss_family == AF_INET) {
+    const struct sockaddr_in* sin = (const struct sockaddr_in*)ss;
+    if (inet_ntop(AF_INET, &sin->sin_addr, text, sizeof text) == NULL) return true;
+    port = ntohs(sin->sin_port);
+  } else if (ss->ss_family == AF_INET6) {
+    const struct sockaddr_in6* sin6 = (const struct sockaddr_in6*)ss;
+    if (inet_ntop(AF_INET6, &sin6->sin6_addr, text, sizeof text) == NULL) return true;
+    port = ntohs(sin6->sin6_port);
+  } else {
+    return true;
+  }
+  napi_value value;
+  if (!set_string(env, result, addrKey, text, NAPI_AUTO_LENGTH)) return false;
+  if (napi_create_uint32(env, port, &value) != napi_ok ||
+      napi_set_named_property(env, result, portKey, value) != napi_ok) {
+    baton_throw_last_error(env, napi_generic_failure, "set_port");
+    return false;
+  }
+  return true;
+}
+
+/* describeSocket(fd) -> { family, type, listening, address?, port?, path?, peerAddress?,
+   peerPort? } | -errno. The peer is set for a connected inet/inet6 socket (getpeername). */
 static napi_value baton_describe_socket(napi_env env, napi_callback_info info) {
   napi_value argv[1];
   int fd;
@@ -781,6 +808,17 @@ static napi_value baton_describe_socket(napi_env env, napi_callback_info info) {
       if (!set_string(env, result, "path", sun->sun_path, strnlen(sun->sun_path, pathlen))) {
         return NULL;
       }
+    }
+  }
+  if (domain == AF_INET || domain == AF_INET6) {
+    /* A connected socket (a TCP connection, a connected UDP socket) names its peer; ENOTCONN
+       for the others, which is not an error here. */
+    struct sockaddr_storage peer;
+    socklen_t peerlen = sizeof peer;
+    memset(&peer, 0, sizeof peer);
+    if (getpeername(fd, (struct sockaddr*)&peer, &peerlen) == 0 &&
+        !set_inet_address(env, result, &peer, "peerAddress", "peerPort")) {
+      return NULL;
     }
   }
   return result;

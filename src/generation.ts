@@ -1,8 +1,9 @@
+import dgram from 'node:dgram';
 import { once, EventEmitter } from 'node:events';
 import type net from 'node:net';
 import type { ChildProcess } from 'node:child_process';
 import { debuglog } from 'node:util';
-import { phaseBegins, publishPhase } from './observe/channels.js';
+import { phaseBegins, publishPhase } from './core/channels.js';
 import { BatonError, asError, fileWriteFailed, isBatonError } from './core/errors.js';
 import { removeOwnPidFile, writePidFile } from './core/atomic-file.js';
 import { PhaseMachine, type Phase } from './core/phase.js';
@@ -17,6 +18,7 @@ import { PredecessorSide, type PredecessorOutcome, type UpgradeReport } from './
 import type { GenerationSettings, Origin } from './handover/settings.js';
 import { SuccessorSide, type SuccessorHost, type SuccessorOutcome } from './handover/successor.js';
 import type { ListenerSet, ListenAddress, Listener } from './listeners/listener-set.js';
+import type { DatagramAddress, DatagramListener } from './listeners/datagram-listeners.js';
 import { UnixChannel, probeUnixSocket } from './native/unix-channel.js';
 import { isPeerLoss } from './protocol/frame-peer.js';
 import { closeQuietly } from './native/socket-info.js';
@@ -175,6 +177,11 @@ export class Generation extends EventEmitter<GenerationEvents> {
     return this.#listeners.all;
   }
 
+  /** The datagram (UDP) listeners set up so far, in order. */
+  getDatagramListeners(): readonly DatagramListener[] {
+    return this.#listeners.datagrams;
+  }
+
   /** Open connections across all listeners. */
   get connections(): number {
     return this.#tracker.size + this.#parking.size;
@@ -233,6 +240,48 @@ export class Generation extends EventEmitter<GenerationEvents> {
       this.emit('listen-failed', { name, address, error: err as Error });
       throw err;
     }
+  }
+
+  /**
+   * Binds a UDP socket as the datagram listener called `name` and resolves
+   * with it bound: the socket inherited from the predecessor (exec or
+   * takeover) or the service manager under that name, else a fresh bind of
+   * `address` (`port` 0 or absent picks one; later generations inherit it).
+   * `socket` is the app's unbound `dgram.Socket` of `address.type` (default: a
+   * new one); the app attaches its `'message'` handler as usual. Allowed
+   * before ready() and while serving.
+   *
+   * Across an upgrade the kernel socket is the same in both generations, and
+   * exactly one of them reads it: in a successor (phase `taking-over`) an
+   * inherited socket is bound at once (the app may send) but read only from
+   * ready() on; the predecessor stops reading at that moment and datagrams
+   * arriving meanwhile wait in the kernel's receive queue, so none is lost or
+   * read twice. The predecessor's socket stays open for sending (replies to
+   * what it read) until its drain ends, then baton closes it — a reply sent
+   * later fails with ERR_SOCKET_DGRAM_NOT_RUNNING. A socket the predecessor had
+   * connected to a peer (`socket.connect()`) is connected to it again here.
+   * Socket options are the kernel socket's and carry over; multicast
+   * membership does too, but Node does not know it: an app that joins groups
+   * calls `addMembership()` again in each generation (EADDRINUSE there means
+   * already joined). The socket's fd is owned by the socket; closing it
+   * (`socket.close()`) before an upgrade releases the name.
+   *
+   * @throws ERR_BATON_LISTENER_CONFLICT (the name is taken, the socket is
+   *   bound or of the other type), ERR_BATON_INHERITED_FD_INVALID (the
+   *   inherited socket of that name is of the other family),
+   *   ERR_BATON_INTERNAL_MISSING (this Node lacks the dgram internals baton
+   *   needs), ERR_BATON_INVALID_PHASE, or the bind's system error.
+   */
+  async listenDatagram(
+    name: string,
+    address: DatagramAddress,
+    socket: dgram.Socket = dgram.createSocket(address.type),
+  ): Promise<dgram.Socket> {
+    const p = this.phase;
+    if (p !== 'starting' && p !== 'taking-over' && p !== 'serving') {
+      throw new BatonError('ERR_BATON_INVALID_PHASE', `listenDatagram('${name}') is not allowed in phase '${p}'`);
+    }
+    return (await this.#listeners.listenDatagram(name, address, socket)).socket;
   }
 
   /**

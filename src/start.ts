@@ -14,9 +14,9 @@ import { ListenerSet } from './listeners/listener-set.js';
 import { UnixChannel, probeUnixSocket } from './native/unix-channel.js';
 import { closeQuietly, dupFd } from './native/socket-info.js';
 import { isPeerLoss } from './protocol/frame-peer.js';
-import { linkToMaster, takeSupervision } from './supervisor/worker-link.js';
 import type { ListenersPayload } from './protocol/frames.js';
 import { processGlobal } from './core/process-global.js';
+import { currentHost } from './host.js';
 
 /** Options of {@link start}. Every timeout is in milliseconds; defaults in {@link Defaults}. */
 export interface StartOptions {
@@ -57,6 +57,8 @@ export interface StartOptions {
    */
   closeUpgraded?: boolean;
   killGraceMs?: number;
+  /** How long a predecessor's UDP sockets stay open for replies after it stopped reading them (see Defaults.datagramLingerMs). */
+  datagramLingerMs?: number;
   maxFrameBytes?: number;
   /** Largest frame a peer may send before its Hello (see Defaults.preAuthFrameBytes). */
   preAuthFrameBytes?: number;
@@ -131,18 +133,18 @@ const namePattern = /^[A-Za-z0-9._-]{1,64}$/;
 export async function start(options: StartOptions): Promise<Generation> {
   session.started = true;
   const env = options.env ?? process.env;
-  // Under `baton start` the master owns the listeners, the pid file and the
-  // upgrade signal; the worker's upgrade socket lives in its slot's directory.
-  const supervision = takeSupervision(env);
+  // A host (host.ts; under `baton start`, the worker's master) owns the listeners, the pid file and
+  // the upgrade signal; the upgrade socket lives in the directory it names.
+  const host = currentHost();
   const settings = resolveSettings(
-    supervision
+    host
       ? {
           ...options,
-          socketDir: supervision.socketDir,
+          socketDir: host.settings.socketDir,
           pidFile: undefined,
           upgradeSignal: null,
-          drainTimeoutMs: supervision.drainMs ?? options.drainTimeoutMs,
-          livenessTimeoutMs: supervision.livenessMs ?? options.livenessTimeoutMs,
+          drainTimeoutMs: host.settings.drainTimeoutMs ?? options.drainTimeoutMs,
+          livenessTimeoutMs: host.settings.livenessTimeoutMs ?? options.livenessTimeoutMs,
         }
       : options,
   );
@@ -176,15 +178,16 @@ export async function start(options: StartOptions): Promise<Generation> {
       origin = 'takeover';
     } else {
       if (found.kind === 'stale') fs.rmSync(settings.socketPath, { force: true });
-      // A worker's LISTEN_FDS come from its master, not from systemd.
-      origin = pool.length > 0 ? (supervision ? 'supervisor' : 'systemd') : 'fresh';
+      // A worker's LISTEN_FDS come from its master (the host), not from systemd.
+      origin = pool.length > 0 ? (host ? 'supervisor' : 'systemd') : 'fresh';
     }
   }
 
   const tracker = new ConnectionTracker();
-  const supervised = supervision !== undefined;
+  // The host's listeners go by name, and win over a predecessor's copies of the same names.
+  const supervised = host !== undefined;
   const linked = (g: Generation): Generation => {
-    if (supervised) linkToMaster(g);
+    host?.attach(g);
     return g;
   };
   if (!channel) {
@@ -213,6 +216,8 @@ export async function start(options: StartOptions): Promise<Generation> {
     });
     const listeners = new ListenerSet(pool, (s) => tracker.track(s), {
       deferInherited: options.acceptBeforeReady !== true,
+      // Binding a UDP socket is what the app waits for; reading can wait for ready (its handlers are attached by then).
+      deferDatagrams: true,
       byName: supervised,
     });
     return linked(
@@ -334,6 +339,7 @@ function resolveSettings(o: StartOptions): GenerationSettings {
     migrateAfterResponse: o.migrateAfterResponse ?? true,
     closeUpgraded: o.closeUpgraded ?? true,
     killGraceMs: num('killGraceMs'),
+    datagramLingerMs: num('datagramLingerMs'),
     maxFrameBytes: num('maxFrameBytes'),
     preAuthFrameBytes: num('preAuthFrameBytes'),
     maxStateBytes: num('maxStateBytes'),

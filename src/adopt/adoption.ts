@@ -4,13 +4,16 @@
  * Fastify, Koa and ws all end up in) is wrapped: each call becomes a named
  * listener of this process's generation — inherited from a predecessor or the
  * service manager, or bound — and the server is tracked for drain and
- * migration. Once the app's listeners are up (no new listen() for `quietMs`),
- * the generation is declared ready; or the app calls {@link adoptedReady}.
+ * migration. `dgram.Socket.prototype.bind` is wrapped the same way: each
+ * explicit bind() becomes a datagram listener (Generation#listenDatagram).
+ * Once the app's listeners are up (no new listen() or bind() for `quietMs`),
+ * the generation is declared ready; or the app calls `adoptedReady()` (host.ts).
  *
  * Installed by `node --import baton/register` (`baton run`, and `baton start`'s
  * workers). It stays out
  * of the way of an app that uses baton's library itself (start() called first).
  */
+import dgram from 'node:dgram';
 import http from 'node:http';
 import net from 'node:net';
 import { createRequire } from 'node:module';
@@ -19,16 +22,18 @@ import { Defaults } from '../core/options.js';
 import type { Generation } from '../generation.js';
 import { librarySessionStarted, start } from '../start.js';
 import { listenerName, parseListenArgs } from './listen-args.js';
-import { SUPERVISED_ENV } from '../supervisor/worker-link.js';
+import { currentHost, registerAdoptedReady, type Host } from '../host.js';
+import { datagramListenerName, parseBindArgs } from './bind-args.js';
+import type { DatagramAddress, DatagramType } from '../listeners/datagram-listeners.js';
 import { hookSocketIo, type SocketIoHooks } from './socketio.js';
-import { webSocketSocket, type WsLike } from '../native/internals.js';
+import { datagramType, webSocketSocket, type WsLike } from '../native/internals.js';
 
 /** Settings of an adoption (from `baton run`'s options or the environment). */
 export interface AdoptionOptions {
   /** The generation's name (its upgrade socket). */
   name: string;
   socketDir?: string;
-  /** `auto`: ready once no listen() came for `quietMs`; `explicit`: the app calls {@link adoptedReady}. */
+  /** `auto`: ready once no listen() came for `quietMs`; `explicit`: the app calls `adoptedReady()` (host.ts). */
   ready: 'auto' | 'explicit';
   quietMs: number;
   /**
@@ -51,6 +56,7 @@ export interface AdoptionOptions {
 }
 
 type Listen = (this: net.Server, ...args: unknown[]) => net.Server;
+type Bind = (this: dgram.Socket, ...args: unknown[]) => dgram.Socket;
 
 interface State {
   options: AdoptionOptions;
@@ -59,6 +65,10 @@ interface State {
   internal: WeakSet<net.Server>;
   names: Map<net.Server, string>;
   portZeroCalls: number;
+  /** Sockets whose bind() calls come from baton itself (adopting an fd, binding). */
+  internalDatagrams: WeakSet<dgram.Socket>;
+  /** Port-0 bind() calls so far, per socket type (their order names them). */
+  portZeroBinds: Record<DatagramType, number>;
   pending: number;
   quietTimer: NodeJS.Timeout | undefined;
   readyCalled: boolean;
@@ -66,8 +76,8 @@ interface State {
   websockets: { wss: object; key: string }[];
   /** WebSocketServers created so far in this process (their keys are `ws#<n>`, in creation order). */
   websocketCount: number;
-  /** Started by `baton start` (a worker): new listeners are handed to the master. */
-  supervised: boolean;
+  /** The process's host (host.ts; a `baton start` worker's master), if any: a listener the app binds itself is handed to it. */
+  host: Host | undefined;
   /** The app's socket.io, hooked (adopt/socketio.ts), if it uses it. */
   socketIo: SocketIoHooks | undefined;
 }
@@ -89,12 +99,14 @@ export function installAdoption(options: AdoptionOptions): void {
     internal: new WeakSet(),
     names: new Map(),
     portZeroCalls: 0,
+    internalDatagrams: new WeakSet(),
+    portZeroBinds: { udp4: 0, udp6: 0 },
     pending: 0,
     quietTimer: undefined,
     readyCalled: false,
     websockets: [],
     websocketCount: 0,
-    supervised: process.env[SUPERVISED_ENV] !== undefined,
+    host: currentHost(),
     socketIo: undefined,
   };
   state = s;
@@ -112,17 +124,15 @@ export function installAdoption(options: AdoptionOptions): void {
         ? previous
         : listenerName(address, portZero ? s.portZeroCalls++ : 0);
     if (call.callback) this.once('listening', call.callback);
-    s.pending++;
     // A re-listen adds no listener: it does not put readiness off (an app that re-listens more
     // often than quietMs would never become ready).
-    if (previous === undefined) {
-      clearTimeout(s.quietTimer);
-      s.quietTimer = undefined;
-    }
+    if (previous === undefined) pending(s);
+    else s.pending++;
     s.internal.add(this);
     void adopt(s, this, name, address);
     return this;
   } as typeof net.Server.prototype.listen;
+  hookDatagramBind(s);
   hookWebSocketServers(s);
   s.socketIo = hookSocketIo(options.appEntry);
   installSignals(s);
@@ -164,23 +174,17 @@ export async function startBeforeApp(): Promise<boolean> {
   }
 }
 
-/**
- * Declares the adopted generation ready (for `ready: 'explicit'`; harmless in
- * `auto`). Resolves once the predecessor, if any, has stopped accepting.
- */
-export async function adoptedReady(): Promise<void> {
-  const s = state;
-  if (!s?.generation) throw new BatonError('ERR_BATON_INVALID_PHASE', 'adoptedReady(): no adopted listener yet');
-  await ready(s);
-}
-
 /** BATON_CLOSE_UPGRADED=0: upgraded connections (and socket.io sessions) that cannot migrate wait for the drain timeout. */
 function closeUpgraded(): boolean {
   return process.env.BATON_CLOSE_UPGRADED !== '0';
 }
 
 function generationOf(s: State): Promise<Generation> {
-  s.generation ??= start({
+  if (s.generation) return s.generation;
+  // From the first listen() on, the app may declare the generation ready (adoptedReady(), host.ts);
+  // it resolves once the predecessor, if any, has stopped accepting (harmless with `ready: 'auto'`).
+  registerAdoptedReady(() => ready(s));
+  s.generation = start({
     name: s.options.name,
     socketDir: s.options.socketDir,
     acceptBeforeReady: true,
@@ -191,7 +195,7 @@ function generationOf(s: State): Promise<Generation> {
     ...(s.options.maxGenerations === undefined ? {} : { maxGenerations: s.options.maxGenerations }),
     app: s.options.appEntry,
     // Under the supervisor the master names the slot: a reload may run another app on purpose (a new `app:`).
-    namedOnPurpose: s.options.namedOnPurpose === true || s.supervised,
+    namedOnPurpose: s.options.namedOnPurpose === true || s.host !== undefined,
     // BATON_CLOSE_UPGRADED=0 holds upgraded connections that cannot migrate until the drain timeout.
     closeUpgraded: closeUpgraded(),
   }).then((g) => {
@@ -219,9 +223,7 @@ async function adopt(s: State, server: net.Server, name: string, address: Parame
     // Under the supervisor, a listener the master did not have is handed to it
     // (a copy of the listening socket), so the other workers and the next
     // master accept on the same socket instead of failing with EADDRINUSE.
-    if (s.supervised && !again && listener.origin === 'bound' && process.send && process.connected) {
-      process.send({ baton: 'worker', type: 'listener', name }, server, {}, () => undefined);
-    }
+    if (!again && listener.origin === 'bound') s.host?.listenerBound?.(name, server);
     // A raw net server: its connections migrate alive and reach the next
     // generation's app as new 'connection's (bytes it had not read yet included).
     if (Object.getPrototypeOf(server) === net.Server.prototype) {
@@ -238,11 +240,67 @@ async function adopt(s: State, server: net.Server, name: string, address: Parame
   } finally {
     // Later listen() calls of the app on this server (after its close()) are the app's again.
     s.internal.delete(server);
-    s.pending--;
-    if (s.options.ready === 'auto' && s.pending === 0 && !s.readyCalled && (!again || s.quietTimer === undefined)) {
-      clearTimeout(s.quietTimer);
-      s.quietTimer = setTimeout(() => void ready(s), s.options.quietMs);
+    settled(s, again);
+  }
+}
+
+/** One listen() or bind() is done: with none pending, readiness comes `quietMs` later (`again`: a re-listen, which does not put it off). */
+function settled(s: State, again: boolean): void {
+  s.pending--;
+  if (s.options.ready === 'auto' && s.pending === 0 && !s.readyCalled && (!again || s.quietTimer === undefined)) {
+    clearTimeout(s.quietTimer);
+    s.quietTimer = setTimeout(() => void ready(s), s.options.quietMs);
+  }
+}
+
+/** A listen() or bind() began: readiness waits for it. */
+function pending(s: State): void {
+  s.pending++;
+  clearTimeout(s.quietTimer);
+  s.quietTimer = undefined;
+}
+
+/**
+ * Wraps `dgram.Socket.prototype.bind`: an app's explicit bind() becomes the
+ * datagram listener named by its type, address and port (by order for port
+ * 0), inherited across upgrades. Node's own bind of a socket that sends or
+ * connects unbound (a client) and a bind to an fd are left alone.
+ */
+function hookDatagramBind(s: State): void {
+  const originalBind = dgram.Socket.prototype.bind as unknown as Bind;
+  dgram.Socket.prototype.bind = function bind(this: dgram.Socket, ...args: unknown[]): dgram.Socket {
+    const type = datagramType(this);
+    if (s.internalDatagrams.has(this) || (librarySessionStarted() && !s.generation) || (type !== 'udp4' && type !== 'udp6')) {
+      return originalBind.apply(this, args);
     }
+    const call = parseBindArgs(type, args);
+    if (!call.address) return originalBind.apply(this, args);
+    const address = call.address;
+    const name = datagramListenerName(address, address.port ? 0 : s.portZeroBinds[type]++);
+    if (call.callback) this.once('listening', call.callback);
+    pending(s);
+    s.internalDatagrams.add(this);
+    void adoptDatagram(s, this, name, address);
+    return this;
+  } as typeof dgram.Socket.prototype.bind;
+}
+
+async function adoptDatagram(s: State, socket: dgram.Socket, name: string, address: DatagramAddress): Promise<void> {
+  try {
+    const g = await generationOf(s);
+    await g.listenDatagram(name, address, socket);
+    const bound = socket.address();
+    s.options.report(
+      'listening',
+      { listener: name, port: bound.port, origin: g.getDatagramListeners().find((l) => l.socket === socket)?.origin },
+      `listener ${name} (port ${bound.port})`,
+    );
+  } catch (err) {
+    // As Node reports EADDRINUSE: an 'error' event on the socket.
+    process.nextTick(() => socket.emit('error', asError(err)));
+  } finally {
+    s.internalDatagrams.delete(socket);
+    settled(s, false);
   }
 }
 
@@ -270,6 +328,10 @@ function watch(s: State, g: Generation): void {
     r('upgrade-failed', { code: (err as BatonError).code, message: err.message }, `upgrade failed, serving on: ${err.message}`),
   );
   g.on('failed', (err) => r('failed', { message: err.message }, `failed: ${err.message}`));
+  g.on('phase', (p) => {
+    // The moment this generation stopped accepting and reading (its successor is ready, or stop()).
+    if (p === 'draining') r('draining', { generation: g.number }, `generation ${g.number} stopped accepting; draining`);
+  });
   g.on('drained', (d) => r('drained', { ...d }, `drained: ${d.migrated} migrated, ${d.drained} closed cleanly, ${d.forced} cut`));
   const end = () => {
     // The app's own shutdown code runs now, in the old generation, after the drain.

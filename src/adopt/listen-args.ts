@@ -35,7 +35,8 @@ export function parseListenArgs(args: readonly unknown[]): ListenCall {
   return { address: undefined, callback };
 }
 
-function toPort(v: unknown): number | undefined {
+/** A port argument as Node reads it (absent: 0; a decimal string counts); undefined when it is none. */
+export function toPort(v: unknown): number | undefined {
   if (v === undefined || v === null) return 0;
   const n = typeof v === 'string' && /^\d+$/.test(v) ? Number(v) : v;
   return typeof n === 'number' && Number.isInteger(n) && n >= 0 && n <= 65535 ? n : undefined;

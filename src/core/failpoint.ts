@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { publishStep } from '../observe/channels.js';
+import { publishStep } from './channels.js';
 
 /**
  * Fault injection at named protocol steps, for baton's own fault-injection

@@ -33,6 +33,12 @@ export const Defaults = {
    * is short; large enough that the per-frame cost stays small.
    */
   migrateBatchSize: 1024,
+  /**
+   * A predecessor with datagram (UDP) listeners keeps them open for sending
+   * at least this many ms after it stopped reading them (its successor's
+   * ready), for replies to datagrams it read last — the drain ends no sooner.
+   */
+  datagramLingerMs: 1_000,
   /** An exec successor that was aborted gets SIGTERM, then SIGKILL after this many ms. */
   killGraceMs: 2_000,
   /**

@@ -19,11 +19,11 @@ export type { InheritedListener };
  * LISTEN_PID must equal this process's pid, as systemd requires: otherwise the
  * fds were meant for another process and are left alone.
  *
- * Each fd is validated (a listening stream socket) and moved to a CLOEXEC
+ * Each fd is validated (a listening stream socket or a bound UDP socket) and moved to a CLOEXEC
  * duplicate, so the app's own child processes never inherit a listener; the
  * original fd number is closed. Returns the listeners, in fd order.
- * Throws ERR_BATON_INHERITED_FD_INVALID naming the fd when one is not a
- * listening stream socket.
+ * Throws ERR_BATON_INHERITED_FD_INVALID naming the fd when one is neither a
+ * listening stream socket nor a bound UDP socket.
  */
 export function takeListenFds(env: NodeJS.ProcessEnv = process.env, pid = process.pid): InheritedListener[] {
   const count = env.LISTEN_FDS;
@@ -55,7 +55,8 @@ export function takeListenFds(env: NodeJS.ProcessEnv = process.env, pid = proces
 }
 
 /**
- * Validates an fd that should be a listening stream socket and replaces it by
+ * Validates an fd that should be a listening stream socket or a bound UDP
+ * (inet/inet6 datagram) socket and replaces it by
  * a CLOEXEC duplicate (the original number is closed). `what` names it in errors.
  */
 export function adoptInheritedFd(fd: number, what: string, name: string | undefined): InheritedListener {
@@ -67,14 +68,16 @@ export function adoptInheritedFd(fd: number, what: string, name: string | undefi
       cause: err,
     });
   }
-  if (
-    description.type !== 'stream' ||
-    !description.listening ||
-    (description.family !== 'inet' && description.family !== 'inet6' && description.family !== 'unix')
-  ) {
+  const stream =
+    description.type === 'stream' &&
+    description.listening &&
+    (description.family === 'inet' || description.family === 'inet6' || description.family === 'unix');
+  // A UDP socket has no listen(): it must be bound (a port), so it receives where its name says.
+  const datagram = description.type === 'dgram' && (description.family === 'inet' || description.family === 'inet6') && !!description.port;
+  if (!stream && !datagram) {
     throw new BatonError(
       'ERR_BATON_INHERITED_FD_INVALID',
-      `${what}: fd ${fd} is a ${description.family} ${description.type} socket that is ${description.listening ? '' : 'not '}listening; a listening TCP or unix stream socket is required`,
+      `${what}: fd ${fd} is a ${description.family} ${description.type} socket that is ${description.type === 'dgram' ? (description.port ? 'bound' : 'not bound') : description.listening ? 'listening' : 'not listening'}; a listening TCP or unix stream socket or a bound UDP socket is required`,
     );
   }
   const copy = dupFd(fd);

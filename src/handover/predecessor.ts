@@ -19,6 +19,7 @@ import type { LateState } from './late-state.js';
 import { failpoint } from '../core/failpoint.js';
 import type { ChildProcess } from 'node:child_process';
 import type net from 'node:net';
+import { setTimeout as delay } from 'node:timers/promises';
 import { BatonError, asError, fileWriteFailed, isBatonError } from '../core/errors.js';
 import type { Phase } from '../core/phase.js';
 import type { ConnectionTracker, DrainReport } from '../drain/connection-tracker.js';
@@ -276,6 +277,7 @@ export class PredecessorSide {
       this.#quiesced = undefined;
       const reserve = quiesced?.takeReserve() ?? (successor ? host.listeners.reserve() : []);
       host.listeners.stopAccepting();
+      const stoppedReadingAt = performance.now();
       let lost: (() => void) | undefined;
       /** Set once the successor was declared hung: its own upgrade socket does not count as a server. */
       let hungPid: number | undefined;
@@ -369,6 +371,11 @@ export class PredecessorSide {
       }
       for (const { fd } of reserve) closeQuietly(fd);
       for (const l of host.listeners.all) l.server.close(() => undefined);
+      if (host.listeners.datagrams.length > 0) {
+        // Replies to the datagrams read last may still be on their way out (the app's own timers).
+        await delay(Math.max(0, stoppedReadingAt + host.settings.datagramLingerMs - performance.now()));
+        host.listeners.closeDatagrams();
+      }
       await late;
       await successor
         ?.send(FrameType.Done, {

@@ -22,6 +22,7 @@ export interface GenerationSettings {
   migrateAfterResponse: boolean;
   closeUpgraded: boolean;
   killGraceMs: number;
+  datagramLingerMs: number;
   maxFrameBytes: number;
   preAuthFrameBytes: number;
   maxStateBytes: number;

@@ -1,3 +1,4 @@
+import type dgram from 'node:dgram';
 import fs from 'node:fs';
 import net from 'node:net';
 import { BatonError } from '../core/errors.js';
@@ -6,6 +7,7 @@ import type { SocketDescription } from '../native/socket-info.js';
 import { probeUnixSocket } from '../native/unix-channel.js';
 import { closeQuietly, describeSocket, dupFd } from '../native/socket-info.js';
 import { handleFd } from '../native/internals.js';
+import { DatagramListeners, type DatagramAddress, type DatagramListener } from './datagram-listeners.js';
 
 /** A listening socket this process received, not yet adopted by a server. */
 export interface InheritedListener {
@@ -76,6 +78,8 @@ export class ListenerSet {
   /** Inherited listeners claimed but not yet accepting (see `deferInherited`). */
   readonly #deferred: { server: net.Server; inherited: InheritedListener }[] = [];
   #deferInherited: boolean;
+  /** Inherited datagram sockets are bound but not read until {@link ListenerSet.activate}. */
+  #deferDatagrams: boolean;
   readonly #byName: boolean;
   readonly #retryAddressInUseMs: number;
   /** Names whose listen() is under way. */
@@ -87,6 +91,8 @@ export class ListenerSet {
   readonly #closeWatched = new WeakSet<net.Server>();
   /** Set by {@link ListenerSet.stopAccepting}: the generation is leaving, nothing is held any more. */
   #retired = false;
+  /** The datagram (UDP) listeners: same pool, same names, their own file. */
+  readonly #datagrams: DatagramListeners;
 
   /**
    * `onServer` is called for each server before it starts accepting (connection tracking).
@@ -100,11 +106,14 @@ export class ListenerSet {
    * before handing its listeners over binds ports the dying process may still
    * hold for a moment.
    * `holdMs`: how long a closed server's socket is held for a re-listen.
+   * With `deferDatagrams` (default: `deferInherited`), an inherited UDP socket
+   * is bound at once but read only from {@link ListenerSet.activate} on (the
+   * predecessor reads it until then).
    */
   constructor(
     pool: InheritedListener[],
     onServer: (server: net.Server) => void,
-    options: { deferInherited?: boolean; byName?: boolean; retryAddressInUseMs?: number; holdMs?: number } = {},
+    options: { deferInherited?: boolean; deferDatagrams?: boolean; byName?: boolean; retryAddressInUseMs?: number; holdMs?: number } = {},
   ) {
     this.#pool = pool;
     this.#onServer = onServer;
@@ -112,6 +121,8 @@ export class ListenerSet {
     this.#byName = options.byName ?? false;
     this.#holdMs = options.holdMs ?? RELISTEN_HOLD_MS;
     this.#retryAddressInUseMs = options.retryAddressInUseMs ?? 0;
+    this.#deferDatagrams = options.deferDatagrams ?? this.#deferInherited;
+    this.#datagrams = new DatagramListeners(pool, () => this.#deferDatagrams);
   }
 
   /**
@@ -138,6 +149,30 @@ export class ListenerSet {
     return [...this.#listeners.values()];
   }
 
+  /** The datagram listeners in the order they were set up. */
+  get datagrams(): readonly DatagramListener[] {
+    return this.#datagrams.all;
+  }
+
+  /**
+   * Binds `socket` to the datagram listener called `name`: the inherited UDP
+   * socket of that name when there is one, else a fresh bind (see
+   * DatagramListeners#listen). Names are shared with stream listeners: one
+   * name, one listener. With `deferDatagrams`, an inherited socket is bound
+   * (the app may send) but read only from {@link ListenerSet.activate} on.
+   */
+  async listenDatagram(name: string, address: DatagramAddress, socket: dgram.Socket): Promise<DatagramListener> {
+    if (this.#listeners.has(name) || this.#claiming.has(name) || this.#datagrams.has(name)) {
+      throw new BatonError('ERR_BATON_LISTENER_CONFLICT', `listener '${name}' is already set up in this generation`);
+    }
+    this.#claiming.add(name);
+    try {
+      return await this.#datagrams.listen(name, address, socket);
+    } finally {
+      this.#claiming.delete(name);
+    }
+  }
+
   /** Inherited listeners not claimed (yet). */
   get unclaimed(): readonly InheritedListener[] {
     return this.#pool;
@@ -152,7 +187,7 @@ export class ListenerSet {
   async listen(name: string, address: ListenAddress, server: net.Server): Promise<Listener> {
     // Claimed synchronously: two listen() calls of one name in the same tick must conflict,
     // not race to a fresh bind.
-    if (this.#listeners.has(name) || this.#claiming.has(name)) {
+    if (this.#listeners.has(name) || this.#claiming.has(name) || this.#datagrams.has(name)) {
       throw new BatonError('ERR_BATON_LISTENER_CONFLICT', `listener '${name}' is already set up in this generation`);
     }
     if (server.listening) {
@@ -265,10 +300,12 @@ export class ListenerSet {
    */
   async activate(): Promise<void> {
     this.#deferInherited = false;
+    this.#deferDatagrams = false;
+    this.#datagrams.activate();
     for (const { server, inherited } of this.#deferred.splice(0)) await adopt(server, inherited);
   }
 
-  /** The manifest entries and fds of every listener, in the same order. */
+  /** The manifest entries and fds of every listener (stream, then datagram), in the same order; the fds are lent. */
   manifest(): { entries: ListenerEntry[]; fds: number[] } {
     const entries: ListenerEntry[] = [];
     const fds: number[] = [];
@@ -288,6 +325,9 @@ export class ListenerSet {
       entries.push({ name, kind: 'tcp', address: d.address ?? '', port: d.port ?? 0 });
       fds.push(h.fd);
     }
+    const datagrams = this.#datagrams.manifest();
+    entries.push(...datagrams.entries);
+    fds.push(...datagrams.fds);
     return { entries, fds };
   }
 
@@ -297,10 +337,12 @@ export class ListenerSet {
    * closes idle keep-alive connections). Closes only this process's copy of each
    * listening fd: a successor holding its own copy keeps the socket open, so no
    * connection is refused. Sockets held for a re-listen are closed (the
-   * successor has its own copies).
+   * successor has its own copies). Datagram sockets stop reading but stay
+   * open (the app may still send replies) until {@link ListenerSet.closeDatagrams}.
    */
   stopAccepting(): void {
     this.#retired = true;
+    this.#datagrams.pause();
     for (const name of [...this.#held.keys()]) this.#dropHeld(name, false); // their connections drain or migrate
     for (const l of this.#listeners.values()) {
       if (l.server.listening) net.Server.prototype.close.call(l.server);
@@ -322,9 +364,10 @@ export class ListenerSet {
     return out;
   }
 
-  /** Makes each server accept again on its reserved fd (which it then owns). */
+  /** Makes each server accept again on its reserved fd (which it then owns), and the datagram sockets read again. */
   async resumeAccepting(reserved: { server: net.Server; fd: number }[]): Promise<void> {
     this.#retired = false;
+    this.#datagrams.resume();
     for (const { server, fd } of reserved) {
       try {
         await listenOn(server, { fd });
@@ -335,27 +378,39 @@ export class ListenerSet {
     }
   }
 
+  /**
+   * Closes the datagram sockets (the drain ended: no reply is still to be
+   * sent). Closes this process's fds only: a successor's copies keep each
+   * kernel socket and its receive queue.
+   */
+  closeDatagrams(): void {
+    this.#datagrams.close();
+  }
+
   /** Closes inherited fds no listener claimed (tableflip does the same after Ready). */
   closeUnclaimed(): void {
     for (const l of this.#pool.splice(0)) closeQuietly(l.fd);
   }
 
-  /** Closes the fds of listeners still deferred (a takeover that failed before ready). */
+  /** Closes the fds of listeners still deferred (a takeover that failed before ready), and the datagram sockets. */
   closeDeferred(): void {
+    this.#datagrams.close();
     for (const { inherited } of this.#deferred.splice(0)) closeQuietly(inherited.fd);
   }
 
   #findInherited(name: string, address: ListenAddress): number {
-    const byName = this.#pool.findIndex((l) => l.name === name);
+    const byName = this.#pool.findIndex((l) => l.name === name && l.description.type === 'stream');
     if (byName >= 0 && this.#byName) return byName;
     // Under a supervisor, an app that names no listener (zero-code adoption) gets
     // the master's listener on the address it asks for.
     if (byName < 0 && this.#byName && ('path' in address || address.port !== 0)) {
-      const byAddress = this.#pool.findIndex((l) => addressMatches(l.description, address, true));
+      const byAddress = this.#pool.findIndex((l) => l.description.type === 'stream' && addressMatches(l.description, address, true));
       if (byAddress >= 0) return byAddress;
     }
     if (byName >= 0) return addressMatches(this.#pool[byName]!.description, address, true) ? byName : -1;
-    return this.#pool.findIndex((l) => l.name === undefined && addressMatches(l.description, address, false));
+    return this.#pool.findIndex(
+      (l) => l.name === undefined && l.description.type === 'stream' && addressMatches(l.description, address, false),
+    );
   }
 }
 

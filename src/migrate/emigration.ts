@@ -1,7 +1,7 @@
 import { failpoint } from '../core/failpoint.js';
 import type net from 'node:net';
 import { debuglog } from 'node:util';
-import { batchObserved, publishBatch } from '../observe/channels.js';
+import { batchObserved, publishBatch } from '../core/channels.js';
 import { BatonError, asError, isBatonError } from '../core/errors.js';
 import type { FramePeer } from '../protocol/frame-peer.js';
 import { FrameType, type ConnectionsAckPayload, type MigratedConnection, type MigratedKind } from '../protocol/frames.js';

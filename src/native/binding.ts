@@ -15,7 +15,6 @@ import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { SocketDescription } from './socket-info.js';
 
 /** Most fds one SCM_RIGHTS message can carry on Linux (the kernel's SCM_MAX_FD). */
 export const MAX_FDS_PER_MESSAGE = 253;
@@ -29,6 +28,28 @@ export type PollHandle = { readonly __batonPollHandle: unique symbol };
  * by it run before the event loop continues.
  */
 export type PollCallback = (status: number, readable: boolean, writable: boolean) => void;
+
+/** What a socket fd is, from getsockopt/getsockname. */
+export interface SocketDescription {
+  readonly family: 'inet' | 'inet6' | 'unix' | 'other';
+  readonly type: 'stream' | 'dgram' | 'seqpacket' | 'raw' | 'other';
+  /** SO_ACCEPTCONN: true for a socket on which listen() was called. */
+  readonly listening: boolean;
+  /** Local address (inet/inet6 only), as inet_ntop prints it, e.g. '127.0.0.1' or '::1'. */
+  readonly address?: string;
+  /** Local port (inet/inet6 only). */
+  readonly port?: number;
+  /**
+   * Local path (unix only): '' for an unnamed socket (socketpair, a client), '@name' for the
+   * abstract namespace (trailing NULs dropped: libuv pads abstract names with them),
+   * otherwise the filesystem path it was bound to.
+   */
+  readonly path?: string;
+  /** Peer address of a connected inet/inet6 socket (a TCP connection, a connected UDP socket); absent otherwise. */
+  readonly peerAddress?: string;
+  /** Peer port of a connected inet/inet6 socket; absent otherwise. */
+  readonly peerPort?: number;
+}
 
 /** Result of a successful {@link NativeBinding.recvmsg}. */
 export interface RawReceived {

@@ -17,6 +17,13 @@
  *   connection with them (probed);
  * - a listening server's `_handle.fd` — the handover sends it (used where a
  *   listener is handed over; a server without one is bound afresh);
+ * - a `dgram.Socket`'s state (the private symbol `state symbol`): its UDP
+ *   handle's `fd`, `recvStop()` and `recvStart()`, and the `receiving` flag —
+ *   a datagram listener is handed over with them and a predecessor stops
+ *   reading at its successor's ready (used where a datagram listener is set
+ *   up: without them `listenDatagram` throws ERR_BATON_INTERNAL_MISSING), and
+ *   a socket's `type` field (`udp4`/`udp6`, checked against the listener's),
+ *   and its `connectState` (an inherited connected socket is marked connected);
  * - an `http.Server`'s list of HTTP/1.1 connections (the private symbol
  *   `http.server.connections`, behind `closeIdleConnections()`) — HTTP/1.1
  *   request boundaries (probed);
@@ -32,6 +39,7 @@
  *   undefined, options)`, and WebSocketServer's `completeUpgrade()` (probed at
  *   registration: the server's).
  */
+import type dgram from 'node:dgram';
 import http from 'node:http';
 import net from 'node:net';
 import { BatonError } from '../core/errors.js';
@@ -103,6 +111,75 @@ export function withReadingFlag<T>(socket: net.Socket, read: () => T): T {
 /** Bytes libuv still has to write on `socket` (0 without a handle). */
 export function handleWriteQueue(socket: net.Socket): number {
   return handleOf(socket)?.writeQueueSize ?? 0;
+}
+
+/* ------------------------------------------------------------------ Node: dgram */
+
+/** Node's state of a `dgram.Socket`, as far as baton uses it. */
+interface DatagramState {
+  handle?: { fd?: number; recvStop?: () => number; recvStart?: () => number } | null;
+  receiving?: boolean;
+  connectState?: number;
+}
+
+/** Node's `CONNECT_STATE_DISCONNECTED` and `CONNECT_STATE_CONNECTED` (lib/dgram.js). */
+const DGRAM_DISCONNECTED = 0;
+const DGRAM_CONNECTED = 2;
+
+function datagramState(socket: dgram.Socket): DatagramState | undefined {
+  const sym = Object.getOwnPropertySymbols(socket).find((s) => s.description === 'state symbol');
+  const state = sym ? (socket as unknown as Record<symbol, unknown>)[sym] : undefined;
+  return state && typeof state === 'object' ? (state as DatagramState) : undefined;
+}
+
+/** The type a `dgram.Socket` was created with (Node's undocumented `type` field); undefined when not there. */
+export function datagramType(socket: dgram.Socket): string | undefined {
+  const type = (socket as unknown as { type?: unknown }).type;
+  return typeof type === 'string' ? type : undefined;
+}
+
+/**
+ * Tells Node that `socket`, just bound to an inherited fd, is connected: libuv
+ * sees it (uv_udp_open checks getpeername, and a connect() of it then fails
+ * with EISCONN) but Node's state does not, so `send()` without an address and
+ * `remoteAddress()` would refuse. False when Node's state is not as expected
+ * (not disconnected, or no such field).
+ */
+export function datagramMarkConnected(socket: dgram.Socket): boolean {
+  const state = datagramState(socket);
+  if (state?.connectState !== DGRAM_DISCONNECTED) return false;
+  state.connectState = DGRAM_CONNECTED;
+  return true;
+}
+
+/** True when `socket` exposes what {@link datagramFd} and {@link datagramReceiving} need. */
+export function hasDatagramInternals(socket: dgram.Socket): boolean {
+  const handle = datagramState(socket)?.handle;
+  return typeof handle?.recvStop === 'function' && typeof handle.recvStart === 'function' && 'fd' in handle;
+}
+
+/** The fd of a bound `dgram.Socket` (on its UDP handle); undefined when unbound or closed. */
+export function datagramFd(socket: dgram.Socket): number | undefined {
+  const fd = datagramState(socket)?.handle?.fd;
+  return typeof fd === 'number' && fd >= 0 ? fd : undefined;
+}
+
+/**
+ * Starts (`on`) or stops libuv reading from a bound `dgram.Socket`, keeping
+ * Node's `receiving` flag true to what the handle does (its close() stops
+ * receiving only when the flag says so). Stopped, datagrams wait in the
+ * kernel's receive queue for whoever reads the socket next. Sending is not
+ * affected. False when the socket has no handle (closed) or the internals are
+ * missing.
+ */
+export function datagramReceiving(socket: dgram.Socket, on: boolean): boolean {
+  const state = datagramState(socket);
+  const handle = state?.handle;
+  if (!state || typeof handle?.recvStop !== 'function' || typeof handle.recvStart !== 'function') return false;
+  if (on) handle.recvStart();
+  else handle.recvStop();
+  state.receiving = on;
+  return true;
 }
 
 /* ------------------------------------------------------------------ Node: HTTP */

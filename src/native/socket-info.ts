@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { loadBinding } from './binding.js';
+import { loadBinding, type SocketDescription } from './binding.js';
 import { check } from './system-error.js';
 
 /** Credentials of the process on the other end of a unix socket (SO_PEERCRED). */
@@ -15,23 +15,8 @@ export interface PeerCredentials {
   readonly gid: number;
 }
 
-/** What a socket fd is, from getsockopt/getsockname. */
-export interface SocketDescription {
-  readonly family: 'inet' | 'inet6' | 'unix' | 'other';
-  readonly type: 'stream' | 'dgram' | 'seqpacket' | 'raw' | 'other';
-  /** SO_ACCEPTCONN: true for a socket on which listen() was called. */
-  readonly listening: boolean;
-  /** Local address (inet/inet6 only), as inet_ntop prints it, e.g. '127.0.0.1' or '::1'. */
-  readonly address?: string;
-  /** Local port (inet/inet6 only). */
-  readonly port?: number;
-  /**
-   * Local path (unix only): '' for an unnamed socket (socketpair, a client), '@name' for the
-   * abstract namespace (trailing NULs dropped: libuv pads abstract names with them),
-   * otherwise the filesystem path it was bound to.
-   */
-  readonly path?: string;
-}
+/** What a socket fd is (the addon's description, see native/binding.ts). */
+export type { SocketDescription } from './binding.js';
 
 /**
  * Credentials of the peer of the connected unix socket `fd` (fd is only inspected).

@@ -16,7 +16,7 @@
  */
 import type http from 'node:http';
 import type { Generation } from '../generation.js';
-import { ChannelNames, subscribe, type BatchEvent, type PhaseEvent } from './channels.js';
+import { ChannelNames, subscribe, type BatchEvent, type PhaseEvent } from '../core/channels.js';
 import { MetricSet, type LastUpgrade, type MetricsSnapshot, type OutcomeCount } from './metric-set.js';
 import { metricsHandler, metricsServer } from './metrics-http.js';
 

@@ -16,9 +16,7 @@
  */
 import type http from 'node:http';
 import { closeQuietly, dupFd } from '../native/socket-info.js';
-import type { MasterStatus } from '../supervisor/master.js';
-import { bindListener } from '../supervisor/held-listeners.js';
-import { ChannelNames, subscribe, type BatchEvent, type PhaseEvent } from './channels.js';
+import { ChannelNames, subscribe, type BatchEvent, type PhaseEvent } from '../core/channels.js';
 import { MetricSet, type LastUpgrade, type MetricsSnapshot } from './metric-set.js';
 import { metricsServer } from './metrics-http.js';
 
@@ -34,6 +32,37 @@ const MASTER_PHASES = ['starting', 'running', 'reloading', 'upgrading', 'superse
 /** An event a worker forwards to its master (WorkerMessage `observe`). */
 export type ObservedEvent = { channel: 'phase'; event: PhaseEvent } | { channel: 'batch'; event: BatchEvent };
 
+/** A reload's or a binary upgrade's last outcome, as a master's status gives it. */
+interface UpgradeOutcome {
+  result: string;
+  at: string;
+}
+
+/**
+ * What a scrape reads from the master's status (the supervisor's MasterStatus
+ * has these fields): declared here, so the metrics depend on the shape they
+ * read and not on the supervisor. A worker's `connections` is filled in with
+ * its last answer when it did not answer in time.
+ */
+export interface MasterStatusView {
+  phase: string;
+  counters: {
+    reloads: number;
+    reloadsFailed: number;
+    reloadsRefused: number;
+    upgrades: number;
+    upgradesFailed: number;
+    restarts: number;
+    migrated: number;
+    drained: number;
+    forced: number;
+  };
+  reload: { last: UpgradeOutcome | undefined; lastSuccessAt?: string | undefined };
+  upgrade: { last: UpgradeOutcome | undefined; lastSuccessAt: string | undefined };
+  crashLoop: readonly unknown[];
+  workers: { pid: number; state: string; generation?: number | undefined; phase?: string | undefined; connections?: number | undefined }[];
+}
+
 /** The master's view of its metrics. Owns the metrics socket's fd; {@link MasterMetrics.close} closes it. */
 export class MasterMetrics {
   readonly set: MetricSet;
@@ -43,7 +72,7 @@ export class MasterMetrics {
   /** Each worker's last answered connection count, by pid. */
   #lastConnections = new Map<number, number>();
 
-  private constructor(fd: number, name: string, status: (connectionsTimeoutMs: number) => Promise<MasterStatus>) {
+  private constructor(fd: number, name: string, status: (connectionsTimeoutMs: number) => Promise<MasterStatusView>) {
     this.#fd = fd;
     this.set = new MetricSet('master', async () => this.#snapshot(await status(WORKER_ANSWER_MS)), { app: name });
     // The master's phase durations, from the channel its phase machine publishes on (when observing is on).
@@ -64,18 +93,19 @@ export class MasterMetrics {
   }
 
   /**
-   * Opens the metrics endpoint's socket: the inherited one (`inheritedFd`,
-   * from an old master) or a new one bound on `address`. Nothing is served
-   * until {@link MasterMetrics.serve}. Rejects as a listener bind does
-   * (EADDRINUSE names the address).
+   * Opens the metrics endpoint on its socket: the one inherited from an old
+   * master (`inheritedFd`), or else the one `bind()` binds (the master binds it
+   * as it binds its listeners; a rejection — EADDRINUSE naming the address —
+   * is this call's). Nothing is served until {@link MasterMetrics.serve}.
+   * The returned metrics own the fd.
    */
   static async open(
-    address: { host: string; port: number },
     inheritedFd: number | undefined,
+    bind: () => Promise<number>,
     name: string,
-    status: (connectionsTimeoutMs: number) => Promise<MasterStatus>,
+    status: (connectionsTimeoutMs: number) => Promise<MasterStatusView>,
   ): Promise<MasterMetrics> {
-    const fd = inheritedFd ?? (await bindListener('metrics', address));
+    const fd = inheritedFd ?? (await bind());
     const metrics = new MasterMetrics(fd, name, status);
     // A new master (it inherited the socket) waits for `running`; the first one answers at once.
     if (inheritedFd === undefined) metrics.serve();
@@ -96,7 +126,7 @@ export class MasterMetrics {
   }
 
   /** The snapshot of `s`; a worker too busy to answer in time counts with its last answer. */
-  #snapshot(s: MasterStatus): MetricsSnapshot {
+  #snapshot(s: MasterStatusView): MetricsSnapshot {
     const known = new Map<number, number>();
     for (const w of s.workers) {
       const n = w.connections ?? this.#lastConnections.get(w.pid);
@@ -137,7 +167,7 @@ function last(kind: string, outcome: { result: string; at: string } | undefined,
 }
 
 /** What a scrape of the master shows, from its status. */
-function masterSnapshot(s: MasterStatus): MetricsSnapshot {
+function masterSnapshot(s: MasterStatusView): MetricsSnapshot {
   const c = s.counters;
   const workers: Record<string, number> = { starting: 0, ready: 0, stopping: 0 };
   for (const w of s.workers) workers[w.state] = (workers[w.state] ?? 0) + 1;

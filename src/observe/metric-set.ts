@@ -11,7 +11,7 @@
  * is done per request.
  */
 import client from 'prom-client';
-import type { BatchEvent } from './channels.js';
+import type { BatchEvent } from '../core/channels.js';
 import { MetricCatalog, PHASE_BUCKETS, type MetricName } from './metric-catalog.js';
 
 /** An upgrade outcome count. */

@@ -8,8 +8,21 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import type { MasterStatus } from '../supervisor/master.js';
 import { lineChart, type Series } from './svg-chart.js';
+
+/**
+ * What the recorder reads from a master's status (`baton status --json`; the
+ * supervisor's MasterStatus has these fields): declared here, so the report
+ * depends on the shape it reads and not on the supervisor.
+ */
+export interface SampledMaster {
+  pid: number;
+  phase: string;
+  /** The new master this one spawned (a binary upgrade), if any. */
+  childPid: number | undefined;
+  counters: { forced: number; migrated: number };
+  workers: readonly { generation?: number | undefined; connections?: number | undefined }[];
+}
 
 /** How often the masters are asked for their status during an upgrade. */
 const SAMPLE_INTERVAL_MS = 100;
@@ -52,7 +65,7 @@ export interface UpgradeReportData {
 export class UpgradeRecorder {
   readonly #t0 = performance.now();
   readonly #startedAt = new Date();
-  readonly #status: (pid: number) => Promise<MasterStatus | undefined>;
+  readonly #status: (pid: number) => Promise<SampledMaster | undefined>;
   readonly #oldPid: number;
   #newPid: number | undefined;
   readonly #steps: { t: number; step: string }[] = [];
@@ -61,7 +74,7 @@ export class UpgradeRecorder {
   #timer: NodeJS.Timeout | undefined;
   #sampling: Promise<void> | undefined;
 
-  constructor(oldPid: number, status: (pid: number) => Promise<MasterStatus | undefined>) {
+  constructor(oldPid: number, status: (pid: number) => Promise<SampledMaster | undefined>) {
     this.#oldPid = oldPid;
     this.#status = status;
     this.#schedule();

@@ -3,7 +3,7 @@
  * (phase transitions of its generation, migration batches it sent) go to the
  * master over the IPC channel the worker already has.
  */
-import { ChannelNames, subscribe, type BatchEvent, type PhaseEvent } from './channels.js';
+import { ChannelNames, subscribe, type BatchEvent, type PhaseEvent } from '../core/channels.js';
 import type { ObservedEvent } from './master-metrics.js';
 
 /**

@@ -140,10 +140,11 @@ export interface PingPayload {
 /** One listener in the manifest. */
 export interface ListenerEntry {
   name: string;
-  kind: 'tcp' | 'unix';
-  /** TCP: bound address; unix: socket path. */
+  /** A stream listener (`tcp`, `unix`) or a datagram socket (`udp4`, `udp6`). */
+  kind: 'tcp' | 'unix' | 'udp4' | 'udp6';
+  /** TCP and UDP: bound address; unix: socket path. */
   address: string;
-  /** TCP only. */
+  /** TCP and UDP only. */
   port?: number;
   /**
    * Exec path: the fd number the successor inherited for this listener.

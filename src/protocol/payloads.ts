@@ -69,7 +69,7 @@ function buildSchemas({ z }: typeof import('zod')): PayloadSchemas {
 
   const listenerEntry = z.object({
     name: z.string().min(1).max(NAME_MAX),
-    kind: z.enum(['tcp', 'unix']),
+    kind: z.enum(['tcp', 'unix', 'udp4', 'udp6']),
     address: z.string().max(4096),
     port: z.number().int().min(0).max(65535).optional(),
     inheritedFd: z.number().int().min(0).max(0x7fffffff).optional(),

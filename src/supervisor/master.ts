@@ -20,13 +20,13 @@ import { ensurePrivateDir } from '../handover/upgrade-socket.js';
 import { realPlatform, type Platform } from '../platform/platform.js';
 import { loadConfig, type Config, type ConfigOverrides } from './config.js';
 import { ControlServer, controlRequest, controlSocketPath } from './control.js';
-import { HeldListeners } from './held-listeners.js';
+import { HeldListeners, bindListener } from './held-listeners.js';
 import { createSupervisorLog, type SupervisorLog } from './logger.js';
 import { SdNotify } from './sd-notify.js';
 import { WorkerPool } from './worker-pool.js';
 import { decodeMasterLinkMessage, decodeStateFileCounters, type MasterLinkMessage } from './wire.js';
 import { closeQuietly } from '../native/socket-info.js';
-import { phaseBegins, publishPhase } from '../observe/channels.js';
+import { phaseBegins, publishPhase } from '../core/channels.js';
 import type { MasterMetrics } from '../observe/master-metrics.js';
 import { METRICS_FD_NAME, takeMetricsFd } from '../observe/metrics-fd.js';
 
@@ -290,11 +290,17 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
     if (!config.metrics && metricsFd !== undefined) closeQuietly(metricsFd);
     // The endpoint asks the master for its status at scrape time (the first scrape is accepted after the master exists).
     const self: { master?: Master } = {};
-    const metrics = config.metrics
+    const metricsAt = config.metrics;
+    const metrics = metricsAt
       ? // Loaded only when configured: prom-client costs a master (and every CLI command) ~80 ms to load.
         await (
           await import('../observe/master-metrics.js')
-        ).MasterMetrics.open(config.metrics, metricsFd, config.name, (ms) => self.master!.status(ms))
+        ).MasterMetrics.open(
+          metricsFd,
+          () => bindListener('metrics', metricsAt),
+          config.name,
+          (ms) => self.master!.status(ms),
+        )
       : undefined;
     const master = new Master(options, config, logger, listeners, parentPid, metrics);
     self.master = master;

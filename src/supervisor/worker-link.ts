@@ -13,6 +13,7 @@
  * `{ baton: 'worker', type: 'observe', observed }` for each of its diagnostics events (master metrics).
  */
 import type { Generation } from '../generation.js';
+import type { Host } from '../host.js';
 import type { Phase } from '../core/phase.js';
 import type { MissingInternal } from '../native/internals.js';
 import { forwardObservations } from '../observe/worker-forward.js';
@@ -102,12 +103,33 @@ function isCount(v: unknown): v is number {
 }
 
 /**
+ * The worker's host (host.ts): its master, as `supervision` describes it. The
+ * master holds the listeners (named LISTEN_FDS), the pid file and the upgrade
+ * signal; the worker's upgrade socket lives in its slot's directory. Each
+ * generation started in this process is linked to the master
+ * ({@link linkToMaster}); a listener the app bound itself is handed to the
+ * master (a copy of its handle over IPC), so the other workers and the next
+ * master accept on the same socket instead of failing with EADDRINUSE.
+ */
+export function supervisorHost(supervision: Supervision): Host {
+  return {
+    name: `supervisor master ${supervision.masterPid}`,
+    settings: { socketDir: supervision.socketDir, drainTimeoutMs: supervision.drainMs, livenessTimeoutMs: supervision.livenessMs },
+    attach: linkToMaster,
+    listenerBound: (name, server) => {
+      if (process.send && process.connected)
+        process.send({ baton: 'worker', type: 'listener', name } satisfies WorkerMessage, server, {}, () => undefined);
+    },
+  };
+}
+
+/**
  * Reports `generation`'s phases to the master and obeys its stop requests.
  * When the master goes away (its IPC channel closes) the worker stops
  * gracefully: an orphaned worker would hold the listeners forever. The IPC
  * channel never keeps the worker alive by itself.
  */
-export function linkToMaster(generation: Generation): void {
+function linkToMaster(generation: Generation): void {
   const send = (m: WorkerMessage) => {
     if (process.connected) process.send?.(m, undefined, {}, () => undefined);
   };

@@ -9,7 +9,6 @@ import net from 'node:net';
 import readline from 'node:readline';
 import { BatonError } from '../core/errors.js';
 import type { Phase } from '../core/phase.js';
-import { REGISTER_URL } from '../adopt/register-url.js';
 import type { TimerHandle } from '../core/clock.js';
 import type { ObservedEvent } from '../observe/master-metrics.js';
 import { realPlatform, type Platform } from '../platform/platform.js';
@@ -17,6 +16,9 @@ import type { HeldListener } from './held-listeners.js';
 import { SUPERVISED_ENV, type MasterMessage, type Supervision, type WorkerMessage } from './worker-link.js';
 import type { MissingInternal } from '../native/internals.js';
 import { decodeWorkerMessage } from './wire.js';
+
+/** The `--import` argument of every worker: supervisor/worker-preload.ts (its master as its host, then zero-code adoption). */
+const WORKER_PRELOAD_URL = new URL('./worker-preload.js', import.meta.url).href;
 
 /** Where a worker is in its life, as the master tracks it. */
 export type WorkerState =
@@ -169,7 +171,8 @@ export class WorkerProcess extends EventEmitter<WorkerEvents> {
   }
 
   /**
-   * Spawns `node --import <baton register> <app> <args>` with the listeners as fds 3… (LISTEN_FDS) and
+   * Spawns `node --import <worker preload> <app> <args>` (supervisor/worker-preload.ts: the master as
+   * the worker's host, then zero-code adoption) with the listeners as fds 3… (LISTEN_FDS) and
    * an IPC channel (through `platform`). Throws ERR_BATON_WORKER_FAILED when the process cannot be
    * spawned at all.
    */
@@ -185,7 +188,7 @@ export class WorkerProcess extends EventEmitter<WorkerEvents> {
       spec.listeners.map((l) => ({ name: l.name, fd: l.fd })),
       // Zero-code adoption is preloaded: an unmodified app gets its listeners through
       // baton; an app that uses baton's library itself is left alone by it.
-      { command: process.execPath, args: ['--import', REGISTER_URL, spec.app, ...spec.args], env: { ...process.env, ...spec.env } },
+      { command: process.execPath, args: ['--import', WORKER_PRELOAD_URL, spec.app, ...spec.args], env: { ...process.env, ...spec.env } },
       {
         ipc: true,
         env: { [SUPERVISED_ENV]: JSON.stringify(supervision) },

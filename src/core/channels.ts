@@ -17,7 +17,6 @@
  */
 import diagnostics from 'node:diagnostics_channel';
 import { debuglog } from 'node:util';
-import type { MigratedKind } from '../protocol/frames.js';
 
 /** The channel names. */
 export const ChannelNames = {
@@ -56,10 +55,10 @@ export interface BatchEvent {
   pid: number;
   /** The batch's number in this drain, from 1. */
   batch: number;
-  /** Connections the successor adopted, by kind. */
-  adopted: Record<MigratedKind, number>;
+  /** Connections the successor adopted, by kind (a migration kind's name, as in the Connections frame). */
+  adopted: Record<string, number>;
   /** Connections it refused (they stay here and drain), by kind. */
-  refused: Record<MigratedKind, number>;
+  refused: Record<string, number>;
   /** Adopted connections that carried unread bytes. */
   withBytes: number;
   /** From sending the batch to reading its acknowledgement, in ms. */
