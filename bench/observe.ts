@@ -7,7 +7,7 @@
  * driven by the same keep-alive load (undici, `connections` concurrent
  * requests), `requests` requests per run, in ABBA order over `rounds` rounds so
  * a drift in machine load favours neither; judged on the server's CPU time
- * (user + system, /proc/<pid>/stat) per request, as the median of the
+ * (every thread's run time, bench/lib/cpu-cost.ts) per request, as the median of the
  * per-round ratios on/off, printed with the `off` baseline.
  *
  * Environment: OBSERVE_ROUNDS (default 8), OBSERVE_REQUESTS (default 50000),
@@ -16,10 +16,10 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Pool } from 'undici';
 import { benchFixture, EventLog, killAll, spawnFixture, tempDir } from './lib/processes.js';
 import { mean, median } from './lib/stats.js';
-import { abbaRounds, cpuPerRequest } from './lib/throughput.js';
+import { abbaRounds } from './lib/throughput.js';
+import { cpuSecondsFine, loadH1 } from './lib/cpu-cost.js';
 
 /** One run of one variant. */
 export interface ObserveRun {
@@ -43,41 +43,13 @@ export interface ObserveCost {
   cpuUsPerRequest: number;
 }
 
-/**
- * Sends `total` requests to `url` over `connections` concurrent keep-alive
- * connections; resolves with completed and failed counts. A fixed amount of
- * work per run (not a fixed time): a run slowed by the machine's other load
- * does the same requests, so CPU per request stays comparable.
- */
-async function load(url: string, connections: number, total: number): Promise<{ requests: number; failed: number }> {
-  const pool = new Pool(url, { connections, pipelining: 1 });
-  let left = total;
-  let requests = 0;
-  let failed = 0;
-  await Promise.all(
-    Array.from({ length: connections }, async () => {
-      while (left-- > 0) {
-        try {
-          const res = await pool.request({ path: '/', method: 'GET' });
-          await res.body.dump();
-          requests++;
-        } catch {
-          failed++;
-        }
-      }
-    }),
-  );
-  await pool.close();
-  return { requests, failed };
-}
-
 /** Runs the benchmark (see the module comment). */
 export async function measureObserveCost(
   o: { rounds: number; requests: number; connections: number; warmupRequests?: number },
   progress: (line: string) => void = () => undefined,
 ): Promise<ObserveCost> {
   const log = new EventLog();
-  const servers: Record<'on' | 'off', { url: string; pid: number }> = {} as never;
+  const servers: Record<'on' | 'off', { port: number; pid: number }> = {} as never;
   try {
     for (const variant of ['on', 'off'] as const) {
       const env = {
@@ -87,16 +59,19 @@ export async function measureObserveCost(
       };
       const child = spawnFixture(benchFixture('baton-server'), env, log);
       const ready = await log.waitFor((e) => e.event === 'ready' && e.pid === child.pid, `${variant} server ready`, 30_000);
-      servers[variant] = { url: `http://127.0.0.1:${(ready.ports as number[])[0]}`, pid: child.pid! };
+      servers[variant] = { port: (ready.ports as number[])[0]!, pid: child.pid! };
     }
     // Warm-up: both servers' code optimised (JIT) before anything is measured.
-    for (const variant of ['on', 'off'] as const) await load(servers[variant].url, o.connections, o.warmupRequests ?? o.requests);
+    for (const variant of ['on', 'off'] as const)
+      await loadH1(servers[variant].port, { connections: o.connections }, o.warmupRequests ?? o.requests);
     progress(`${o.rounds} ABBA rounds of ${o.requests} requests per variant, ${o.connections} keep-alive connections`);
     const runs = await abbaRounds(['on', 'off'] as const, o.rounds, async (variant, round): Promise<ObserveRun> => {
-      const { url, pid } = servers[variant];
-      const r = await cpuPerRequest(pid, () => load(url, o.connections, o.requests));
-      progress(`  round ${round} ${variant}: ${r.requests} requests, ${r.cpuUs.toFixed(2)} µs CPU each`);
-      return { round, variant, requests: r.requests, failed: r.failed, serverCpuUsPerRequest: r.cpuUs };
+      const { port, pid } = servers[variant];
+      const before = cpuSecondsFine(pid);
+      const { units: requests, failed } = await loadH1(port, { connections: o.connections }, o.requests);
+      const cpuUs = ((cpuSecondsFine(pid) - before) * 1e6) / requests;
+      progress(`  round ${round} ${variant}: ${requests} requests, ${cpuUs.toFixed(2)} µs CPU each`);
+      return { round, variant, requests, failed, serverCpuUsPerRequest: cpuUs };
     });
     const of = (v: 'on' | 'off') => runs.filter((r) => r.variant === v).map((r) => r.serverCpuUsPerRequest);
     const roundRatios = of('on').map((on, i) => on / of('off')[i]!);

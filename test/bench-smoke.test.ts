@@ -20,6 +20,8 @@ import { parseTimeline } from '../bench/lib/wrk.js';
 import { batonSupervisorSystem, batonSystem } from '../bench/systems/baton.js';
 import type { SystemDefinition } from '../bench/lib/system.js';
 import { formatObserveCost, measureObserveCost } from '../bench/observe.js';
+import { measureSteadyState } from '../bench/steady-state.js';
+import { formatCpuCost } from '../bench/lib/cpu-cost.js';
 
 const settings: Settings = {
   ...settingsFromEnv(),
@@ -136,5 +138,36 @@ describe('peer benchmark smoke run (baton exec only)', () => {
     // Nothing observability does runs per request: a cost that doubled the CPU would be a bug, whatever the machine's load.
     assert.ok(r.ratio > 0 && r.ratio < 2, formatObserveCost(r));
     assert.match(formatObserveCost(r), /µs CPU per request against [\d.]+ µs with BATON_OBSERVE=off \(baseline\); ratio [\d.]+/);
+  });
+
+  it('the steady-state cost benchmark (bench/steady-state.ts) runs plain, library and baton run in ABBA rounds for h1, h2c and WebSocket', async () => {
+    const results = await measureSteadyState({
+      rounds: 2,
+      requests: 1000,
+      messages: 1000,
+      connections: 4,
+      protocols: ['h1', 'h2c', 'ws'],
+      variants: ['plain', 'library', 'run'],
+      warmupUnits: 500,
+    });
+    assert.deepEqual(
+      results.map((r) => r.protocol),
+      ['h1', 'h2c', 'ws'],
+    );
+    for (const r of results) {
+      assert.deepEqual(
+        r.runs.map((x) => `${x.round}${x.variant}`),
+        ['1plain', '1library', '1run', '2run', '2library', '2plain'],
+      );
+      // Every unit of work done by every variant: each request answered, each message echoed.
+      for (const run of r.runs) {
+        assert.equal(run.units, 1000, JSON.stringify(run));
+        assert.equal(run.failed, 0);
+        assert.ok(run.cpuUsPerUnit > 0);
+      }
+      assert.equal(r.variants.plain!.ratio, 1);
+      assert.match(formatCpuCost(r), /library +[\d.]+ µs +ratio [\d.]+ × plain [\d.]+ µs \(rounds [\d.]+–[\d.]+/);
+      assert.match(formatCpuCost(r), /load average [\d.]+ → [\d.]+/);
+    }
   });
 });

@@ -5,7 +5,7 @@ import tls from 'node:tls';
 import type { ConnectionProtocol, DrainByProtocol } from '../core/drain-counts.js';
 import type { Departures, Migrator } from '../migrate/kind.js';
 import { closeUpgraded, prepareServer } from '../migrate/kinds.js';
-import { hasHttpParser } from '../native/internals.js';
+import { hasHttpParser, pendingResponse, pendingResponses, probeNodeInternals } from '../native/internals.js';
 
 /**
  * What happens to upgraded connections (WebSocket, any protocol after an HTTP
@@ -76,12 +76,28 @@ export class ConnectionTracker {
   readonly #sockets = new Set<net.Socket>();
   readonly #sessions = new Set<http2.ServerHttp2Session>();
   readonly #sessionServer = new WeakMap<http2.ServerHttp2Session, net.Server>();
-  readonly #inflight = new Set<http.ServerResponse>();
   /**
-   * Forgets a finished response. One function shared by every response (`this` is the
-   * response): a closure plus a once() wrapper per request cost about 5 % of a hello
-   * server's throughput (bench/handover.ts, part 4).
+   * The tracked servers. The drain's 'request' listener is installed on them
+   * only while a drain runs (on an HTTP/2 server only when the app listens to
+   * 'request' itself: `allowHTTP1` or the compat API): at steady state baton
+   * does nothing per request.
    */
+  readonly #servers: net.Server[] = [];
+  /** Responses the current drain has dealt with (a pipelined one is reached twice: at its request and when it comes up). */
+  #seen = new WeakSet<http.ServerResponse>();
+  /** The drain's 'request' listener, prepended so it decides keep-alive before the app's handler writes headers. */
+  readonly #onDrainRequest = (_req: unknown, res: unknown) => {
+    if (res instanceof http.ServerResponse) this.#atDrain(res); // HTTP/2 compat API: GOAWAY handles it
+  };
+  /**
+   * Without Node's HTTP connection list (another Node release) responses under
+   * way cannot be read from Node at the drain, so they are recorded here as
+   * they start, the only per-request work baton does (none on the Node
+   * versions it supports).
+   */
+  readonly #legacy = probeNodeInternals().some((m) => m.internal === 'http.server.connections');
+  readonly #inflight = new Set<http.ServerResponse>();
+  /** One function shared by every response (`this` is the response), for the legacy recording. */
   readonly #forgetResponse = ((inflight) =>
     function (this: http.ServerResponse) {
       inflight.delete(this);
@@ -100,6 +116,9 @@ export class ConnectionTracker {
   #cancel: (() => void) | undefined;
   #upgraded: UpgradedPolicy | undefined;
   #requests = 0;
+  readonly #countRequest = (): void => {
+    this.#requests++;
+  };
 
   /** Open connections across all tracked servers. */
   get size(): number {
@@ -107,9 +126,9 @@ export class ConnectionTracker {
   }
 
   /**
-   * Requests the tracked servers received so far (their 'request' events: HTTP/1.x, and HTTP/2
-   * streams of the compatibility API), migrated connections' included: what the upgrade report's
-   * requests per second count. One increment per request, nothing more.
+   * Requests the tracked servers received so far (HTTP/1.x 'request' events, HTTP/2 'stream'
+   * events), migrated connections' included: what the upgrade report's requests per second
+   * count. One increment per request, nothing more.
    */
   get requests(): number {
     return this.#requests;
@@ -132,17 +151,19 @@ export class ConnectionTracker {
     // Kinds that follow a server's connections from their start (h2c) begin here.
     prepareServer(server);
     server.on('connection', (socket: net.Socket) => this.add(socket, server));
-    // prependListener: decide keep-alive before the app's handler writes headers.
-    server.prependListener('request', (_req: unknown, res: unknown) => {
-      this.#requests++;
-      if (!(res instanceof http.ServerResponse)) return; // HTTP/2 compat API: GOAWAY handles it
-      if (this.#draining) {
-        if (!this.#migrateAfter(res)) res.shouldKeepAlive = false;
-        return;
-      }
-      this.#inflight.add(res);
-      res.on('close', this.#forgetResponse); // 'close' comes once per response
-    });
+    this.#servers.push(server);
+    // What the upgrade report's requests per second count: one increment per request. An HTTP/2
+    // server's streams are counted on 'stream' (a 'request' listener would turn on Node's
+    // compatibility layer for every stream).
+    if (isHttp2Server(server)) server.on('stream', this.#countRequest);
+    else server.on('request', this.#countRequest);
+    if (this.#legacy) {
+      server.prependListener('request', (_req: unknown, res: unknown) => {
+        if (this.#draining || !(res instanceof http.ServerResponse)) return;
+        this.#inflight.add(res);
+        res.on('close', this.#forgetResponse); // 'close' comes once per response
+      });
+    }
     server.on('session', (session: http2.ServerHttp2Session) => {
       this.#sessions.add(session);
       this.#sessionServer.set(session, server);
@@ -252,7 +273,38 @@ export class ConnectionTracker {
   #migrateAfter(res: http.ServerResponse): boolean {
     const socket = res.socket;
     if (!socket || !this.#leavesBy(socket)?.afterResponse) return false;
-    res.once('finish', () => this.#consider(socket));
+    res.once('finish', () => this.#next(socket) || this.#consider(socket));
+    return true;
+  }
+
+  /**
+   * A response under way when the drain began, or started during it: its
+   * connection moves after it (see {@link ConnectionTracker.#migrateAfter}),
+   * or it is the connection's last (`Connection: close`) when it has not
+   * started yet; one already started finishes as it is, and the response
+   * queued behind it on a pipelined connection, if any, is dealt with when it
+   * comes up.
+   */
+  #atDrain(res: http.ServerResponse): void {
+    if (this.#seen.has(res)) return;
+    this.#seen.add(res);
+    if (this.#migrateAfter(res)) return;
+    if (!res.headersSent) res.shouldKeepAlive = false;
+    else if (res.socket) {
+      const socket = res.socket;
+      res.once('finish', () => this.#next(socket));
+    }
+  }
+
+  /**
+   * After a response finished during a drain: Node has attached the next
+   * response of a pipelined connection by now (its own 'finish' listener came
+   * first); deals with it. False when there is none.
+   */
+  #next(socket: net.Socket): boolean {
+    const next = pendingResponse(socket);
+    if (!next || !this.#draining) return false;
+    this.#atDrain(next);
     return true;
   }
 
@@ -279,6 +331,7 @@ export class ConnectionTracker {
     this.#draining = false;
     this.#migrator?.stop();
     this.#migrator = undefined;
+    for (const server of this.#servers) server.removeListener('request', this.#onDrainRequest);
     this.#departures.clear();
     this.#kept = new WeakSet(); // a later drain may move them
     this.#cancel?.();
@@ -291,9 +344,15 @@ export class ConnectionTracker {
     this.#draining = true;
     this.#migrator = migrator;
     this.#departures.clear();
-    for (const res of this.#inflight) {
-      if (!this.#migrateAfter(res) && !res.headersSent) res.shouldKeepAlive = false;
+    this.#seen = new WeakSet();
+    for (const server of this.#servers) {
+      // An HTTP/2 server gets one only when the app listens to 'request' already: a listener turns Node's compat layer on.
+      server.removeListener('request', this.#onDrainRequest);
+      if (isHttp2Server(server) && server.listenerCount('request') === 0) continue;
+      server.prependListener('request', this.#onDrainRequest);
+      for (const res of pendingResponses(server) ?? []) this.#atDrain(res);
     }
+    for (const res of this.#inflight) this.#atDrain(res);
     this.#inflight.clear();
     for (const session of this.#sessions) this.#considerSession(session);
     for (const socket of this.#sockets) this.#consider(socket);
@@ -343,6 +402,11 @@ export class ConnectionTracker {
       if (this.#sockets.size === 0) finish();
     });
   }
+}
+
+/** An HTTP/2 server (plain or TLS): Node's, which has `updateSettings`. */
+function isHttp2Server(server: net.Server): boolean {
+  return typeof (server as Partial<http2.Http2Server>).updateSettings === 'function';
 }
 
 /**

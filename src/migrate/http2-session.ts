@@ -37,7 +37,7 @@ import { constants } from 'node:os';
 import net from 'node:net';
 import type http2 from 'node:http2';
 import { loadBinding } from '../native/binding.js';
-import { handleWriteQueue } from '../native/internals.js';
+import { handleWriteQueue, http2OpenStreams } from '../native/internals.js';
 import type { Emigration } from './emigration.js';
 import { Http2Bridge } from './http2-bridge.js';
 import {
@@ -70,6 +70,7 @@ export interface Http2Travel {
 interface Followed {
   /** The connection's socket: the native one, or the bridge of a session that migrated here. */
   conn: net.Socket | Http2Bridge;
+  /** Streams open, counted here only without Node's own map of them (http2OpenStreams). */
   open: number;
   last: number;
   /** The app's PINGs not acknowledged yet: their acks must not reach a successor, which never sent them. */
@@ -102,6 +103,9 @@ export function followHttp2Session(session: http2.ServerHttp2Session, conn: net.
     }
     return sent;
   } as http2.ServerHttp2Session['ping'];
+  // Node keeps its own map of open streams, read when the session migrates (openStreams());
+  // only without it are streams counted here, one listener per stream.
+  if (http2OpenStreams(session) !== undefined) return;
   // One function per session (a closed stream no longer knows its session).
   const closed = () => f.open--;
   session.on('stream', (stream: http2.ServerHttp2Stream) => {
@@ -109,6 +113,11 @@ export function followHttp2Session(session: http2.ServerHttp2Session, conn: net.
     if ((stream.id ?? 0) > f.last) f.last = stream.id!;
     stream.once('close', closed);
   });
+}
+
+/** Streams open on a followed session: Node's count where it keeps one, else the one kept by {@link followHttp2Session}. */
+function openStreams(session: http2.ServerHttp2Session, f: Followed): number {
+  return http2OpenStreams(session) ?? f.open;
 }
 
 /** Bytes of a session's unread input looked at for the fence (its requests are small: flow control bounds bodies). */
@@ -191,7 +200,7 @@ export function offerHttp2Session(
       }
       const st = session.state;
       const flushed =
-        f!.open === 0 &&
+        openStreams(session, f!) === 0 &&
         f!.pings === 0 &&
         st.outboundQueueSize === 0 &&
         handleWriteQueue(socket) === 0 &&

@@ -30,6 +30,8 @@
  * - an HTTP connection's `parser` (freed at an `Upgrade`) and `_httpMessage`
  *   (the response under way), and the `server` an accepted socket came
  *   through;
+ * - an HTTP/2 session's private `state` (its map of open streams), counted
+ *   when a session migrates (without it baton counts streams itself);
  * - ws: a socket's WebSocket (ws's `websocket` symbol), a WebSocket's
  *   `_socket`, `_receiver` (parser state `_state`, `_fragmented`,
  *   `_bufferedBytes`, `_buffers`), `_extensions` and `_protocol`,
@@ -184,13 +186,34 @@ export function datagramReceiving(socket: dgram.Socket, on: boolean): boolean {
 
 type Parser = { socket?: net.Socket };
 /** Node's list of the parsers of an http.Server's connections. */
-type Http1ConnectionsList = { idle(): Parser[]; active?(): Parser[] };
+type Http1ConnectionsList = { idle(): Parser[]; active?(): Parser[]; all?(): Parser[] };
 
 /** Node's list of the HTTP/1.1 connections of `server` (set once it listens); undefined when not there. */
 export function http1ConnectionsList(server: net.Server): Http1ConnectionsList | undefined {
   const sym = Object.getOwnPropertySymbols(server).find((s) => s.description === 'http.server.connections');
   const list = sym ? (server as unknown as Record<symbol, unknown>)[sym] : undefined;
   return list && typeof (list as Http1ConnectionsList).idle === 'function' ? (list as Http1ConnectionsList) : undefined;
+}
+
+/**
+ * The responses under way on `server`'s HTTP/1.x connections, read from Node's
+ * own state — the parser list behind `closeIdleConnections()` and each
+ * connection's `_httpMessage` — so nothing has to be recorded per request.
+ * A TLS connection's parser sits on its TLS socket, whose response this
+ * finds too. Responses queued behind another one on a pipelined connection
+ * are not attached yet and not listed (the one ahead of them is). Undefined
+ * when the list is not there (another Node release).
+ */
+export function pendingResponses(server: net.Server): http.ServerResponse[] | undefined {
+  const list = http1ConnectionsList(server);
+  if (!list) return undefined;
+  const parsers = list.all?.() ?? [...list.idle(), ...(list.active?.() ?? [])];
+  const out: http.ServerResponse[] = [];
+  for (const parser of parsers) {
+    const res = parser.socket && pendingResponse(parser.socket);
+    if (res) out.push(res);
+  }
+  return out;
 }
 
 /** The response under way on an HTTP connection (Node's `_httpMessage`), if any. */
@@ -211,6 +234,25 @@ export function hasHttpParser(socket: net.Socket): boolean {
 /** The server that accepted `socket` (Node sets it on every accepted connection). */
 export function acceptingServer(socket: net.Socket): net.Server | undefined {
   return (socket as { server?: net.Server }).server ?? undefined;
+}
+
+/* ------------------------------------------------------------------ Node: HTTP/2 */
+
+/** Node's private per-session state symbol, found on the first session looked at. */
+let sessionStateKey: symbol | undefined;
+
+/**
+ * Streams open on an HTTP/2 session, from Node's own stream map (the `streams`
+ * Map and `pendingStreams` Set of the session's private `state`), so nobody has
+ * to count them per stream. A stream leaves the map when it is destroyed,
+ * just before its 'close'. Undefined when the map is not there.
+ */
+export function http2OpenStreams(session: object): number | undefined {
+  sessionStateKey ??= Object.getOwnPropertySymbols(session).find((k) => k.description === 'state');
+  const state =
+    sessionStateKey && (session as Record<symbol, { streams?: unknown; pendingStreams?: unknown } | undefined>)[sessionStateKey];
+  if (!(state?.streams instanceof Map)) return undefined;
+  return state.streams.size + (state.pendingStreams instanceof Set ? state.pendingStreams.size : 0);
 }
 
 /* ------------------------------------------------------------------ ws */
