@@ -1,6 +1,6 @@
 /**
  * The master's worker metrics from its `/metrics` endpoint, against what
- * `baton status` says: a worker killed by SIGKILL is restarted
+ * `baton status` says: the connections of the load (`baton_connections`); a worker killed by SIGKILL is restarted
  * (`baton_worker_restarts_total`); an app that exits at start-up puts its
  * slot in a crash loop (`baton_worker_crash_loops`), while the other worker
  * serves on; and `baton_requests_failed_total` is what baton counts as
@@ -51,6 +51,14 @@ test('worker restarts, crash loops and failed requests: /metrics equals baton st
   let m = await scrape(metricsPort);
   assert.equal(m.get('baton_worker_restarts_total'), 0);
   assert.equal(m.get('baton_worker_crash_loops'), 0);
+  // The load's 16 keep-alive connections, by generation and phase, as status counts them.
+  const connections = [...m].filter(([k]) => k.startsWith('baton_connections{')).reduce((a, [, v]) => a + v, 0);
+  const initial = await statusOf(dir, master.pid);
+  assert.equal(connections, 16);
+  assert.equal(
+    initial.workers.reduce((a, w) => a + (w.connections ?? 0), 0),
+    connections,
+  );
 
   // A worker killed outright is restarted once.
   let status = await statusOf(dir, master.pid);
