@@ -31,6 +31,8 @@ export interface HostSettings {
   livenessTimeoutMs?: number;
   /** The host's TLS session-ticket key setting (StartOptions.tlsTicketKeys), if it sets one. */
   tlsTicketKeys?: boolean;
+  /** The host's bound of generations alive (StartOptions.maxGenerations), if it sets one. */
+  maxGenerations?: number;
 }
 
 /**

@@ -158,6 +158,7 @@ export async function start(options: StartOptions): Promise<Generation> {
           livenessTimeoutMs: host.settings.livenessTimeoutMs ?? options.livenessTimeoutMs,
           // The host's setting decides (a master's tlsTicketKeys: false turns the handover's keys off too).
           tlsTicketKeys: host.settings.tlsTicketKeys ?? options.tlsTicketKeys,
+          maxGenerations: host.settings.maxGenerations ?? options.maxGenerations,
         }
       : options,
   );

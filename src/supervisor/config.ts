@@ -58,6 +58,13 @@ export const configSchema = z.strictObject({
    * worker keeps keys of its own.
    */
   tlsTicketKeys: z.boolean().default(true),
+  /**
+   * Most generations of a worker slot alive at once: its serving worker and
+   * replaced ones still draining (a long download). A reload that would make
+   * more is refused (ERR_BATON_TOO_MANY_GENERATIONS) and the workers serve on;
+   * the workers' own handovers keep the same bound (StartOptions.maxGenerations).
+   */
+  maxGenerations: z.number().int().min(2).max(1024).default(8),
   /** Extra environment of the workers. */
   env: z.record(z.string(), z.string()).default({}),
   log: z

@@ -484,6 +484,19 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
     } catch (err) {
       return this.#refuseReload(request, err);
     }
+    const crowded = this.#pool.crowded(next.workers, next.maxGenerations);
+    if (crowded.length > 0) {
+      const slots = crowded.map(
+        ({ slot, alive }) => `slot ${slot}: ${alive.map((w, i) => `worker pid ${w.pid} (${i === 0 ? 'serving' : 'draining'})`).join(', ')}`,
+      );
+      return this.#refuseReload(
+        request,
+        new BatonError(
+          'ERR_BATON_TOO_MANY_GENERATIONS',
+          `a new worker would make more than maxGenerations (${next.maxGenerations}) generations alive — ${slots.join('; ')}; reload again once a draining worker has exited, or raise maxGenerations`,
+        ),
+      );
+    }
     if (JSON.stringify(next.listeners) !== JSON.stringify(this.#config.listeners)) {
       // Unchanged listeners keep their sockets; new ones are bound before any worker changes.
       try {

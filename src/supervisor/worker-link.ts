@@ -36,6 +36,8 @@ export interface Supervision {
   drainMs?: number;
   /** The config's `timeouts.livenessMs`: a successor worker that stops answering Pings this long after its ready is killed (StartOptions.livenessTimeoutMs). */
   livenessMs?: number;
+  /** Config `maxGenerations` (StartOptions.maxGenerations). */
+  maxGenerations?: number;
   /** The master serves metrics (config `metrics`): forward the diagnostics events. Otherwise nothing is subscribed nor sent. */
   observe?: boolean;
   /**
@@ -92,6 +94,7 @@ export function takeSupervision(env: NodeJS.ProcessEnv): Supervision | undefined
     if (!isDuration(value)) return undefined;
     supervision[key] = value;
   }
+  if (isCount(s.maxGenerations) && s.maxGenerations >= 2) supervision.maxGenerations = s.maxGenerations;
   if (s.observe === true) supervision.observe = true;
   if (typeof s.ticketKeys === 'boolean') supervision.ticketKeys = s.ticketKeys;
   return supervision;
@@ -165,6 +168,7 @@ export function supervisorHost(supervision: Supervision): Host {
       drainTimeoutMs: supervision.drainMs,
       livenessTimeoutMs: supervision.livenessMs,
       tlsTicketKeys: supervision.ticketKeys,
+      maxGenerations: supervision.maxGenerations,
     },
     attach: (generation) => linkToMaster(generation, { observe: supervision.observe === true }),
     // The master's TLS session-ticket keys, over IPC (config tlsTicketKeys).

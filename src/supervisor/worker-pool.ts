@@ -62,7 +62,10 @@ export interface PoolEvents {
 }
 
 /** Settings the pool reads from the config on each start or reload. */
-type PoolConfig = Pick<Config, 'app' | 'args' | 'env' | 'workers' | 'timeouts' | 'restart' | 'name' | 'consistency' | 'log' | 'metrics'> & {
+type PoolConfig = Pick<
+  Config,
+  'app' | 'args' | 'env' | 'workers' | 'timeouts' | 'restart' | 'name' | 'consistency' | 'log' | 'metrics' | 'maxGenerations'
+> & {
   tlsTicketKeys?: boolean;
 };
 
@@ -164,6 +167,20 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
       const slot = this.#slot(i);
       if (!slot.current && !slot.pending && !slot.restartTimer) this.#spawn(slot);
     }
+  }
+
+  /**
+   * The slots (of the first `workers`) where a reload's new worker would make
+   * more than `max` generations alive: each with its workers alive, the
+   * serving one first, then those still draining.
+   */
+  crowded(workers: number, max: number): { slot: number; alive: WorkerProcess[] }[] {
+    const out: { slot: number; alive: WorkerProcess[] }[] = [];
+    for (const slot of this.#slots.slice(0, workers)) {
+      const alive = [...(slot.current ? [slot.current] : []), ...slot.retiring];
+      if (alive.length + 1 > max) out.push({ slot: slot.index, alive });
+    }
+    return out;
   }
 
   /**
@@ -349,6 +366,7 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
           readyTimeoutMs: c.timeouts.readyMs,
           drainMs: c.timeouts.drainMs,
           livenessMs: c.timeouts.livenessMs,
+          maxGenerations: c.maxGenerations,
           observe: c.metrics !== undefined,
           ...(c.tlsTicketKeys !== false ? { ticketKeys: this.#ticketKeysFor(this.#listeners) } : {}),
           output: this.#output,

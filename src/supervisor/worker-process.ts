@@ -54,6 +54,8 @@ export interface WorkerSpec {
   drainMs?: number;
   /** `timeouts.livenessMs`: how long the worker, as a predecessor, waits for its successor's Pong after the successor's ready. */
   livenessMs?: number;
+  /** Config `maxGenerations`: the worker's bound as a predecessor (StartOptions.maxGenerations). */
+  maxGenerations?: number;
   /** The master serves metrics: the worker forwards its diagnostics events (Supervision `observe`). */
   observe?: boolean;
   /**
@@ -205,6 +207,7 @@ export class WorkerProcess extends EventEmitter<WorkerEvents> {
       masterPid,
       drainMs: spec.drainMs,
       livenessMs: spec.livenessMs,
+      ...(spec.maxGenerations === undefined ? {} : { maxGenerations: spec.maxGenerations }),
       ...(spec.observe ? { observe: true } : {}),
       ticketKeys: spec.ticketKeys !== undefined,
     };
