@@ -9,6 +9,7 @@
  * Done reports as migrated.
  */
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
 import { after, test } from 'node:test';
 import { pathToFileURL } from 'node:url';
 import { Client } from 'undici';
@@ -132,6 +133,8 @@ test('one takeover: phase events equal phaseHistory, handover steps follow the p
 test('NODE_DEBUG=baton traces each phase, handover step and migration batch as text on stderr; nothing without it', async () => {
   const dir = tempDir();
   const first = spawnFixture(fixture('server'), { BATON_SOCKET_DIR: dir, NODE_DEBUG: 'baton' }, log);
+  // Its stderr is read on a pipe of its own: every line of it is in only once the process closed its stdio.
+  const firstClosed = once(first, 'close');
   const listening = await log.waitEvent('listening', first.pid);
   await log.waitEvent('ready', first.pid);
   // Idle keep-alive connections: they migrate in a batch.
@@ -140,7 +143,7 @@ test('NODE_DEBUG=baton traces each phase, handover step and migration batch as t
   const since = log.events.length;
   // The successor without NODE_DEBUG: it traces nothing.
   const next = await upgradeFixture(log, { BATON_SOCKET_DIR: dir, NODE_DEBUG: '' }, 'takeover', first.pid!, 2, since);
-  await log.waitEvent('exit', first.pid);
+  await firstClosed;
   const traced = (pid: number) =>
     log.output.filter((l) => l.startsWith(`[stderr ${pid}] BATON ${pid}: `)).map((l) => l.slice(`[stderr ${pid}] BATON ${pid}: `.length));
   const lines = traced(first.pid!);

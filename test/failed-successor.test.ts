@@ -46,10 +46,10 @@ function expectedFailure(via: 'takeover' | 'exec', mode: Mode): { code: string; 
   return { code: 'ERR_BATON_SUCCESSOR_EXITED', message: how };
 }
 
-/** A copy of the compiled fixture in `dir`, its import made absolute so it runs from there. */
+/** A copy of the compiled fixture in `dir`, its imports made absolute so it runs from there. */
 function fixtureCopy(dir: string): { script: string; good: string } {
   const original = fixture('server');
-  const indexUrl = pathToFileURL(path.join(path.dirname(original), '..', '..', 'src', 'index.js')).href;
+  const srcUrl = pathToFileURL(path.join(path.dirname(original), '..', '..', 'src')).href;
   const source = fs.readFileSync(original, 'utf8');
   // Packages resolve from node_modules next to the original; from the copy, name them by URL.
   const wsUrl = pathToFileURL(
@@ -57,7 +57,8 @@ function fixtureCopy(dir: string): { script: string; good: string } {
       .resolve('ws')
       .replace(/index\.js$/, 'wrapper.mjs'),
   ).href;
-  const good = source.replace(/from '\.\.\/\.\.\/src\/index\.js'/, `from '${indexUrl}'`).replace(/from 'ws'/, `from '${wsUrl}'`);
+  // Every import of baton's own modules (src/index.js, src/observe/…), not only the first.
+  const good = source.replaceAll("from '../../src/", `from '${srcUrl}/`).replace(/from 'ws'/, `from '${wsUrl}'`);
   assert.notEqual(good, source, 'the fixture import was rewritten');
   const script = path.join(dir, 'server-copy.js');
   fs.writeFileSync(script, good);
