@@ -30,6 +30,17 @@ interface Tracked {
   disconnects: number;
 }
 
+/** Waits for `pid`'s rollback after its successor was lost (its 'upgrade-failed' ERR_BATON_SUCCESSOR_LOST) and checks it says so. */
+async function rolledBack(log: EventLog, pid: number, since: number): Promise<void> {
+  const failed = await log.waitFor(
+    (e) => e.event === 'upgrade-failed' && e.pid === pid && e.code === 'ERR_BATON_SUCCESSOR_LOST',
+    'the predecessor rolling back',
+    30_000,
+    since,
+  );
+  assert.match(String(failed.message), /rolled back/);
+}
+
 describe('successor killed during migration', () => {
   const log = new EventLog();
   after(() => killAll(pidsOf(log)));
@@ -119,13 +130,7 @@ describe('successor killed during migration', () => {
       assert.equal(stayed.length, CONNECTIONS - HANDED_OVER);
 
       // The predecessor rolled back: it serves again instead of draining.
-      const rolledBack = await log.waitFor(
-        (e) => e.event === 'upgrade-failed' && e.pid === first.pid && e.code === 'ERR_BATON_SUCCESSOR_LOST',
-        'the predecessor rolling back',
-        30_000,
-        since,
-      );
-      assert.match(String(rolledBack.message), /rolled back/);
+      await rolledBack(log, first.pid!, since);
       assert.deepEqual(
         log.events.filter((e) => e.event === 'phase' && e.pid === first.pid).map((e) => (e.args as string[])[0]),
         ['serving', 'handing-over', 'draining', 'serving'],
@@ -212,13 +217,7 @@ describe('successor killed during migration', () => {
         IDLE,
         'every connection was handed over: nothing was left to drain',
       );
-      const rolledBack = await log.waitFor(
-        (e) => e.event === 'upgrade-failed' && e.pid === first.pid && e.code === 'ERR_BATON_SUCCESSOR_LOST',
-        'the predecessor rolling back',
-        30_000,
-        since,
-      );
-      assert.match(String(rolledBack.message), /rolled back/);
+      await rolledBack(log, first.pid!, since);
       assert.equal(
         log.events.slice(since).find((e) => (e.event === 'drained' || e.event === 'exit') && e.pid === first.pid),
         undefined,

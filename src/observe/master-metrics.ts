@@ -39,6 +39,24 @@ interface UpgradeOutcome {
   at: string;
 }
 
+/** Counters that outlive a master (the supervisor persists them in its state file; its status and these metrics read them). */
+export interface MasterCounters {
+  /** Reloads that started new workers (result done or failed). */
+  reloads: number;
+  /** Of those, reloads some of whose new workers failed. */
+  reloadsFailed: number;
+  /** Reloads refused (a bad config, a port in use, a master in the wrong phase): nothing changed. */
+  reloadsRefused: number;
+  /** Binary upgrades whose new master became ready. */
+  upgrades: number;
+  /** Binary upgrades whose new master failed, or exited after it was ready (a rollback). */
+  upgradesFailed: number;
+  restarts: number;
+  migrated: number;
+  drained: number;
+  forced: number;
+}
+
 /**
  * What a scrape reads from the master's status (the supervisor's MasterStatus
  * has these fields): declared here, so the metrics depend on the shape they
@@ -47,17 +65,7 @@ interface UpgradeOutcome {
  */
 export interface MasterStatusView {
   phase: string;
-  counters: {
-    reloads: number;
-    reloadsFailed: number;
-    reloadsRefused: number;
-    upgrades: number;
-    upgradesFailed: number;
-    restarts: number;
-    migrated: number;
-    drained: number;
-    forced: number;
-  };
+  counters: MasterCounters;
   reload: { last: UpgradeOutcome | undefined; lastSuccessAt?: string | undefined };
   upgrade: { last: UpgradeOutcome | undefined; lastSuccessAt: string | undefined };
   crashLoop: readonly unknown[];

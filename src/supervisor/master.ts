@@ -13,6 +13,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { readPidFile, removeOwnPidFile, renameDurable, writeFileAtomic, writePidFile } from '../core/atomic-file.js';
 import { BatonError, asError } from '../core/errors.js';
+import type { MasterCounters } from '../observe/master-metrics.js';
 import { StateMachine } from '../core/phase.js';
 import { alive } from '../core/proc.js';
 import { takeListenFds } from '../handover/inherit.js';
@@ -148,24 +149,6 @@ export interface ReloadOutcome {
   result: 'done' | 'failed' | 'refused' | 'resumed';
   message: string;
   at: string;
-}
-
-/** Counters that outlive a master (persisted in the state file). */
-export interface MasterCounters {
-  /** Reloads that started new workers (result done or failed). */
-  reloads: number;
-  /** Of those, reloads some of whose new workers failed. */
-  reloadsFailed: number;
-  /** Reloads refused (a bad config, a port in use, a master in the wrong phase): nothing changed. */
-  reloadsRefused: number;
-  /** Binary upgrades whose new master became ready. */
-  upgrades: number;
-  /** Binary upgrades whose new master failed, or exited after it was ready (a rollback). */
-  upgradesFailed: number;
-  restarts: number;
-  migrated: number;
-  drained: number;
-  forced: number;
 }
 
 /** The state file: what the next master reads. */
