@@ -7,7 +7,10 @@
  * of a next request was parsed and no response is pending (http1-idle.ts);
  * one busy at the drain moves right after its response (which keeps
  * `Connection: keep-alive`) when `migrateAfterResponse`. The list is looked
- * at once per event-loop turn, whatever the number of connections.
+ * at once per event-loop turn, whatever the number of connections; the idle
+ * connections it finds leave {@link LEAVE_PER_TURN} per turn, so that batches
+ * go out, and acknowledgements come in, while the rest are frozen (the
+ * successor adopts one batch while this process prepares the next).
  * Successor: the connection is parked as a bare fd (parking.ts) until its
  * client speaks. Without Node's list (another Node release) this kind accepts
  * no server: its connections drain (src/native/internals.ts warns at start).
@@ -17,6 +20,24 @@ import type net from 'node:net';
 import { http1ConnectionsList } from '../native/internals.js';
 import { idleHttp1Sockets } from './http1-idle.js';
 import { refuse, type DepartureHost, type Departures, type MigrationKind } from './kind.js';
+
+/**
+ * Idle connections offered per event-loop turn (one batch's worth at the
+ * default migrateBatchSize). Between two turns the event loop writes what the
+ * channel could not take at once and reads acknowledgements: offering ten
+ * thousand connections in one turn would hold every frame after the first
+ * few in this process until the last one was frozen.
+ */
+export const LEAVE_PER_TURN = 1024;
+
+/** An idle connection found by a look, offered on a later turn if it is still idle then. */
+interface Idle {
+  socket: net.Socket;
+  server: net.Server;
+  name: string | undefined;
+  /** `socket.bytesRead` when the look found it idle: more read since means a request may have begun. */
+  bytesRead: number;
+}
 
 /** The HTTP/1.1 keep-alive kind (see the module comment). */
 export const http1Kind: MigrationKind = {
@@ -39,6 +60,10 @@ class Http1Departures implements Departures {
   readonly #host: DepartureHost;
   /** Connections to look at for a request boundary on the next turn, by server. */
   readonly #pending = new Map<net.Server, Set<net.Socket>>();
+  /** Found idle, not offered yet (LEAVE_PER_TURN per turn), oldest first. */
+  #idle: Idle[] = [];
+  #leaving = false;
+  #stopped = false;
   readonly afterResponse: boolean;
 
   constructor(host: DepartureHost) {
@@ -47,6 +72,7 @@ class Http1Departures implements Departures {
   }
 
   offer(socket: net.Socket, server: net.Server): boolean {
+    if (this.#stopped) return false;
     const first = this.#pending.size === 0;
     const pending = this.#pending.get(server);
     if (pending) pending.add(socket);
@@ -68,10 +94,13 @@ class Http1Departures implements Departures {
   }
 
   stop(): void {
+    this.#stopped = true;
     this.#pending.clear();
+    this.#idle = [];
   }
 
   #look(): void {
+    if (this.#stopped) return;
     const byServer = [...this.#pending];
     this.#pending.clear();
     for (const [server, sockets] of byServer) {
@@ -81,8 +110,32 @@ class Http1Departures implements Departures {
         // Not idle: a request is being received or answered; its response's
         // 'finish' brings it back here (afterResponse), or it gets Connection: close.
         if (!idle.has(socket) || socket.destroyed) continue;
-        if (name === undefined || !this.#host.emigration.offer(socket, name, http1Kind.name)) this.#host.keep(socket);
+        this.#idle.push({ socket, server, name, bytesRead: socket.bytesRead });
       }
+    }
+    this.#leave();
+  }
+
+  /** Offers up to LEAVE_PER_TURN of the idle connections found, the rest on the next turns. */
+  #leave(): void {
+    if (this.#stopped || this.#idle.length === 0) return;
+    const now = this.#idle.length > LEAVE_PER_TURN ? this.#idle.splice(0, LEAVE_PER_TURN) : this.#idle.splice(0);
+    for (const { socket, server, name, bytesRead } of now) {
+      if (socket.destroyed) continue;
+      // Bytes read since the look (libuv hands them to the parser as it reads them): a request
+      // may have begun, and the look's verdict no longer holds. A fresh look decides.
+      if (socket.bytesRead !== bytesRead) {
+        this.offer(socket, server);
+        continue;
+      }
+      if (name === undefined || !this.#host.emigration.offer(socket, name, http1Kind.name)) this.#host.keep(socket);
+    }
+    if (this.#idle.length > 0 && !this.#leaving) {
+      this.#leaving = true;
+      setImmediate(() => {
+        this.#leaving = false;
+        this.#leave();
+      });
     }
   }
 }
