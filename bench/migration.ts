@@ -31,7 +31,7 @@ import net from 'node:net';
 import os from 'node:os';
 import readline from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { EventLog, benchFixture, killAll, monoMs, pidsOf, spawnFixture, tempDir, type FixtureEvent } from './lib/processes.js';
+import { EventLog, benchFixture, monoMs, runBench, spawnFixture, tempDir, type FixtureEvent } from './lib/processes.js';
 import { RSS_INTERVAL_MS, RssSampler } from './lib/rss.js';
 import { machine, writeResults } from './lib/results.js';
 import { median, rounded, table } from './lib/stats.js';
@@ -853,15 +853,8 @@ async function main(): Promise<void> {
 if (process.argv[2] === 'client') {
   clientMain();
 } else {
-  try {
-    await main();
-  } catch (err) {
-    process.exitCode = 1;
-    process.stderr.write(`bench failed: ${(err as Error).stack ?? String(err)}\n`);
-    process.stderr.write(`last output:\n${log.output.slice(-30).join('\n')}\n`);
-  } finally {
+  await runBench(main, log, () => {
     rss.stop();
-    killAll(pidsOf(log));
     fs.rmSync(socketDir, { recursive: true, force: true });
-  }
+  });
 }

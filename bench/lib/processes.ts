@@ -5,6 +5,8 @@
  */
 import { fileURLToPath } from 'node:url';
 
+import { killAll, pidsOf, type EventLog } from '../../test/helpers/server-process.js';
+
 export { EventLog, killAll, pidsOf, spawnFixture, tempDir, type FixtureEvent } from '../../test/helpers/server-process.js';
 
 /** Absolute path of a compiled bench fixture (dist/bench/fixtures/<name>.js). */
@@ -18,4 +20,22 @@ export function benchFixture(name: string): string {
  */
 export function monoMs(): number {
   return Number(process.hrtime.bigint()) / 1e6;
+}
+
+/**
+ * Runs a benchmark's `main`: a failure sets the exit code and prints its stack
+ * with the last lines the fixtures wrote; then, whatever happened, `cleanup`
+ * runs and every process seen in `log` is killed.
+ */
+export async function runBench(main: () => Promise<void>, log: EventLog, cleanup: () => void): Promise<void> {
+  try {
+    await main();
+  } catch (err) {
+    process.exitCode = 1;
+    process.stderr.write(`bench failed: ${(err as Error).stack ?? String(err)}\n`);
+    process.stderr.write(`last output:\n${log.output.slice(-30).join('\n')}\n`);
+  } finally {
+    cleanup();
+    killAll(pidsOf(log));
+  }
 }
