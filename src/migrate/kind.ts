@@ -44,6 +44,14 @@ export interface DepartureHost extends AppMigrations {
   readonly timeoutMs: number;
   /** The predecessor's `migrateAfterResponse`: an HTTP connection busy at the drain leaves after its response. */
   readonly afterResponse: boolean;
+  /**
+   * The predecessor's `closeUpgraded`: true, a connection that cannot leave
+   * and would hold the drain open until `drainTimeoutMs` (an upgraded one, a
+   * TLS one) is closed gracefully at its boundary at once, so its client
+   * reconnects to the successor; false, it waits for the drain to end it.
+   * A kind that closes connections it cannot move reads it here.
+   */
+  readonly closeUnmovable: boolean;
   /** The listener name of a server of the generation. */
   nameOf(server: net.Server): string | undefined;
   /** A connection that could not leave stays and drains here. */
