@@ -7,13 +7,13 @@
  * reconnects there (resuming its TLS session with the ticket keys the
  * successor got, docs/tls.md) instead of holding the drain open:
  *
- * - HTTPS/1.1 between two requests: closed at once (close_notify, FIN), once
- *   the kernel holds no byte of a next request; one answering a request: the
- *   tracker answers `Connection: close` when the response has not started
- *   (this kind moves nothing after a response), and one that had started
- *   with keep-alive is closed right after it finished. A connection that
- *   has not sent its first request yet is left alone (that request is on its
- *   way): it gets `Connection: close`.
+ * - HTTPS/1.1 between two requests: closed (close_notify, FIN) once it stayed
+ *   quiet for a second ({@link QUIET_MS}: a client under load sends its next
+ *   request sooner, and that request is answered with `Connection: close`)
+ *   and the kernel holds no byte of a next request. One answering a request:
+ *   the tracker answers `Connection: close` when the response has not
+ *   started (this kind moves nothing after a response); one that had started
+ *   with keep-alive gets its quiet second after it finished.
  * - Upgraded over TLS (Node freed the HTTP parser): a `ws` WebSocket is
  *   closed with 1012 after the answers to what it had received
  *   (websocket.ts); any other protocol — and a `tls.Server`'s own protocol —
@@ -72,12 +72,26 @@ export const tlsKind: MigrationKind = {
   adopt: (fd) => refuse(fd, 'a TLS connection cannot move: its keys stay in the process that made them'),
 };
 
+/**
+ * How long an HTTPS/1.1 connection must stay quiet — no byte read — before it
+ * is closed as idle. A client under load sends its next request within a
+ * round trip of the last response: that request gets `Connection: close`, and
+ * the connection ends after its response without a race. Closing a
+ * connection idle at the very instant the drain looks would race that request
+ * (it would fail with "other side closed"); after a quiet second the client
+ * is idle in earnest, the same bet a server's `keepAliveTimeout` makes.
+ */
+const QUIET_MS = 1_000;
+
 class TlsDepartures implements Departures {
   readonly #host: DepartureHost;
   /** Servers whose connections to look at on the next look. */
   readonly #servers = new Set<net.Server>();
-  /** TLS sockets being closed, or waiting for their response to finish. */
+  /** TLS sockets being closed, or waiting for their response to finish or their quiet period to end. */
   readonly #taken = new WeakSet<tls.TLSSocket>();
+  /** HTTPS/1.1 connections in their quiet period (one timer for all), with their server and the bytes read when it began. */
+  readonly #quiet = new Map<tls.TLSSocket, { server: net.Server; read: number }>();
+  #quietTimer: NodeJS.Timeout | undefined;
   #started = false;
   #stopped = false;
 
@@ -103,48 +117,62 @@ class TlsDepartures implements Departures {
   stop(): void {
     this.#stopped = true;
     this.#servers.clear();
+    this.#quiet.clear();
+    clearTimeout(this.#quietTimer);
   }
 
   #look(): void {
     const servers = [...this.#servers];
     this.#servers.clear();
-    for (const server of servers) {
-      // Node's list tells HTTPS/1.1 connections between two requests (empty for an HTTP/2 server's fallback).
-      const idle = server instanceof https.Server ? idleHttp1Sockets(server) : new Set<net.Socket>();
-      for (const socket of secured.get(server) ?? []) this.#close(socket, server, idle);
-    }
+    for (const server of servers) for (const socket of secured.get(server) ?? []) this.#close(socket, server);
   }
 
   /** Closes `socket` at its boundary, or arranges to once it reaches one. */
-  #close(socket: tls.TLSSocket, server: net.Server, idle: Set<net.Socket>): void {
+  #close(socket: tls.TLSSocket, server: net.Server): void {
     if (this.#stopped || socket.destroyed || socket.writableEnded || this.#taken.has(socket)) return;
     // An HTTP/2 session: the tracker's GOAWAY. A followed WebSocket: the WebSocket kind's.
     if (socket.alpnProtocol === 'h2' || this.#host.websockets.claims(socket)) return;
     const http = server instanceof https.Server || isHttp2Server(server);
-    if (http && hasHttpParser(socket)) return this.#closeHttp1(socket, server, idle);
     this.#taken.add(socket);
+    if (http && hasHttpParser(socket)) return this.#closeHttp1(socket, server);
     const ws = webSocketOn(socket);
     if (ws) closeWebSocket(ws, this.#host.timeoutMs);
     else endAfterAnswers(socket, this.#host.timeoutMs);
   }
 
-  #closeHttp1(socket: tls.TLSSocket, server: net.Server, idle: Set<net.Socket>): void {
+  /** An HTTPS/1.1 connection: after the response under way, if any; then once quiet for {@link QUIET_MS}. */
+  #closeHttp1(socket: tls.TLSSocket, server: net.Server): void {
     const res = pendingResponse(socket);
     if (res) {
-      // Answering: once the response finished (Node has attached a pipelined next one by then), look again.
-      this.#taken.add(socket);
-      res.once('finish', () =>
-        setImmediate(() => {
-          this.#taken.delete(socket);
-          if (server instanceof https.Server) this.#close(socket, server, idleHttp1Sockets(server));
-        }),
-      );
+      // Node has attached a pipelined next response by the turn after 'finish': look again then.
+      res.once('finish', () => setImmediate(() => this.#closeHttp1(socket, server)));
       return;
     }
-    // No request yet (it is on its way), or part of one received: its response carries Connection: close.
-    if (socket.bytesRead === 0 || !idle.has(socket) || kernelHolds(socket)) return;
-    this.#taken.add(socket);
-    socket.end();
+    this.#quiet.set(socket, { server, read: socket.bytesRead });
+    this.#quietTimer ??= setTimeout(() => this.#endQuiet(), QUIET_MS);
+  }
+
+  /**
+   * The quiet period is over: connections that read nothing during it, sit
+   * between two requests in Node's list and have no byte waiting in the
+   * kernel get close_notify and FIN. The others got a request meanwhile,
+   * answered with `Connection: close`, after which Node closes them.
+   */
+  #endQuiet(): void {
+    this.#quietTimer = undefined;
+    const quiet = [...this.#quiet];
+    this.#quiet.clear();
+    const idleOf = new Map<net.Server, Set<net.Socket>>();
+    for (const [socket, { server, read }] of quiet) {
+      if (this.#stopped || socket.destroyed || socket.writableEnded || socket.bytesRead !== read) continue;
+      if (pendingResponse(socket)) {
+        this.#closeHttp1(socket, server);
+        continue;
+      }
+      // Node's list tells a connection between two requests (an HTTP/2 server's HTTP/1.1 fallback has none).
+      if (!idleOf.has(server)) idleOf.set(server, server instanceof https.Server ? idleHttp1Sockets(server) : new Set());
+      if (idleOf.get(server)!.has(socket) && !kernelHolds(socket)) socket.end();
+    }
   }
 }
 
