@@ -32,17 +32,22 @@ const ca = fs.readFileSync(appFile('tls/cert.pem'));
 /** From the successor's ready to the close at the client: far below the 30 s drain timeout. */
 const PROMPT_MS = 3_000;
 
-test('wss: at the cutover each WebSocket gets close 1012 promptly, the message sent before is answered, a reconnect reaches the successor', async () => {
-  const dir = tempDir('baton-wss-');
-  const pid = (await apps.run(dir, 'wss-echo.mjs').ready()).pid;
-  const port = apps.portOf(pid);
-  const clients = await Promise.all(
-    Array.from({ length: 5 }, async () => {
+/** `count` WebSockets to the app's wss endpoint, open. */
+function openWss(port: number, count: number): Promise<WebSocket[]> {
+  return Promise.all(
+    Array.from({ length: count }, async () => {
       const ws = new WebSocket(`wss://127.0.0.1:${port}/`, { ca });
       await once(ws, 'open');
       return ws;
     }),
   );
+}
+
+test('wss: at the cutover each WebSocket gets close 1012 promptly, the message sent before is answered, a reconnect reaches the successor', async () => {
+  const dir = tempDir('baton-wss-');
+  const pid = (await apps.run(dir, 'wss-echo.mjs').ready()).pid;
+  const port = apps.portOf(pid);
+  const clients = await openWss(port, 5);
   for (const ws of clients) {
     ws.send('hello');
     const [reply] = (await once(ws, 'message')) as [Buffer];
@@ -64,6 +69,27 @@ test('wss: at the cutover each WebSocket gets close 1012 promptly, the message s
   assert.equal(String(reply), `${ready.pid} again`);
   again.close();
   process.kill(ready.pid, 'SIGTERM');
+});
+
+test('wss, contrast: under baton run --no-close-upgraded each WebSocket is still open and served by the old generation when the first run had closed them', async () => {
+  const dir = tempDir('baton-wss-held-');
+  const flags = ['--no-close-upgraded'];
+  const pid = (await apps.run(dir, 'wss-echo.mjs', {}, flags).ready()).pid;
+  const port = apps.portOf(pid);
+  const clients = await openWss(port, 3);
+  const since = log.events.length;
+  apps.run(dir, 'wss-echo.mjs', {}, flags);
+  const ready = await log.waitFor((e) => e.event === 'ready' && e.pid !== pid, 'successor ready', 30_000, since);
+  // The bound the first test's closes met: here none closed by then.
+  await new Promise((resolve) => setTimeout(resolve, PROMPT_MS));
+  for (const ws of clients) {
+    assert.equal(ws.readyState, WebSocket.OPEN, 'still open');
+    ws.send('still');
+    const [reply] = (await once(ws, 'message')) as [Buffer];
+    assert.equal(String(reply), `${pid} still`);
+    ws.terminate();
+  }
+  killAll([pid, ready.pid]);
 });
 
 test('HTTP/2 over TLS: at the cutover the session gets its GOAWAY promptly; a new session reaches the successor', async () => {
