@@ -177,7 +177,7 @@ export interface MigrationKind {
 
 /** The tracker's view of a migrating drain: which kind's departures take a server's connections. */
 export interface Migrator {
-  /** The departures of the kind that accepts `server`, or undefined (its connections drain: TLS, unregistered). */
+  /** The departures of the kind that accepts `server`, or undefined (its connections drain: no kind takes them). */
   departuresFor(server: net.Server): Departures | undefined;
   /** Called once the tracker offered every connection it had at the start of the drain (see {@link Departures.start}). */
   start(): void;
