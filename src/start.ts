@@ -48,13 +48,20 @@ export interface StartOptions {
    */
   migrateAfterResponse?: boolean;
   /**
-   * Upgraded connections that cannot migrate (a WebSocket of a server not
-   * registered with Generation#migrateWebSockets, one with permessage-deflate,
-   * any other protocol after an HTTP `Upgrade`): true (default) closes them
-   * gracefully as soon as the successor is ready — a `ws` WebSocket with 1012
-   * (Service Restart), anything else with a FIN once its writes flushed — so
-   * their clients reconnect to the successor at once; false holds them until
-   * `drainTimeoutMs` and then destroys them. Applies to a migrating drain (`migrate`, the default).
+   * Connections that cannot migrate and would hold the drain open: upgraded
+   * ones (a WebSocket of a server not registered with
+   * Generation#migrateWebSockets, one with permessage-deflate, any other
+   * protocol after an HTTP `Upgrade`) and every connection of a TLS server
+   * (HTTPS, wss, any protocol over TLS: TLS keys cannot leave the process).
+   * true (default) closes them gracefully as soon as the successor is ready,
+   * each at its boundary — a `ws` WebSocket with 1012 (Service Restart), an
+   * idle HTTPS keep-alive connection once quiet for a second, a busy one after its response,
+   * anything else with a FIN once its writes flushed — so their clients
+   * reconnect to the successor at once; false holds them (idle HTTPS
+   * keep-alive until the server's `keepAliveTimeout`, the others until
+   * `drainTimeoutMs`, then destroyed). HTTP/2 sessions get their GOAWAY at
+   * the start of the drain either way. Applies to a migrating drain
+   * (`migrate`, the default). See docs/tls.md.
    */
   closeUpgraded?: boolean;
   /**

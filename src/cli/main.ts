@@ -306,6 +306,10 @@ program
     'data consistency mode: the app loads only once the running generation has stopped taking requests and finished those in flight (requests wait, none fails)',
   )
   .option(
+    '--no-close-upgraded',
+    'hold connections that cannot migrate (upgraded ones, TLS ones) until the drain timeout (by default they are closed gracefully once the successor is ready: WebSocket 1012, idle HTTPS keep-alive, FIN)',
+  )
+  .option(
     '--no-tls-ticket-keys',
     "keep each generation's TLS session-ticket keys to itself (by default a successor gets them, so TLS clients resume their sessions after an upgrade)",
   )
@@ -324,6 +328,7 @@ program
           maxGenerations?: number;
           consistent?: boolean;
           tlsTicketKeys: boolean;
+          closeUpgraded: boolean;
           logFormat?: string;
         },
       ) => {
@@ -333,6 +338,7 @@ program
         if (o.logFormat) env.BATON_LOG = o.logFormat;
         if (o.consistent) env.BATON_CONSISTENCY = '1';
         if (!o.tlsTicketKeys) env.BATON_TLS_TICKET_KEYS = '0';
+        if (!o.closeUpgraded) env.BATON_CLOSE_UPGRADED = '0';
         if (o.livenessMs !== undefined) env.BATON_LIVENESS_MS = String(o.livenessMs);
         if (o.maxGenerations !== undefined) env.BATON_MAX_GENERATIONS = String(o.maxGenerations);
         if (o.name) env.BATON_NAME = o.name;

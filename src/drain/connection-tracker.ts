@@ -65,6 +65,11 @@ export interface DrainReport {
  * - Anything else (WebSocket after upgrade, raw TCP) stays open until the drain
  *   timeout, then is destroyed and counted as forced.
  *
+ * Into a ready successor, upgraded connections that do not migrate are closed
+ * gracefully at once ({@link UpgradedPolicy}), and the connections of TLS
+ * servers by the `tls` migration kind's departures (migrate/kind-tls.ts),
+ * idle HTTPS keep-alive ones included.
+ *
  * With a {@link Migrator} (a successor that adopts connections), the
  * connections of a server some migration kind accepts (migrate/kinds.ts) are
  * offered to that kind's departures instead, which move each at its boundary
@@ -204,8 +209,7 @@ export class ConnectionTracker {
    * A connection of a plain HTTP/1.x server that left HTTP (Node freed its
    * parser at the upgrade), or a WebSocket adopted from a predecessor. Not
    * HTTPS: a TLS server's tracked socket is the TCP one under the TLS socket
-   * (which holds the parser), and TLS connections cannot migrate anyway; they
-   * wait for the drain timeout as before.
+   * (which holds the parser); the `tls` kind closes those (migrate/kind-tls.ts).
    */
   #isUpgraded(socket: net.Socket): boolean {
     const server = this.#serverOf.get(socket);

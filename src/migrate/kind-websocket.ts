@@ -9,7 +9,8 @@
  * WebSockets migrate. So this kind accepts no server and offers, at the start
  * of a migrating drain, every open WebSocket of the registry ({@link Departures.start}).
  * It also closes gracefully (1012) any ws WebSocket that does not migrate
- * (over TLS — wss — none does: at the start of the drain, they are closed).
+ * (over TLS — wss — none does: at the start of the drain, they are closed,
+ * unless `closeUpgraded` is false: then they wait for the drain timeout).
  * Successor: a server-side WebSocket of the server registered under the same
  * listener and key is built on the socket and given to the app.
  */
@@ -45,7 +46,8 @@ export const webSocketKind: MigrationKind = {
         }
         // Its HTTP server is not a listener of this generation, or it is over TLS: it cannot travel.
         if (socket) host.keep(socket);
-        closeWebSocket(ws, host.timeoutMs);
+        // A wss one waits for the drain timeout when the app asked so (closeUpgraded: false).
+        if (host.closeUnmovable || !(socket instanceof tls.TLSSocket)) closeWebSocket(ws, host.timeoutMs);
       }
     },
   }),

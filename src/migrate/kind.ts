@@ -44,6 +44,14 @@ export interface DepartureHost extends AppMigrations {
   readonly timeoutMs: number;
   /** The predecessor's `migrateAfterResponse`: an HTTP connection busy at the drain leaves after its response. */
   readonly afterResponse: boolean;
+  /**
+   * The predecessor's `closeUpgraded`: true, a connection that cannot leave
+   * and would hold the drain open until `drainTimeoutMs` (an upgraded one, a
+   * TLS one) is closed gracefully at its boundary at once, so its client
+   * reconnects to the successor; false, it waits for the drain to end it.
+   * A kind that closes connections it cannot move reads it here.
+   */
+  readonly closeUnmovable: boolean;
   /** The listener name of a server of the generation. */
   nameOf(server: net.Server): string | undefined;
   /** A connection that could not leave stays and drains here. */
@@ -169,7 +177,7 @@ export interface MigrationKind {
 
 /** The tracker's view of a migrating drain: which kind's departures take a server's connections. */
 export interface Migrator {
-  /** The departures of the kind that accepts `server`, or undefined (its connections drain: TLS, unregistered). */
+  /** The departures of the kind that accepts `server`, or undefined (its connections drain: no kind takes them). */
   departuresFor(server: net.Server): Departures | undefined;
   /** Called once the tracker offered every connection it had at the start of the drain (see {@link Departures.start}). */
   start(): void;

@@ -12,15 +12,17 @@ import type { MigrationKind } from './kind.js';
 import { h2cKind } from './kind-h2c.js';
 import { http1Kind } from './kind-http1.js';
 import { rawSocketKind } from './kind-raw-socket.js';
+import { tlsKind } from './kind-tls.js';
 import { webSocketKind } from './kind-websocket.js';
 
 /**
- * Every kind, in the order servers are matched: raw sockets first (a listener
- * the app registered with migrateSockets moves its connections raw, whatever
- * its server), then h2c, then HTTP/1.1. The WebSocket kind finds its
- * connections itself.
+ * Every kind, in the order servers are matched: TLS servers first (their
+ * connections cannot leave, whatever the app registered: they are closed at
+ * their boundary), then raw sockets (a listener the app registered with
+ * migrateSockets moves its connections raw, whatever its server), then h2c,
+ * then HTTP/1.1. The WebSocket kind finds its connections itself.
  */
-export const migrationKinds: readonly MigrationKind[] = [rawSocketKind, h2cKind, http1Kind, webSocketKind];
+export const migrationKinds: readonly MigrationKind[] = [tlsKind, rawSocketKind, h2cKind, http1Kind, webSocketKind];
 
 const byName = new Map(migrationKinds.map((k) => [k.name, k]));
 

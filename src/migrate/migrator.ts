@@ -12,7 +12,13 @@ import { migrationKinds } from './kinds.js';
 
 /** What the migrator needs of its generation. */
 export interface MigratorHost extends AppMigrations {
-  settings: { migrateTimeoutMs: number; migrateBatchSize: number; maxFrameBytes: number; migrateAfterResponse: boolean };
+  settings: {
+    migrateTimeoutMs: number;
+    migrateBatchSize: number;
+    maxFrameBytes: number;
+    migrateAfterResponse: boolean;
+    closeUpgraded: boolean;
+  };
   /** The listener name of a tracked server. */
   nameOf(server: net.Server): string | undefined;
   /** A connection that could not leave stays and drains here. */
@@ -51,6 +57,7 @@ export function createMigrator(successor: FramePeer, host: MigratorHost): { migr
     emigration,
     timeoutMs: s.migrateTimeoutMs,
     afterResponse: s.migrateAfterResponse,
+    closeUnmovable: s.closeUpgraded,
     nameOf: (server) => host.nameOf(server),
     socketHandlers: (name) => host.socketHandlers(name),
     websockets: host.websockets,

@@ -59,6 +59,13 @@ export const configSchema = z.strictObject({
    */
   tlsTicketKeys: z.boolean().default(true),
   /**
+   * Connections that cannot migrate when a worker is replaced (upgraded ones, TLS ones:
+   * wss, HTTPS keep-alive): true closes them gracefully once the new worker is ready
+   * (StartOptions.closeUpgraded); false holds them until the drain timeout. Reaches the
+   * workers as BATON_CLOSE_UPGRADED.
+   */
+  closeUpgraded: z.boolean().default(true),
+  /**
    * Most generations of a worker slot alive at once: its serving worker and
    * replaced ones still draining (a long download). A reload that would make
    * more is refused (ERR_BATON_TOO_MANY_GENERATIONS) and the workers serve on;

@@ -66,6 +66,7 @@ type PoolConfig = Pick<
   Config,
   'app' | 'args' | 'env' | 'workers' | 'timeouts' | 'restart' | 'name' | 'consistency' | 'log' | 'metrics' | 'maxGenerations'
 > & {
+  closeUpgraded?: boolean;
   tlsTicketKeys?: boolean;
 };
 
@@ -360,6 +361,7 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
             BATON_LOG: resolveLogFormat(c.log.format, c.log.file),
             ...c.env,
             ...(c.consistency ? { BATON_CONSISTENCY: '1' } : {}),
+            ...(c.closeUpgraded === false ? { BATON_CLOSE_UPGRADED: '0' } : {}),
           },
           listeners: this.#listeners,
           socketDir,

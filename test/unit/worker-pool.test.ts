@@ -3,7 +3,7 @@
  * backoff that doubles per crash within the window up to maxDelayMs, the
  * crash loop reported once, the window forgetting old crashes, the ready
  * timeout, no restarts once stopped, and a reload that keeps the old worker
- * where the new one fails.
+ * where the new one fails; config closeUpgraded reaches the workers.
  */
 import assert from 'node:assert/strict';
 import path from 'node:path';
@@ -20,7 +20,7 @@ interface Logged {
   code?: unknown;
 }
 
-function setup(overrides: { workers?: number; restart?: Partial<Config['restart']>; readyMs?: number } = {}) {
+function setup(overrides: { workers?: number; restart?: Partial<Config['restart']>; readyMs?: number; closeUpgraded?: boolean } = {}) {
   const dir = tempDir('baton-unit-pool-');
   const base = loadConfig(undefined, { app: path.join(dir, 'app.mjs'), runDir: dir }, dir, { requireApp: false });
   const config: Config = {
@@ -28,6 +28,7 @@ function setup(overrides: { workers?: number; restart?: Partial<Config['restart'
     workers: overrides.workers ?? 1,
     restart: { initialDelayMs: 100, maxDelayMs: 10_000, crashLoopCount: 5, windowMs: 30_000, ...overrides.restart },
     timeouts: { ...base.timeouts, readyMs: overrides.readyMs ?? 5_000, drainMs: 1_000, killGraceMs: 500 },
+    closeUpgraded: overrides.closeUpgraded ?? base.closeUpgraded,
   };
   const platform = new FakePlatform();
   const pool = new WorkerPool(config, [], path.join(dir, 'pool'), undefined, platform);
@@ -163,4 +164,14 @@ test('with no listener yet, the first worker starts alone and the others follow 
   child(0).phase('serving');
   await settle();
   assert.equal(platform.spawned.length, 3);
+});
+
+test('config closeUpgraded: false reaches each worker as BATON_CLOSE_UPGRADED=0; the default sets nothing', async () => {
+  for (const closeUpgraded of [undefined, false]) {
+    const { pool, platform } = setup({ closeUpgraded });
+    pool.start();
+    await settle();
+    assert.equal(platform.spawned[0]?.env.BATON_CLOSE_UPGRADED, closeUpgraded === false ? '0' : undefined);
+    await pool.stopAll(1_000);
+  }
 });
