@@ -771,7 +771,10 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
       this.#parentPid = undefined;
       // Killed rather than retired: nobody else removes what it left.
       if (parent !== undefined && !alive(parent)) this.#removeMasterFiles(parent);
-      this.#log.info(`the old master (pid ${parent}) is gone; this master is the only one`);
+      this.#log.info(
+        { event: 'old-master-gone', parentPid: parent },
+        `the old master (pid ${parent}) is gone; this master is the only one`,
+      );
       // The pid file this master could not write (a full disk) is tried again now that it alone runs.
       const pidFile = this.#config.pidFile;
       if (this.phase === 'running' && readPidFile(pidFile) !== this.pid) this.#fileOp('pid file', pidFile, () => writePidFile(pidFile));
