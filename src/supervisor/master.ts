@@ -177,6 +177,8 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
   #control: ControlServer | undefined;
   /** The old master that started this one, while it runs. */
   #parentPid: number | undefined;
+  /** The old master told this one it is stopping (it exits once its workers drained). */
+  #parentStopping = false;
   /** The new master this one started (USR2), while it runs. */
   #child: ChildProcess | undefined;
   #counters: MasterCounters;
@@ -564,9 +566,12 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
     if (this.#child) {
       return refuse(`an upgrade is already under way (new master pid ${this.#child.pid}); finish it (WINCH, QUIT) or roll it back first`);
     }
+    // One old master at a time: it keeps the fds and workers of its generation until they drained.
     if (this.#parentPid !== undefined) {
       return refuse(
-        `this master is itself the new one while the old master (pid ${this.#parentPid}) still runs; retire the old master (QUIT) first`,
+        this.#parentStopping
+          ? `the old master (pid ${this.#parentPid}) still runs: it is stopping and exits once its workers have drained; USR2 again after that (one old master at a time)`
+          : `this master is itself the new one while the old master (pid ${this.#parentPid}) still runs; retire the old master (QUIT) first`,
       );
     }
     if (this.phase !== 'running') return refuse(`this master is ${this.phase}; an upgrade needs phase 'running'`);
@@ -753,7 +758,13 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
       if (m?.baton !== 'old-master') return;
       if (m.type === 'resumed') this.#resumeWaiter?.();
       else if (m.type === 'ticket-keys') this.#ticketKeysArrived?.(m.keys);
-      else if (m.type === 'drained') {
+      else if (m.type === 'stopping') {
+        this.#parentStopping = true;
+        this.#log.info(
+          { event: 'old-master-stopping', parentPid: this.#parentPid },
+          `the old master (pid ${this.#parentPid}) is stopping; it exits once its workers have drained`,
+        );
+      } else if (m.type === 'drained') {
         this.#counters.migrated += m.migrated;
         this.#counters.drained += m.drained;
         this.#counters.forced += m.forced;
@@ -794,6 +805,8 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
     if (this.phase === 'stopping' || this.phase === 'exited') return;
     this.#phases.transition('stopping');
     this.#notifySystemd({ STOPPING: 1 });
+    // A new master refuses USR2 while this one runs; it can say why (see #upgrade).
+    this.#sendChild({ baton: 'old-master', type: 'stopping' });
     await this.#pool.stopAll(drainMs);
     this.#flushPersist();
     // A new master this one started lives on without it.

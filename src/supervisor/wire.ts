@@ -95,6 +95,8 @@ export type MasterLinkMessage =
    */
   | { baton: 'old-master'; type: 'ticket-keys'; keys: Record<string, string> }
   | { baton: 'old-master'; type: 'resumed' }
+  /** The old master is stopping (QUIT, TERM): it exits once its workers drained; the new master's USR2 says so meanwhile. */
+  | { baton: 'old-master'; type: 'stopping' }
   /** A retired worker of the old master finished draining: its counts go on in the new master's counters. */
   | { baton: 'old-master'; type: 'drained'; migrated: number; drained: number; forced: number; byProtocol?: DrainByProtocol }
   | { baton: 'old-master'; type: 'absorb'; workers: { slot: number; socketPath: string }[] };
@@ -110,6 +112,7 @@ const masterLinkMessage = z.discriminatedUnion('type', [
     keys: z.record(z.string().min(1).max(256), z.string().regex(/^[A-Za-z0-9+/]{64}$/)).refine((k) => Object.keys(k).length <= 4096),
   }),
   z.object({ baton: z.literal('old-master'), type: z.literal('resumed') }),
+  z.object({ baton: z.literal('old-master'), type: z.literal('stopping') }),
   z.object({
     baton: z.literal('old-master'),
     type: z.literal('drained'),

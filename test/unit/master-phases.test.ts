@@ -283,3 +283,26 @@ test('a new master whose old master never gives keys starts its workers with key
   assert.notEqual(keys.http, KEYS);
   assert.equal((await keysOf(workers()[1]!)).http, keys.http, 'its own, one set for all its workers');
 });
+
+test('an old master tells its new master it is stopping; the new one then refuses USR2 saying the old one drains', async (t) => {
+  const old = await startMaster(t);
+  await old.serveAll();
+  old.platform.process.raise('SIGUSR2');
+  const child = newMaster(old.platform)!;
+  child.message({ baton: 'new-master', type: 'ready', pid: child.pid });
+  old.platform.process.raise('SIGQUIT');
+  await settle();
+  assert.equal(child.sentOf('stopping').length, 1, 'QUIT: the new master is told');
+
+  const { master, serveAll, platform } = await startMaster(t, { parent: true });
+  await serveAll();
+  platform.process.raise('SIGUSR2');
+  assert.match((await master.status()).lastError ?? '', /retire the old master \(QUIT\) first/);
+  platform.process.raise('message', { baton: 'old-master', type: 'stopping' });
+  platform.process.raise('SIGUSR2');
+  assert.match(
+    (await master.status()).lastError ?? '',
+    /USR2 refused: the old master \(pid 4242\) still runs: it is stopping and exits once its workers have drained; USR2 again after that/,
+  );
+  assert.equal(newMaster(platform), undefined, 'no new master is spawned');
+});
