@@ -105,9 +105,11 @@ describe('overlapping upgrades under baton start', () => {
   test(`a reload every ${EVERY_MS} ms (HUP, baton reload) during a ${STREAM_MS / 1000} s stream: done or refused cleanly, at most maxGenerations (${MAX}) workers alive`, async (t) => {
     const { dir, cfg, master, load, prober, worker, stream, length } = await masterWithStream(t);
     let most = 0;
+    let mostDuringStream = 0;
     const count = () => {
       const n = childrenOf(master.pid).length;
       most = Math.max(most, n);
+      if (!stream.done) mostDuringStream = Math.max(mostDuringStream, n);
       return n;
     };
     const sampler = setInterval(count, 20);
@@ -153,9 +155,11 @@ describe('overlapping upgrades under baton start', () => {
       assert.match(String(e.msg), BOUND);
     }
     for (const a of answers) assert.ok((a.code === 0 && /reload done/.test(a.text)) || (a.code === 1 && BOUND.test(a.text)), a.text);
-    // Reloads done while the first worker still streams: from the second on, three generations at once.
+    // While the first worker streams, a reload is done and the next one starts a third generation beside
+    // it and the replaced one: the bound is reached (how many more fit in 10 s depends on the machine).
     const doneDuring = log.events.slice(since, streamEnded).filter((e) => e.pid === master.pid && e.event === 'reload-done').length;
-    assert.ok(doneDuring >= 2, `${doneDuring} reloads done during the stream: ${summary}`);
+    assert.ok(doneDuring >= 1, `${doneDuring} reloads done during the stream: ${summary}`);
+    assert.equal(mostDuringStream, MAX, `at most ${mostDuringStream} workers alive during the stream: ${summary}`);
     assert.ok(most <= MAX, `${most} workers alive at once (maxGenerations ${MAX}); ${summary}`);
     assert.ok(isStreamPattern(body, length), `the stream of ${body.length} bytes (of ${length}) is not byte-exact`);
     // The first worker drains out once its stream ended; a worker serves.
