@@ -177,6 +177,8 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
   #control: ControlServer | undefined;
   /** The old master that started this one, while it runs. */
   #parentPid: number | undefined;
+  /** The old master told this one it is stopping (it exits once its workers drained). */
+  #parentStopping = false;
   /** The new master this one started (USR2), while it runs. */
   #child: ChildProcess | undefined;
   #counters: MasterCounters;
@@ -192,6 +194,8 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
   /** The metrics endpoint (config `metrics`), if configured. */
   #metrics: MasterMetrics | undefined;
   #resumeWaiter: (() => void) | undefined;
+  /** While a new master waits for the old one's ticket keys (#inheritTicketKeys): takes them, or undefined (the old master is gone). */
+  #ticketKeysArrived: ((keys: Readonly<Record<string, string>> | undefined) => void) | undefined;
   /** A pending state-file write (#persistSoon). */
   #persistTimer: TimerHandle | undefined;
   /** After WINCH: drains the old workers the new master did not take over in time. */
@@ -345,7 +349,49 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
         `listener ${name}, bound by a worker, is now held by the master and shared with every worker`,
       );
     });
+    // A new master of a binary upgrade takes the old master's ticket keys before any worker starts.
+    if (this.#parentPid !== undefined && this.#config.tlsTicketKeys) await this.#inheritTicketKeys();
+    // A TERM or QUIT while it waited has stopped the pool already.
+    if (this.phase !== 'starting') return;
     this.#pool.start();
+  }
+
+  /**
+   * Binary upgrade, before the first worker starts: asks the old master for its TLS
+   * session-ticket keys over the IPC channel only the two masters share, and makes them this
+   * master's, so a client holding a ticket of an old worker resumes its session on a new one
+   * (and on the masters after this one, which get them the same way). An old master that opted
+   * out answers with none; one that is gone, or does not answer within
+   * {@link TICKET_KEYS_WAIT_MS} (an older baton), leaves this master with keys of its own. The
+   * keys are never logged: only the listener names are.
+   */
+  async #inheritTicketKeys(): Promise<void> {
+    const clock = this.#platform.clock;
+    const parent = this.#parentPid;
+    const keys = await new Promise<Readonly<Record<string, string>> | undefined>((resolve) => {
+      const timer = clock.setTimeout(() => this.#ticketKeysArrived?.(undefined), TICKET_KEYS_WAIT_MS, true);
+      this.#ticketKeysArrived = (k) => {
+        clock.clearTimeout(timer);
+        this.#ticketKeysArrived = undefined;
+        resolve(k);
+      };
+      this.#sendParent({ baton: 'new-master', type: 'ticket-keys-wanted' });
+    });
+    if (keys === undefined) {
+      this.#log.warn(
+        { event: 'ticket-keys-not-inherited', parentPid: parent },
+        `the old master (pid ${parent}) gave no TLS session-ticket keys; this master's workers use keys of their own (a client reconnecting to them makes a full handshake)`,
+      );
+      return;
+    }
+    const names = Object.keys(keys);
+    this.#pool.inheritTicketKeys(keys);
+    this.#log.info(
+      { event: 'ticket-keys-inherited', parentPid: parent, listeners: names },
+      names.length > 0
+        ? `the old master's TLS session-ticket keys for ${names.join(', ')} are this master's: sessions resume across the upgrade`
+        : 'the old master has no TLS session-ticket keys to give (its tlsTicketKeys is false); this master makes its own',
+    );
   }
 
   /** While starting: all workers ready → running. A new master whose workers fail gives up, so the old one takes over again. */
@@ -520,9 +566,12 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
     if (this.#child) {
       return refuse(`an upgrade is already under way (new master pid ${this.#child.pid}); finish it (WINCH, QUIT) or roll it back first`);
     }
+    // One old master at a time: it keeps the fds and workers of its generation until they drained.
     if (this.#parentPid !== undefined) {
       return refuse(
-        `this master is itself the new one while the old master (pid ${this.#parentPid}) still runs; retire the old master (QUIT) first`,
+        this.#parentStopping
+          ? `the old master (pid ${this.#parentPid}) still runs: it is stopping and exits once its workers have drained; USR2 again after that (one old master at a time)`
+          : `this master is itself the new one while the old master (pid ${this.#parentPid}) still runs; retire the old master (QUIT) first`,
       );
     }
     if (this.phase !== 'running') return refuse(`this master is ${this.phase}; an upgrade needs phase 'running'`);
@@ -568,6 +617,10 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
         );
       } else if (m.type === 'resume') {
         void this.#resume().then(() => this.#sendChild({ baton: 'old-master', type: 'resumed' }));
+      } else if (m.type === 'ticket-keys-wanted') {
+        // Secrets, on the channel only the two masters share; none when this master opted out.
+        const keys = this.#config.tlsTicketKeys ? this.#pool.ticketKeysFor(this.#listeners.all) : {};
+        this.#sendChild({ baton: 'old-master', type: 'ticket-keys', keys });
       }
     });
     child.once('exit', (code, signal) => this.#onChildExit(child, code, signal));
@@ -704,7 +757,14 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
       const m = decodeMasterLinkMessage(raw);
       if (m?.baton !== 'old-master') return;
       if (m.type === 'resumed') this.#resumeWaiter?.();
-      else if (m.type === 'drained') {
+      else if (m.type === 'ticket-keys') this.#ticketKeysArrived?.(m.keys);
+      else if (m.type === 'stopping') {
+        this.#parentStopping = true;
+        this.#log.info(
+          { event: 'old-master-stopping', parentPid: this.#parentPid },
+          `the old master (pid ${this.#parentPid}) is stopping; it exits once its workers have drained`,
+        );
+      } else if (m.type === 'drained') {
         this.#counters.migrated += m.migrated;
         this.#counters.drained += m.drained;
         this.#counters.forced += m.forced;
@@ -722,11 +782,15 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
       this.#parentPid = undefined;
       // Killed rather than retired: nobody else removes what it left.
       if (parent !== undefined && !alive(parent)) this.#removeMasterFiles(parent);
-      this.#log.info(`the old master (pid ${parent}) is gone; this master is the only one`);
+      this.#log.info(
+        { event: 'old-master-gone', parentPid: parent },
+        `the old master (pid ${parent}) is gone; this master is the only one`,
+      );
       // The pid file this master could not write (a full disk) is tried again now that it alone runs.
       const pidFile = this.#config.pidFile;
       if (this.phase === 'running' && readPidFile(pidFile) !== this.pid) this.#fileOp('pid file', pidFile, () => writePidFile(pidFile));
       this.#resumeWaiter?.();
+      this.#ticketKeysArrived?.(undefined);
       if (this.phase === 'running') this.#notifySystemd({ MAINPID: this.pid, STATUS: 'serving' });
     };
     link.on('disconnect', parentGone);
@@ -741,6 +805,8 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
     if (this.phase === 'stopping' || this.phase === 'exited') return;
     this.#phases.transition('stopping');
     this.#notifySystemd({ STOPPING: 1 });
+    // A new master refuses USR2 while this one runs; it can say why (see #upgrade).
+    this.#sendChild({ baton: 'old-master', type: 'stopping' });
     await this.#pool.stopAll(drainMs);
     this.#flushPersist();
     // A new master this one started lives on without it.
@@ -961,6 +1027,9 @@ export class Master extends EventEmitter<{ phase: [to: MasterPhase, from: Master
     if (this.#child?.connected) this.#child.send(m, undefined, {}, () => undefined);
   }
 }
+
+/** How long a new master waits for the old one's ticket keys before its workers start with keys of their own. */
+const TICKET_KEYS_WAIT_MS = 5_000;
 
 /** How long the state-file write after a drain waits for other drains ending at the same time. */
 const PERSIST_COALESCE_MS = 200;

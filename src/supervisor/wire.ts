@@ -87,7 +87,16 @@ true satisfies Exclude<WorkerMessage['type'], z.output<typeof workerMessage>['ty
 export type MasterLinkMessage =
   | { baton: 'new-master'; type: 'ready'; pid: number }
   | { baton: 'new-master'; type: 'resume' }
+  /** The new master, before it starts a worker, asks for the old one's TLS session-ticket keys (config tlsTicketKeys). */
+  | { baton: 'new-master'; type: 'ticket-keys-wanted' }
+  /**
+   * The answer: the old master's ticket keys, base64 by listener name (secrets: only ever on this
+   * channel); none when the old master's config says tlsTicketKeys: false.
+   */
+  | { baton: 'old-master'; type: 'ticket-keys'; keys: Record<string, string> }
   | { baton: 'old-master'; type: 'resumed' }
+  /** The old master is stopping (QUIT, TERM): it exits once its workers drained; the new master's USR2 says so meanwhile. */
+  | { baton: 'old-master'; type: 'stopping' }
   /** A retired worker of the old master finished draining: its counts go on in the new master's counters. */
   | { baton: 'old-master'; type: 'drained'; migrated: number; drained: number; forced: number; byProtocol?: DrainByProtocol }
   | { baton: 'old-master'; type: 'absorb'; workers: { slot: number; socketPath: string }[] };
@@ -95,7 +104,15 @@ export type MasterLinkMessage =
 const masterLinkMessage = z.discriminatedUnion('type', [
   z.object({ baton: z.literal('new-master'), type: z.literal('ready'), pid: z.number().int().min(1).max(PID_MAX) }),
   z.object({ baton: z.literal('new-master'), type: z.literal('resume') }),
+  z.object({ baton: z.literal('new-master'), type: z.literal('ticket-keys-wanted') }),
+  z.object({
+    baton: z.literal('old-master'),
+    type: z.literal('ticket-keys'),
+    // 48 bytes of key in base64 (TICKET_KEY_BYTES) per listener name, a few names.
+    keys: z.record(z.string().min(1).max(256), z.string().regex(/^[A-Za-z0-9+/]{64}$/)).refine((k) => Object.keys(k).length <= 4096),
+  }),
   z.object({ baton: z.literal('old-master'), type: z.literal('resumed') }),
+  z.object({ baton: z.literal('old-master'), type: z.literal('stopping') }),
   z.object({
     baton: z.literal('old-master'),
     type: z.literal('drained'),

@@ -138,10 +138,22 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
     return slots.length === this.#config.workers && slots.every((s) => s.current?.state === 'ready' && !s.pending);
   }
 
-  /** The ticket keys of `listeners` (made for a name seen first), for a worker's spec. */
-  #ticketKeysFor(listeners: readonly HeldListener[]): Record<string, string> {
+  /**
+   * The ticket keys of `listeners` (made for a name seen first): for a worker's spec, and for the
+   * new master of a binary upgrade (over the masters' IPC channel only). Secrets: never log them.
+   */
+  ticketKeysFor(listeners: readonly HeldListener[]): Record<string, string> {
     for (const l of listeners) if (!this.#ticketKeys.has(l.name)) this.#ticketKeys.set(l.name, newTicketKeys());
     return Object.fromEntries(listeners.map((l) => [l.name, this.#ticketKeys.get(l.name)!]));
+  }
+
+  /**
+   * Takes an old master's ticket keys (binary upgrade) as this pool's for those listener names:
+   * call before {@link WorkerPool.start}, so every worker gets them. Returns how many names it took.
+   */
+  inheritTicketKeys(keys: Readonly<Record<string, string>>): number {
+    for (const [name, k] of Object.entries(keys)) this.#ticketKeys.set(name, k);
+    return Object.keys(keys).length;
   }
 
   /** Listeners the app binds itself that the master does not hold, found in use by a second worker (see #onListenFailed). */
@@ -370,7 +382,7 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
           livenessMs: c.timeouts.livenessMs,
           maxGenerations: c.maxGenerations,
           observe: c.metrics !== undefined,
-          ...(c.tlsTicketKeys !== false ? { ticketKeys: this.#ticketKeysFor(this.#listeners) } : {}),
+          ...(c.tlsTicketKeys !== false ? { ticketKeys: this.ticketKeysFor(this.#listeners) } : {}),
           output: this.#output,
         },
         process.pid,

@@ -166,8 +166,16 @@ export class FakeProcess implements ProcessPort {
     return this.#events.listenerCount(event);
   }
 
+  /** What the fake old master answers a new master's request for its TLS session-ticket keys (undefined: no answer). */
+  ticketKeys: Record<string, string> | undefined = {};
+
   send(message: unknown): void {
-    if (this.connected) this.sent.push(message);
+    if (!this.connected) return;
+    this.sent.push(message);
+    const m = message as { baton?: string; type?: string };
+    const keys = this.ticketKeys;
+    if (m.baton === 'new-master' && m.type === 'ticket-keys-wanted' && keys !== undefined)
+      queueMicrotask(() => this.raise('message', { baton: 'old-master', type: 'ticket-keys', keys }));
   }
 
   disconnect(): void {

@@ -29,7 +29,11 @@ const CONFIG = (dir: string, extra = '') =>
     extra,
   ].join('\n');
 
-async function startMaster(t: TestContext, options: { parent?: boolean; config?: string } = {}) {
+/** `parentKeys`: what the fake old master answers the new master's request for its ticket keys (null: it never answers). */
+async function startMaster(
+  t: TestContext,
+  options: { parent?: boolean; config?: string; parentKeys?: Record<string, string> | null } = {},
+) {
   const dir = tempDir('baton-unit-master-');
   fs.writeFileSync(path.join(dir, 'app.mjs'), '');
   const configFile = path.join(dir, 'baton.yaml');
@@ -40,8 +44,18 @@ async function startMaster(t: TestContext, options: { parent?: boolean; config?:
     env[PARENT_MASTER_ENV] = '4242';
     platform.process.hasChannel = true;
     platform.process.connected = true;
+    if (options.parentKeys !== undefined) platform.process.ticketKeys = options.parentKeys ?? undefined;
   }
-  const master = await Master.start({ configFile, overrides: {}, env, platform });
+  const starting = Master.start({ configFile, overrides: {}, env, platform });
+  if (options.parentKeys === null) {
+    // The old master never answers: the new master waits TICKET_KEYS_WAIT_MS, then starts its workers anyway.
+    const asked = () => platform.process.sent.some((m) => (m as { type?: string }).type === 'ticket-keys-wanted');
+    for (let i = 0; i < 200 && !asked(); i++) await settle();
+    assert.ok(asked(), 'the new master asks the old one for its ticket keys');
+    assert.equal(platform.spawned.length, 0, 'no worker starts before the keys came or the wait ended');
+    await platform.clock.advance(5_000);
+  }
+  const master = await starting;
   t.after(async () => {
     if (master.phase !== 'exited') {
       platform.process.raise('SIGTERM');
@@ -175,7 +189,10 @@ test('a new master tells the old one when it serves, and rolls back to it on TER
   const { master, serveAll, platform, workers } = await startMaster(t, { parent: true });
   await serveAll();
   assert.equal(master.phase, 'running');
-  assert.deepEqual(platform.process.sent, [{ baton: 'new-master', type: 'ready', pid: process.pid }]);
+  assert.deepEqual(platform.process.sent, [
+    { baton: 'new-master', type: 'ticket-keys-wanted' },
+    { baton: 'new-master', type: 'ready', pid: process.pid },
+  ]);
 
   platform.process.raise('SIGTERM');
   await settle();
@@ -207,4 +224,85 @@ test('a new master whose workers crash-loop while starting gives up, so the old 
   assert.deepEqual(master.phaseHistory, ['starting', 'stopping', 'exited']);
   const status = await master.status();
   assert.match(status.lastError ?? '', /workers keep failing; exiting so the old master serves on/);
+});
+
+/** The ticket keys worker `w` is given when it asks its master (as a worker does before it serves). */
+async function keysOf(w: FakeChild): Promise<Record<string, string>> {
+  w.message({ baton: 'worker', type: 'ticket-keys' });
+  await settle();
+  return (w.sentOf('ticket-keys').at(-1) as { keys: Record<string, string> }).keys;
+}
+
+const KEYS = Buffer.alloc(48, 7).toString('base64');
+
+test("USR2: the old master gives the new one its workers' ticket keys when asked, none when it opted out", async (t) => {
+  for (const optOut of [false, true]) {
+    const dir = tempDir('baton-unit-master-');
+    const { serveAll, workers, platform } = await startMaster(t, {
+      config: CONFIG(dir, optOut ? 'tlsTicketKeys: false' : ''),
+    });
+    await serveAll();
+    platform.process.raise('SIGUSR2');
+    const child = newMaster(platform)!;
+    child.message({ baton: 'new-master', type: 'ticket-keys-wanted' });
+    await settle();
+    const given = child.sentOf('ticket-keys') as { keys: Record<string, string> }[];
+    assert.equal(given.length, 1, 'one answer');
+    if (optOut) assert.deepEqual(given[0]!.keys, {}, 'tlsTicketKeys: false: no keys leave the master');
+    else {
+      assert.deepEqual(Object.keys(given[0]!.keys), ['http']);
+      assert.equal(given[0]!.keys.http, (await keysOf(workers()[0]!)).http, 'the keys its workers serve with');
+    }
+  }
+});
+
+test("a new master's workers serve with the old master's ticket keys; opted out, it does not ask", async (t) => {
+  const { serveAll, workers, platform } = await startMaster(t, { parent: true, parentKeys: { http: KEYS } });
+  assert.deepEqual(platform.process.sent[0], { baton: 'new-master', type: 'ticket-keys-wanted' });
+  await serveAll();
+  for (const w of workers()) assert.equal((await keysOf(w)).http, KEYS, 'every worker gets the inherited keys');
+
+  const dir = tempDir('baton-unit-master-');
+  const off = await startMaster(t, { parent: true, parentKeys: { http: KEYS }, config: CONFIG(dir, 'tlsTicketKeys: false') });
+  await off.serveAll();
+  assert.equal(
+    off.platform.process.sent.some((m) => (m as { type?: string }).type === 'ticket-keys-wanted'),
+    false,
+    'tlsTicketKeys: false: no keys asked for',
+  );
+  assert.deepEqual(await keysOf(off.workers()[0]!), {});
+});
+
+test('a new master whose old master never gives keys starts its workers with keys of their own after the wait', async (t) => {
+  const { master, serveAll, workers } = await startMaster(t, { parent: true, parentKeys: null });
+  assert.equal(workers().length, 2);
+  await serveAll();
+  assert.equal(master.phase, 'running');
+  const keys = await keysOf(workers()[0]!);
+  assert.equal(Buffer.from(keys.http!, 'base64').length, 48);
+  assert.notEqual(keys.http, KEYS);
+  assert.equal((await keysOf(workers()[1]!)).http, keys.http, 'its own, one set for all its workers');
+});
+
+test('an old master tells its new master it is stopping; the new one then refuses USR2 saying the old one drains', async (t) => {
+  const old = await startMaster(t);
+  await old.serveAll();
+  old.platform.process.raise('SIGUSR2');
+  const child = newMaster(old.platform)!;
+  child.message({ baton: 'new-master', type: 'ready', pid: child.pid });
+  old.platform.process.raise('SIGQUIT');
+  await settle();
+  assert.equal(child.sentOf('stopping').length, 1, 'QUIT: the new master is told');
+
+  const { master, serveAll, platform } = await startMaster(t, { parent: true });
+  await serveAll();
+  platform.process.raise('SIGUSR2');
+  assert.match((await master.status()).lastError ?? '', /retire the old master \(QUIT\) first/);
+  platform.process.raise('message', { baton: 'old-master', type: 'stopping' });
+  platform.process.raise('SIGUSR2');
+  assert.match(
+    (await master.status()).lastError ?? '',
+    /USR2 refused: the old master \(pid 4242\) still runs: it is stopping and exits once its workers have drained; USR2 again after that/,
+  );
+  assert.equal(newMaster(platform), undefined, 'no new master is spawned');
 });
