@@ -17,6 +17,7 @@ import type { UpgradeRecorder, UpgradeReportData } from '../observe/upgrade-repo
 import { runWrapped } from './run-wrapper.js';
 import { findRunGenerations, formatRunGenerations } from './run-generations.js';
 import { defaultSocketDir } from '../handover/upgrade-socket.js';
+import { compileCacheEnv } from '../handover/compile-cache.js';
 
 const version = (JSON.parse(fs.readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 /** A commander parser for a positive number of milliseconds (an integer). */
@@ -346,6 +347,8 @@ program
         if (o.maxGenerations !== undefined) env.BATON_MAX_GENERATIONS = String(o.maxGenerations);
         if (o.name) env.BATON_NAME = o.name;
         if (o.socketDir) env.BATON_SOCKET_DIR = o.socketDir;
+        // Each app process compiles what the one before it did: Node's compile cache (≥ 22.1) spares it that.
+        Object.assign(env, compileCacheEnv(env));
         // The app runs in its own Node process (require.main, process.argv as usual); this one stays its parent
         // across upgrades (SIGUSR2 here: a takeover by a new child), see run-wrapper.ts.
         process.exitCode = await runWrapped(['--import', REGISTER_URL, path.resolve(app), ...appArgs(args)], env);
