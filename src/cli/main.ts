@@ -11,26 +11,13 @@ import { REGISTER_URL } from '../adopt/register-url.js';
 import { isBatonError } from '../core/errors.js';
 import { loadBinding } from '../native/binding.js';
 import type { ConfigOverrides } from '../supervisor/config.js';
-import { Master } from '../supervisor/master.js';
 import { alive } from '../core/proc.js';
-import {
-  locate,
-  reload,
-  requireCurrent,
-  rollback,
-  signal,
-  tryStatus,
-  upgrade,
-  waitUntil,
-  type Target,
-  type UpgradeObserver,
-  type UpgradeSummary,
-} from './operations.js';
-import { UpgradeRecorder, writeUpgradeReport, type UpgradeReportData } from '../observe/upgrade-report.js';
+import type { Target, UpgradeObserver, UpgradeSummary } from './operations.js';
+import type { UpgradeRecorder, UpgradeReportData } from '../observe/upgrade-report.js';
 import { runWrapped } from './run-wrapper.js';
-import { formatStatus } from './status-format.js';
 import { findRunGenerations, formatRunGenerations } from './run-generations.js';
 import { defaultSocketDir } from '../handover/upgrade-socket.js';
+import { compileCacheEnv } from '../handover/compile-cache.js';
 
 const version = (JSON.parse(fs.readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 /** A commander parser for a positive number of milliseconds (an integer). */
@@ -46,6 +33,14 @@ function atLeastTwo(value: string): number {
   if (!Number.isInteger(n) || n < 2) throw new InvalidArgumentError(`expected an integer of at least 2, got ${JSON.stringify(value)}`);
   return n;
 }
+
+/*
+ * The supervisor's side (the master, the operations on it, upgrade reports, status formatting) is
+ * imported by the commands that use it, not here: `baton run` — run again, it is an upgrade's first
+ * step — then starts without loading zod, pino, yaml and prom-client (~400 ms on a loaded machine).
+ */
+const operations = () => import('./operations.js');
+const upgradeReport = () => import('../observe/upgrade-report.js');
 
 const program = new Command();
 program
@@ -98,9 +93,9 @@ const appArgs = (args: string[]): string[] => (args[0] === '--' ? args.slice(1) 
 
 /** Runs a command body, printing a BatonError as one line and setting the exit code. */
 /** Writes an upgrade report (JSON and SVG) and says where; a report that cannot be written is a warning, not a failed upgrade. */
-function report(file: string, data: UpgradeReportData, print: (line: string) => void): void {
+async function report(file: string, data: UpgradeReportData, print: (line: string) => void): Promise<void> {
   try {
-    const written = writeUpgradeReport(file, data);
+    const written = (await upgradeReport()).writeUpgradeReport(file, data);
     print(`report: ${written.json}, ${written.svg}`);
   } catch (err) {
     process.stderr.write(`baton: cannot write the upgrade report ${file}: ${(err as Error).message}\n`);
@@ -138,6 +133,7 @@ targetOptions(
     if (o.workers !== undefined) overrides.workers = o.workers;
     const appArguments = appArgs(args);
     if (appArguments.length > 0) overrides.args = appArguments;
+    const { Master } = await import('../supervisor/master.js');
     const master = await Master.start({ configFile: o.config, overrides });
     process.exitCode = await master.exited();
     // Workers and the new master are separate processes; nothing of this one must linger.
@@ -153,6 +149,7 @@ targetOptions(
     ),
 ).action(
   action(async (o: TargetOptions) => {
+    const { reload } = await operations();
     const out = (line: string) => process.stdout.write(`${line}\n`);
     const outcome = await reload(targetOf(o), out);
     if (outcome) out(outcome.message);
@@ -161,6 +158,7 @@ targetOptions(
 
 targetOptions(program.command('reopen').description('USR1: reopen the log file (after logrotate renamed it)')).action(
   action(async (o: TargetOptions) => {
+    const { locate, requireCurrent, signal } = await operations();
     const pid = requireCurrent(await locate(targetOf(o)));
     signal(pid, 'SIGUSR1');
     process.stdout.write(`sent USR1 to master pid ${pid}\n`);
@@ -175,6 +173,7 @@ targetOptions(
     .option('--no-wait', 'do not wait for the master to exit'),
 ).action(
   action(async (o: TargetOptions & { fast?: boolean; wait: boolean }) => {
+    const { locate, requireCurrent, signal, waitUntil } = await operations();
     const l = await locate(targetOf(o));
     const pid = requireCurrent(l);
     signal(pid, o.fast ? 'SIGTERM' : 'SIGQUIT');
@@ -199,6 +198,8 @@ targetOptions(
     .addOption(new Option('--window <ms>', 'health window in ms').argParser((v) => Number.parseInt(v, 10))),
 ).action(
   action(async (o: TargetOptions & { keepOld?: boolean; healthUrl?: string; window?: number; report?: string }) => {
+    const { tryStatus, upgrade } = await operations();
+    const { UpgradeRecorder } = await upgradeReport();
     const print = (line: string) => process.stdout.write(`${line}\n`);
     // --report: a recorder follows the upgrade from the moment it located the old master.
     let recorder: { r: UpgradeRecorder; name: string } | undefined;
@@ -210,7 +211,7 @@ targetOptions(
         }
       : undefined;
     const writeReport = async (result: 'done' | 'failed', error?: string, summary?: UpgradeSummary) => {
-      if (recorder) report(o.report!, await recorder.r.finish(recorder.name, result, error, summary && { ...summary }), print);
+      if (recorder) await report(o.report!, await recorder.r.finish(recorder.name, result, error, summary && { ...summary }), print);
     };
     let s: UpgradeSummary;
     try {
@@ -231,6 +232,7 @@ targetOptions(
 
 targetOptions(program.command('rollback').description('back to the old master of an upgrade: HUP it, then QUIT the new one')).action(
   action(async (o: TargetOptions) => {
+    const { rollback } = await operations();
     const r = await rollback(targetOf(o), (line) => process.stdout.write(`${line}\n`));
     process.stdout.write(`rolled back: master pid ${r.oldPid} serves, pid ${r.newPid} retired\n`);
   }),
@@ -244,6 +246,8 @@ targetOptions(
     .option('--socket-dir <dir>', "baton run's upgrade socket directory (default: the default one)"),
 ).action(
   action(async (o: TargetOptions & { json?: boolean; socketDir?: string }) => {
+    const { locate } = await operations();
+    const { formatStatus } = await import('./status-format.js');
     const l = await locate(targetOf(o));
     const masters = [];
     // A pid file that names no master (stale) or a master that cannot be asked (unreachable, with the errno).
@@ -343,6 +347,8 @@ program
         if (o.maxGenerations !== undefined) env.BATON_MAX_GENERATIONS = String(o.maxGenerations);
         if (o.name) env.BATON_NAME = o.name;
         if (o.socketDir) env.BATON_SOCKET_DIR = o.socketDir;
+        // Each app process compiles what the one before it did: Node's compile cache (≥ 22.1) spares it that.
+        Object.assign(env, compileCacheEnv(env));
         // The app runs in its own Node process (require.main, process.argv as usual); this one stays its parent
         // across upgrades (SIGUSR2 here: a takeover by a new child), see run-wrapper.ts.
         process.exitCode = await runWrapped(['--import', REGISTER_URL, path.resolve(app), ...appArgs(args)], env);

@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
+import { compileCacheEnv } from './compile-cache.js';
 import { CHANNEL_FD_ENV, LISTEN_FDS_START } from './inherit.js';
 
 /** What the exec path runs: by default this same program, re-read from disk. */
@@ -67,8 +68,9 @@ export function spawnWithListeners(
 /**
  * Starts the successor as nginx does on SIGUSR2: the listening fds become the
  * child's fds 3, 4, … with LISTEN_FDS / LISTEN_FDNAMES set, and the channel fd
- * follows them, named by BATON_CHANNEL_FD. The caller closes `channelFd` after
- * this returns.
+ * follows them, named by BATON_CHANNEL_FD. The successor gets Node's module
+ * compile cache unless opted out (compile-cache.ts). The caller closes
+ * `channelFd` after this returns.
  */
 export function spawnSuccessor(
   listeners: readonly { name: string; fd: number }[],
@@ -77,6 +79,6 @@ export function spawnSuccessor(
 ): ChildProcess {
   return spawnWithListeners(listeners, exec, {
     extraFds: [channelFd],
-    env: { [CHANNEL_FD_ENV]: String(LISTEN_FDS_START + listeners.length) },
+    env: { ...compileCacheEnv(exec.env ?? process.env), [CHANNEL_FD_ENV]: String(LISTEN_FDS_START + listeners.length) },
   });
 }

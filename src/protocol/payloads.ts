@@ -32,7 +32,9 @@ const TEXT_MAX = 16 * 1024;
 /**
  * The schema of each frame type's payload. zod is loaded (synchronously) on
  * the first check rather than with this module: a generation that starts
- * fresh never pays for it, and a successor sends its Hello before it does.
+ * fresh does not pay for it on its start (it loads them a second after it
+ * serves, off its first upgrade's path: Generation.ready()), and a successor
+ * sends its Hello before it does.
  */
 export function payloadSchemas(): PayloadSchemas {
   schemas ??= buildSchemas(createRequire(import.meta.url)('zod') as typeof import('zod'));
