@@ -136,7 +136,7 @@ export class ListenerSet {
     this.#retryAddressInUseMs = options.retryAddressInUseMs ?? 0;
     this.#ticketKeys = options.ticketKeys ?? new Map();
     this.#deferDatagrams = options.deferDatagrams ?? this.#deferInherited;
-    this.#datagrams = new DatagramListeners(pool, () => this.#deferDatagrams);
+    this.#datagrams = new DatagramListeners(pool, () => this.#deferDatagrams, this.#byName);
   }
 
   /**
