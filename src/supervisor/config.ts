@@ -27,7 +27,7 @@ const unixListener = z.strictObject({
 });
 /** A UDP socket (`dgram`), told apart from the others by its `type`; `address` defaults to the loopback address of the type. */
 const udpListener = z.strictObject({
-  type: z.enum(['udp4', 'udp6'], 'a UDP listener\'s type is udp4 or udp6'),
+  type: z.enum(['udp4', 'udp6'], "a UDP listener's type is udp4 or udp6"),
   address: z.string().min(1).optional(),
   port: z.number().int().min(0).max(65535),
 });
@@ -38,21 +38,23 @@ const udpListener = z.strictObject({
  * each schema in turn, so an error names the entry's own problem (`listeners.dns.port:
  * expected number`) instead of a union's "invalid input".
  */
-const listenerEntry = z.unknown().transform(
-  (value, ctx): z.infer<typeof tcpListener> | z.infer<typeof unixListener> | (z.infer<typeof udpListener> & { address: string }) => {
-    const keyed = value !== null && typeof value === 'object';
-    const schema = keyed && 'type' in value ? udpListener : keyed && 'path' in value ? unixListener : tcpListener;
-    const parsed = schema.safeParse(value);
-    if (parsed.success) {
-      const entry = parsed.data;
-      if (!('type' in entry)) return entry;
-      return { ...entry, address: entry.address ?? (entry.type === 'udp4' ? '127.0.0.1' : '::1') };
-    }
-    // The entry's own issues, code and all (loadConfig words an unknown key from its `keys`).
-    for (const issue of parsed.error.issues) ctx.addIssue(issue as Parameters<typeof ctx.addIssue>[0]);
-    return z.NEVER;
-  },
-);
+const listenerEntry = z
+  .unknown()
+  .transform(
+    (value, ctx): z.infer<typeof tcpListener> | z.infer<typeof unixListener> | (z.infer<typeof udpListener> & { address: string }) => {
+      const keyed = value !== null && typeof value === 'object';
+      const schema = keyed && 'type' in value ? udpListener : keyed && 'path' in value ? unixListener : tcpListener;
+      const parsed = schema.safeParse(value);
+      if (parsed.success) {
+        const entry = parsed.data;
+        if (!('type' in entry)) return entry;
+        return { ...entry, address: entry.address ?? (entry.type === 'udp4' ? '127.0.0.1' : '::1') };
+      }
+      // The entry's own issues, code and all (loadConfig words an unknown key from its `keys`).
+      for (const issue of parsed.error.issues) ctx.addIssue(issue as Parameters<typeof ctx.addIssue>[0]);
+      return z.NEVER;
+    },
+  );
 
 const positiveMs = z.number().int().positive();
 

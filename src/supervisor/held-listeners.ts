@@ -213,7 +213,9 @@ async function bindDatagram(name: string, type: 'udp4' | 'udp6', address: string
       const fd = datagramFd(socket);
       if (fd === undefined) {
         socket.close();
-        reject(new BatonError('ERR_BATON_INTERNAL_MISSING', `listener '${name}': Node ${process.version} does not show a dgram socket's fd`));
+        reject(
+          new BatonError('ERR_BATON_INTERNAL_MISSING', `listener '${name}': Node ${process.version} does not show a dgram socket's fd`),
+        );
         return;
       }
       const copy = dupFd(fd);
