@@ -1,7 +1,8 @@
 /**
- * The master's listening sockets: bound (or inherited) once, held open and
- * never accepted on by the master itself. Workers inherit them and all accept
- * on the same sockets, as nginx's workers do.
+ * The master's listening sockets — TCP, unix and UDP: bound (or inherited, or
+ * adopted from a worker) once, held open and never accepted on (or read) by
+ * the master itself. Workers inherit them and all accept on (read) the same
+ * sockets, as nginx's workers do.
  */
 import dgram from 'node:dgram';
 import fs from 'node:fs';
