@@ -15,6 +15,9 @@
  * - a UDP entry of the config is validated, its errors naming file, line and entry;
  *   on a reload an unchanged UDP entry keeps its socket (the master never read it:
  *   a datagram sent to it meanwhile is still queued), a moved one is bound anew;
+ * - socket activation (systemd-socket-activate --datagram): the master takes the
+ *   inherited UDP socket of its name; the datagram that started it, queued
+ *   before any process read, is answered by a worker;
  * - the library's `listenDatagram('dns', …)` in supervised workers gets the
  *   master's socket; the contrast: without the listener in the config, the
  *   second worker's bind fails with EADDRINUSE, reported once as
@@ -303,4 +306,41 @@ test("the library's listenDatagram() in supervised workers: the configured socke
   const unconfigured = await next(log, 'listener-unconfigured', (e) => e.event === 'listener-unconfigured' && e.pid === bareMaster, 0);
   assert.equal(unconfigured.listener, 'dns');
   assert.match(String(unconfigured.msg), /listeners: \{ dns: \{ type: udp4, address, port \} \}/);
+});
+
+test("socket activation: the master takes systemd's UDP socket; the datagram that started it is answered", async (t) => {
+  const dir = tempDir('baton-sup-udp-');
+  const port = await freeUdpPort();
+  const cfg = writeUdpConfig(dir, appFile('udp-echo.mjs'), port, [`dns: { type: udp4, address: 127.0.0.1, port: ${port} }`]);
+  const activator = spawn(
+    'systemd-socket-activate',
+    ['--datagram', '-l', `127.0.0.1:${port}`, '--fdname=dns', process.execPath, cli, 'start', '-c', cfg],
+    {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
+  t.after(() => killAll([activator.pid!]));
+  log.attach(activator.stdout);
+  const bound = new Promise<void>((resolve) =>
+    readline.createInterface({ input: activator.stderr }).on('line', (line) => {
+      log.output.push(`[activator] ${line}`);
+      if (line.startsWith(`Listening on 127.0.0.1:${port}`)) resolve();
+    }),
+  );
+  await bound;
+  const client = await UdpEchoClient.open('activated');
+  clients.push(client);
+  // The first datagram starts the master (it execs into it): it waits in the kernel until a worker reads.
+  client.start(port, 20);
+  await client.waitReply((r) => r.seq === 0, 'the answer to the datagram that started the master', 40_000);
+  const ready = await log.waitFor((e) => e.event === 'master-ready', 'master ready', 40_000);
+  assert.deepEqual((await statusOf(dir, ready.pid)).listeners, [
+    { name: 'dns', address: '127.0.0.1', port, type: 'udp4', origin: 'inherited' },
+  ]);
+  client.stop();
+  await client.settled();
+  assert.deepEqual(client.missing(), []);
+  assert.deepEqual(client.duplicated(), []);
+  process.kill(ready.pid, 'SIGQUIT');
+  await next(log, 'master exited', (e) => e.event === 'master-exited' && e.pid === ready.pid, 0, 30_000);
 });
