@@ -333,7 +333,8 @@ test("socket activation: the master takes systemd's UDP socket; the datagram tha
   // The first datagram starts the master (it execs into it): it waits in the kernel until a worker reads.
   client.start(port, 20);
   await client.waitReply((r) => r.seq === 0, 'the answer to the datagram that started the master', 40_000);
-  const ready = await log.waitFor((e) => e.event === 'master-ready', 'master ready', 40_000);
+  // systemd-socket-activate execs into the master: same pid.
+  const ready = await log.waitFor((e) => e.event === 'master-ready' && e.pid === activator.pid, 'master ready', 40_000);
   assert.deepEqual((await statusOf(dir, ready.pid)).listeners, [
     { name: 'dns', address: '127.0.0.1', port, type: 'udp4', origin: 'inherited' },
   ]);
