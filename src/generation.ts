@@ -62,8 +62,8 @@ export interface GenerationEvents {
   failed: [error: Error];
   /** Something went wrong that did not stop serving (e.g. the predecessor vanished mid-handover). */
   warning: [error: Error];
-  /** A listen() failed (its promise rejects with the same error): the supervisor's worker link reports it to the master. */
-  'listen-failed': [info: { name: string; address: ListenAddress; error: Error }];
+  /** A listen() or listenDatagram() failed (its promise rejects with the same error): the supervisor's worker link reports it to the master. */
+  'listen-failed': [info: { name: string; address: ListenAddress | DatagramAddress; error: Error }];
 }
 
 /** Internal: what start() found out, given to the Generation. */
@@ -290,7 +290,12 @@ export class Generation extends EventEmitter<GenerationEvents> {
     if (p !== 'starting' && p !== 'taking-over' && p !== 'serving') {
       throw new BatonError('ERR_BATON_INVALID_PHASE', `listenDatagram('${name}') is not allowed in phase '${p}'`);
     }
-    return (await this.#listeners.listenDatagram(name, address, socket)).socket;
+    try {
+      return (await this.#listeners.listenDatagram(name, address, socket)).socket;
+    } catch (err) {
+      this.emit('listen-failed', { name, address, error: err as Error });
+      throw err;
+    }
   }
 
   /**

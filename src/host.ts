@@ -16,6 +16,7 @@
  * comes from baton's install that runs the app, `import 'baton'` from the
  * app's own dependency — two copies of this module, one host.
  */
+import type dgram from 'node:dgram';
 import type net from 'node:net';
 import { BatonError } from './core/errors.js';
 import { processGlobal } from './core/process-global.js';
@@ -52,10 +53,10 @@ export interface Host {
   attach(generation: Generation): void;
   /**
    * A listener the app bound itself (zero-code adoption, not one of the
-   * host's): the host may take a copy of `server`'s handle. The server stays
-   * the app's.
+   * host's): a listening server, or a bound UDP socket. The host may take a
+   * copy of its handle; the server or socket stays the app's.
    */
-  listenerBound?(name: string, server: net.Server): void;
+  listenerBound?(name: string, server: net.Server | dgram.Socket): void;
   /**
    * The host's TLS session-ticket keys, base64 by listener name (a master's: the same for
    * every worker it runs), asked for once by start() before the generation serves; an empty

@@ -292,11 +292,11 @@ async function adoptDatagram(s: State, socket: dgram.Socket, name: string, addre
     const g = await generationOf(s);
     await g.listenDatagram(name, address, socket);
     const bound = socket.address();
-    s.options.report(
-      'listening',
-      { listener: name, port: bound.port, origin: g.getDatagramListeners().find((l) => l.socket === socket)?.origin },
-      `listener ${name} (port ${bound.port})`,
-    );
+    const origin = g.getDatagramListeners().find((l) => l.socket === socket)?.origin;
+    // Under the supervisor, a socket the master did not have is handed to it (a copy), so the
+    // other workers and the next master read the same socket instead of failing with EADDRINUSE.
+    if (origin === 'bound') s.host?.listenerBound?.(name, socket);
+    s.options.report('listening', { listener: name, port: bound.port, origin }, `listener ${name} (port ${bound.port})`);
   } catch (err) {
     // As Node reports EADDRINUSE: an 'error' event on the socket.
     process.nextTick(() => socket.emit('error', asError(err)));

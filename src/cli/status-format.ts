@@ -13,7 +13,9 @@ export function formatStatus(name: string, masters: readonly MasterStatus[]): st
         (m.childPid ? `, new master pid ${m.childPid}` : ''),
     );
     for (const l of m.listeners)
-      lines.push(`  listener ${l.name}: ${l.port === undefined ? l.address : `${l.address}:${l.port}`} (${l.origin})`);
+      lines.push(
+        `  listener ${l.name}: ${l.type ? `${l.type} ` : ''}${l.port === undefined ? l.address : `${l.address}:${l.port}`} (${l.origin})`,
+      );
     for (const w of m.workers) {
       lines.push(
         `  worker ${w.slot} pid ${w.pid}: ${w.state}${w.generation ? `, generation ${w.generation}` : ''}, ` +

@@ -76,15 +76,23 @@ export interface DatagramListener {
 export class DatagramListeners {
   readonly #pool: PoolEntry[];
   readonly #defer: () => boolean;
+  readonly #byAddress: boolean;
   readonly #listeners = new Map<string, DatagramListener>();
   /** Sockets bound but not reading until activate(). */
   readonly #deferred = new Set<dgram.Socket>();
   #paused = false;
 
-  /** `pool` is the generation's pool of inherited fds (shared with the stream listeners); `defer()` tells whether to hold reading back. */
-  constructor(pool: PoolEntry[], defer: () => boolean) {
+  /**
+   * `pool` is the generation's pool of inherited fds (shared with the stream
+   * listeners); `defer()` tells whether to hold reading back. With
+   * `byAddress` (a supervised worker: the master's config names its sockets,
+   * not the app), a socket whose name is not in the pool takes the inherited
+   * one bound where it asks (type, port and address), whatever that one's name.
+   */
+  constructor(pool: PoolEntry[], defer: () => boolean, byAddress = false) {
     this.#pool = pool;
     this.#defer = defer;
+    this.#byAddress = byAddress;
   }
 
   /** The listeners in the order they were set up. */
@@ -221,16 +229,25 @@ export class DatagramListeners {
   #findInherited(name: string, address: DatagramAddress): number {
     const byName = this.#pool.findIndex((l) => l.name === name && l.description.type === 'dgram');
     if (byName >= 0) return byName;
-    // An unnamed systemd socket (ListenDatagram=) of exactly this address.
     if (!address.port) return -1;
+    // Under a supervisor, the master's socket of this address whatever its name (an unmodified
+    // app's bind()); else an unnamed systemd socket (ListenDatagram=) of exactly this address.
+    const family = address.type === 'udp4' ? 'inet' : 'inet6';
     return this.#pool.findIndex(
       (l) =>
-        l.name === undefined &&
+        (this.#byAddress || l.name === undefined) &&
         l.description.type === 'dgram' &&
+        (!this.#byAddress || l.description.family === family) &&
         l.description.port === address.port &&
-        (address.address === undefined || address.address === l.description.address),
+        hostMatches(address.address, l.description.address),
     );
   }
+}
+
+/** Whether a socket bound to `bound` serves a bind() to `asked` (undefined: any address; `localhost`: a loopback one). */
+function hostMatches(asked: string | undefined, bound: string | undefined): boolean {
+  if (asked === undefined || asked === bound) return true;
+  return asked === 'localhost' && (bound === '127.0.0.1' || bound === '::1');
 }
 
 function isBound(socket: dgram.Socket): boolean {

@@ -103,7 +103,9 @@ export class ListenerSet {
    * {@link ListenerSet.activate}: a successor must not take connections from the shared
    * socket before it is ready, or a successor that crashes before ready would lose them.
    * With `byName`, an inherited listener is claimed by its name whatever address
-   * listen() asks for: a supervisor's config, not the app, decides the address.
+   * listen() asks for: a supervisor's config, not the app, decides the address;
+   * a listen() or listenDatagram() whose name is not inherited takes the
+   * inherited socket of its address (an unmodified app under the supervisor).
    * With `retryAddressInUseMs`, a fresh TCP bind that fails with EADDRINUSE is
    * tried again (every 50 ms) for that long: a successor whose predecessor died
    * before handing its listeners over binds ports the dying process may still
@@ -136,7 +138,7 @@ export class ListenerSet {
     this.#retryAddressInUseMs = options.retryAddressInUseMs ?? 0;
     this.#ticketKeys = options.ticketKeys ?? new Map();
     this.#deferDatagrams = options.deferDatagrams ?? this.#deferInherited;
-    this.#datagrams = new DatagramListeners(pool, () => this.#deferDatagrams);
+    this.#datagrams = new DatagramListeners(pool, () => this.#deferDatagrams, this.#byName);
   }
 
   /**

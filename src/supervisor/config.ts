@@ -25,6 +25,36 @@ const unixListener = z.strictObject({
   mode: z.number().int().min(0).max(0o777).optional(),
   backlog: z.number().int().positive().optional(),
 });
+/** A UDP socket (`dgram`), told apart from the others by its `type`; `address` defaults to the loopback address of the type. */
+const udpListener = z.strictObject({
+  type: z.enum(['udp4', 'udp6'], "a UDP listener's type is udp4 or udp6"),
+  address: z.string().min(1).optional(),
+  port: z.number().int().min(0).max(65535),
+});
+
+/**
+ * One listener entry: a UDP socket when it has a `type`, a unix socket when it
+ * has a `path`, else TCP. Dispatched on those keys rather than tried against
+ * each schema in turn, so an error names the entry's own problem (`listeners.dns.port:
+ * expected number`) instead of a union's "invalid input".
+ */
+const listenerEntry = z
+  .unknown()
+  .transform(
+    (value, ctx): z.infer<typeof tcpListener> | z.infer<typeof unixListener> | (z.infer<typeof udpListener> & { address: string }) => {
+      const keyed = value !== null && typeof value === 'object';
+      const schema = keyed && 'type' in value ? udpListener : keyed && 'path' in value ? unixListener : tcpListener;
+      const parsed = schema.safeParse(value);
+      if (parsed.success) {
+        const entry = parsed.data;
+        if (!('type' in entry)) return entry;
+        return { ...entry, address: entry.address ?? (entry.type === 'udp4' ? '127.0.0.1' : '::1') };
+      }
+      // The entry's own issues, code and all (loadConfig words an unknown key from its `keys`).
+      for (const issue of parsed.error.issues) ctx.addIssue(issue as Parameters<typeof ctx.addIssue>[0]);
+      return z.NEVER;
+    },
+  );
 
 const positiveMs = z.number().int().positive();
 
@@ -38,8 +68,8 @@ export const configSchema = z.strictObject({
   args: z.array(z.string()).default([]),
   /** Worker processes running the app, all accepting on the same listening sockets. */
   workers: z.number().int().min(1).max(256).default(1),
-  /** The listening sockets the master owns, by name: `{ host, port }` or `{ path }`. */
-  listeners: z.record(listenerName, z.union([tcpListener, unixListener])).default({}),
+  /** The sockets the master owns, by name: TCP `{ host, port }`, unix `{ path }` or UDP `{ type: udp4 | udp6, address, port }`. */
+  listeners: z.record(listenerName, listenerEntry).default({}),
   /** The master's pid file (the old master's becomes `<pidFile>.oldbin` during a binary upgrade). */
   pidFile: z.string().min(1).optional(),
   /** Directory (0700) of the control and worker upgrade sockets. */
@@ -140,6 +170,14 @@ export type Config = z.infer<typeof configSchema> & {
 
 /** A listener's address in the config. */
 export type ListenerConfig = Config['listeners'][string];
+
+/** A UDP listener of the config (`type` udp4 or udp6; `address` filled in with the type's loopback address). */
+export type DatagramListenerConfig = Extract<ListenerConfig, { type: string }>;
+
+/** Whether `l` is a UDP listener. */
+export function isDatagramConfig(l: ListenerConfig): l is DatagramListenerConfig {
+  return 'type' in l;
+}
 
 /** What the command line adds to (and overrides in) the file. */
 export interface ConfigOverrides {

@@ -1,8 +1,10 @@
 /**
- * The master's listening sockets: bound (or inherited) once, held open and
- * never accepted on by the master itself. Workers inherit them and all accept
- * on the same sockets, as nginx's workers do.
+ * The master's listening sockets — TCP, unix and UDP: bound (or inherited, or
+ * adopted from a worker) once, held open and never accepted on (or read) by
+ * the master itself. Workers inherit them and all accept on (read) the same
+ * sockets, as nginx's workers do.
  */
+import dgram from 'node:dgram';
 import fs from 'node:fs';
 import net from 'node:net';
 import { BatonError } from '../core/errors.js';
@@ -13,7 +15,8 @@ import { check } from '../native/system-error.js';
 import { probeUnixSocket } from '../native/unix-channel.js';
 import { DEFAULT_BACKLOG } from '../native/unix-listener.js';
 import { addressMatches, serverFd } from '../listeners/listener-set.js';
-import type { ListenerConfig } from './config.js';
+import { datagramFd, datagramReceiving } from '../native/internals.js';
+import { isDatagramConfig, type ListenerConfig } from './config.js';
 
 /** A listening socket held by the master. The master owns `fd` (CLOEXEC) and closes it in {@link HeldListeners.close}. */
 export interface HeldListener {
@@ -29,6 +32,8 @@ export interface ListenerStatus {
   name: string;
   address: string;
   port?: number;
+  /** A UDP socket's type; absent for TCP and unix listeners. */
+  type?: 'udp4' | 'udp6';
   origin: HeldListener['origin'];
 }
 
@@ -58,8 +63,8 @@ export class HeldListeners {
     const pool = [...inherited];
     try {
       for (const [name, address] of Object.entries(wanted)) {
-        let i = pool.findIndex((l) => l.name === name && (!requireSameAddress || addressMatches(l.description, address, true)));
-        if (i < 0) i = pool.findIndex((l) => l.name === undefined && addressMatches(l.description, address, false));
+        let i = pool.findIndex((l) => l.name === name && (!requireSameAddress || configMatches(l.description, address, true)));
+        if (i < 0) i = pool.findIndex((l) => l.name === undefined && configMatches(l.description, address, false));
         if (i >= 0) {
           const [l] = pool.splice(i, 1);
           held.push({ name, fd: l!.fd, description: l!.description, origin: 'inherited' });
@@ -90,12 +95,15 @@ export class HeldListeners {
   }
 
   /**
-   * Takes over the listening socket of `server` (received from a worker that
-   * bound it) as listener `name`: its fd is duplicated and the server closed
-   * before the event loop could accept on it. False when `name` is held already.
+   * Takes over the listening socket of `server` — or the UDP socket —
+   * received from a worker that bound it, as listener `name`: its fd is
+   * duplicated and the server (socket) closed before the event loop could
+   * accept (read) on it: Node hands a received handle over in the tick it
+   * starts accepting (reading) in. False when `name` is held already.
    */
-  adopt(name: string, server: net.Server): boolean {
-    const fd = serverFd(server);
+  adopt(name: string, server: net.Server | dgram.Socket): boolean {
+    if (server instanceof dgram.Socket) datagramReceiving(server, false);
+    const fd = server instanceof dgram.Socket ? datagramFd(server) : serverFd(server);
     if (this.#held.some((h) => h.name === name) || fd === undefined) {
       server.close();
       return false;
@@ -120,9 +128,9 @@ export class HeldListeners {
   status(): ListenerStatus[] {
     return this.#held.map((h) => {
       const d = h.description;
-      return d.family === 'unix'
-        ? { name: h.name, address: d.path ?? '', origin: h.origin }
-        : { name: h.name, address: d.address ?? '', port: d.port, origin: h.origin };
+      if (d.family === 'unix') return { name: h.name, address: d.path ?? '', origin: h.origin };
+      const type = d.type === 'dgram' ? { type: d.family === 'inet6' ? ('udp6' as const) : ('udp4' as const) } : {};
+      return { name: h.name, address: d.address ?? '', port: d.port, ...type, origin: h.origin };
     });
   }
 
@@ -157,6 +165,7 @@ export class HeldListeners {
  * unlinks its path.)
  */
 export async function bindListener(name: string, address: ListenerConfig): Promise<number> {
+  if (isDatagramConfig(address)) return bindDatagram(name, address.type, address.address, address.port);
   const backlog = address.backlog ?? DEFAULT_BACKLOG;
   if ('path' in address) {
     const found = probeUnixSocket(address.path);
@@ -180,4 +189,51 @@ export async function bindListener(name: string, address: ListenerConfig): Promi
       resolve(fd);
     });
   });
+}
+
+/**
+ * Binds a UDP socket the master never reads: Node starts reading a bound
+ * dgram socket (recvStart) just before it emits 'listening', synchronously,
+ * so the 'listening' callback stops reading, duplicates the fd and closes the
+ * socket before the event loop could poll it — every datagram waits in the
+ * kernel for a worker. The caller owns the returned fd (CLOEXEC).
+ */
+async function bindDatagram(name: string, type: 'udp4' | 'udp6', address: string, port: number): Promise<number> {
+  const socket = dgram.createSocket(type);
+  return new Promise<number>((resolve, reject) => {
+    socket.once('error', (err) => {
+      try {
+        socket.close();
+      } catch {
+        // ERR_SOCKET_DGRAM_NOT_RUNNING: nothing is open.
+      }
+      reject(Object.assign(err, { message: `listener '${name}': ${err.message}` }));
+    });
+    socket.bind({ address, port, exclusive: true }, () => {
+      datagramReceiving(socket, false);
+      const fd = datagramFd(socket);
+      if (fd === undefined) {
+        socket.close();
+        reject(
+          new BatonError('ERR_BATON_INTERNAL_MISSING', `listener '${name}': Node ${process.version} does not show a dgram socket's fd`),
+        );
+        return;
+      }
+      const copy = dupFd(fd);
+      socket.close();
+      resolve(copy);
+    });
+  });
+}
+
+/**
+ * Whether the socket described by `d` is the config's listener `address`: a
+ * UDP entry wants a datagram socket of its family, address and port (any port
+ * for port 0 when `named`), the others a stream socket (see addressMatches).
+ */
+function configMatches(d: SocketDescription, address: ListenerConfig, named: boolean): boolean {
+  if (!isDatagramConfig(address)) return d.type === 'stream' && addressMatches(d, address, named);
+  if (d.type !== 'dgram' || d.family !== (address.type === 'udp4' ? 'inet' : 'inet6')) return false;
+  if (address.port === 0 ? !named : d.port !== address.port) return false;
+  return d.address === address.address;
 }

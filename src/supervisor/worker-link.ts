@@ -219,7 +219,12 @@ function linkToMaster(generation: Generation, options: { observe: boolean }): vo
       baton: 'worker',
       type: 'listen-failed',
       name,
-      address: 'path' in address ? address.path : `${address.host ?? '0.0.0.0'}:${address.port}`,
+      address:
+        'type' in address
+          ? `${address.type} ${address.address ?? 'any'}:${address.port ?? 0}`
+          : 'path' in address
+            ? address.path
+            : `${address.host ?? '0.0.0.0'}:${address.port}`,
       code: (error as NodeJS.ErrnoException).code,
       message: error.message,
     }),

@@ -6,6 +6,7 @@
  */
 import { resolveLogFormat } from './logger.js';
 import { EventEmitter } from 'node:events';
+import type dgram from 'node:dgram';
 import type net from 'node:net';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -54,7 +55,7 @@ export interface PoolEvents {
   /** A worker started, became ready, failed or exited. */
   change: [];
   /** A worker bound a listener the master does not have (see WorkerProcess 'listener'). */
-  listener: [name: string, server: net.Server];
+  listener: [name: string, server: net.Server | dgram.Socket];
   /** A worker's drain ended (already added to the counters). */
   drained: [report: WorkerDrainReport];
   /** A worker forwarded one of its diagnostics events (metrics). */
@@ -487,7 +488,7 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
         'ERR_BATON_CONFIG_INVALID',
         `worker ${slot.index}: the app binds listener '${info.name}' (${info.address}) itself and it is in use (EADDRINUSE): ` +
           `the master holds no listener '${info.name}', so only one worker can bind it. Configure it ` +
-          `(listeners: { ${info.name}: { host, port } } in the config) so the master binds it once and shares it with every worker, ` +
+          `(listeners: { ${info.name}: ${/^udp[46] /.test(info.address) ? '{ type: udp4, address, port }' : '{ host, port }'} } in the config) so the master binds it once and shares it with every worker, ` +
           `or run the app unmodified (without baton's library: zero-code adoption shares what it binds)`,
       );
       this.emit('log', 'error', err.message, {

@@ -4,6 +4,7 @@
  * when its generation serves.
  */
 import type { ChildProcess } from 'node:child_process';
+import dgram from 'node:dgram';
 import { EventEmitter } from 'node:events';
 import net from 'node:net';
 import readline from 'node:readline';
@@ -105,8 +106,8 @@ export interface WorkerEvents {
   failed: [error: BatonError];
   /** Its generation left `serving` by itself: a newer worker took its slot over (the handover drains it). */
   replaced: [];
-  /** It bound a listener the master did not have; `server` holds a copy of the listening socket. */
-  listener: [name: string, server: net.Server];
+  /** It bound a listener the master did not have; `server` holds a copy of the listening (or UDP) socket. */
+  listener: [name: string, server: net.Server | dgram.Socket];
   /** A listen() of its app failed (the app usually exits next). */
   'listen-failed': [info: { name: string; address: string; code: string | undefined; message: string }];
   /** Its drain ended: how its connections left. */
@@ -174,7 +175,7 @@ export class WorkerProcess extends EventEmitter<WorkerEvents> {
       const m = decodeWorkerMessage(raw);
       if (!m) return;
       if (m.type === 'listener') {
-        if (handle instanceof net.Server) this.emit('listener', m.name, handle);
+        if (handle instanceof net.Server || handle instanceof dgram.Socket) this.emit('listener', m.name, handle);
         return;
       }
       if (m.type === 'listen-failed') {

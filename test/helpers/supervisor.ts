@@ -61,10 +61,10 @@ export async function startMaster(log: EventLog, cfg: string, args: string[] = [
   return { child, pid, port: portOf(starting) };
 }
 
-/** The port of listener 'http' in a 'master-starting' event. */
+/** The port of listener 'http' in a 'master-starting' event (0 for a master without one). */
 export function portOf(e: FixtureEvent): number {
   const l = (e.listeners as { name: string; port: number }[]).find((x) => x.name === 'http');
-  return l!.port;
+  return l?.port ?? 0;
 }
 
 /** Asks master `pid` (name 'app', run dir `dir`) for its status. */
