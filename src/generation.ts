@@ -36,6 +36,15 @@ const debug = debuglog('baton');
 /** How long after a generation without a predecessor begins to serve it loads the frame schemas (see ready()). */
 const SCHEMA_WARM_UP_MS = 1_000;
 
+/** Loads the frame schemas ahead of need; a failure is left for the load on demand to meet and report. */
+function warmUpSchemas(): void {
+  try {
+    payloadSchemas();
+  } catch {
+    // Not now (e.g. EMFILE): the first frame that needs them loads them, and fails there with its own error.
+  }
+}
+
 /** Reported on the successor when its predecessor finished draining. */
 export type PredecessorDone = DonePayload & { pid: number };
 
@@ -422,7 +431,8 @@ export class Generation extends EventEmitter<GenerationEvents> {
     // A generation without a predecessor has not loaded the frames' schemas (zod, ~100 ms of this
     // thread): it would load them when its successor's Hello comes, on the upgrade's path. Load them
     // a moment after serving instead, off any upgrade (a successor loaded them for its takeover).
-    if (!side) setTimeout(payloadSchemas, SCHEMA_WARM_UP_MS).unref();
+    // Loading can fail (out of fds: EMFILE at a require): then they load when a Hello needs them, as before.
+    if (!side) setTimeout(warmUpSchemas, SCHEMA_WARM_UP_MS).unref();
   }
 
   /**
