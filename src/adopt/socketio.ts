@@ -37,11 +37,10 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { debuglog } from 'node:util';
 import type { Generation } from '../generation.js';
+import { StrandedPolls, type PollingSessionLike } from './socketio-polls.js';
 
 /** The parts of an engine.io session used here. */
-interface EngineSocketLike {
-  readyState: string;
-  transport?: { name?: string };
+interface EngineSocketLike extends PollingSessionLike {
   close(): void;
 }
 
@@ -95,6 +94,8 @@ interface NamespaceStore {
 /** What travels under the late-state key `socket.io`. */
 interface Store {
   namespaces: NamespaceStore[];
+  /** Stranded long-poll answers by session id (socketio-polls.ts). */
+  stranded?: Record<string, string>;
 }
 
 const debug = debuglog('baton:socketio');
@@ -124,8 +125,9 @@ export interface SocketIoHooks {
 export function hookSocketIo(appEntry: string): SocketIoHooks | undefined {
   let adapterModule: { Adapter?: { prototype: object }; SessionAwareAdapter?: { prototype: object } };
   let adapterPath: string;
+  let sioRequire: NodeJS.Require;
   try {
-    const sioRequire = createRequire(createRequire(appEntry).resolve('socket.io'));
+    sioRequire = createRequire(createRequire(appEntry).resolve('socket.io'));
     adapterPath = sioRequire.resolve('socket.io-adapter');
     adapterModule = sioRequire(adapterPath) as typeof adapterModule;
   } catch {
@@ -135,6 +137,7 @@ export function hookSocketIo(appEntry: string): SocketIoHooks | undefined {
   if (!adapterProto || Object.getOwnPropertyDescriptor(adapterProto, 'rooms')) return undefined;
 
   uniqueOffsets(adapterPath);
+  const polls = StrandedPolls.hook(sioRequire);
   const adapters = new Set<AdapterLike>();
   /** Stores delivered by the predecessor for namespaces whose adapter was not seen yet. */
   const pending = new Map<string, NamespaceStore>();
@@ -178,8 +181,10 @@ export function hookSocketIo(appEntry: string): SocketIoHooks | undefined {
       const handle = g.handOverLate(KEY, {
         provide: async () => {
           cutover = closeSessions;
+          const stranded: Record<string, string> = {};
           if (closeSessions) {
             for (const engine of engines()) {
+              if (polls) Object.assign(stranded, StrandedPolls.collect(Object.values(engine.clients)));
               // WebSockets are the drain's (1012); long-polling sessions are closed here.
               for (const socket of Object.values(engine.clients)) if (socket.transport?.name === 'polling') socket.close();
               if (watched.has(engine)) continue;
@@ -191,10 +196,12 @@ export function hookSocketIo(appEntry: string): SocketIoHooks | undefined {
           }
           for (const a of adapters) apply(a);
           const recovering = [...adapters].filter((a) => a.sessions instanceof Map && Array.isArray(a.packets));
-          if (recovering.length === 0 || !handStore) return undefined;
+          if (Object.keys(stranded).length > 0) debug('%d long-polling sessions had no poll pending', Object.keys(stranded).length);
+          if (recovering.length === 0 || !handStore)
+            return Object.keys(stranded).length > 0 ? ({ namespaces: [], stranded } satisfies Store) : undefined;
           const started = performance.now();
           if (closeSessions) await closed(recovering);
-          const store = { namespaces: recovering.map(take) } satisfies Store;
+          const store = { namespaces: recovering.map(take), stranded } satisfies Store;
           debug(
             'store taken %d ms after the cutover: %d sessions (%d still closing), %d packets',
             Math.round(performance.now() - started),
@@ -205,11 +212,13 @@ export function hookSocketIo(appEntry: string): SocketIoHooks | undefined {
           return store;
         },
         receive: (value) => {
+          polls?.receive((value as Store | null)?.stranded);
           for (const store of (value as Store | null)?.namespaces ?? []) pending.set(store.nsp, store);
           for (const a of adapters) apply(a);
         },
       });
       settled = () => handle.settled();
+      polls?.settleWith(settled);
       // A rollback serves on: new sessions are welcome again.
       g.on('phase', (p) => {
         if (p === 'serving') cutover = false;

@@ -1,0 +1,159 @@
+/**
+ * Stranded long-poll answers (socket.io under zero-code adoption, see
+ * socketio.ts). At the cutover the old generation closes its long-polling
+ * sessions with engine.io's own close, which rides on the session's pending
+ * poll. A session with no poll pending at that moment — its client just got
+ * the previous answer and its next poll is still on the way — keeps what it
+ * queued (an acknowledgement, a broadcast) and its close until that next
+ * poll comes; but the poll reaches the successor, which does not know the
+ * session and answers 400. The client then reconnects without what was
+ * queued: a message it had sent, processed by the old generation, is sent
+ * again (socket.io's `retries`) and processed twice.
+ *
+ * So the old generation also encodes, for each such session, what its next
+ * poll would have answered (the queued packets and the close) and hands it
+ * over with the late state; the successor answers that poll with it, after
+ * engine.io's middlewares (CORS headers are the app's). The old generation
+ * keeps its own copy: a poll that still reaches it (a connection it keeps
+ * serving) gets it there, and the client polls a closed session only once,
+ * so nobody answers twice. A message the client sends on the session at the
+ * successor waits until the poll took the answer (at most {@link POST_WAIT_MS}),
+ * then gets engine.io's 400, as before: a client that saw the 400 first
+ * would drop the answer.
+ *
+ * Only engine.io protocol 4 (socket.io 3 and later clients) is answered;
+ * other sessions are left as they were.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { debuglog } from 'node:util';
+
+/** The parts of an engine.io session used here. */
+export interface PollingSessionLike {
+  id: string;
+  readyState: string;
+  writeBuffer?: unknown[];
+  transport?: {
+    name?: string;
+    writable?: boolean;
+    protocol?: number;
+    parser?: { encodePayload?: (packets: unknown[], callback: (payload: string) => void) => void };
+  };
+}
+
+/** engine.io's server as its prototype's `verify` sees it. */
+interface EngineServerLike {
+  clients: Record<string, unknown>;
+}
+
+type Verify = (this: EngineServerLike, req: EngineRequest, upgrade: boolean, fn: (...args: unknown[]) => void) => unknown;
+
+/** engine.io's request once its `prepare()` ran. */
+interface EngineRequest extends IncomingMessage {
+  _query?: Record<string, string>;
+  res?: ServerResponse;
+}
+
+const debug = debuglog('baton:socketio');
+/** How long the successor keeps a stranded answer no poll came for. */
+const KEEP_MS = 30_000;
+/** How long a message on a stranded session waits for the session's poll to take its answer. */
+const POST_WAIT_MS = 2_000;
+
+/** One answer the successor holds for a session of its predecessor's. */
+interface Held {
+  body: string;
+  taken: Promise<void>;
+  take(): void;
+}
+
+/** The stranded-poll answers of one process: see the module comment. */
+export class StrandedPolls {
+  readonly #held = new Map<string, Held>();
+  #settled: () => Promise<void> = () => Promise.resolve();
+
+  private constructor() {}
+
+  /**
+   * Hooks `verify` on the prototype of the app's engine.io `Server` (loaded
+   * with `sioRequire`, before the app's code runs); undefined when that
+   * engine.io cannot be found or has no `verify`.
+   */
+  static hook(sioRequire: NodeJS.Require): StrandedPolls | undefined {
+    let proto: { verify?: Verify } | undefined;
+    try {
+      proto = (sioRequire('engine.io') as { Server?: { prototype: { verify?: Verify } } }).Server?.prototype;
+    } catch {
+      return undefined;
+    }
+    const verify = proto?.verify;
+    if (!proto || typeof verify !== 'function') return undefined;
+    const polls = new StrandedPolls();
+    proto.verify = function (this: EngineServerLike, req, upgrade, fn) {
+      const q = req._query;
+      const sid = q?.sid;
+      if (upgrade || q?.transport !== 'polling' || sid === undefined || Object.hasOwn(this.clients, sid)) {
+        return verify.call(this, req, upgrade, fn);
+      }
+      // An unknown session: perhaps one the predecessor handed over (its delivery may still be on the way).
+      void polls.#answer(sid, req).then((answered) => {
+        if (!answered) verify.call(this, req, upgrade, fn);
+      });
+      return undefined;
+    };
+    return polls;
+  }
+
+  /** Successor: `settled` resolves once the predecessor's late state was delivered (or none will be). */
+  settleWith(settled: () => Promise<void>): void {
+    this.#settled = settled;
+  }
+
+  /**
+   * Predecessor, at the cutover, before the sessions are closed: what the
+   * next poll of each long-polling session without a pending poll would get.
+   * The sessions are left as they are.
+   */
+  static collect(sessions: Iterable<PollingSessionLike>): Record<string, string> {
+    const answers: Record<string, string> = {};
+    for (const s of sessions) {
+      const t = s.transport;
+      const encode = t?.parser?.encodePayload;
+      if (t?.name !== 'polling' || t.writable !== false || t.protocol !== 4 || s.readyState !== 'open' || !encode) continue;
+      // encodePayload answers synchronously for every packet a session queues (strings, and binary as base64).
+      encode([...(s.writeBuffer ?? []), { type: 'close' }], (payload) => {
+        answers[s.id] = payload;
+      });
+    }
+    return answers;
+  }
+
+  /** Successor: takes the predecessor's answers. */
+  receive(answers: Record<string, string> | undefined): void {
+    for (const [sid, body] of Object.entries(answers ?? {})) {
+      if (typeof body !== 'string') continue;
+      let take!: () => void;
+      const taken = new Promise<void>((r) => (take = r));
+      this.#held.set(sid, { body, taken, take });
+      setTimeout(() => this.#held.delete(sid), KEEP_MS).unref();
+    }
+    if (this.#held.size > 0) debug('holding %d stranded poll answers', this.#held.size);
+  }
+
+  /** Answers `req` for stranded session `sid` if one is held: true when answered. */
+  async #answer(sid: string, req: EngineRequest): Promise<boolean> {
+    await this.#settled();
+    const held = this.#held.get(sid);
+    const res = req.res;
+    if (!held || !res) return false;
+    if (req.method !== 'GET') {
+      await Promise.race([held.taken, new Promise((r) => setTimeout(r, POST_WAIT_MS).unref())]);
+      return false;
+    }
+    this.#held.delete(sid);
+    held.take();
+    debug('answered the stranded poll of %s', sid);
+    res.writeHead(200, { 'Content-Type': 'text/plain; charset=UTF-8', 'Content-Length': Buffer.byteLength(held.body) });
+    res.end(held.body);
+    return true;
+  }
+}

@@ -1,0 +1,75 @@
+/**
+ * A long-polling session with no poll pending at the cutover
+ * (src/adopt/socketio-polls.ts), driven step by step with engine.io's own
+ * protocol over fresh HTTP connections so the moment is not left to chance:
+ * the client sends a message with an ack on its session's POST and has no
+ * poll (GET) pending, so the old generation can only queue the ack. After the
+ * upgrade the client's next poll reaches the successor, which must answer it
+ * with what the old generation queued — the ack — and engine.io's close
+ * packet (without the hand-over it answers 400 "Session ID unknown", the
+ * client reconnects without the ack and sends the message again). A message
+ * the client posts on the old session meanwhile is not given to the app.
+ */
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import { after, describe, it } from 'node:test';
+import { AppRunner } from './helpers/adopt.js';
+import { EventLog, killAll, tempDir } from './helpers/server-process.js';
+
+/** engine.io's separator of packets in one long-polling payload. */
+const SEPARATOR = '\x1e';
+
+/** One HTTP request on a fresh connection (socket.io-client in Node polls the same way). */
+function request(port: number, method: 'GET' | 'POST', query: string, body?: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      { host: '127.0.0.1', port, method, path: `/socket.io/?EIO=4&transport=polling${query}`, agent: false },
+      (res) => {
+        let text = '';
+        res.setEncoding('utf8').on('data', (d: string) => (text += d));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }));
+      },
+    );
+    req.on('error', reject);
+    if (body !== undefined) req.setHeader('content-type', 'text/plain;charset=UTF-8');
+    req.end(body);
+  });
+}
+
+describe('socket.io long-polling: a session without a pending poll at the cutover', () => {
+  const log = new EventLog();
+  const apps = new AppRunner(log);
+  after(() => {
+    killAll(log.events.filter((e) => e.event === 'ready').map((e) => e.pid));
+    apps.killAll();
+  });
+
+  it('its next poll, at the successor, gets the ack the old generation queued and the close', async () => {
+    const dir = tempDir('baton-sio-stranded-');
+    const env = { SIO_TRANSPORTS: 'polling' };
+    const oldPid = (await apps.run(dir, 'socketio.mjs', env).ready()).pid;
+    const port = apps.portOf(oldPid);
+
+    const open = await request(port, 'GET', '');
+    assert.equal(open.status, 200, open.body);
+    const sid = (JSON.parse(open.body.slice(1)) as { sid: string }).sid;
+    const s = `&sid=${encodeURIComponent(sid)}`;
+    // socket.io's CONNECT to the main namespace, and its answer on the next poll.
+    assert.equal((await request(port, 'POST', s, '40')).body, 'ok');
+    assert.match((await request(port, 'GET', s)).body, /^40\{/);
+    // 'msg' with ack id 1; no poll is pending, so the old generation queues the ack.
+    assert.equal((await request(port, 'POST', s, '421["msg","stranded",7]')).body, 'ok');
+    const processed = await log.waitFor((e) => e.event === 'msg' && e.client === 'stranded', 'msg processed');
+    assert.equal(processed.pid, oldPid);
+
+    const newPid = await apps.upgrade(dir, 'socketio.mjs', oldPid, env);
+    // A message posted on the old session at the successor: not given to any app (answered once the poll took its answer).
+    const late = request(port, 'POST', s, '422["msg","stranded",8]');
+    const poll = await request(port, 'GET', s);
+    assert.equal(poll.status, 200, `the successor (pid ${newPid}) answered the stranded poll: ${poll.body}`);
+    const packets = poll.body.split(SEPARATOR);
+    assert.deepEqual(packets, [`431[{"n":7,"pid":${oldPid}}]`, '1'], 'the queued ack, then the close');
+    assert.equal((await late).status, 400, 'the old session is unknown to the successor');
+    assert.equal(log.events.filter((e) => e.event === 'msg' && e.client === 'stranded').length, 1, 'message 7 processed once, 8 never');
+  });
+});
