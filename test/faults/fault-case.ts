@@ -24,7 +24,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { FailPoint } from '../../src/core/failpoint.js';
 import { alive } from '../../src/core/proc.js';
-import { fdKinds, treeOf, zombiesIn, allProcs } from './proc-scan.js';
+import { fdKinds, treeOf, zombiesIn, allProcs, processesNaming } from './proc-scan.js';
 import { targetFor, Timeouts, type PathName, type Target } from './targets.js';
 import { KeepAliveLoad, Prober, Traffic, type Failure } from './traffic.js';
 
@@ -323,7 +323,8 @@ export async function runCase(spec: CaseSpec): Promise<CaseResult> {
     clearInterval(sampler);
     await quiesce().catch(() => undefined);
     sample();
-    const all = [...seen.keys(), ...target.roots];
+    // Those that left the tree too (reparented to init): else they outlive the run, serving on.
+    const all = [...new Set([...seen.keys(), ...target.roots, ...processesNaming(target.dir)])];
     for (const pid of all) signal(pid, 'SIGKILL');
     // SIGCONT lets a stopped process take its SIGKILL.
     for (const pid of all) signal(pid, 'SIGCONT');

@@ -104,3 +104,24 @@ export function rssKiB(pid: number): number | undefined {
     return undefined;
   }
 }
+
+/**
+ * Live processes (other than this one) whose command line or environment
+ * names `dir`: a case's processes that left its tree — reparented to init
+ * when their parent died (a master killed mid-upgrade leaves its workers and
+ * its successor behind) — and so escape {@link treeOf}.
+ */
+export function processesNaming(dir: string): number[] {
+  const out: number[] = [];
+  for (const name of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(name) || Number(name) === process.pid) continue;
+    try {
+      const cmdline = fs.readFileSync(`/proc/${name}/cmdline`, 'utf8');
+      const environ = fs.readFileSync(`/proc/${name}/environ`, 'utf8');
+      if (cmdline.includes(dir) || environ.includes(dir)) out.push(Number(name));
+    } catch {
+      // gone, or not ours to read
+    }
+  }
+  return out;
+}
