@@ -11,7 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 base=${1:-82dca35}
-old=$(mktemp -d /tmp/baton-suite-time.XXXXXX)
+old=$(mktemp -d -t baton-suite-time.XXXXXX)
 trap 'rm -rf "$old"' EXIT
 
 git clone -q . "$old"

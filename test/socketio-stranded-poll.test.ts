@@ -64,12 +64,15 @@ describe('socket.io long-polling: a session without a pending poll at the cutove
 
     const newPid = await apps.upgrade(dir, 'socketio.mjs', oldPid, env);
     // A message posted on the old session at the successor: not given to any app (answered once the poll took its answer).
-    const late = request(port, 'POST', s, '422["msg","stranded",8]');
-    const poll = await request(port, 'GET', s);
+    const order: string[] = [];
+    const late = request(port, 'POST', s, '422["msg","stranded",8]').then((r) => (order.push('post'), r));
+    const poll = await request(port, 'GET', s).then((r) => (order.push('poll'), r));
     assert.equal(poll.status, 200, `the successor (pid ${newPid}) answered the stranded poll: ${poll.body}`);
     const packets = poll.body.split(SEPARATOR);
     assert.deepEqual(packets, [`431[{"n":7,"pid":${oldPid}}]`, '1'], 'the queued ack, then the close');
     assert.equal((await late).status, 400, 'the old session is unknown to the successor');
+    // Sent first, answered after the poll: a client that got the 400 first would drop the poll's answer.
+    assert.deepEqual(order, ['poll', 'post'], 'the post was refused only once the poll had its answer');
     assert.equal(log.events.filter((e) => e.event === 'msg' && e.client === 'stranded').length, 1, 'message 7 processed once, 8 never');
   });
 });

@@ -129,14 +129,20 @@ export class StrandedPolls {
 
   /** Successor: takes the predecessor's answers. */
   receive(answers: Record<string, string> | undefined): void {
+    const batch = new Map<string, Held>();
     for (const [sid, body] of Object.entries(answers ?? {})) {
       if (typeof body !== 'string') continue;
       let take!: () => void;
       const taken = new Promise<void>((r) => (take = r));
-      this.#held.set(sid, { body, taken, take });
-      setTimeout(() => this.#held.delete(sid), KEEP_MS).unref();
+      batch.set(sid, { body, taken, take });
     }
-    if (this.#held.size > 0) debug('holding %d stranded poll answers', this.#held.size);
+    if (batch.size === 0) return;
+    for (const [sid, held] of batch) this.#held.set(sid, held);
+    // One timer for the delivery: answers no poll came for are dropped together.
+    setTimeout(() => {
+      for (const [sid, held] of batch) if (this.#held.get(sid) === held) this.#held.delete(sid);
+    }, KEEP_MS).unref();
+    debug('holding %d stranded poll answers', batch.size);
   }
 
   /** Answers `req` for stranded session `sid` if one is held: true when answered. */

@@ -184,9 +184,11 @@ export function hookSocketIo(appEntry: string): SocketIoHooks | undefined {
           const stranded: Record<string, string> = {};
           if (closeSessions) {
             for (const engine of engines()) {
-              if (polls) Object.assign(stranded, StrandedPolls.collect(Object.values(engine.clients)));
+              const sessions = Object.values(engine.clients);
+              // Before the close: what each session without a pending poll queued is still in its buffer.
+              if (polls) Object.assign(stranded, StrandedPolls.collect(sessions));
               // WebSockets are the drain's (1012); long-polling sessions are closed here.
-              for (const socket of Object.values(engine.clients)) if (socket.transport?.name === 'polling') socket.close();
+              for (const socket of sessions) if (socket.transport?.name === 'polling') socket.close();
               if (watched.has(engine)) continue;
               watched.add(engine);
               engine.on('connection', (socket) => {
@@ -196,9 +198,9 @@ export function hookSocketIo(appEntry: string): SocketIoHooks | undefined {
           }
           for (const a of adapters) apply(a);
           const recovering = [...adapters].filter((a) => a.sessions instanceof Map && Array.isArray(a.packets));
-          if (Object.keys(stranded).length > 0) debug('%d long-polling sessions had no poll pending', Object.keys(stranded).length);
-          if (recovering.length === 0 || !handStore)
-            return Object.keys(stranded).length > 0 ? ({ namespaces: [], stranded } satisfies Store) : undefined;
+          const strandedCount = Object.keys(stranded).length;
+          if (strandedCount > 0) debug('%d long-polling sessions had no poll pending', strandedCount);
+          if (recovering.length === 0 || !handStore) return strandedCount > 0 ? ({ namespaces: [], stranded } satisfies Store) : undefined;
           const started = performance.now();
           if (closeSessions) await closed(recovering);
           const store = { namespaces: recovering.map(take), stranded } satisfies Store;

@@ -116,9 +116,8 @@ export function processesNaming(dir: string): number[] {
   for (const name of fs.readdirSync('/proc')) {
     if (!/^\d+$/.test(name) || Number(name) === process.pid) continue;
     try {
-      const cmdline = fs.readFileSync(`/proc/${name}/cmdline`, 'utf8');
-      const environ = fs.readFileSync(`/proc/${name}/environ`, 'utf8');
-      if (cmdline.includes(dir) || environ.includes(dir)) out.push(Number(name));
+      const names = (file: string) => fs.readFileSync(`/proc/${name}/${file}`, 'utf8').includes(dir);
+      if (names('cmdline') || names('environ')) out.push(Number(name));
     } catch {
       // gone, or not ours to read
     }
