@@ -13,6 +13,8 @@ cd "$(dirname "$0")/.."
 base=${1:-82dca35}
 old=$(mktemp -d -t baton-suite-time.XXXXXX)
 trap 'rm -rf "$old"' EXIT
+# mktemp's 0700 would keep out the tests' processes of other uids (the peer-credential cases).
+chmod 755 "$old"
 
 git clone -q . "$old"
 git -C "$old" checkout -q "$base"
@@ -26,15 +28,25 @@ for f in "$old"/test/*.test.ts; do
   files+=("$js")
 done
 
-# Wall seconds of a command (its output to stderr).
-seconds() { local t0; t0=$(date +%s%N); "$@" >&2; echo $((($(date +%s%N) - t0) / 1000000000)); }
+# Wall seconds of a command (its output to stderr). A failing suite's time means nothing (a
+# timeout alone adds minutes): the script stops there. errexit does not reach into $(…).
+seconds() {
+  local t0 rc=0
+  t0=$(date +%s%N)
+  "$@" >&2 || rc=$?
+  if [ "$rc" != 0 ]; then
+    echo "suite-time: '$*' failed (exit $rc) in $PWD: no timing" >&2
+    return "$rc"
+  fi
+  echo $((($(date +%s%N) - t0) / 1000000000))
+}
 
 echo "suite-time: $base's npm test (${#files[@]} files)…" >&2
-t_old=$(cd "$old" && seconds npm test)
+t_old=$(cd "$old" && seconds npm test) || exit 1
 echo "suite-time: this checkout, fast tier + the same ${#files[@]} files…" >&2
-t_new=$(seconds bash -c "npm run --silent test:unit && node --test --test-concurrency=1 --test-timeout=300000 ${files[*]}")
+t_new=$(seconds bash -c "npm run --silent test:unit && node --test --test-concurrency=1 --test-timeout=300000 ${files[*]}") || exit 1
 echo "suite-time: $base npm test ${t_old} s; $(git rev-parse --short HEAD) fast tier + same files ${t_new} s ($((t_new * 100 / t_old)) %)"
 if [ "${SUITE_TIME_WHOLE:-1}" != 0 ]; then
-  t_all=$(seconds npm test)
+  t_all=$(seconds npm test) || exit 1
   echo "suite-time: $(git rev-parse --short HEAD) whole npm test ($(ls dist/test/*.test.js | wc -l) files) ${t_all} s"
 fi
