@@ -11,15 +11,18 @@
  * again (socket.io's `retries`) and processed twice.
  *
  * So the old generation also encodes, for each such session, what its next
- * poll would have answered (the queued packets and the close) and hands it
- * over with the late state; the successor answers that poll with it, after
- * engine.io's middlewares (CORS headers are the app's). The old generation
- * keeps its own copy: a poll that still reaches it (a connection it keeps
- * serving) gets it there, and the client polls a closed session only once,
- * so nobody answers twice. A message the client sends on the session at the
- * successor waits until the poll took the answer (at most {@link POST_WAIT_MS}),
- * then gets engine.io's 400, as before: a client that saw the 400 first
- * would drop the answer.
+ * polls would have answered — the queued packets, then the close on the poll
+ * after, as engine.io does — and hands it over with the late state; the
+ * successor answers those polls with it, after engine.io's middlewares (CORS
+ * headers are the app's). Never both in one answer: socket.io-client handles
+ * a decoded packet on a later tick but a close at once, so an ack that
+ * shares its payload with the close is dropped (its emit is failed and sent
+ * again: processed twice). The old generation keeps its own copy: a poll that
+ * still reaches it (a connection it keeps serving) gets it there, and the
+ * client polls a closed session no more, so nobody answers twice. A message
+ * the client sends on the session at the successor waits until the polls
+ * took the close (at most {@link POST_WAIT_MS}), then gets engine.io's 400, as
+ * before: a client that saw the 400 first would drop what was queued.
  *
  * Only engine.io protocol 4 (socket.io 3 and later clients) is answered;
  * other sessions are left as they were.
@@ -59,9 +62,10 @@ const KEEP_MS = 30_000;
 /** How long a message on a stranded session waits for the session's poll to take its answer. */
 const POST_WAIT_MS = 2_000;
 
-/** One answer the successor holds for a session of its predecessor's. */
+/** The answers the successor holds for a session of its predecessor's: one per poll, in order. */
 interface Held {
-  body: string;
+  bodies: string[];
+  /** Resolves when the last answer (the close) was taken. */
   taken: Promise<void>;
   take(): void;
 }
@@ -110,31 +114,36 @@ export class StrandedPolls {
 
   /**
    * Predecessor, at the cutover, before the sessions are closed: what the
-   * next poll of each long-polling session without a pending poll would get.
+   * next polls of each long-polling session without a pending poll would
+   * get, one payload per poll (the queued packets if any, then the close).
    * The sessions are left as they are.
    */
-  static collect(sessions: Iterable<PollingSessionLike>): Record<string, string> {
-    const answers: Record<string, string> = {};
+  static collect(sessions: Iterable<PollingSessionLike>): Record<string, string[]> {
+    const answers: Record<string, string[]> = {};
     for (const s of sessions) {
       const t = s.transport;
       const encode = t?.parser?.encodePayload;
       if (t?.name !== 'polling' || t.writable !== false || t.protocol !== 4 || s.readyState !== 'open' || !encode) continue;
+      const bodies: string[] = [];
       // encodePayload answers synchronously for every packet a session queues (strings, and binary as base64).
-      encode([...(s.writeBuffer ?? []), { type: 'close' }], (payload) => {
-        answers[s.id] = payload;
-      });
+      const queued = s.writeBuffer ?? [];
+      if (queued.length > 0) encode([...queued], (payload) => bodies.push(payload));
+      encode([{ type: 'close' }], (payload) => bodies.push(payload));
+      answers[s.id] = bodies;
     }
     return answers;
   }
 
   /** Successor: takes the predecessor's answers. */
-  receive(answers: Record<string, string> | undefined): void {
+  receive(answers: Record<string, string[] | string> | undefined): void {
     const batch = new Map<string, Held>();
-    for (const [sid, body] of Object.entries(answers ?? {})) {
-      if (typeof body !== 'string') continue;
+    for (const [sid, answer] of Object.entries(answers ?? {})) {
+      // A single string: one payload for one poll (a predecessor of an earlier version).
+      const bodies = typeof answer === 'string' ? [answer] : Array.isArray(answer) ? answer.filter((b) => typeof b === 'string') : [];
+      if (bodies.length === 0) continue;
       let take!: () => void;
       const taken = new Promise<void>((r) => (take = r));
-      batch.set(sid, { body, taken, take });
+      batch.set(sid, { bodies, taken, take });
     }
     if (batch.size === 0) return;
     for (const [sid, held] of batch) this.#held.set(sid, held);
@@ -155,11 +164,15 @@ export class StrandedPolls {
       await Promise.race([held.taken, new Promise((r) => setTimeout(r, POST_WAIT_MS).unref())]);
       return false;
     }
-    this.#held.delete(sid);
-    held.take();
-    debug('answered the stranded poll of %s', sid);
-    res.writeHead(200, { 'Content-Type': 'text/plain; charset=UTF-8', 'Content-Length': Buffer.byteLength(held.body) });
-    res.end(held.body);
+    // The client polls again only once it got this answer, so the next one is for its next poll.
+    const body = held.bodies.shift()!;
+    if (held.bodies.length === 0) {
+      this.#held.delete(sid);
+      held.take();
+    }
+    debug('answered a stranded poll of %s (%d more)', sid, held.bodies.length);
+    res.writeHead(200, { 'Content-Type': 'text/plain; charset=UTF-8', 'Content-Length': Buffer.byteLength(body) });
+    res.end(body);
     return true;
   }
 }

@@ -94,8 +94,8 @@ interface NamespaceStore {
 /** What travels under the late-state key `socket.io`. */
 interface Store {
   namespaces: NamespaceStore[];
-  /** Stranded long-poll answers by session id (socketio-polls.ts). */
-  stranded?: Record<string, string>;
+  /** Stranded long-poll answers by session id, one payload per poll (socketio-polls.ts; a string from an earlier version). */
+  stranded?: Record<string, string[] | string>;
 }
 
 const debug = debuglog('baton:socketio');
@@ -181,7 +181,7 @@ export function hookSocketIo(appEntry: string): SocketIoHooks | undefined {
       const handle = g.handOverLate(KEY, {
         provide: async () => {
           cutover = closeSessions;
-          const stranded: Record<string, string> = {};
+          const stranded: Record<string, string[]> = {};
           if (closeSessions) {
             for (const engine of engines()) {
               const sessions = Object.values(engine.clients);

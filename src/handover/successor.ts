@@ -49,7 +49,7 @@ export type SuccessorOutcome =
 /** What the receive loop needs of its generation: where migrated connections go, and where outcomes are reported. */
 export interface SuccessorHost {
   readonly immigration: ImmigrationHost;
-  /** Where LateState frames go (feature `late-state`): expected from Draining until Done or the loss of the channel. */
+  /** Where LateState frames go (feature `late-state`): expected from follow() until Done, an abort or the loss of the channel. */
   readonly lateState?: LateState;
   report(outcome: SuccessorOutcome): void;
 }
@@ -144,12 +144,19 @@ export class SuccessorSide {
   follow(host: SuccessorHost): void {
     const peer = this.peer;
     this.#host = host;
+    // Late state may come from now on, not only from Draining: this generation serves before the
+    // predecessor reads its Ready, and what reaches it meanwhile for the predecessor's sessions
+    // (socket.io: a long poll whose session is still open there) must wait for the delivery,
+    // not be answered as unknown at once.
+    const late = hasFeature(this.#reply, 'late-state') ? host.lateState : undefined;
+    late?.expect();
     const draining = peer.expect(FrameType.Draining);
     this.#draining = draining;
     draining.then(
       // Here, when it arrives: a fault placed at serve() would fire only after the app saw this generation serving.
       () => failpoint('successor.draining-received'),
       (err: unknown) => {
+        late?.end();
         if (isPeerLoss(err)) return;
         peer.close();
         host.report({ kind: 'aborted', error: asError(err) });
@@ -215,9 +222,8 @@ export class SuccessorSide {
   /** After Draining: migrated connections, each batch acknowledged, then Done. */
   async #receiveConnections(host: SuccessorHost): Promise<void> {
     const peer = this.peer;
-    // Late state comes only from a predecessor that speaks it: a reconnect is not held for one that never sends.
+    // Late state comes only from a predecessor that speaks it (expected since follow()): a reconnect is not held for one that never sends.
     const late = hasFeature(this.#reply, 'late-state') ? host.lateState : undefined;
-    late?.expect();
     try {
       for (;;) {
         const frame = await peer.receive();

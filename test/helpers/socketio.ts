@@ -405,15 +405,7 @@ export function describeSocketIo(title: string, cases: Case[], contrast = false)
     for (const c of cases) {
       const label = `${labelOf(c.transports)}${c.recovery ? ', connectionStateRecovery' : ''}`;
       const name = `${c.transports?.join('+') ?? 'default'}${c.recovery ? '-rec' : ''}${c.holdout ? '-holdout' : ''}-${c.clients ?? CLIENTS}`;
-      // Long-polling only: about once in 500 client-upgrades a client's session ends at the cut in a
-      // "transport error" (not the close), after the old generation processed a message whose ack
-      // never reached the client; the client sends it again and it is processed twice. (An ack
-      // queued with no poll pending is no longer stranded: test/socketio-stranded-poll.test.ts.)
-      const todo =
-        c.todo ??
-        (c.transports?.[0] === 'polling'
-          ? 'polling: ~1 in 500 client-upgrades ends in a transport error after the old generation processed a message, which is then sent again (docs/zero-code.md); open'
-          : undefined);
+      const todo = c.todo;
       it(
         `${c.path}, ${label}${c.holdout ? ', a client that never answers the close' : ''}: ${c.clients ?? CLIENTS} clients, ${UPGRADES} upgrades, no message or ack lost or duplicated${c.recovery ? ', every session recovered with its missed broadcasts' : ''}`,
         { todo },
