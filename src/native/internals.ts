@@ -250,9 +250,13 @@ let sessionStateKey: symbol | undefined;
 export function http2OpenStreams(session: object): number | undefined {
   sessionStateKey ??= Object.getOwnPropertySymbols(session).find((k) => k.description === 'state');
   const state =
-    sessionStateKey && (session as Record<symbol, { streams?: unknown; pendingStreams?: unknown } | undefined>)[sessionStateKey];
-  if (!(state?.streams instanceof Map)) return undefined;
-  return state.streams.size + (state.pendingStreams instanceof Set ? state.pendingStreams.size : 0);
+    sessionStateKey &&
+    (session as Record<symbol, { streams?: { size?: unknown }; pendingStreams?: { size?: unknown } } | undefined>)[sessionStateKey];
+  // Node's own SafeMap and SafeSet (its primordials): not `instanceof` this realm's Map and Set.
+  const streams = state?.streams?.size;
+  if (typeof streams !== 'number') return undefined;
+  const pending = state?.pendingStreams?.size;
+  return streams + (typeof pending === 'number' ? pending : 0);
 }
 
 /* ------------------------------------------------------------------ ws */
