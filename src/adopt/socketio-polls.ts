@@ -127,7 +127,7 @@ export class StrandedPolls {
       const bodies: string[] = [];
       // encodePayload answers synchronously for every packet a session queues (strings, and binary as base64).
       const queued = s.writeBuffer ?? [];
-      if (queued.length > 0) encode([...queued], (payload) => bodies.push(payload));
+      if (queued.length > 0) encode(queued, (payload) => bodies.push(payload));
       encode([{ type: 'close' }], (payload) => bodies.push(payload));
       answers[s.id] = bodies;
     }

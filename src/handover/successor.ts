@@ -82,6 +82,8 @@ export class SuccessorSide {
   #listenersReceived = false;
   #draining: Promise<unknown> | undefined;
   #host: SuccessorHost | undefined;
+  /** The host's late state, when the predecessor speaks `late-state` (set by follow()). */
+  #late: LateState | undefined;
   #finished: Promise<void> = Promise.resolve();
 
   /** Takes `channel` over (a connection to the predecessor's upgrade socket, or the exec path's inherited one). */
@@ -149,6 +151,7 @@ export class SuccessorSide {
     // (socket.io: a long poll whose session is still open there) must wait for the delivery,
     // not be answered as unknown at once.
     const late = hasFeature(this.#reply, 'late-state') ? host.lateState : undefined;
+    this.#late = late;
     late?.expect();
     const draining = peer.expect(FrameType.Draining);
     this.#draining = draining;
@@ -222,8 +225,8 @@ export class SuccessorSide {
   /** After Draining: migrated connections, each batch acknowledged, then Done. */
   async #receiveConnections(host: SuccessorHost): Promise<void> {
     const peer = this.peer;
-    // Late state comes only from a predecessor that speaks it (expected since follow()): a reconnect is not held for one that never sends.
-    const late = hasFeature(this.#reply, 'late-state') ? host.lateState : undefined;
+    // Expected since follow(), and only from a predecessor that speaks it: a reconnect is not held for one that never sends.
+    const late = this.#late;
     try {
       for (;;) {
         const frame = await peer.receive();

@@ -19,8 +19,10 @@ test("http2OpenStreams reads Node's stream map: 0, 1 while a stream is open, 0 a
     session = s;
     seen.push(http2OpenStreams(s));
   });
+  let streamClosed!: Promise<unknown>;
   server.on('stream', (stream) => {
     seen.push(http2OpenStreams(stream.session!));
+    streamClosed = once(stream, 'close');
     stream.respond();
     stream.end();
   });
@@ -31,8 +33,8 @@ test("http2OpenStreams reads Node's stream map: 0, 1 while a stream is open, 0 a
     const req = client.request({ ':path': '/' });
     req.resume();
     await once(req, 'close');
-    // The server's stream left the map before its 'close'; that 'close' has come by the time the client's did, or comes next.
-    await new Promise((r) => setImmediate(r));
+    // The server's stream leaves Node's map just before its 'close'.
+    await streamClosed;
     seen.push(http2OpenStreams(session!));
     assert.deepEqual(seen, [0, 1, 0]);
   } finally {
