@@ -10,12 +10,46 @@
  * hand-over it answers 400 "Session ID unknown", the client reconnects
  * without the ack and sends the message again). A message
  * the client posts on the old session meanwhile is not given to the app.
+ *
+ * The second case freezes the old generation (fault point
+ * predecessor.ready-received) while its session is still open: the poll
+ * reaches the successor before the cutover and must wait there for the late
+ * state (src/handover/successor.ts expects it from follow()), not get 400.
  */
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
 import http from 'node:http';
+import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { AppRunner } from './helpers/adopt.js';
 import { EventLog, killAll, tempDir } from './helpers/server-process.js';
+
+/** Resolves when `dir` holds `name` (watched, not polled). */
+function appears(dir: string, name: string): Promise<void> {
+  return new Promise((resolve) => {
+    const watcher = fs.watch(dir, () => check());
+    const check = () => {
+      if (!fs.existsSync(path.join(dir, name))) return;
+      watcher.close();
+      resolve();
+    };
+    check();
+  });
+}
+
+/** Resolves once `stream` carried `text` (read alongside the log's own reader: never paused here). */
+function carries(stream: NodeJS.ReadableStream, text: string): Promise<void> {
+  return new Promise((resolve) => {
+    let seen = '';
+    const onData = (chunk: Buffer | string) => {
+      seen = (seen + String(chunk)).slice(-4 * text.length);
+      if (!seen.includes(text)) return;
+      stream.off('data', onData);
+      resolve();
+    };
+    stream.on('data', onData);
+  });
+}
 
 /** engine.io's separator of packets in one long-polling payload. */
 const SEPARATOR = '\x1e';
@@ -78,5 +112,41 @@ describe('socket.io long-polling: a session without a pending poll at the cutove
     // Sent first, answered after the polls: a client that got the 400 first would drop the polls' answers.
     assert.deepEqual(order, ['poll', 'close', 'post'], 'the post was refused only once the polls had their answers');
     assert.equal(log.events.filter((e) => e.event === 'msg' && e.client === 'stranded').length, 1, 'message 7 processed once, 8 never');
+  });
+
+  it('a poll that reaches the successor before the cutover waits there for the ack the old generation queues', async () => {
+    const dir = tempDir('baton-sio-early-');
+    const faults = tempDir('baton-faults-');
+    const env = { SIO_TRANSPORTS: 'polling', BATON_FAULTS: faults, NODE_DEBUG: 'baton:socketio' };
+    const oldPid = (await apps.run(dir, 'socketio.mjs', env).ready()).pid;
+    const port = apps.portOf(oldPid);
+    const open = await request(port, 'GET', '');
+    const sid = (JSON.parse(open.body.slice(1)) as { sid: string }).sid;
+    const s = `&sid=${encodeURIComponent(sid)}`;
+    assert.equal((await request(port, 'POST', s, '40')).body, 'ok');
+    assert.match((await request(port, 'GET', s)).body, /^40\{/);
+    assert.equal((await request(port, 'POST', s, '421["msg","early",7]')).body, 'ok');
+    await log.waitFor((e) => e.event === 'msg' && e.client === 'early', 'msg processed');
+
+    // The old generation freezes once it read the successor's Ready: still open, its session
+    // not closed, the ack in its buffer. The successor serves: the poll reaches it first.
+    fs.writeFileSync(path.join(faults, 'predecessor.ready-received'), 'stop');
+    const successor = apps.run(dir, 'socketio.mjs', env);
+    await appears(faults, `predecessor.ready-received.fired-${oldPid}`);
+    const waiting = carries(successor.child.stderr!, `a GET on session ${sid}`);
+    let resumed = false;
+    const poll = request(port, 'GET', s).then((r) => ({ ...r, afterResume: resumed }));
+    await waiting;
+    resumed = true;
+    process.kill(oldPid, 'SIGCONT');
+    const answer = await poll;
+    assert.equal(answer.status, 200, `the successor answered the early poll: ${answer.body}`);
+    assert.ok(answer.afterResume, 'answered only once the old generation had cut over');
+    assert.deepEqual(answer.body.split(SEPARATOR), [`431[{"n":7,"pid":${oldPid}}]`], 'the ack queued in the old generation');
+    assert.deepEqual((await request(port, 'GET', s)).body.split(SEPARATOR), ['1'], 'then the close');
+    assert.equal(log.events.filter((e) => e.event === 'msg' && e.client === 'early').length, 1, 'message 7 processed once');
+    // The handover finished as usual (and the successor's pid is known to the clean-up).
+    await successor.ready();
+    await log.waitFor((e) => e.event === 'drained' && e.pid === oldPid, `pid ${oldPid} drained`);
   });
 });

@@ -156,6 +156,7 @@ export class StrandedPolls {
 
   /** Answers `req` for stranded session `sid` if one is held: true when answered. */
   async #answer(sid: string, req: EngineRequest): Promise<boolean> {
+    debug('a %s on session %s, unknown here: waiting for the predecessor', req.method, sid);
     await this.#settled();
     const held = this.#held.get(sid);
     const res = req.res;
