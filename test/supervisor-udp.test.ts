@@ -124,8 +124,11 @@ test(`an unmodified UDP app in 2 workers, listener configured: ${RELOADS} baton 
         }),
       ),
     );
+  // Datagrams the client sent while each reload ran (from `baton reload` until the old workers drained).
+  const sentDuring: number[] = [];
   for (let i = 1; i <= RELOADS; i++) {
     const stopped = watchDraining(workers, log.events.length);
+    const sentBefore = client.sent;
     // Not spawnSync: the client's timer keeps sending while the reload runs.
     const reload = await run(process.execPath, [cli, 'reload', '-c', cfg], { encoding: 'utf8', timeout: 60_000 }).catch(
       (err: Error & { stdout?: string; stderr?: string }) => {
@@ -134,6 +137,7 @@ test(`an unmodified UDP app in 2 workers, listener configured: ${RELOADS} baton 
     );
     assert.match(reload.stdout, /./, `baton reload ${i} printed its outcome`);
     await stopped;
+    sentDuring.push(client.sent - sentBefore);
     const old = workers;
     workers = await readyWorkers(dir, master.pid);
     assert.equal(workers.length, 2, `two workers after reload ${i}`);
@@ -171,7 +175,11 @@ test(`an unmodified UDP app in 2 workers, listener configured: ${RELOADS} baton 
   assert.deepEqual(client.problems, []);
   assert.deepEqual(client.missing(), [], 'datagrams lost');
   assert.deepEqual(client.duplicated(), [], 'datagrams answered twice');
-  assert.ok(client.sent > RELOADS * 250, `a steady stream (${client.sent} sent)`);
+  // The stream was steady: the client kept sending through every reload (how many depends on the machine).
+  assert.ok(
+    sentDuring.every((n) => n > 0),
+    `datagrams sent while each reload ran: ${JSON.stringify(sentDuring)}`,
+  );
   const all = generations.flat();
   const late: string[] = [];
   const byPid = new Map<number, number>();

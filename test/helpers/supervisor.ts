@@ -17,7 +17,11 @@ export const cli = fileURLToPath(new URL('../../src/cli/main.js', import.meta.ur
 export function writeApp(dir: string, body: string, file = 'app.mjs'): string {
   const entry = path.join(dir, file);
   const lib = fixture('supervised-app');
-  fs.writeFileSync(entry, `import { serve } from ${JSON.stringify(lib)};\nawait serve({ body: ${JSON.stringify(body)} });\n`);
+  // Written beside and renamed, as a deploy should: a worker starting while the file is rewritten in
+  // place may read it empty (the overlapping-upgrades test rewrites it every 200 ms during reloads).
+  const tmp = `${entry}.${process.pid}.tmp`;
+  fs.writeFileSync(tmp, `import { serve } from ${JSON.stringify(lib)};\nawait serve({ body: ${JSON.stringify(body)} });\n`);
+  fs.renameSync(tmp, entry);
   return entry;
 }
 
