@@ -26,7 +26,8 @@
  * (BATON_SOCKETIO_STORE=0) and expects every reconnect unrecovered and ticks
  * missed: the checks can fail.
  *
- * Size: CI runs 50 clients per test and 10 upgrades; BATON_TEST_FULL=1 runs 200.
+ * Size: CI runs 50 clients per test and 10 upgrades (the later socket.io files 4: helpers/size.ts);
+ * BATON_TEST_FULL=1 (`npm run test:full`) runs 200 clients and 10 upgrades everywhere.
  *
  * Clients keep socket.io-client's defaults but for `retries` (with the
  * `ackTimeout` it needs), `auth` (naming the client) and a shorter

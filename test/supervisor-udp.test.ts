@@ -37,10 +37,11 @@ import { describeSocket, dupFd } from '../src/native/socket-info.js';
 import { appFile } from './helpers/adopt.js';
 import { EventLog, fixture, killAll, tempDir } from './helpers/server-process.js';
 import { cli, next, pidIn, quit, statusOf, type StartedMaster } from './helpers/supervisor.js';
+import { sized } from './helpers/size.js';
 import { UdpEchoClient } from './helpers/udp-echo.js';
 
 const run = promisify(execFile);
-const RELOADS = 10;
+const RELOADS = sized(10, 4);
 const TICK_MS = 4;
 
 const log = new EventLog();

@@ -15,12 +15,13 @@ import { appFile } from './helpers/adopt.js';
 import { EventLog, killAll, tempDir } from './helpers/server-process.js';
 import { next, startMaster, statusOf, writeAppConfig } from './helpers/supervisor.js';
 import { Reconnector, VERSIONS, assertNoFailures, httpsLoad } from './helpers/tls-client.js';
+import { sized } from './helpers/size.js';
 
 const log = new EventLog();
 after(() => killAll(log.events.map((e) => e.pid)));
 
 /** Binary upgrades per run: each one starts a master and 2 workers and waits for the old master's exit. */
-const UPGRADES = { keys: 10, contrast: 5 };
+const UPGRADES = { keys: sized(10, 4), contrast: sized(5, 3) };
 
 describe('baton start: binary upgrades (USR2) keep the TLS session-ticket keys', () => {
   for (const keys of [true, false]) {

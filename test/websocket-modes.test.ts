@@ -34,9 +34,10 @@ import {
   upgradeFixture,
   waitGone,
 } from './helpers/server-process.js';
+import { sized } from './helpers/size.js';
 import { EchoClients } from './helpers/ws-echo-clients.js';
 
-const CLIENTS = process.env.BATON_TEST_FULL === '1' ? 1000 : 200;
+const CLIENTS = sized(1000, 200);
 const UPGRADES = 10;
 const INTERVAL_MS = 40;
 

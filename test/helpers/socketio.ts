@@ -14,8 +14,9 @@ import WebSocket from 'ws';
 import { AppRunner, appFile } from './adopt.js';
 import { cli, startMaster, writeAppConfig } from './supervisor.js';
 import { EventLog, killAll, tempDir, type FixtureEvent } from './server-process.js';
+import { sized } from './size.js';
 
-const CLIENTS = process.env.BATON_TEST_FULL === '1' ? 200 : 50;
+const CLIENTS = sized(200, 50);
 const UPGRADES = 10;
 const STALL_MS = 2_000;
 /**
@@ -193,6 +194,8 @@ export interface Case {
   noStore?: boolean;
   /** How many clients (default 50, 200 with BATON_TEST_FULL=1). */
   clients?: number;
+  /** How many upgrades (default 10; the later files run a slice: `sized(10, 4)`, helpers/size.ts). */
+  upgrades?: number;
   /** Before each upgrade one more client connects that never answers the close frame ({@link holdout}). */
   holdout?: boolean;
   /** A known failure, still run and reported (node:test `todo`): what fails and why it is open. */
@@ -406,11 +409,12 @@ export function describeSocketIo(title: string, cases: Case[], contrast = false)
       const label = `${labelOf(c.transports)}${c.recovery ? ', connectionStateRecovery' : ''}`;
       const name = `${c.transports?.join('+') ?? 'default'}${c.recovery ? '-rec' : ''}${c.holdout ? '-holdout' : ''}-${c.clients ?? CLIENTS}`;
       const todo = c.todo;
+      const upgrades = c.upgrades ?? UPGRADES;
       it(
-        `${c.path}, ${label}${c.holdout ? ', a client that never answers the close' : ''}: ${c.clients ?? CLIENTS} clients, ${UPGRADES} upgrades, no message or ack lost or duplicated${c.recovery ? ', every session recovered with its missed broadcasts' : ''}`,
+        `${c.path}, ${label}${c.holdout ? ', a client that never answers the close' : ''}: ${c.clients ?? CLIENTS} clients, ${upgrades} upgrades, no message or ack lost or duplicated${c.recovery ? ', every session recovered with its missed broadcasts' : ''}`,
         { todo },
         async () => {
-          const { recoveryProblems } = await scenario(c, UPGRADES, name);
+          const { recoveryProblems } = await scenario(c, upgrades, name);
           assert.deepEqual(recoveryProblems, [], 'recovery');
         },
       );

@@ -11,9 +11,11 @@ import fs from 'node:fs';
 import tls from 'node:tls';
 import { HttpLoad } from './http-load.js';
 import { appFile } from './adopt.js';
+import { sized } from './size.js';
 
 export const ca = fs.readFileSync(appFile('tls/cert.pem'));
-export const UPGRADES = 10;
+/** Upgrades per run: a representative slice in `npm test`, 10 under BATON_TEST_FULL=1 (helpers/size.ts). */
+export const UPGRADES = sized(10, 4);
 export type Version = 'TLSv1.3' | 'TLSv1.2';
 export const VERSIONS: Version[] = ['TLSv1.3', 'TLSv1.2'];
 
