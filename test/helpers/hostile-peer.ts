@@ -4,6 +4,7 @@
  * closes), and what the server process reports of itself (/stats of
  * test/fixtures/server.ts; /proc/<pid>/fd counted from outside).
  */
+import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import { UnixChannel } from '../../src/native/index.js';
 import { FrameDecoder, type ErrorPayload, type Frame } from '../../src/protocol/frames.js';
@@ -25,6 +26,15 @@ export async function settledFdCount(pid: number, expected: number, timeoutMs = 
     if (n <= expected || performance.now() > deadline) return n;
     await new Promise((r) => setTimeout(r, 20));
   }
+}
+
+/**
+ * Asserts that `pid` holds no more fds than `before` once they settled. Fewer is fine: an fd open
+ * when `before` was counted (a keep-alive socket, a module being read) may have closed since.
+ */
+export async function assertFdsFlat(pid: number, before: number, what = 'fds flat'): Promise<void> {
+  const after = await settledFdCount(pid, before);
+  assert.ok(after <= before, `${what}: ${after} fds, ${before} before`);
 }
 
 /** What the fixture server says of itself: open fds, RSS, longest event-loop delay since the last call. */
