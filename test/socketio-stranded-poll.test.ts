@@ -114,6 +114,30 @@ describe('socket.io long-polling: a session without a pending poll at the cutove
     assert.equal(log.events.filter((e) => e.event === 'msg' && e.client === 'stranded').length, 1, 'message 7 processed once, 8 never');
   });
 
+  it('with nothing queued, a message posted on the session at the successor is refused at once, not held for a poll', async () => {
+    // A client in the middle of its transport upgrade: engine.io-client polls no more until its POST
+    // is answered, so holding the POST for the poll (as when an ack is queued) would only stall it.
+    const dir = tempDir('baton-sio-idle-');
+    const env = { SIO_TRANSPORTS: 'polling' };
+    const oldPid = (await apps.run(dir, 'socketio.mjs', env).ready()).pid;
+    const port = apps.portOf(oldPid);
+    const open = await request(port, 'GET', '');
+    const sid = (JSON.parse(open.body.slice(1)) as { sid: string }).sid;
+    const s = `&sid=${encodeURIComponent(sid)}`;
+    assert.equal((await request(port, 'POST', s, '40')).body, 'ok');
+    assert.match((await request(port, 'GET', s)).body, /^40\{/);
+    // Nothing queued and no poll pending at the cutover: only the close is held for it.
+    await apps.upgrade(dir, 'socketio.mjs', oldPid, env);
+    const started = performance.now();
+    const post = await request(port, 'POST', s, '42["msg","idle",1]');
+    const ms = performance.now() - started;
+    assert.equal(post.status, 400, 'the old session is unknown to the successor');
+    // Held, it would wait for a poll that does not come until the stranded-post bound (1 s).
+    assert.ok(ms < 500, `answered in ${Math.round(ms)} ms without a poll`);
+    assert.deepEqual((await request(port, 'GET', s)).body.split(SEPARATOR), ['1'], 'a poll still gets the close');
+    assert.equal(log.events.filter((e) => e.event === 'msg' && e.client === 'idle').length, 0, 'the message reached no app');
+  });
+
   it('a poll that reaches the successor before the cutover waits there for the ack the old generation queues', async () => {
     const dir = tempDir('baton-sio-early-');
     const faults = tempDir('baton-faults-');

@@ -21,8 +21,13 @@
  * still reaches it (a connection it keeps serving) gets it there, and the
  * client polls a closed session no more, so nobody answers twice. A message
  * the client sends on the session at the successor waits until the polls
- * took the close (at most {@link POST_WAIT_MS}), then gets engine.io's 400, as
- * before: a client that saw the 400 first would drop what was queued.
+ * took what was queued (at most {@link POST_WAIT_MS}), then gets engine.io's
+ * 400, as before: a client that saw the 400 first would drop what was queued.
+ * With nothing queued (only the close is held) it gets the 400 at once. That
+ * matters for a client in the middle of its transport upgrade: engine.io-client
+ * pauses polling until its POST is answered, so no poll comes while the POST
+ * waits, and its WebSocket probe was closed at the cutover — the wait would
+ * only delay its reconnect (one of 200 clients per upgrade stalled 2 s so).
  *
  * Only engine.io protocol 4 (socket.io 3 and later clients) is answered;
  * other sessions are left as they were.
@@ -59,8 +64,12 @@ interface EngineRequest extends IncomingMessage {
 const debug = debuglog('baton:socketio');
 /** How long the successor keeps a stranded answer no poll came for. */
 const KEEP_MS = 30_000;
-/** How long a message on a stranded session waits for the session's poll to take its answer. */
-const POST_WAIT_MS = 2_000;
+/**
+ * How long a message on a stranded session waits for the session's poll to take what was queued. A
+ * client that is not pausing polls again as soon as it got the previous answer (milliseconds); one
+ * that is pausing never does while its POST waits, so this is also its stall.
+ */
+const POST_WAIT_MS = 1_000;
 
 /** The answers the successor holds for a session of its predecessor's: one per poll, in order. */
 interface Held {
@@ -162,7 +171,9 @@ export class StrandedPolls {
     const res = req.res;
     if (!held || !res) return false;
     if (req.method !== 'GET') {
-      await Promise.race([held.taken, new Promise((r) => setTimeout(r, POST_WAIT_MS).unref())]);
+      // The last body is the close: anything before it is what a 400 now would make the client drop.
+      if (held.bodies.length > 1) await Promise.race([held.taken, new Promise((r) => setTimeout(r, POST_WAIT_MS).unref())]);
+      debug('a %s on stranded session %s: 400 (%d answers still held)', req.method, sid, held.bodies.length);
       return false;
     }
     // The client polls again only once it got this answer, so the next one is for its next poll.
