@@ -71,6 +71,18 @@ function request(port: number, method: 'GET' | 'POST', query: string, body?: str
   });
 }
 
+/** Opens a long-polling session and connects it to the main namespace; returns its id and `&sid=…` query. */
+async function openSession(port: number): Promise<{ sid: string; s: string }> {
+  const open = await request(port, 'GET', '');
+  assert.equal(open.status, 200, open.body);
+  const sid = (JSON.parse(open.body.slice(1)) as { sid: string }).sid;
+  const s = `&sid=${encodeURIComponent(sid)}`;
+  // socket.io's CONNECT to the main namespace, and its answer on the next poll.
+  assert.equal((await request(port, 'POST', s, '40')).body, 'ok');
+  assert.match((await request(port, 'GET', s)).body, /^40\{/);
+  return { sid, s };
+}
+
 describe('socket.io long-polling: a session without a pending poll at the cutover', () => {
   const log = new EventLog();
   const apps = new AppRunner(log);
@@ -85,13 +97,7 @@ describe('socket.io long-polling: a session without a pending poll at the cutove
     const oldPid = (await apps.run(dir, 'socketio.mjs', env).ready()).pid;
     const port = apps.portOf(oldPid);
 
-    const open = await request(port, 'GET', '');
-    assert.equal(open.status, 200, open.body);
-    const sid = (JSON.parse(open.body.slice(1)) as { sid: string }).sid;
-    const s = `&sid=${encodeURIComponent(sid)}`;
-    // socket.io's CONNECT to the main namespace, and its answer on the next poll.
-    assert.equal((await request(port, 'POST', s, '40')).body, 'ok');
-    assert.match((await request(port, 'GET', s)).body, /^40\{/);
+    const { s } = await openSession(port);
     // 'msg' with ack id 1; no poll is pending, so the old generation queues the ack.
     assert.equal((await request(port, 'POST', s, '421["msg","stranded",7]')).body, 'ok');
     const processed = await log.waitFor((e) => e.event === 'msg' && e.client === 'stranded', 'msg processed');
@@ -121,11 +127,7 @@ describe('socket.io long-polling: a session without a pending poll at the cutove
     const env = { SIO_TRANSPORTS: 'polling' };
     const oldPid = (await apps.run(dir, 'socketio.mjs', env).ready()).pid;
     const port = apps.portOf(oldPid);
-    const open = await request(port, 'GET', '');
-    const sid = (JSON.parse(open.body.slice(1)) as { sid: string }).sid;
-    const s = `&sid=${encodeURIComponent(sid)}`;
-    assert.equal((await request(port, 'POST', s, '40')).body, 'ok');
-    assert.match((await request(port, 'GET', s)).body, /^40\{/);
+    const { s } = await openSession(port);
     // Nothing queued and no poll pending at the cutover: only the close is held for it.
     await apps.upgrade(dir, 'socketio.mjs', oldPid, env);
     const started = performance.now();
@@ -144,11 +146,7 @@ describe('socket.io long-polling: a session without a pending poll at the cutove
     const env = { SIO_TRANSPORTS: 'polling', BATON_FAULTS: faults, NODE_DEBUG: 'baton:socketio' };
     const oldPid = (await apps.run(dir, 'socketio.mjs', env).ready()).pid;
     const port = apps.portOf(oldPid);
-    const open = await request(port, 'GET', '');
-    const sid = (JSON.parse(open.body.slice(1)) as { sid: string }).sid;
-    const s = `&sid=${encodeURIComponent(sid)}`;
-    assert.equal((await request(port, 'POST', s, '40')).body, 'ok');
-    assert.match((await request(port, 'GET', s)).body, /^40\{/);
+    const { sid, s } = await openSession(port);
     assert.equal((await request(port, 'POST', s, '421["msg","early",7]')).body, 'ok');
     await log.waitFor((e) => e.event === 'msg' && e.client === 'early', 'msg processed');
 
