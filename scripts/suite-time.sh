@@ -47,7 +47,7 @@ t_old=$(cd "$old" && seconds npm test) || exit 1
 echo "suite-time: $base npm test ${t_old} s"
 if [ "${SUITE_TIME_SAME:-1}" != 0 ]; then
   echo "suite-time: this checkout, fast tier + the same ${#files[@]} files…" >&2
-  t_new=$(seconds bash -c "npm run --silent test:unit && node --test --test-concurrency=1 --test-timeout=300000 ${files[*]}") || exit 1
+  t_new=$(seconds bash -c "npm run --silent test:unit && node --test --test-concurrency=2 --test-timeout=300000 ${files[*]}") || exit 1
   echo "suite-time: $(git rev-parse --short HEAD) fast tier + same files ${t_new} s ($((t_new * 100 / t_old)) % of $base's npm test)"
 fi
 if [ "${SUITE_TIME_WHOLE:-1}" != 0 ]; then

@@ -8,7 +8,8 @@
  * shows: with the store taken after the closing handshakes (at most 2 s), every restore was held
  * until then and clients stalled ~4 s.
  *
- * Load: on this 2-core machine with nothing else running (the suite runs its files one at a time),
+ * Load: on this 2-core machine with nothing else running (the suite then ran its files one at a time;
+ * since 4 Dec two at a time, and two such runs gave longest stalls of 0.34–0.61 s on every path),
  * 3 runs on 3 Dec gave longest stalls of 462–464 ms (reload, 50 clients) and 786–885 ms (upgrade),
  * against the 2 s bound. With other suites running beside it (load 9–36) the reconnects themselves
  * slow down — 50 handshakes into a new worker on a starved CPU — and stalls reached 2.0–3.5 s: that
