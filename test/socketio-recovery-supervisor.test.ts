@@ -16,22 +16,16 @@
  * is the machine, not baton (the store is taken 24–104 ms after the cutover, restores held ≤ 32 ms).
  */
 import { describeSocketIo } from './helpers/socketio.js';
-import { sized } from './helpers/size.js';
-
-/** A representative slice in `npm test`; 10 under BATON_TEST_FULL=1 (helpers/size.ts). */
-const upgrades = sized(10, 4);
 
 describeSocketIo('socket.io connectionStateRecovery under upgrades (baton start)', [
-  { upgrades, path: 'reload', transports: ['websocket'], recovery: true, holdout: true, clients: 5 },
+  { path: 'reload', transports: ['websocket'], recovery: true, holdout: true, clients: 5 },
   {
-    upgrades,
     path: 'reload',
     transports: ['websocket'],
     recovery: true,
     holdout: true,
   },
   {
-    upgrades,
     path: 'upgrade',
     transports: undefined,
     recovery: true,

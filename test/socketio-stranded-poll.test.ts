@@ -90,14 +90,17 @@ describe('socket.io long-polling: a session without a pending poll at the cutove
     killAll(log.events.filter((e) => e.event === 'ready').map((e) => e.pid));
     apps.killAll();
   });
-
-  it('its next poll, at the successor, gets the ack the old generation queued, and the poll after it the close', async () => {
-    const dir = tempDir('baton-sio-stranded-');
-    const env = { SIO_TRANSPORTS: 'polling' };
+  /** The socket.io app under `baton run` in a fresh directory, with one connected long-polling session. */
+  const appWithSession = async (prefix: string, env: NodeJS.ProcessEnv) => {
+    const dir = tempDir(prefix);
     const oldPid = (await apps.run(dir, 'socketio.mjs', env).ready()).pid;
     const port = apps.portOf(oldPid);
+    return { dir, oldPid, port, ...(await openSession(port)) };
+  };
 
-    const { s } = await openSession(port);
+  it('its next poll, at the successor, gets the ack the old generation queued, and the poll after it the close', async () => {
+    const env = { SIO_TRANSPORTS: 'polling' };
+    const { dir, oldPid, port, s } = await appWithSession('baton-sio-stranded-', env);
     // 'msg' with ack id 1; no poll is pending, so the old generation queues the ack.
     assert.equal((await request(port, 'POST', s, '421["msg","stranded",7]')).body, 'ok');
     const processed = await log.waitFor((e) => e.event === 'msg' && e.client === 'stranded', 'msg processed');
@@ -123,11 +126,8 @@ describe('socket.io long-polling: a session without a pending poll at the cutove
   it('with nothing queued, a message posted on the session at the successor is refused at once, not held for a poll', async () => {
     // A client in the middle of its transport upgrade: engine.io-client polls no more until its POST
     // is answered, so holding the POST for the poll (as when an ack is queued) would only stall it.
-    const dir = tempDir('baton-sio-idle-');
     const env = { SIO_TRANSPORTS: 'polling' };
-    const oldPid = (await apps.run(dir, 'socketio.mjs', env).ready()).pid;
-    const port = apps.portOf(oldPid);
-    const { s } = await openSession(port);
+    const { dir, oldPid, port, s } = await appWithSession('baton-sio-idle-', env);
     // Nothing queued and no poll pending at the cutover: only the close is held for it.
     await apps.upgrade(dir, 'socketio.mjs', oldPid, env);
     const started = performance.now();
@@ -141,12 +141,9 @@ describe('socket.io long-polling: a session without a pending poll at the cutove
   });
 
   it('a poll that reaches the successor before the cutover waits there for the ack the old generation queues', async () => {
-    const dir = tempDir('baton-sio-early-');
     const faults = tempDir('baton-faults-');
     const env = { SIO_TRANSPORTS: 'polling', BATON_FAULTS: faults, NODE_DEBUG: 'baton:socketio' };
-    const oldPid = (await apps.run(dir, 'socketio.mjs', env).ready()).pid;
-    const port = apps.portOf(oldPid);
-    const { sid, s } = await openSession(port);
+    const { dir, oldPid, port, sid, s } = await appWithSession('baton-sio-early-', env);
     assert.equal((await request(port, 'POST', s, '421["msg","early",7]')).body, 'ok');
     await log.waitFor((e) => e.event === 'msg' && e.client === 'early', 'msg processed');
 

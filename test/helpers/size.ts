@@ -6,8 +6,7 @@
  * 1000 WebSocket clients — which take the suite well past CI's share.
  */
 
-/** True under `BATON_TEST_FULL=1`. */
-export const FULL = process.env.BATON_TEST_FULL === '1';
+const FULL = process.env.BATON_TEST_FULL === '1';
 
 /** `full` under `BATON_TEST_FULL=1`, else `slice` (which must still exercise every path of the loop). */
 export function sized(full: number, slice: number): number {

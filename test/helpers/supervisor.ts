@@ -4,6 +4,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import readline from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { writeFileAtomic } from '../../src/core/atomic-file.js';
 import { controlRequest, controlSocketPath } from '../../src/supervisor/control.js';
 import type { MasterStatus } from '../../src/supervisor/master.js';
 import { freePort } from './socket-activate.js';
@@ -17,11 +18,9 @@ export const cli = fileURLToPath(new URL('../../src/cli/main.js', import.meta.ur
 export function writeApp(dir: string, body: string, file = 'app.mjs'): string {
   const entry = path.join(dir, file);
   const lib = fixture('supervised-app');
-  // Written beside and renamed, as a deploy should: a worker starting while the file is rewritten in
-  // place may read it empty (the overlapping-upgrades test rewrites it every 200 ms during reloads).
-  const tmp = `${entry}.${process.pid}.tmp`;
-  fs.writeFileSync(tmp, `import { serve } from ${JSON.stringify(lib)};\nawait serve({ body: ${JSON.stringify(body)} });\n`);
-  fs.renameSync(tmp, entry);
+  // Replaced atomically, as a deploy should: a worker starting while the file is rewritten in place
+  // may read it empty (the overlapping-upgrades test rewrites it every 200 ms during reloads).
+  writeFileAtomic(entry, `import { serve } from ${JSON.stringify(lib)};\nawait serve({ body: ${JSON.stringify(body)} });\n`);
   return entry;
 }
 

@@ -4,6 +4,7 @@
  * `<generation> <datagram>`) and counts every reply, so a test can tell each
  * lost and each duplicated datagram, and which generation answered each one.
  */
+import assert from 'node:assert/strict';
 import dgram from 'node:dgram';
 
 /** One reply: the datagram's number and the generation that answered it. */
@@ -113,4 +114,17 @@ export class UdpEchoClient {
       return false;
     });
   }
+}
+
+/**
+ * Asserts a steady stream: `marks` are a client's `sent` read at successive moments (each
+ * upgrade's stop, then the end), and datagrams were sent between every two of them (how many
+ * depends on the machine).
+ */
+export function assertSentThroughout(marks: number[], what: string): void {
+  const all = [0, ...marks];
+  assert.ok(
+    all.every((m, i) => i === 0 || m > all[i - 1]!),
+    `${what}: datagrams sent by each upgrade's stop: ${JSON.stringify(all)}`,
+  );
 }
