@@ -428,7 +428,7 @@ export class Generation extends EventEmitter<GenerationEvents> {
     this.#writePidFile();
     this.#phases.transition('serving');
     side?.serve(); // migrated connections reach a generation that serves
-    // A generation without a predecessor has not loaded the frames' schemas (zod, ~100 ms of this
+    // A generation without a predecessor has not loaded the frames' schemas (valibot, a few ms of this
     // thread): it would load them when its successor's Hello comes, on the upgrade's path. Load them
     // a moment after serving instead, off any upgrade (a successor loaded them for its takeover).
     // Loading can fail (out of fds: EMFILE at a require): then they load when a Hello needs them, as before.

@@ -21,7 +21,7 @@ import path from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
 import { UnixListener, type UnixChannel } from '../src/native/index.js';
 import { FrameDecoder, FrameType, PROTOCOL_VERSION, encodeFrame } from '../src/protocol/frames.js';
-import { payloadSchemas } from '../src/protocol/payloads.js';
+import { checkPayload } from '../src/protocol/payloads.js';
 import { Rng, fuzzFrame, fuzzSeed, type FuzzFrame } from './helpers/fuzz-frames.js';
 import { Conversation, settledFdCount } from './helpers/hostile-peer.js';
 import { freshRequests, getOnce } from './helpers/http-load.js';
@@ -100,7 +100,9 @@ function isGoodReady(frame: FuzzFrame): boolean {
   if (frame.truncated || frame.fds > 0) return false;
   try {
     const [f] = new FrameDecoder({ maxBytes: MAX, closeFd: () => undefined }).push(frame.bytes);
-    return f?.type === FrameType.Ready && payloadSchemas()[FrameType.Ready].safeParse(f.payload).success;
+    if (f?.type !== FrameType.Ready) return false;
+    checkPayload(f, 'the fuzzer'); // throws for a bad payload
+    return true;
   } catch {
     return false;
   }

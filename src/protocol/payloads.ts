@@ -11,7 +11,7 @@
  * like `__proto__` or `constructor` ever becomes an error code.
  */
 import { createRequire } from 'node:module';
-import type { ZodType } from 'zod';
+import type { GenericSchema } from 'valibot';
 import { BatonError } from '../core/errors.js';
 import {
   FrameType,
@@ -28,113 +28,115 @@ const PID_MAX = 4_194_304;
 /** Longest server or listener name, address, or refusal reason carried. */
 const NAME_MAX = 256;
 const TEXT_MAX = 16 * 1024;
+/** Longest validation message quoted in an error (it names the value received). */
+const MESSAGE_MAX = 200;
 
 /**
- * The schema of each frame type's payload. zod is loaded (synchronously) on
- * the first check rather than with this module: a generation that starts
- * fresh does not pay for it on its start (it loads them a second after it
- * serves, off its first upgrade's path: Generation.ready()), and a successor
- * sends its Hello before it does.
+ * The schema of each frame type's payload (valibot). Loaded (synchronously)
+ * on the first check rather than with this module, and cheap to load: every
+ * successor checks its predecessor's Hello on the upgrade's path, and a
+ * validation library that loads in tens of milliseconds would be most of
+ * baton's share of a takeover (zod 4 loads its ~40 locales with it, ~45 ms
+ * on a quiet 2-core machine; valibot ~5 ms).
  */
 export function payloadSchemas(): PayloadSchemas {
-  schemas ??= buildSchemas(createRequire(import.meta.url)('zod') as typeof import('zod'));
-  return schemas;
+  return loadSchemas().schemas;
+}
+
+function loadSchemas(): { v: typeof import('valibot'); schemas: PayloadSchemas } {
+  if (!loaded) {
+    const v = createRequire(import.meta.url)('valibot') as typeof import('valibot');
+    loaded = { v, schemas: buildSchemas(v) };
+  }
+  return loaded;
 }
 
 /** One schema per frame type, each decoding to that type's payload (frames.ts FramePayloads): checked when this compiles. */
-type PayloadSchemas = { [K in FrameType]: ZodType<FramePayloads[K]> };
+type PayloadSchemas = { [K in FrameType]: GenericSchema<unknown, FramePayloads[K]> };
 
-let schemas: PayloadSchemas | undefined;
+let loaded: { v: typeof import('valibot'); schemas: PayloadSchemas } | undefined;
 
-function buildSchemas({ z }: typeof import('zod')): PayloadSchemas {
-  const count = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
-  const id = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
+function buildSchemas(v: typeof import('valibot')): PayloadSchemas {
+  const int = (min: number, max: number) => v.pipe(v.number(), v.integer(), v.minValue(min), v.maxValue(max));
+  const count = int(0, Number.MAX_SAFE_INTEGER);
+  const pid = int(1, PID_MAX);
+  const text = (max: number) => v.pipe(v.string(), v.maxLength(max));
+  const NAME = /^[A-Za-z0-9._-]{1,64}$/;
 
   /** Hello, both ways. `connections` only from a predecessor. */
-  const helloSchema = z.object({
-    protocol: z.number().int(),
-    pid: z.number().int().min(1).max(PID_MAX),
+  const helloSchema = v.object({
+    protocol: v.pipe(v.number(), v.integer()),
+    pid,
     generation: count,
-    name: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'a server name is 1–64 letters, digits, ".", "_" or "-"'),
-    node: z.string().max(64),
+    name: v.pipe(v.string(), v.regex(NAME, 'a server name is 1–64 letters, digits, ".", "_" or "-"')),
+    node: text(64),
     // Optional protocol features (frames.ts): a few short names.
-    features: z.array(z.string().max(64)).max(64).optional(),
+    features: v.optional(v.pipe(v.array(text(64)), v.maxLength(64))),
     // Successor only: data consistency mode, and the app it runs (an absolute path: PATH_MAX).
-    consistency: z.boolean().optional(),
-    app: z.string().max(4096).optional(),
-    namedOnPurpose: z.boolean().optional(),
+    consistency: v.optional(v.boolean()),
+    app: v.optional(text(4096)),
+    namedOnPurpose: v.optional(v.boolean()),
     // Predecessor only: older generations still alive (handover/lineage.ts, LINEAGE_MAX).
-    lineage: z
-      .array(z.object({ pid: z.number().int().min(1).max(PID_MAX), generation: count, start: z.string().regex(/^[0-9]{1,20}$/) }))
-      .max(64)
-      .optional(),
+    lineage: v.optional(
+      v.pipe(v.array(v.object({ pid, generation: count, start: v.pipe(v.string(), v.regex(/^[0-9]{1,20}$/)) })), v.maxLength(64)),
+    ),
     // More than any fd table can hold: a predecessor announcing it lies.
-    connections: z
-      .number()
-      .int()
-      .min(0)
-      .max(1 << 30)
-      .optional(),
+    connections: v.optional(int(0, 1 << 30)),
   });
 
-  const listenerEntry = z.object({
-    name: z.string().min(1).max(NAME_MAX),
-    kind: z.enum(['tcp', 'unix', 'udp4', 'udp6']),
-    address: z.string().max(4096),
-    port: z.number().int().min(0).max(65535).optional(),
-    inheritedFd: z.number().int().min(0).max(0x7fffffff).optional(),
+  const listenerEntry = v.object({
+    name: v.pipe(v.string(), v.minLength(1), v.maxLength(NAME_MAX)),
+    kind: v.picklist(['tcp', 'unix', 'udp4', 'udp6']),
+    address: text(4096),
+    port: v.optional(int(0, 65535)),
+    inheritedFd: v.optional(int(0, 0x7fffffff)),
     // Feature tls-ticket-keys: 48 bytes of session-ticket keys, base64 (64 characters).
-    ticketKeys: z.base64().length(64).optional(),
+    ticketKeys: v.optional(v.pipe(v.string(), v.length(64), v.regex(BASE64, 'expected base64'))),
   });
 
-  const listenersSchema = z.object({ listeners: z.array(listenerEntry).max(4096) });
+  const listenersSchema = v.object({ listeners: v.pipe(v.array(listenerEntry), v.maxLength(4096)) });
 
-  const stateSchema = z.object({ present: z.boolean(), value: z.unknown().optional() });
+  const stateSchema = v.object({ present: v.boolean(), value: v.optional(v.unknown()) });
 
-  const readySchema = z.object({ listeners: count });
+  const readySchema = v.object({ listeners: count });
 
-  const drainingSchema = z.object({ connections: count });
+  const drainingSchema = v.object({ connections: count });
 
-  const doneSchema = z.object({
+  const doneSchema = v.object({
     drained: count,
     migrated: count,
     forced: count,
-    durationMs: z.number().min(0).max(Number.MAX_SAFE_INTEGER),
+    durationMs: v.pipe(v.number(), v.minValue(0), v.maxValue(Number.MAX_SAFE_INTEGER)),
   });
 
-  const errorSchema = z.object({
-    code: z.string().regex(/^ERR_[A-Z0-9_]{1,60}$/, 'an error code is ERR_ followed by capitals, digits or "_"'),
-    message: z.string().max(TEXT_MAX),
+  const errorSchema = v.object({
+    code: v.pipe(v.string(), v.regex(/^ERR_[A-Z0-9_]{1,60}$/, 'an error code is ERR_ followed by capitals, digits or "_"')),
+    message: text(TEXT_MAX),
   });
 
   // The two frames of a migration carry one entry per connection — 10k connections are about
   // ten frames of 1024 entries — and a successor decodes each while the predecessor waits for
-  // its acknowledgement. A zod object per entry cost a fresh successor 70 ms on its first
-  // frame (compiling and warming the schema) and ~1 µs per entry after, a good part of a
+  // its acknowledgement. A schema object per entry cost a fresh successor 70 ms on its first
+  // frame (zod: compiling and warming the schema) and ~1 µs per entry after, a good part of a
   // migration's time; the entries are checked by one loop each instead (`entriesIssue`,
-  // `idsIssue`), with the same rules and messages naming the entry and field.
-  const connectionsSchema = z.object({
+  // `idsIssue`, run by checkPayload once the frame's shape passed), with the same rules and
+  // messages naming the entry and field.
+  const connectionsSchema = v.object({
     batch: count,
-    connections: z.custom<MigratedConnection[]>().superRefine((entries, ctx) => {
-      const issue = entriesIssue(entries);
-      if (issue) ctx.addIssue({ code: 'custom', path: issue.path, message: issue.message });
-    }),
+    connections: v.custom<FramePayloads[typeof FrameType.Connections]['connections']>(() => true),
   });
 
-  const connectionsAckSchema = z.object({
+  const connectionsAckSchema = v.object({
     batch: count,
-    adopted: z.custom<number[]>().superRefine((ids, ctx) => {
-      const issue = idsIssue(ids);
-      if (issue) ctx.addIssue({ code: 'custom', path: issue.path, message: issue.message });
-    }),
-    refused: z.array(z.object({ id, reason: z.string().max(TEXT_MAX) })),
+    adopted: v.custom<number[]>(() => true),
+    refused: v.array(v.object({ id: count, reason: text(TEXT_MAX) })),
   });
 
   /** Ping and Pong: the Pong echoes its Ping's number. */
-  const pingSchema = z.object({ seq: count });
+  const pingSchema = v.object({ seq: count });
 
   /** LateState: a key such as `socket.io` and its JSON value. */
-  const lateStateSchema = z.object({ key: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/), value: z.unknown() });
+  const lateStateSchema = v.object({ key: v.pipe(v.string(), v.regex(NAME)), value: v.unknown() });
 
   return {
     [FrameType.Hello]: helloSchema,
@@ -213,16 +215,28 @@ export function checkPayload(frame: Frame, from: string): DecodedFrame {
       );
     }
   }
-  const result = payloadSchemas()[frame.type].safeParse(frame.payload);
+  const bad = (field: string, message: string): never => {
+    throw new BatonError('ERR_BATON_BAD_FRAME', `${from} sent ${article(type)} ${type} frame with a bad payload: ${field}: ${message}`);
+  };
+  // valibot's object() takes an array for an object (its keys are then missing): a payload is a plain object.
+  if (typeof frame.payload !== 'object' || frame.payload === null || Array.isArray(frame.payload)) bad('(payload)', 'expected an object');
+  const { v, schemas } = loadSchemas();
+  const result = v.safeParse(schemas[frame.type], frame.payload);
   if (!result.success) {
-    const issue = result.error.issues[0]!;
-    const field = issue.path.length > 0 ? issue.path.join('.') : '(payload)';
-    throw new BatonError(
-      'ERR_BATON_BAD_FRAME',
-      `${from} sent ${article(type)} ${type} frame with a bad payload: ${field}: ${issue.message}`,
-    );
+    const issue = result.issues[0];
+    // The message quotes the value received, which can be megabytes long.
+    const message = issue.message.length > MESSAGE_MAX ? `${issue.message.slice(0, MESSAGE_MAX)}…` : issue.message;
+    bad(v.getDotPath(issue) ?? '(payload)', message);
   }
-  const decoded = { ...frame, payload: result.data } as DecodedFrame;
+  const payload = result.output as FramePayloads[FrameType];
+  const entries =
+    frame.type === FrameType.Connections
+      ? { field: 'connections', issue: entriesIssue((payload as FramePayloads[typeof FrameType.Connections]).connections) }
+      : frame.type === FrameType.ConnectionsAck
+        ? { field: 'adopted', issue: idsIssue((payload as FramePayloads[typeof FrameType.ConnectionsAck]).adopted) }
+        : undefined;
+  if (entries?.issue) bad([entries.field, ...entries.issue.path].join('.'), entries.issue.message);
+  const decoded = { ...frame, payload } as DecodedFrame;
   const carried =
     decoded.type === FrameType.Listeners
       ? decoded.payload.listeners.length
