@@ -117,7 +117,15 @@ describe('overlapping upgrades', () => {
       // Generation 2 serves beside draining 1, then 3 is the upgrade of a generation whose
       // predecessor still drains: the overlap. (How many more fit in 10 s depends on the machine.)
       assert.ok(overlapping >= 2, `only ${overlapping} of ${attempts} upgrades served while the first generation drained`);
-      for (const r of refused) assert.match(String(r.code), /^ERR_BATON_(TOO_MANY_GENERATIONS|UPGRADE_IN_PROGRESS)$/, String(r.message));
+      // An exec successor writes on its predecessor's stderr: the last lines say why one failed.
+      const stderr = () =>
+        log.output
+          .filter((l) => l.startsWith('[stderr'))
+          .slice(-20)
+          .join('\n');
+      for (const r of refused) {
+        assert.match(String(r.code), /^ERR_BATON_(TOO_MANY_GENERATIONS|UPGRADE_IN_PROGRESS)$/, `${String(r.message)}\n${stderr()}`);
+      }
       assert.ok(most <= MAX, `${most} generations were alive at once (maxGenerations ${MAX})`);
       assert.equal(result.failed, 0, `failed requests: ${result.errors.slice(0, 5).join('; ')}`);
       assert.equal(probed.failed, 0, `failed fresh requests: ${probed.errors.slice(0, 5).join('; ')}`);
