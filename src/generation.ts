@@ -21,7 +21,6 @@ import type { ListenerSet, ListenAddress, Listener } from './listeners/listener-
 import type { DatagramAddress, DatagramListener } from './listeners/datagram-listeners.js';
 import { UnixChannel, probeUnixSocket } from './native/unix-channel.js';
 import { isPeerLoss } from './protocol/frame-peer.js';
-import { payloadSchemas } from './protocol/payloads.js';
 import { closeQuietly } from './native/socket-info.js';
 import { missingInternalWarning, probeNodeInternals, probeWebSocketServer, type MissingInternal } from './native/internals.js';
 import { LateState, type LateStateProvider, type LateStateReceiver } from './handover/late-state.js';
@@ -32,18 +31,6 @@ export type { GenerationSettings, Origin } from './handover/settings.js';
 export type { UpgradeReport } from './handover/predecessor.js';
 
 const debug = debuglog('baton');
-
-/** How long after a generation without a predecessor begins to serve it loads the frame schemas (see ready()). */
-const SCHEMA_WARM_UP_MS = 1_000;
-
-/** Loads the frame schemas ahead of need; a failure is left for the load on demand to meet and report. */
-function warmUpSchemas(): void {
-  try {
-    payloadSchemas();
-  } catch {
-    // Not now (e.g. EMFILE): the first frame that needs them loads them, and fails there with its own error.
-  }
-}
 
 /** Reported on the successor when its predecessor finished draining. */
 export type PredecessorDone = DonePayload & { pid: number };
@@ -428,11 +415,6 @@ export class Generation extends EventEmitter<GenerationEvents> {
     this.#writePidFile();
     this.#phases.transition('serving');
     side?.serve(); // migrated connections reach a generation that serves
-    // A generation without a predecessor has not loaded the frames' schemas (valibot, a few ms of this
-    // thread): it would load them when its successor's Hello comes, on the upgrade's path. Load them
-    // a moment after serving instead, off any upgrade (a successor loaded them for its takeover).
-    // Loading can fail (out of fds: EMFILE at a require): then they load when a Hello needs them, as before.
-    if (!side) setTimeout(warmUpSchemas, SCHEMA_WARM_UP_MS).unref();
   }
 
   /**

@@ -10,7 +10,7 @@
  * bounded. An Error frame's code has the shape of a baton code, so nothing
  * like `__proto__` or `constructor` ever becomes an error code.
  */
-import { createRequire } from 'node:module';
+import * as v from 'valibot';
 import type { GenericSchema } from 'valibot';
 import { BatonError } from '../core/errors.js';
 import {
@@ -32,31 +32,21 @@ const TEXT_MAX = 16 * 1024;
 const MESSAGE_MAX = 200;
 
 /**
- * The schema of each frame type's payload (valibot). Loaded (synchronously)
- * on the first check rather than with this module, and cheap to load: every
- * successor checks its predecessor's Hello on the upgrade's path, and a
- * validation library that loads in tens of milliseconds would be most of
- * baton's share of a takeover (zod 4 loads its ~40 locales with it, ~45 ms
- * on a quiet 2-core machine; valibot ~5 ms).
+ * The schema of each frame type's payload (valibot), built when this module
+ * loads. valibot rather than zod: every successor checks its predecessor's
+ * Hello on the upgrade's path, and zod 4 loads its ~40 locales with it (~45 ms
+ * on a quiet 2-core machine, most of a successor's start()); valibot loads in
+ * ~5 ms. Loaded with the module, never on demand: a require when a Hello comes
+ * can meet a process out of fds (EMFILE) and fail that upgrade.
  */
 export function payloadSchemas(): PayloadSchemas {
-  return loadSchemas().schemas;
-}
-
-function loadSchemas(): { v: typeof import('valibot'); schemas: PayloadSchemas } {
-  if (!loaded) {
-    const v = createRequire(import.meta.url)('valibot') as typeof import('valibot');
-    loaded = { v, schemas: buildSchemas(v) };
-  }
-  return loaded;
+  return schemas;
 }
 
 /** One schema per frame type, each decoding to that type's payload (frames.ts FramePayloads): checked when this compiles. */
 type PayloadSchemas = { [K in FrameType]: GenericSchema<unknown, FramePayloads[K]> };
 
-let loaded: { v: typeof import('valibot'); schemas: PayloadSchemas } | undefined;
-
-function buildSchemas(v: typeof import('valibot')): PayloadSchemas {
+function buildSchemas(): PayloadSchemas {
   const int = (min: number, max: number) => v.pipe(v.number(), v.integer(), v.minValue(min), v.maxValue(max));
   const count = int(0, Number.MAX_SAFE_INTEGER);
   const pid = int(1, PID_MAX);
@@ -220,7 +210,6 @@ export function checkPayload(frame: Frame, from: string): DecodedFrame {
   };
   // valibot's object() takes an array for an object (its keys are then missing): a payload is a plain object.
   if (typeof frame.payload !== 'object' || frame.payload === null || Array.isArray(frame.payload)) bad('(payload)', 'expected an object');
-  const { v, schemas } = loadSchemas();
   const result = v.safeParse(schemas[frame.type], frame.payload);
   if (!result.success) {
     const issue = result.issues[0];
@@ -256,3 +245,6 @@ export function checkPayload(frame: Frame, from: string): DecodedFrame {
 function article(word: string): string {
   return /^[AEIOU]/.test(word) ? 'an' : 'a';
 }
+
+// Last: buildSchemas reads the constants above.
+const schemas = buildSchemas();
