@@ -84,17 +84,18 @@ describe('log output', () => {
       child.kill('SIGKILL');
     });
     const lines: string[] = [];
-    const running = new Promise<void>((resolve, reject) => {
+    // The master's running line: a worker's line can follow it before the await below resumes.
+    const running = new Promise<string>((resolve, reject) => {
       readline.createInterface({ input: child.stdout! }).on('line', (l) => {
         lines.push(l.replace(/\x1b\[[0-9;]*m/g, '').replace(/\r$/, ''));
-        if (/master phase starting -> running/.test(lines.at(-1)!)) resolve();
+        if (/master phase starting -> running/.test(lines.at(-1)!)) resolve(lines.at(-1)!);
       });
       child.once('exit', (code) => reject(new Error(`script exited with ${code}: ${lines.join('\n')}`)));
     });
-    await running;
+    const runningLine = await running;
     // pino-pretty's line: `[time] INFO (name/pid): message`.
-    const pid = Number(/INFO \((?:[^/)]*\/)?(\d+)\)/.exec(lines.at(-1)!)?.[1]);
-    assert.ok(pid > 0, `no pid in ${lines.at(-1)}`);
+    const pid = Number(/INFO \((?:[^/)]*\/)?(\d+)\)/.exec(runningLine)?.[1]);
+    assert.ok(pid > 0, `no pid in ${runningLine}`);
     process.kill(pid, 'SIGQUIT');
     await new Promise((r) => child.once('exit', r));
 
