@@ -15,8 +15,10 @@
  *   with the plain app unmodified;
  * - `baton reload` and `baton upgrade` of `baton start` with one worker.
  * Targets (issue 17): library and `baton run` ≤ 1.15 × the floor, reload ≤
- * 1.5 ×, upgrade ≤ 2 × (new master's worker answering). Results go to
- * bench/results/upgrade-time-<date>.json.
+ * 1.5 ×, upgrade ≤ 2 × (new master's worker answering). For the library
+ * paths it also prints where each successor's time went, from the start-up
+ * marks the fixture reports (boot, module loading, start(), listen(), ready()).
+ * Results go to bench/results/upgrade-time-<date>.json.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
@@ -122,6 +124,21 @@ async function bare(port: number): Promise<number> {
   return at - started;
 }
 
+/** Where a library successor's time went (ms), from its own start-up marks (bench/fixtures/baton-server.ts). */
+interface Steps {
+  /** The upgrade action → the first line of the successor's script (Node boot; for exec also the predecessor's spawn). */
+  boot: number;
+  /** Loading baton, http, http2, ws and the handler. */
+  load: number;
+  /** start(): upgrade socket, Hello, Listeners, State. */
+  start: number;
+  listen: number;
+  /** ready(): Ready → the predecessor's Draining. */
+  ready: number;
+}
+const STEPS: (keyof Steps)[] = ['boot', 'load', 'start', 'listen', 'ready'];
+const steps: Record<string, Steps[]> = {};
+
 /** The library: generation 1 of baton-server, then ROUNDS upgrades by `via`, one per call of `next()`. */
 async function libraryPath(via: 'takeover' | 'exec'): Promise<{ next: () => Promise<number>; stop: () => Promise<void> }> {
   const fixtures = new BatonFixtures(log);
@@ -138,6 +155,14 @@ async function libraryPath(via: 'takeover' | 'exec'): Promise<{ next: () => Prom
       const u = await fixtures.upgrade(via, old, current.generation + 1, env);
       const { at } = await answered;
       current = u.successor;
+      const m = current.marks;
+      (steps[`library ${via}`] ??= []).push({
+        boot: m.entry + current.offset - started,
+        load: m.startCalled - m.entry,
+        start: m.started - m.startCalled,
+        listen: m.listened - m.started,
+        ready: m.ready - m.listened,
+      });
       await gone(old);
       // For exec, the action is the signal: `started` is before it, as a user's `kill -USR2` is.
       return at - started;
@@ -280,6 +305,14 @@ async function main(): Promise<void> {
     ),
   );
   out('   bare = `node plain-server.js` spawned → its first answer; answers are seen by a client asking on a fresh connection every 1 ms.');
+  out();
+  out(`Library successors: where the time went (ms; median of ${ROUNDS}, from the successor's own start-up marks)`);
+  const stepRows = Object.entries(steps).map(([name, list]) => [name, ...STEPS.map((k) => median(list.map((x) => x[k])).toFixed(1))]);
+  out(table(['path', ...STEPS], stepRows));
+  out('   boot = action → first line of the script (Node boot); load = baton, http, http2, ws and the handler; start = start(): upgrade');
+  out(
+    "   socket, Hello, Listeners, State; listen = listen() of the inherited listener; ready = ready(): Ready → the predecessor's Draining.",
+  );
   const results = rounded({
     benchmark: 'upgrade-time',
     date: startedAt.toISOString(),
@@ -287,6 +320,9 @@ async function main(): Promise<void> {
     settings: { ROUNDS, PROBE_EVERY_MS },
     floorMs: floor,
     paths: rows,
+    librarySteps: Object.fromEntries(
+      Object.entries(steps).map(([name, list]) => [name, Object.fromEntries(STEPS.map((k) => [k, median(list.map((x) => x[k]))]))]),
+    ),
   });
   out(`results: ${writeResults('upgrade-time', startedAt, results)}`);
 }

@@ -11,7 +11,6 @@
  * like `__proto__` or `constructor` ever becomes an error code.
  */
 import * as v from 'valibot';
-import type { GenericSchema } from 'valibot';
 import { BatonError } from '../core/errors.js';
 import {
   FrameType,
@@ -31,20 +30,8 @@ const TEXT_MAX = 16 * 1024;
 /** Longest validation message quoted in an error (it names the value received). */
 const MESSAGE_MAX = 200;
 
-/**
- * The schema of each frame type's payload (valibot), built when this module
- * loads. valibot rather than zod: every successor checks its predecessor's
- * Hello on the upgrade's path, and zod 4 loads its ~40 locales with it (~45 ms
- * on a quiet 2-core machine, most of a successor's start()); valibot loads in
- * ~5 ms. Loaded with the module, never on demand: a require when a Hello comes
- * can meet a process out of fds (EMFILE) and fail that upgrade.
- */
-export function payloadSchemas(): PayloadSchemas {
-  return schemas;
-}
-
 /** One schema per frame type, each decoding to that type's payload (frames.ts FramePayloads): checked when this compiles. */
-type PayloadSchemas = { [K in FrameType]: GenericSchema<unknown, FramePayloads[K]> };
+type PayloadSchemas = { [K in FrameType]: v.GenericSchema<unknown, FramePayloads[K]> };
 
 function buildSchemas(): PayloadSchemas {
   const int = (min: number, max: number) => v.pipe(v.number(), v.integer(), v.minValue(min), v.maxValue(max));
@@ -144,7 +131,7 @@ function buildSchemas(): PayloadSchemas {
   } satisfies PayloadSchemas;
 }
 
-/** What is wrong with a field of a payload: its path below the payload's field, and why. */
+/** What is wrong with a field of a payload: its path from the payload, and why. */
 interface Issue {
   path: (string | number)[];
   message: string;
@@ -160,27 +147,27 @@ const isId = (v: unknown): v is number => typeof v === 'number' && Number.isSafe
 
 /** The first wrong entry of a Connections frame's `connections` (see connectionsSchema), or undefined. */
 function entriesIssue(entries: unknown): Issue | undefined {
-  if (!Array.isArray(entries)) return { path: [], message: 'expected an array of connections' };
-  if (entries.length > ENTRIES_MAX) return { path: [], message: `more than ${ENTRIES_MAX} connections` };
+  if (!Array.isArray(entries)) return { path: ['connections'], message: 'expected an array of connections' };
+  if (entries.length > ENTRIES_MAX) return { path: ['connections'], message: `more than ${ENTRIES_MAX} connections` };
   for (let i = 0; i < entries.length; i++) {
     const e = entries[i] as Partial<Record<keyof MigratedConnection, unknown>> | null;
-    if (typeof e !== 'object' || e === null || Array.isArray(e)) return { path: [i], message: 'expected an object' };
-    if (!isId(e.id)) return { path: [i, 'id'], message: 'expected a non-negative integer' };
+    if (typeof e !== 'object' || e === null || Array.isArray(e)) return { path: ['connections', i], message: 'expected an object' };
+    if (!isId(e.id)) return { path: ['connections', i, 'id'], message: 'expected a non-negative integer' };
     const listener = e.listener;
     if (typeof listener !== 'string' || listener.length < 1 || listener.length > NAME_MAX)
-      return { path: [i, 'listener'], message: `expected a name of 1–${NAME_MAX} characters` };
+      return { path: ['connections', i, 'listener'], message: `expected a name of 1–${NAME_MAX} characters` };
     if (typeof e.kind !== 'string' || !KIND_NAME.test(e.kind))
-      return { path: [i, 'kind'], message: 'a migration kind is a short lower-case name' };
+      return { path: ['connections', i, 'kind'], message: 'a migration kind is a short lower-case name' };
     if (e.head !== undefined && (typeof e.head !== 'string' || !BASE64.test(e.head)))
-      return { path: [i, 'head'], message: 'expected base64' };
+      return { path: ['connections', i, 'head'], message: 'expected base64' };
   }
   return undefined;
 }
 
 /** The first wrong id of a ConnectionsAck frame's `adopted`, or undefined. */
 function idsIssue(ids: unknown): Issue | undefined {
-  if (!Array.isArray(ids)) return { path: [], message: 'expected an array of connection ids' };
-  for (let i = 0; i < ids.length; i++) if (!isId(ids[i])) return { path: [i], message: 'expected a non-negative integer' };
+  if (!Array.isArray(ids)) return { path: ['adopted'], message: 'expected an array of connection ids' };
+  for (let i = 0; i < ids.length; i++) if (!isId(ids[i])) return { path: ['adopted', i], message: 'expected a non-negative integer' };
   return undefined;
 }
 
@@ -218,13 +205,14 @@ export function checkPayload(frame: Frame, from: string): DecodedFrame {
     bad(v.getDotPath(issue) ?? '(payload)', message);
   }
   const payload = result.output as FramePayloads[FrameType];
-  const entries =
+  // The per-connection entries, by one loop each (see connectionsSchema).
+  const issue =
     frame.type === FrameType.Connections
-      ? { field: 'connections', issue: entriesIssue((payload as FramePayloads[typeof FrameType.Connections]).connections) }
+      ? entriesIssue((payload as FramePayloads[typeof FrameType.Connections]).connections)
       : frame.type === FrameType.ConnectionsAck
-        ? { field: 'adopted', issue: idsIssue((payload as FramePayloads[typeof FrameType.ConnectionsAck]).adopted) }
+        ? idsIssue((payload as FramePayloads[typeof FrameType.ConnectionsAck]).adopted)
         : undefined;
-  if (entries?.issue) bad([entries.field, ...entries.issue.path].join('.'), entries.issue.message);
+  if (issue) bad(issue.path.join('.'), issue.message);
   const decoded = { ...frame, payload } as DecodedFrame;
   const carried =
     decoded.type === FrameType.Listeners
@@ -246,5 +234,14 @@ function article(word: string): string {
   return /^[AEIOU]/.test(word) ? 'an' : 'a';
 }
 
-// Last: buildSchemas reads the constants above.
+/**
+ * The schema of each frame type's payload (valibot), built when this module
+ * loads. valibot rather than zod: every successor checks its predecessor's
+ * Hello on the upgrade's path, and zod 4 loads its ~40 locales with it (~45 ms
+ * on a quiet 2-core machine, most of a successor's start()); valibot loads in
+ * ~5 ms. Loaded with the module, never on demand: a require when a Hello comes
+ * can meet a process out of fds (EMFILE) and fail that upgrade.
+ *
+ * Last in this file: buildSchemas reads the constants above.
+ */
 const schemas = buildSchemas();
