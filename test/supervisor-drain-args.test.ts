@@ -48,7 +48,12 @@ describe('baton start: app arguments and the drain timeout', () => {
     writeHangingApp(dir);
     const cfg = writeConfig(dir, 'args: [from-the-file]');
     const master = await startMaster(log, cfg, [path.join(dir, 'app.mjs'), '--', '--flag', 'value']);
-    const ready = log.events.find((e) => e.event === 'app-ready' && e.generation !== undefined)!;
+    // The master runs once its worker said ready over IPC; the app's own line on the pipe can come after.
+    const ready = await log.waitFor(
+      (e) => e.event === 'app-ready' && e.generation !== undefined,
+      'the app ready with its arguments',
+      10_000,
+    );
     assert.deepEqual(ready.args, ['--flag', 'value']);
     await quit(master);
   });
